@@ -1,0 +1,63 @@
+"""The engine adapter protocol: load, generate a batch, report what was used, close.
+
+Each adapter returns per-request token counts and per-step timestamps so that latency
+metrics (TTFT, inter-token latency) are measured the same way for every engine.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from llenergymeasure.domain import ExperimentConfig, MemoryStats
+
+
+@dataclass
+class GeneratedRequest:
+    """One request of a batch. Times are perf_counter seconds."""
+
+    input_tokens: int
+    output_tokens: int
+    token_times_s: list[float] = field(default_factory=list)  # when each output token was ready
+    finished_by: str = "unknown"
+
+
+@dataclass
+class BatchOutput:
+    start_s: float
+    end_s: float
+    requests: list[GeneratedRequest]
+
+
+class EngineAdapter(Protocol):
+    name: str
+
+    def load(self) -> None: ...
+
+    def fit_to_tokens(self, text: str, n_tokens: int) -> str:
+        """Cut `text` to about `n_tokens` tokens of this engine's tokenizer (synthetic prompts)."""
+
+    def generate_batch(self, prompts: list[str]) -> BatchOutput: ...
+
+    def synchronize(self) -> None: ...
+
+    def effective_parameters(self) -> dict[str, Any]: ...
+
+    def versions(self) -> dict[str, str | None]: ...
+
+    def model_config_dict(self) -> dict[str, Any] | None: ...
+
+    def reset_peak_memory(self) -> None: ...
+
+    def memory(self) -> MemoryStats: ...
+
+    def close(self) -> None: ...
+
+
+def create_adapter(config: ExperimentConfig) -> EngineAdapter:
+    """Adapters are imported lazily: each lives in its own image with its own engine library."""
+    if config.engine == "transformers":
+        from .transformers import TransformersAdapter
+
+        return TransformersAdapter(config)
+    raise NotImplementedError(
+        f"engine '{config.engine}' has no harness adapter in this version; only 'transformers' is implemented")

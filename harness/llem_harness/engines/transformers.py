@@ -1,0 +1,184 @@
+"""Transformers engine: AutoModelForCausalLM / AutoTokenizer, static batches, left padding.
+
+Per-step timestamps come from a logits-processor hook: `generate` calls it once per decoding
+step, right after the forward pass that produced that step's logits. On CUDA the hook
+synchronises first, so the timestamp is when the step's kernels finished, not when they were
+queued. Under static batching every request of a batch shares one prefill, so each request's
+time to first token is the batch's (see README: metrics).
+"""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from llenergymeasure.domain import ExperimentConfig, MemoryStats
+
+from .base import BatchOutput, GeneratedRequest
+
+_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+
+
+class TransformersAdapter:
+    name = "transformers"
+
+    def __init__(self, config: ExperimentConfig):
+        self.config = config
+        self.tcfg = config.transformers
+        self.model = None
+        self.tokenizer = None
+        self.device = "cpu"
+        self.dtype_name = "float32"
+
+    def load(self) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        torch.manual_seed(self.config.random_seed)
+        want = self.tcfg.device
+        self.device = "cuda" if (want == "cuda" or (want == "auto" and torch.cuda.is_available())) else "cpu"
+        self.dtype_name = self._resolve_dtype(torch)
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # keep harness output to JSON progress lines and logs
+        tok = AutoTokenizer.from_pretrained(self.config.model)
+        tok.padding_side = "left"
+        if tok.pad_token is None:
+            tok.pad_token = tok.eos_token
+        kwargs: dict[str, Any] = {"dtype": getattr(torch, self.dtype_name)}
+        if self.tcfg.attn_implementation:
+            kwargs["attn_implementation"] = self.tcfg.attn_implementation
+        model = AutoModelForCausalLM.from_pretrained(self.config.model, **kwargs)
+        model.to(self.device)
+        model.eval()
+        if self.tcfg.torch_compile:
+            model.forward = torch.compile(model.forward)
+        self.model, self.tokenizer = model, tok
+
+    def _resolve_dtype(self, torch: Any) -> str:
+        precision = self.config.precision
+        if precision != "auto":
+            return _DTYPES[precision]
+        if self.device == "cuda":
+            return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+        return "float32"
+
+    def fit_to_tokens(self, text: str, n_tokens: int) -> str:
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"][:n_tokens]
+        return self.tokenizer.decode(ids)
+
+    def synchronize(self) -> None:
+        if self.device == "cuda":
+            import torch
+
+            torch.cuda.synchronize()
+
+    def generate_batch(self, prompts: list[str]) -> BatchOutput:
+        import torch
+        from transformers import LogitsProcessor, LogitsProcessorList
+
+        cfg = self.config
+        step_times: list[float] = []
+        sync = self.synchronize
+
+        class _StepClock(LogitsProcessor):
+            def __call__(self, input_ids, scores):  # noqa: ANN001 - transformers' signature
+                sync()
+                step_times.append(time.perf_counter())
+                return scores
+
+        enc = self.tokenizer(prompts, return_tensors="pt", padding=True, truncation=True,
+                             max_length=cfg.max_input_tokens).to(self.device)
+        gen_kwargs: dict[str, Any] = {
+            "max_new_tokens": cfg.max_output_tokens,
+            "do_sample": cfg.decoding.strategy == "sample",
+            "pad_token_id": self.tokenizer.pad_token_id,
+            "use_cache": self.tcfg.use_cache,
+            "logits_processor": LogitsProcessorList([_StepClock()]),
+        }
+        if cfg.decoding.strategy == "sample":
+            gen_kwargs.update(temperature=cfg.decoding.temperature, top_p=cfg.decoding.top_p,
+                              top_k=cfg.decoding.top_k or None)
+        else:  # explicit, so a model's generation_config cannot switch greedy decoding to sampling
+            gen_kwargs.update(temperature=None, top_p=None, top_k=None)
+        if cfg.decoding.ignore_eos:
+            gen_kwargs["min_new_tokens"] = cfg.max_output_tokens
+        sync()
+        start = time.perf_counter()
+        with torch.inference_mode():
+            out = self.model.generate(**enc, **gen_kwargs)
+        sync()
+        end = time.perf_counter()
+        return BatchOutput(start_s=start, end_s=end,
+                           requests=self._split(enc, out, step_times))
+
+    def _split(self, enc: Any, out: Any, step_times: list[float]) -> list[GeneratedRequest]:
+        """Real per-request counts: input = non-pad tokens; output = up to and including EOS."""
+        eos_ids = self._eos_ids()
+        input_len = enc["input_ids"].shape[1]
+        generated = out[:, input_len:].tolist()
+        attention = enc["attention_mask"].sum(dim=1).tolist()
+        requests = []
+        for row, n_in in zip(generated, attention):
+            n_out, finished = len(row), "length"
+            for pos, token in enumerate(row):
+                if token in eos_ids:
+                    n_out, finished = pos + 1, "eos"
+                    break
+            requests.append(GeneratedRequest(input_tokens=int(n_in), output_tokens=n_out,
+                                             token_times_s=step_times[:n_out], finished_by=finished))
+        return requests
+
+    def _eos_ids(self) -> set[int]:
+        eos = self.model.generation_config.eos_token_id
+        if eos is None:
+            eos = self.tokenizer.eos_token_id
+        return set(eos if isinstance(eos, list) else [eos]) - {None}
+
+    def effective_parameters(self) -> dict[str, Any]:
+        model = self.model
+        return {
+            "device": self.device,
+            "dtype": self.dtype_name,
+            "attn_implementation": getattr(model.config, "_attn_implementation", None) if model else None,
+            "padding_side": "left",
+            "batching": "static",
+            "use_cache": self.tcfg.use_cache,
+            "torch_compile": self.tcfg.torch_compile,
+            "n_parameters": sum(p.numel() for p in model.parameters()) if model else None,
+        }
+
+    def versions(self) -> dict[str, str | None]:
+        import torch
+        import transformers
+
+        return {"engine_version": transformers.__version__, "torch_version": torch.__version__,
+                "transformers_version": transformers.__version__,
+                "cuda_version": torch.version.cuda, "device": self.device,
+                "device_name": torch.cuda.get_device_name(0) if self.device == "cuda" else None}
+
+    def model_config_dict(self) -> dict[str, Any] | None:
+        return self.model.config.to_dict() if self.model is not None else None
+
+    def reset_peak_memory(self) -> None:
+        if self.device == "cuda":
+            import torch
+
+            torch.cuda.reset_peak_memory_stats()
+
+    def memory(self) -> MemoryStats:
+        weights_mb = None
+        if self.model is not None:
+            weights_mb = sum(p.numel() * p.element_size() for p in self.model.parameters()) / 2**20
+        if self.device != "cuda":
+            return MemoryStats(weights_mb=weights_mb,
+                               unavailable_reason="peak device memory is reported only on CUDA devices")
+        import torch
+
+        return MemoryStats(weights_mb=weights_mb, peak_allocated_mb=torch.cuda.max_memory_allocated() / 2**20)
+
+    def close(self) -> None:
+        self.model = None
+        if self.device == "cuda":
+            import torch
+
+            torch.cuda.empty_cache()

@@ -1,0 +1,181 @@
+"""One harness run: baseline, load, warm up, measure, write.
+
+Order matters for the measurement (METHODOLOGY.md): idle baseline before the model loads;
+warm-up until latency settles; a window synchronised at both edges with nothing but the
+workload inside it; the result written atomically, or error.json when anything fails.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+import time
+import traceback
+from datetime import datetime, timezone
+from pathlib import Path
+
+from llenergymeasure.domain import (ERROR_FILE, HARNESS_LOG_FILE, RESULT_FILE, RUN_SPEC_FILE, ExperimentResult,
+                                    HarnessError, RequestRecord, RunSpec, compute_metrics)
+from llenergymeasure.domain.io import write_json_atomic
+from llenergymeasure.domain.progress import encode_event
+
+from .engines.base import BatchOutput, create_adapter
+from .host_info import base_environment
+
+log = logging.getLogger("llem_harness")
+
+
+def emit(event: str, **fields) -> None:
+    """One progress event per stdout line (the host's progress display and silence detector)."""
+    sys.stdout.write(encode_event(event, **fields) + "\n")
+    sys.stdout.flush()
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+class Phase:
+    """Tracks the current phase so error.json can say where the run failed."""
+
+    name = "starting"
+
+    @classmethod
+    def enter(cls, name: str, **fields) -> None:
+        cls.name = name
+        log.info("phase %s %s", name, fields or "")
+        emit("phase", phase=name, **fields)
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        print("usage: python -m llem_harness RUN_DIR", file=sys.stderr)
+        return 2
+    run_dir = Path(argv[0])
+    logging.basicConfig(filename=str(run_dir / HARNESS_LOG_FILE), level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        spec = RunSpec.model_validate_json((run_dir / RUN_SPEC_FILE).read_text())
+        result = run(spec, run_dir)
+        Phase.enter("writing")
+        write_json_atomic(run_dir / RESULT_FILE, result)
+        emit("done", ok=True)
+        return 0
+    except BaseException as exc:  # noqa: BLE001 - every failure must leave error.json behind
+        log.exception("run failed in phase %s", Phase.name)
+        error = HarnessError(type=type(exc).__name__, message=str(exc) or type(exc).__name__,
+                             traceback=traceback.format_exc(), phase=Phase.name)
+        try:
+            write_json_atomic(run_dir / ERROR_FILE, error)
+        except OSError:
+            pass
+        emit("done", ok=False, error_type=error.type, message=error.message)
+        return 130 if isinstance(exc, KeyboardInterrupt) else 1
+
+
+def run(spec: RunSpec, run_dir: Path) -> ExperimentResult:
+    from .measurement import MeasurementSession
+    from .datasets import load_prompts
+
+    wall_start = time.monotonic()
+    started_at = now_iso()
+    config = spec.config
+    Phase.enter("starting", run_id=spec.run_id)
+    session = MeasurementSession(config.measurement, spec.gpu_ids, spec.baseline, run_dir, emit)
+    adapter = create_adapter(config)
+    try:
+        Phase.enter("environment")
+        environment = base_environment()
+        environment.gpus, environment.foreign_processes = session.gpu_environment()
+        emit("environment", summary=session.summary())
+        Phase.enter("baseline")
+        baseline = session.baseline()
+        Phase.enter("loading", model=config.model)
+        load_start = time.monotonic()
+        adapter.load()
+        model_load_s = time.monotonic() - load_start
+        for key, value in adapter.versions().items():
+            setattr(environment, key, value)
+        prompts = load_prompts(config, adapter.fit_to_tokens)
+        batches = [prompts[i:i + config.batch_size] for i in range(0, len(prompts), config.batch_size)]
+
+        Phase.enter("warmup")
+        warmup_cursor = iter(range(10**9))
+
+        def warmup_batch() -> float:
+            out = adapter.generate_batch(batches[next(warmup_cursor) % len(batches)])
+            return out.end_s - out.start_s
+
+        warmup = session.warmup(warmup_batch)
+
+        Phase.enter("measuring", n_batches=len(batches), n_prompts=len(prompts))
+        adapter.reset_peak_memory()
+        outputs: list[BatchOutput] = []
+        session.start_window(adapter.synchronize)
+        perf_origin_s, unix_origin_s = time.perf_counter(), time.time()  # maps adapter clocks to unix time
+        for i, batch in enumerate(batches):
+            outputs.append(adapter.generate_batch(batch))
+            emit("batch", phase="measuring", done=i + 1, total=len(batches))
+        window = session.stop_window(adapter.synchronize)
+        memory = adapter.memory()
+        requests, itl_values, intervals = _requests_from_outputs(outputs, unix_origin_s - perf_origin_s)
+        phase_energy = session.phase_energy(intervals)
+        flops = _estimate_flops(adapter, requests)
+        metrics = compute_metrics(requests, itl_values, window.window_s, window.energy, flops, memory)
+        warnings = list(window.warnings) + list(session.warnings())
+        return ExperimentResult(
+            run_id=spec.run_id, study_id=spec.study_id, experiment_index=spec.experiment_index, cycle=spec.cycle,
+            config_hash=spec.config_hash, config=config, started_at=started_at, finished_at=now_iso(),
+            effective=adapter.effective_parameters(), n_requests=len(requests),
+            input_tokens_total=sum(r.input_tokens for r in requests),
+            output_tokens_total=sum(r.output_tokens for r in requests),
+            window_s=window.window_s, model_load_s=model_load_s, harness_wall_s=time.monotonic() - wall_start,
+            requests=requests, metrics=metrics, energy=window.energy, phase_energy=phase_energy,
+            baseline=baseline, warmup=warmup, sampler=window.sampler, throttle=window.throttle,
+            thermal=window.thermal, cpu_energy=window.cpu_energy, environment=environment,
+            timeseries_file=window.timeseries_file, measurement_warnings=_dedupe(warnings))
+    finally:
+        adapter.close()
+        session.close()
+
+
+def _requests_from_outputs(outputs: list[BatchOutput], to_unix: float):
+    """Per-request records, all inter-token gaps, and prefill/decode intervals in unix time.
+
+    Adapters time with perf_counter; `to_unix` is the offset that converts it to unix seconds
+    (the clock of the power sampler), for integrating power over prefill and decode.
+    """
+    requests: list[RequestRecord] = []
+    itl_values: list[float] = []
+    intervals: list[tuple[float, float, str]] = []
+    index = 0
+    for b, out in enumerate(outputs):
+        first_token = min((r.token_times_s[0] for r in out.requests if r.token_times_s), default=None)
+        if first_token is not None:
+            intervals.append((out.start_s + to_unix, first_token + to_unix, "prefill"))
+            intervals.append((first_token + to_unix, out.end_s + to_unix, "decode"))
+        for req in out.requests:
+            times = req.token_times_s
+            ttft = times[0] - out.start_s if times else None
+            e2e = times[-1] - out.start_s if times else None
+            tpot = (e2e - ttft) / (len(times) - 1) if times and len(times) > 1 else None
+            itl_values.extend(b2 - a for a, b2 in zip(times, times[1:]))
+            requests.append(RequestRecord(index=index, batch_index=b, input_tokens=req.input_tokens,
+                                          output_tokens=req.output_tokens, ttft_s=ttft, e2e_latency_s=e2e,
+                                          tpot_s=tpot, finished_by=req.finished_by))
+            index += 1
+    return requests, itl_values, intervals
+
+
+def _estimate_flops(adapter, requests: list[RequestRecord]):
+    try:
+        from llenergymeasure.domain.estimates import estimate_flops
+    except ImportError:
+        return None
+    model_config = adapter.model_config_dict()
+    if not model_config:
+        return None
+    return estimate_flops(model_config, [r.input_tokens for r in requests], [r.output_tokens for r in requests])
+
+
+def _dedupe(items: list[str]) -> list[str]:
+    return list(dict.fromkeys(items))

@@ -1,0 +1,18 @@
+"""llenergymeasure: measure what LLM inference costs.
+
+The public API is imported lazily so `import llenergymeasure` (and `llem --help`) stays fast.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+__all__ = ["run_study", "run_experiment", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("run_study", "run_experiment"):
+        from .study import api
+
+        return getattr(api, name)
+    raise AttributeError(name)

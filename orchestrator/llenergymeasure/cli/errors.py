@@ -1,0 +1,61 @@
+"""Exit codes and friendly error output, in one place.
+
+ConfigError / ValidationError -> 2 (message names the field and the fix); PreFlightError,
+ExperimentError, StudyError -> 1; SIGINT -> 130. Tracebacks only with --verbose.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from ..errors import ConfigError, LLEMError
+
+EXIT_INTERRUPTED = 130
+# `llem-docker` sets this so every command (run, config) knows Docker is forced.
+FORCE_DOCKER_ENV = "LLEM_FORCE_DOCKER"
+
+
+def format_validation_error(exc, model=None, source: str | None = None) -> str:
+    """One line per problem: the dotted field path, what is wrong, and a suggestion."""
+    from ..domain.base import closest_field
+
+    lines = [f"Invalid configuration{f' in {source}' if source else ''}:"]
+    for err in exc.errors():
+        loc = tuple(err.get("loc", ()))
+        path = ".".join(str(p) for p in loc) or "(top level)"
+        if err.get("type") == "extra_forbidden":
+            hint = closest_field(model, loc) if model is not None else None
+            fix = f" — did you mean '{hint}'?" if hint else " — remove it (see README: configuration)"
+            lines.append(f"  {path}: unknown field{fix}")
+        else:
+            msg = err.get("msg", "invalid").removeprefix("Value error, ")
+            lines.append(f"  {path}: {msg} (got {err.get('input')!r})")
+    return "\n".join(lines)
+
+
+def run_cli(cli: click.Group, docker: bool) -> None:
+    if docker:
+        os.environ[FORCE_DOCKER_ENV] = "1"
+    verbose = "-v" in sys.argv or "--verbose" in sys.argv
+    try:
+        code = cli.main(standalone_mode=False, prog_name="llem-docker" if docker else "llem")
+        sys.exit(code if isinstance(code, int) else 0)
+    except click.exceptions.Abort:
+        click.echo("Interrupted.", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(2 if isinstance(exc, click.UsageError) else exc.exit_code)
+    except LLEMError as exc:
+        if verbose:
+            import traceback
+
+            traceback.print_exc()
+        label = "Configuration error" if isinstance(exc, ConfigError) else type(exc).__name__
+        click.echo(f"{label}: {exc}", err=True)
+        sys.exit(exc.exit_code)

@@ -1,0 +1,123 @@
+"""Progress and end-of-study output for the CLI.
+
+A live display (rich) when stdout is a TTY; one plain line per run otherwise; nothing but
+errors with --quiet. The harness's progress events drive the current-phase text.
+"""
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ..domain import ManifestEntry
+from ..study.observer import StudyObserver
+
+
+def _fmt(value, digits=3) -> str:
+    if value is None:
+        return "—"
+    return f"{value:.{digits}g}" if isinstance(value, float) else str(value)
+
+
+class PlainObserver(StudyObserver):
+    """Line-oriented output: safe for logs, CI and pipes."""
+
+    def __init__(self, quiet: bool = False):
+        self.quiet = quiet
+
+    def _say(self, text: str) -> None:
+        if not self.quiet:
+            click.echo(text)
+
+    def study_started(self, study_dir: str, n_runs: int, n_skipped: int) -> None:
+        skipped = f", {n_skipped} skipped (invalid grid points)" if n_skipped else ""
+        self._say(f"Study directory: {study_dir}\n{n_runs} runs to measure{skipped}")
+
+    def notice(self, message: str) -> None:
+        self._say(f"note: {message}")
+
+    def run_started(self, position: int, n_runs: int, entry: ManifestEntry) -> None:
+        self._say(f"[{position}/{n_runs}] {entry.config_summary} (cycle {entry.cycle}, {entry.runner})")
+
+    def run_event(self, event: dict) -> None:
+        if event.get("event") == "environment":
+            self._say(f"    env: {event.get('summary')}")
+        elif event.get("event") == "warning":
+            self._say(f"    warning: {event.get('message')}")
+
+    def run_finished(self, entry: ManifestEntry, outcome) -> None:
+        if entry.status == "completed" and outcome is not None and outcome.result is not None:
+            m = outcome.result.metrics
+            self._say(f"    completed in {_fmt(entry.duration_s)} s: {_fmt(m.output_tokens_per_s)} output tok/s, "
+                      f"{_fmt(m.energy_per_output_token_j)} J/output token")
+        else:
+            click.echo(f"    {entry.status}: {entry.error_type}: {entry.error_message}", err=True)
+
+    def study_finished(self, result) -> None:
+        if not self.quiet:
+            print_summary_table(result)
+
+
+class LiveObserver(PlainObserver):
+    """A rich progress bar over runs plus the current run's phase."""
+
+    def __init__(self):
+        super().__init__(quiet=False)
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.console = Console()
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), console=self.console, transient=True)
+        self.task = None
+
+    def _say(self, text: str) -> None:
+        self.console.print(text, highlight=False, markup=False)
+
+    def study_started(self, study_dir: str, n_runs: int, n_skipped: int) -> None:
+        super().study_started(study_dir, n_runs, n_skipped)
+        self.progress.start()
+        self.task = self.progress.add_task("starting", total=n_runs)
+
+    def run_event(self, event: dict) -> None:
+        super().run_event(event)
+        if event.get("event") == "phase":
+            self.progress.update(self.task, description=f"{event.get('phase')}")
+        elif event.get("event") == "batch":
+            self.progress.update(self.task, description=f"measuring batch {event.get('done')}/{event.get('total')}")
+
+    def run_finished(self, entry: ManifestEntry, outcome) -> None:
+        super().run_finished(entry, outcome)
+        self.progress.advance(self.task)
+
+    def study_finished(self, result) -> None:
+        self.progress.stop()
+        super().study_finished(result)
+
+
+def make_observer(quiet: bool) -> StudyObserver:
+    if quiet:
+        return PlainObserver(quiet=True)
+    return LiveObserver() if sys.stdout.isatty() else PlainObserver()
+
+
+def print_summary_table(result) -> None:
+    """One row per completed run; the figures people compare first."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{result.study_name}: {result.summary.completed} completed, {result.summary.failed} failed, "
+                        f"{result.summary.skipped} skipped")
+    for column in ("run", "cycle", "out tok", "window s", "out tok/s", "TTFT p50 s", "J/out tok", "J/out tok (adj)"):
+        table.add_column(column, justify="right" if column != "run" else "left")
+    for r in result.experiments:
+        m = r.metrics
+        table.add_row(r.run_id, str(r.cycle), str(r.output_tokens_total), _fmt(r.window_s),
+                      _fmt(m.output_tokens_per_s), _fmt(m.ttft_s.p50), _fmt(m.energy_per_output_token_j),
+                      _fmt(m.energy_per_output_token_adjusted_j))
+    console = Console(width=max(100, Console().width))
+    console.print(table)
+    energy_reasons = {r.energy.unavailable_reason for r in result.experiments if r.energy.unavailable_reason}
+    for reason in sorted(energy_reasons):
+        console.print(f"GPU energy unavailable: {reason}", highlight=False)
+    console.print(f"Results: {result.study_dir}", highlight=False, soft_wrap=True)

@@ -1,0 +1,216 @@
+"""`llem results show|compare|export|plot`: read a finished (or interrupted) study directory.
+
+Only click is imported at module level; the results package (pydantic models, and lazily
+pandas/scipy/matplotlib) is imported inside each command so `llem --help` stays fast.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+
+def escape(text: str) -> str:
+    """Rich markup escape: units like `[s]` must print literally, not as a style tag."""
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
+
+SHOW_COLUMNS = ("energy_per_output_token_j", "energy_per_output_token_adjusted_j", "output_tokens_per_s",
+                "total_tokens_per_s", "requests_per_s", "ttft_s.p50", "e2e_latency_s.p50")
+CV_OPTION = click.option("--cv-threshold", type=click.FloatRange(min=0.0, min_open=True), default=0.1,
+                         show_default=True, help="flag a metric whose coefficient of variation exceeds this")
+STUDY_DIR = click.Path(path_type=Path)
+
+
+def _console():
+    import shutil
+    import sys
+
+    from rich.console import Console
+
+    width = shutil.get_terminal_size((200, 24)).columns if sys.stdout.isatty() else 200
+    return Console(width=width, highlight=False)
+
+
+def _fmt_value(value: float | None) -> str:
+    if value is None:
+        return "—"
+    return f"{value:.4g}"
+
+
+def _fmt_stats(stats: dict[str, Any], with_interval: bool = False) -> str:
+    if stats["mean"] is None:
+        return "—"
+    text = _fmt_value(stats["mean"])
+    if stats["ci95_half_width"] is not None:
+        text += f" ± {stats['ci95_half_width']:.2g}"
+        if with_interval:
+            text += f"\n[{stats['ci95_low']:.4g}, {stats['ci95_high']:.4g}]"
+    return text
+
+
+def _load(study_dir: Path, cv_threshold: float, require_results: bool = True):
+    from ..errors import StudyError
+    from ..results.load import load_study
+    from ..results.stats import configuration_stats
+
+    data = load_study(study_dir)
+    if require_results and not data.results:
+        raise StudyError(f"{study_dir} has no completed runs (no runs/*/result.json); "
+                         f"manifest status: {data.manifest.status}")
+    return data, configuration_stats(data.results, cv_threshold=cv_threshold)
+
+
+def _short_flags(conf: dict[str, Any]) -> str:
+    parts = [f"n={conf['n_runs']}<{conf['min_runs']}"] if conf.get("few_runs") else []
+    if conf.get("high_cv_metrics"):
+        parts.append(f"CV>{conf['cv_threshold']:g}: " + ", ".join(conf["high_cv_metrics"]))
+    return "; ".join(parts)
+
+
+def _header(console, data) -> None:
+    from collections import Counter
+
+    counts = Counter(entry.status for entry in data.manifest.entries)
+    console.print(f"[bold]{escape(data.name)}[/bold]  {escape(str(data.study_dir))}  status={data.manifest.status}  "
+                  f"runs: {counts['completed']} completed, {counts['failed']} failed, {counts['skipped']} skipped, "
+                  f"{counts['interrupted']} interrupted of {len(data.manifest.entries)}; "
+                  f"{len(data.results)} results read")
+    for warning in data.warnings:
+        console.print(f"[yellow]warning:[/yellow] {escape(warning)}")
+
+
+@click.group("results")
+def results_group() -> None:
+    """Summaries, comparisons, exports and plots of a study directory."""
+
+
+@results_group.command("show")
+@click.argument("study_dir", type=STUDY_DIR)
+@click.option("--sort", "sort_metric", default=None, metavar="METRIC",
+              help="sort configurations by this metric's mean (e.g. energy_per_output_token_j, ttft_s.p50)")
+@click.option("--descending", is_flag=True, help="sort from largest to smallest")
+@CV_OPTION
+def show_cmd(study_dir: Path, sort_metric: str | None, descending: bool, cv_threshold: float) -> None:
+    """Table of the study summary: one row per configuration, mean ± 95% CI half-width across cycles."""
+    from rich.table import Table
+
+    from ..results.stats import STAT_METRICS, check_metric
+
+    if sort_metric:
+        check_metric(sort_metric)
+    data, configurations = _load(study_dir, cv_threshold)
+    order = list(range(len(configurations)))
+    if sort_metric:
+        present = [i for i in order if configurations[i]["metrics"][sort_metric]["mean"] is not None]
+        missing = [i for i in order if i not in present]
+        present.sort(key=lambda i: configurations[i]["metrics"][sort_metric]["mean"], reverse=descending)
+        order = present + missing
+    console = _console()
+    _header(console, data)
+    table = Table(title="Per configuration across cycles (mean ± 95% CI half-width, Student's t)")
+    table.add_column("#", justify="right")
+    table.add_column("configuration")
+    table.add_column("n", justify="right")
+    for metric in SHOW_COLUMNS:
+        unit, label = STAT_METRICS[metric]
+        table.add_column(escape(f"{label}\n[{unit}]"), justify="right")
+    table.add_column("flags")
+    for i in order:
+        conf = configurations[i]
+        cells = [_fmt_stats(conf["metrics"][m]) for m in SHOW_COLUMNS]
+        table.add_row(*map(escape, [str(i + 1), f"{conf['config_summary']}\n{conf['config_hash']}",
+                                    str(conf["n_runs"]), *cells, _short_flags(conf)]))
+    console.print(table)
+    for conf in configurations:
+        reason = conf["metrics"]["energy_per_output_token_j"].get("unavailable_reason")
+        if reason:
+            console.print(escape(f"energy not measured for {conf['config_summary']}: {reason}"))
+            break
+
+
+@results_group.command("compare")
+@click.argument("study_dirs", nargs=-1, required=True, type=STUDY_DIR)
+@click.option("--metric", "-m", "metrics", multiple=True, metavar="METRIC",
+              help="restrict to these metrics (repeatable); default: every measured one")
+@CV_OPTION
+def compare_cmd(study_dirs: tuple[Path, ...], metrics: tuple[str, ...], cv_threshold: float) -> None:
+    """Configurations of one or more studies side by side: mean ± CI half-width and the 95% interval."""
+    from rich.table import Table
+
+    from ..results.stats import STAT_METRICS, check_metric
+
+    for metric in metrics:
+        check_metric(metric)
+    columns: list[tuple[str, dict[str, Any]]] = []
+    console = _console()
+    for study_dir in study_dirs:
+        data, configurations = _load(study_dir, cv_threshold)
+        _header(console, data)
+        for i, conf in enumerate(configurations):
+            columns.append((f"{data.name} #{i + 1}\n{conf['config_summary']}", conf))
+    chosen = list(metrics) or [m for m in STAT_METRICS if any(c["metrics"][m]["mean"] is not None for _, c in columns)]
+    table = Table(title=escape("Configurations side by side (mean ± 95% CI half-width; [interval])"),
+                  show_lines=True)
+    table.add_column(escape("metric [unit]"))
+    for label, _ in columns:
+        table.add_column(escape(label), justify="right")
+    table.add_row("n runs", *[str(c["n_runs"]) for _, c in columns])
+    for metric in chosen:
+        unit, _label = STAT_METRICS[metric]
+        cells = [_fmt_stats(c["metrics"][metric], with_interval=True) for _, c in columns]
+        table.add_row(*map(escape, [f"{metric}\n[{unit}]", *cells]))
+    table.add_row(*map(escape, ["flags", *[_short_flags(c) for _, c in columns]]))
+    console.print(table)
+
+
+@results_group.command("export")
+@click.argument("study_dir", type=STUDY_DIR)
+@click.option("--format", "fmt", type=click.Choice(["csv", "parquet", "json"]), required=True)
+@click.option("--table", "which", type=click.Choice(["runs", "summary"]), default="runs", show_default=True,
+              help="runs: one row per run; summary: one row per configuration with statistics")
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
+              help="file to write (default: STUDY_DIR/export/<table>.<format>)")
+@CV_OPTION
+def export_cmd(study_dir: Path, fmt: str, which: str, output: Path | None, cv_threshold: float) -> None:
+    """Write the study's runs (or summary) as CSV, Parquet or JSON. JSON of runs is the full StudyResult."""
+    from ..domain.io import write_json_atomic
+    from ..results.load import study_result_of
+    from ..results.outputs import write_table
+    from ..results.tables import run_rows, summary_rows
+
+    data, configurations = _load(study_dir, cv_threshold, require_results=False)
+    output = output or study_dir / "export" / f"{which}.{fmt}"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "json" and which == "runs":
+        study_result = study_result_of(data)
+        study_result.configurations = configurations
+        write_json_atomic(output, study_result)
+    elif fmt == "json":
+        write_json_atomic(output, configurations)
+    else:
+        rows = run_rows(data.results) if which == "runs" else summary_rows(configurations)
+        write_table(rows, output, fmt)
+    click.echo(f"wrote {output} ({len(data.results)} runs, {len(configurations)} configurations)")
+
+
+@results_group.command("plot")
+@click.argument("study_dir", type=STUDY_DIR)
+@click.option("-o", "--output-dir", type=click.Path(path_type=Path), default=None,
+              help="directory for the PNG files (default: STUDY_DIR/plots)")
+@CV_OPTION
+def plot_cmd(study_dir: Path, output_dir: Path | None, cv_threshold: float) -> None:
+    """PNG plots: energy/token vs throughput with CIs and Pareto front, per-configuration bars, power timelines."""
+    from ..errors import StudyError
+    from ..results.plots import render_study_plots
+
+    data, configurations = _load(study_dir, cv_threshold)
+    report = render_study_plots(data, configurations, output_dir or study_dir / "plots")
+    for path in report.written:
+        click.echo(f"wrote {path}")
+    for message in report.skipped:
+        click.echo(f"skipped: {message}")
+    if not report.written:
+        raise StudyError("no plot could be drawn from this study's data (see the messages above)")

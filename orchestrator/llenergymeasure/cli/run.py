@@ -1,0 +1,79 @@
+"""`llem run`: a study YAML, or one experiment from flags (flags override the YAML)."""
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import click
+
+from .errors import FORCE_DOCKER_ENV
+
+
+
+
+@click.command("run")
+@click.argument("config", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-m", "--model", help="HF hub id or local model directory")
+@click.option("-e", "--engine", "-b", "--backend", "engine", help="transformers (alias: pytorch), vllm, tensorrt_llm, llama_cpp")
+@click.option("-d", "--dataset", help="'synthetic', a .jsonl file, or hf:<id>[:split]")
+@click.option("-n", "--n-prompts", type=int, help="number of prompts (requests)")
+@click.option("--batch-size", type=int, help="requests per static batch")
+@click.option("-p", "--precision", type=click.Choice(["auto", "fp32", "fp16", "bf16"]))
+@click.option("--max-input-tokens", type=int)
+@click.option("--max-output-tokens", type=int)
+@click.option("--cycles", type=int, help="repeat every configuration this many times")
+@click.option("-o", "--output", type=click.Path(file_okay=False), help="results directory")
+@click.option("--runner", type=click.Choice(["local", "docker"]), help="force one runner for every engine")
+@click.option("--dry-run", is_flag=True, help="validate and print the experiment list; run nothing")
+@click.option("-q", "--quiet", is_flag=True, help="only errors and the study directory")
+@click.option("-v", "--verbose", is_flag=True, help="tracebacks and debug logging")
+def run_cmd(config, model, engine, dataset, n_prompts, batch_size, precision, max_input_tokens,
+            max_output_tokens, cycles, output, runner, dry_run, quiet, verbose):
+    """Run a study (CONFIG.yaml) or one experiment given by flags."""
+    import logging
+
+    from ..errors import ConfigError
+    from ..study.loop import StudyRun
+    from ..study.loader import load_yaml, study_from_mapping
+
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING)
+    overrides = {"model": model, "engine": engine, "dataset": dataset, "n_prompts": n_prompts,
+                 "batch_size": batch_size, "precision": precision, "max_input_tokens": max_input_tokens,
+                 "max_output_tokens": max_output_tokens}
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if config is None and "model" not in overrides:
+        raise ConfigError("give a study YAML (llem run study.yaml) or at least --model/-m (llem run -m DIR -n 4)")
+    data = load_yaml(config) if config else {"name": "experiment", "base": {}}
+    study = study_from_mapping(data, source=str(config) if config else "command-line flags")
+    for key, value in overrides.items():  # flags override the YAML, including a sweep over the same field
+        study.base[key] = value
+        study.sweep.pop(key, None)
+    if cycles is not None:
+        study.execution.n_cycles = cycles
+    if output:
+        study.results_dir = output
+    study = study_from_mapping(study.model_dump(mode="json", exclude_none=True, exclude_unset=False),
+                               source=str(config) if config else "command-line flags")
+    forced = "docker" if os.environ.get(FORCE_DOCKER_ENV) == "1" else runner
+    search_dirs = [config.resolve().parent] if config else []
+    from .progress import make_observer
+
+    run = StudyRun(study, observer=make_observer(quiet), cli_runner=forced, search_dirs=search_dirs)
+    if dry_run:
+        from .dry_run import print_dry_run
+
+        print_dry_run(study, run.expanded)
+        return 0
+    if not run.valid():
+        reasons = "; ".join(f"#{e.index}: {e.skip_reason}" for e in run.expanded if e.skip_reason)
+        raise ConfigError(f"no valid experiment in the study: {reasons}")
+    signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    result = run.execute()
+    if quiet:
+        click.echo(result.study_dir)
+    return 0 if result.summary.completed or not result.summary.failed else 1
+
+
+def _sigterm_as_interrupt(signum, frame):
+    raise KeyboardInterrupt

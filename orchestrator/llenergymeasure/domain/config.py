@@ -1,0 +1,164 @@
+"""ExperimentConfig: everything that defines one measured experiment.
+
+The config hash covers exactly the fields that change the measurement, so two runs with the
+same hash are repetitions of the same configuration (the unit of the cross-cycle statistics).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from .base import StrictModel
+
+Engine = Literal["transformers", "vllm", "tensorrt_llm", "llama_cpp"]
+ENGINES: tuple[str, ...] = ("transformers", "vllm", "tensorrt_llm", "llama_cpp")
+ENGINE_ALIASES = {"pytorch": "transformers", "hf": "transformers", "trtllm": "tensorrt_llm",
+                  "tensorrt": "tensorrt_llm", "llamacpp": "llama_cpp", "llama.cpp": "llama_cpp"}
+Precision = Literal["auto", "fp32", "fp16", "bf16"]
+
+
+class DatasetConfig(StrictModel):
+    """Where prompts come from.
+
+    `synthetic`: generated deterministically by the harness with controlled input lengths (no
+    download). `jsonl`: a local file, one object per line with a `prompt` or `text` field.
+    `hf`: a Hugging Face dataset (needs the `datasets` package and network access).
+    """
+
+    source: Literal["synthetic", "jsonl", "hf"] = "synthetic"
+    path: str | None = Field(None, description="JSONL file (source=jsonl) or HF dataset id (source=hf)")
+    split: str = "train"
+    column: str | None = Field(None, description="text column; default: prompt, then text")
+    input_tokens: int | None = Field(
+        None, ge=1, description="synthetic only: target prompt length in tokens (default: max_input_tokens)")
+
+    @model_validator(mode="after")
+    def _path_needed(self) -> "DatasetConfig":
+        if self.source in ("jsonl", "hf") and not self.path:
+            raise ValueError(f"dataset.path is required when dataset.source is '{self.source}'")
+        return self
+
+
+class DecodingConfig(StrictModel):
+    """Decoding strategy. Greedy by default so output lengths are reproducible across cycles."""
+
+    strategy: Literal["greedy", "sample"] = "greedy"
+    temperature: float = Field(1.0, gt=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    top_k: int = Field(0, ge=0, description="0 disables top-k")
+    ignore_eos: bool = Field(False, description="generate exactly max_output_tokens (fixed-length workload)")
+
+
+class TransformersConfig(StrictModel):
+    """Options of the transformers engine (passed to from_pretrained / generate)."""
+
+    attn_implementation: Literal["eager", "sdpa", "flash_attention_2"] | None = None
+    device: Literal["auto", "cuda", "cpu"] = "auto"
+    use_cache: bool = True
+    torch_compile: bool = False
+
+
+class WarmupConfig(StrictModel):
+    """Warm up until per-batch latency settles (CV over a window), between min and max batches."""
+
+    enabled: bool = True
+    min_batches: int = Field(2, ge=0)
+    max_batches: int = Field(30, ge=1)
+    window: int = Field(5, ge=2, description="batches in the CV window")
+    cv_threshold: float = Field(0.05, gt=0, description="converged when CV of the window < this")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> "WarmupConfig":
+        if self.max_batches < self.min_batches:
+            raise ValueError("warmup.max_batches must be >= warmup.min_batches")
+        return self
+
+
+class BaselineConfig(StrictModel):
+    """Idle power measured before the model loads, on the same GPUs in the same process."""
+
+    enabled: bool = True
+    duration_s: float = Field(10.0, ge=0.5)
+    reuse_ttl_s: float = Field(900.0, ge=0, description="reuse a study's baseline for this long; 0 = always fresh")
+
+
+class MeasurementConfig(StrictModel):
+    """How the harness measures. Refuses sampling faster than NVML can answer (50 ms)."""
+
+    warmup: WarmupConfig = Field(default_factory=WarmupConfig)
+    baseline: BaselineConfig = Field(default_factory=BaselineConfig)
+    sampling_period_ms: float = Field(100.0, ge=50.0, description="power/thermal sampler period")
+    save_timeseries: bool = Field(False, description="write timeseries.parquet in the run directory")
+    min_window_s: float = Field(10.0, gt=0, description="warn when the measured window is shorter")
+
+
+class ExperimentConfig(StrictModel):
+    """One experiment: model, engine, workload, decoding and measurement settings."""
+
+    name: str | None = Field(None, description="free label; not part of the config hash")
+    model: str = Field(..., min_length=1, description="HF hub id or local directory")
+    engine: Engine = "transformers"
+    dataset: DatasetConfig = Field(default_factory=DatasetConfig)
+    n_prompts: int = Field(16, ge=1)
+    max_input_tokens: int = Field(64, ge=1)
+    max_output_tokens: int = Field(32, ge=1)
+    precision: Precision = "auto"
+    batch_size: int = Field(1, ge=1)
+    decoding: DecodingConfig = Field(default_factory=DecodingConfig)
+    random_seed: int = 42
+    transformers: TransformersConfig | None = None
+    vllm: dict | None = Field(None, description="engine-specific options (unverified here)")
+    tensorrt_llm: dict | None = Field(None, description="engine-specific options (unverified here)")
+    llama_cpp: dict | None = Field(None, description="engine-specific options")
+    measurement: MeasurementConfig = Field(default_factory=MeasurementConfig)
+
+    @field_validator("engine", mode="before")
+    @classmethod
+    def _engine_alias(cls, value: object) -> object:
+        if isinstance(value, str):
+            lowered = value.strip().lower()
+            return ENGINE_ALIASES.get(lowered, lowered)
+        return value
+
+    @field_validator("dataset", mode="before")
+    @classmethod
+    def _dataset_shorthand(cls, value: object) -> object:
+        """Accept `dataset: synthetic`, `dataset: prompts.jsonl`, `dataset: hf:owner/name[:split]`."""
+        if not isinstance(value, str):
+            return value
+        if value == "synthetic":
+            return {"source": "synthetic"}
+        if value.startswith("hf:"):
+            parts = value[3:].split(":")
+            spec = {"source": "hf", "path": parts[0]}
+            if len(parts) > 1:
+                spec["split"] = parts[1]
+            return spec
+        if value.endswith(".jsonl") or value.endswith(".json"):
+            return {"source": "jsonl", "path": value}
+        raise ValueError(f"dataset '{value}' is not 'synthetic', a .jsonl path or 'hf:<id>[:split]'")
+
+    @model_validator(mode="after")
+    def _engine_section(self) -> "ExperimentConfig":
+        for engine in ENGINES:
+            if engine != self.engine and getattr(self, engine) is not None:
+                raise ValueError(
+                    f"section '{engine}:' is set but engine is '{self.engine}'; remove the section or set engine: {engine}")
+        if self.engine == "transformers" and self.transformers is None:
+            object.__setattr__(self, "transformers", TransformersConfig())
+        return self
+
+    def config_hash(self) -> str:
+        """sha256 (hex, 16 chars) of canonical JSON of every field that changes the measurement."""
+        payload = self.model_dump(mode="json", exclude={"name"})
+        canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    def summary(self) -> str:
+        """Short human label, e.g. `transformers tiny-llm bs=4 fp32 n=8`."""
+        model = self.model.rstrip("/").split("/")[-1]
+        return (f"{self.engine} {model} bs={self.batch_size} {self.precision} n={self.n_prompts} "
+                f"in={self.max_input_tokens} out={self.max_output_tokens}")

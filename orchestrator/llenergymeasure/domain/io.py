@@ -1,0 +1,32 @@
+"""Atomic file writes shared by host and harness (standard library only).
+
+Why: the manifest and result files are read while studies run (by users, by `llem results`,
+by a later resumption); a reader must never see a half-written file.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+
+def write_text_atomic(path: Path, text: str, *, fsync: bool = True) -> None:
+    """Write `text` to a temp file beside `path`, then os.replace it over `path`."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        if fsync:
+            os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def write_json_atomic(path: Path, payload: Any, *, fsync: bool = True) -> None:
+    """Pretty JSON (indent 2) of a dict, a list or a pydantic model, written atomically."""
+    if hasattr(payload, "model_dump_json"):
+        text = payload.model_dump_json(indent=2)
+    else:
+        text = json.dumps(payload, indent=2, default=str)
+    write_text_atomic(path, text + "\n", fsync=fsync)

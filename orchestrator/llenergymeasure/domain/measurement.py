@@ -1,0 +1,133 @@
+"""Energy, baseline, warm-up, sampler, thermal and environment records.
+
+Every energy figure says how it was measured (`method`) and, when it could not be measured,
+why (`unavailable_reason`) — never a guess presented as a measurement.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from .base import OpenModel
+
+EnergyMethod = Literal["counter", "integrated_instant_power", "rapl", "unavailable"]
+
+
+class GpuEnergy(OpenModel):
+    """Energy of one GPU over the measured window."""
+
+    gpu_uuid: str
+    gpu_index: int | None = Field(None, description="NVML index")
+    energy_j: float | None = None
+    method: EnergyMethod = "unavailable"
+    unavailable_reason: str | None = None
+
+
+class EnergyResult(OpenModel):
+    """GPU energy of the measured window: raw (what the GPUs drew) and adjusted (minus idle)."""
+
+    method: EnergyMethod = "unavailable"
+    unavailable_reason: str | None = None
+    gpu_energy_raw_j: float | None = None
+    gpu_energy_adjusted_j: float | None = Field(
+        None, description="raw - baseline_power_w * window_s (summed over GPUs); null without a baseline")
+    per_gpu: list[GpuEnergy] = Field(default_factory=list)
+    window_s: float | None = None
+    mean_power_w: float | None = Field(None, description="gpu_energy_raw_j / window_s")
+    baseline_power_w: float | None = Field(None, description="idle power subtracted for the adjusted value")
+
+
+class BaselineResult(OpenModel):
+    """Idle power of the assigned GPUs, measured before the model loads."""
+
+    power_mean_w: float | None = Field(None, description="summed over GPUs")
+    power_std_w: float | None = None
+    n_samples: int = 0
+    duration_s: float = 0.0
+    method: EnergyMethod | Literal["instant_power_samples", "counter_delta"] = "unavailable"
+    unavailable_reason: str | None = None
+    gpu_uuids: list[str] = Field(default_factory=list)
+    idle_temperature_c: float | None = None
+    idle_temperature_per_gpu_c: dict[str, float] = Field(default_factory=dict, description="GPU UUID -> mean idle °C")
+    measured_at: str | None = Field(None, description="ISO-8601 UTC")
+    fresh: bool = True
+    age_s: float | None = Field(None, description="age when used (0 when fresh)")
+
+
+class WarmupResult(OpenModel):
+    """How warm-up went: iterations until per-batch latency settled."""
+
+    enabled: bool = True
+    iterations: int = 0
+    converged: bool = False
+    final_cv: float | None = None
+    cv_threshold: float | None = None
+    latencies_s: list[float] = Field(default_factory=list)
+    duration_s: float = 0.0
+
+
+class SamplerStats(OpenModel):
+    """What the background sampler achieved (the requested period is not the achieved one)."""
+
+    requested_period_ms: float
+    achieved_period_median_ms: float | None = None
+    max_gap_ms: float | None = None
+    n_samples: int = 0
+    quantities: list[str] = Field(default_factory=list)
+
+
+class ThrottleSummary(OpenModel):
+    """Which throttle reasons occurred during the window and for how long (sampled)."""
+
+    occurred: bool = False
+    reasons_s: dict[str, float] = Field(default_factory=dict, description="reason -> seconds observed")
+    other_events_s: dict[str, float] = Field(
+        default_factory=dict, description="non-limiting clock events (gpu_idle, sync_boost…) -> seconds observed")
+
+
+class ThermalSummary(OpenModel):
+    temperature_start_c: float | None = None
+    temperature_end_c: float | None = None
+    temperature_max_c: float | None = None
+    cooldown_wait_s: float | None = None
+    temperature_per_gpu_c: dict[str, list[float | None]] = Field(
+        default_factory=dict, description="GPU UUID -> [start, end, max] °C")
+
+
+class CpuEnergy(OpenModel):
+    """CPU package / DRAM energy from RAPL, reported separately from GPU energy."""
+
+    method: EnergyMethod = "unavailable"
+    unavailable_reason: str | None = None
+    package_energy_j: float | None = None
+    dram_energy_j: float | None = None
+    domains: dict[str, float] = Field(default_factory=dict, description="RAPL domain name -> joules")
+    window_s: float | None = None
+
+
+class GpuInfo(OpenModel):
+    index: int | None = None
+    uuid: str | None = None
+    name: str | None = None
+    driver_version: str | None = None
+    cuda_driver_version: str | None = None
+    power_limit_w: float | None = None
+    persistence_mode: bool | None = None
+    mig_mode: bool | None = None
+    ecc_enabled: bool | None = None
+    sm_clock_mhz: float | None = None
+    mem_clock_mhz: float | None = None
+    memory_total_mb: float | None = None
+    temperature_c: float | None = Field(None, description="when the environment was read")
+
+
+class PhaseEnergy(OpenModel):
+    """Prefill vs decode split of window energy (see README for the method)."""
+
+    method: Literal["timeline_integration", "unavailable"] = "unavailable"
+    unavailable_reason: str | None = None
+    prefill_energy_j: float | None = None
+    decode_energy_j: float | None = None
+    prefill_time_s: float | None = None
+    decode_time_s: float | None = None

@@ -1,0 +1,77 @@
+"""ExperimentResult: what one harness run measured (`result.json`)."""
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from .base import OpenModel
+from .config import ExperimentConfig
+from .measurement import (BaselineResult, CpuEnergy, EnergyResult, GpuInfo, PhaseEnergy, SamplerStats,
+                          ThermalSummary, ThrottleSummary, WarmupResult)
+from .metrics import Metrics, RequestRecord
+
+RESULT_SCHEMA_VERSION = 1
+
+
+class EnvironmentInfo(OpenModel):
+    """Where the numbers came from: software versions, device, CPU, GPUs."""
+
+    python_version: str | None = None
+    platform: str | None = None
+    hostname: str | None = None
+    cpu_model: str | None = None
+    cpu_count: int | None = None
+    in_container: bool = False
+    llenergymeasure_version: str | None = None
+    engine_version: str | None = None
+    torch_version: str | None = None
+    transformers_version: str | None = None
+    cuda_version: str | None = None
+    device: str | None = Field(None, description="'cuda' or 'cpu' — where inference ran")
+    device_name: str | None = None
+    gpus: list[GpuInfo] = Field(default_factory=list)
+    foreign_processes: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class ExperimentResult(OpenModel):
+    """One measured run of one configuration in one cycle."""
+
+    schema_version: int = RESULT_SCHEMA_VERSION
+    run_id: str
+    study_id: str
+    experiment_index: int
+    cycle: int
+    config_hash: str
+    config: ExperimentConfig
+    started_at: str
+    finished_at: str
+    effective: dict[str, Any] = Field(default_factory=dict, description="parameters the engine actually used")
+    n_requests: int
+    input_tokens_total: int
+    output_tokens_total: int
+    window_s: float = Field(..., description="measured window, device-synchronised at both edges")
+    model_load_s: float | None = None
+    harness_wall_s: float | None = None
+    requests: list[RequestRecord] = Field(default_factory=list)
+    metrics: Metrics = Field(default_factory=Metrics)
+    energy: EnergyResult = Field(default_factory=EnergyResult)
+    phase_energy: PhaseEnergy = Field(default_factory=PhaseEnergy)
+    baseline: BaselineResult | None = None
+    warmup: WarmupResult = Field(default_factory=WarmupResult)
+    sampler: SamplerStats | None = None
+    throttle: ThrottleSummary | None = None
+    thermal: ThermalSummary = Field(default_factory=ThermalSummary)
+    cpu_energy: CpuEnergy = Field(default_factory=CpuEnergy)
+    environment: EnvironmentInfo = Field(default_factory=EnvironmentInfo)
+    timeseries_file: str | None = None
+    measurement_warnings: list[str] = Field(default_factory=list)
+
+
+class HarnessError(OpenModel):
+    """`error.json`: what the harness could say about its own failure."""
+
+    type: str
+    message: str
+    traceback: str | None = None
+    phase: str | None = None

@@ -1,0 +1,34 @@
+"""RunSpec: the content of `experiment.json`, the one input the harness reads.
+
+Secrets never go in it (tokens reach the container through its environment only).
+"""
+from __future__ import annotations
+
+from pydantic import Field
+
+from .base import StrictModel
+from .config import ExperimentConfig
+from .measurement import BaselineResult
+
+RUN_SPEC_FILE = "experiment.json"
+RESULT_FILE = "result.json"
+ERROR_FILE = "error.json"
+TIMESERIES_FILE = "timeseries.parquet"
+HARNESS_LOG_FILE = "harness.log"
+CONTAINER_RUN_DIR = "/llem/run"
+
+
+class RunSpec(StrictModel):
+    """What one harness invocation measures and where it comes from."""
+
+    schema_version: int = 1
+    study_id: str
+    run_id: str = Field(..., description="run directory name")
+    experiment_index: int
+    cycle: int
+    config: ExperimentConfig
+    config_hash: str
+    gpu_ids: list[str] | None = Field(None, description="GPUs assigned (index or UUID); None = all visible")
+    baseline: BaselineResult | None = Field(None, description="a reusable baseline measured earlier in the study")
+    runner: str = "local"
+    image: str | None = None

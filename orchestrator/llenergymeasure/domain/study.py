@@ -1,0 +1,72 @@
+"""StudyConfig: a grid of experiments repeated over cycles, plus how to run it."""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+
+from .base import StrictModel
+from .config import ENGINE_ALIASES, ENGINES
+
+RunnerName = Literal["local", "docker", "auto"]
+
+
+class ExecutionConfig(StrictModel):
+    """Cycles, their order and the pauses between runs."""
+
+    n_cycles: int = Field(1, ge=1, le=1000)
+    cycle_order: Literal["sequential", "interleaved", "shuffled"] = "interleaved"
+    shuffle_seed: int = 0
+    experiment_gap_s: float = Field(0.0, ge=0)
+    cycle_gap_s: float = Field(0.0, ge=0)
+    timeout_s: float | None = Field(None, gt=0, description="per-run wall-clock limit; default derived from workload")
+    silence_timeout_s: float | None = Field(600.0, gt=0, description="kill a run silent on stdout this long")
+    cooldown_to_idle: bool = Field(False, description="wait until GPU temperature is near idle between runs")
+    cooldown_delta_c: float = Field(3.0, gt=0)
+    cooldown_max_s: float = Field(120.0, ge=0)
+
+
+class DockerConfig(StrictModel):
+    """Options of the Docker runner."""
+
+    model_cache_dir: str | None = Field(None, description="host dir mounted as the HF cache (default: $HF_HOME)")
+    shm_size: str | None = Field(None, description="e.g. '8g' (vLLM needs a large /dev/shm)")
+    extra_mounts: list[str] = Field(default_factory=list, description="'HOST:CONTAINER[:ro]' bind mounts")
+    gpus: list[str] | None = Field(None, description="GPU indices or UUIDs; default: all present")
+    keep_failed: bool = False
+
+
+class StudyConfig(StrictModel):
+    """A study: shared `base`, a `sweep` grid and/or explicit `experiments`, repeated over cycles."""
+
+    name: str = Field("study", pattern=r"^[A-Za-z0-9_.-]+$")
+    base: dict[str, Any] = Field(default_factory=dict)
+    sweep: dict[str, list[Any]] = Field(default_factory=dict,
+                                        description="dotted field path -> values (Cartesian product)")
+    experiments: list[dict[str, Any]] | None = None
+    execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
+    results_dir: str = "results"
+    runners: dict[str, RunnerName] = Field(default_factory=dict)
+    images: dict[str, str] = Field(default_factory=dict)
+    docker: DockerConfig = Field(default_factory=DockerConfig)
+
+    @field_validator("sweep")
+    @classmethod
+    def _non_empty_lists(cls, value: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        for key, values in value.items():
+            if not values:
+                raise ValueError(f"sweep.{key} is an empty list; give at least one value or remove it")
+        return value
+
+    @field_validator("runners", "images", mode="before")
+    @classmethod
+    def _engine_keys(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        out = {}
+        for key, item in value.items():
+            engine = ENGINE_ALIASES.get(str(key).lower(), str(key).lower())
+            if engine not in ENGINES:
+                raise ValueError(f"unknown engine '{key}'; valid: {', '.join(ENGINES)}")
+            out[engine] = item
+        return out

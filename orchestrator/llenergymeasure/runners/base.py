@@ -1,0 +1,137 @@
+"""The one runner protocol every runner implements, and what is shared between runners.
+
+The study loop calls `runner.execute(request)` and then `collect_outcome(...)`; it never asks
+which kind of runner it holds. A runner launches `python -m llem_harness RUN_DIR` somewhere (a
+local process group, a container), forwards the harness's JSON-lines progress, enforces the
+wall-clock and silence timeouts, and reports how the process ended. What the run *measured*
+is read only from the run directory (`result.json` / `error.json`).
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Literal, Protocol
+
+from ..domain import ERROR_FILE, RESULT_FILE, ExperimentResult, HarnessError, RunSpec
+
+EventCallback = Callable[[dict], None]
+
+
+@dataclass
+class RunRequest:
+    run_dir: Path
+    spec: RunSpec
+    timeout_s: float
+    silence_timeout_s: float | None
+    on_event: EventCallback = lambda event: None
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class ExitInfo:
+    """How the harness process ended, from structured state only (never parsed stderr)."""
+
+    exit_code: int | None
+    timed_out: bool = False
+    timeout_reason: str | None = None
+    oom_killed: bool = False
+    detail: str | None = None
+
+
+@dataclass
+class RunOutcome:
+    status: Literal["completed", "failed"]
+    result: ExperimentResult | None
+    error_type: str | None = None
+    error_message: str | None = None
+    exit: ExitInfo | None = None
+
+
+class Runner(Protocol):
+    """Start an experiment run in its run directory, wait with timeouts, report how it ended.
+
+    `execute` blocks. On KeyboardInterrupt it must stop what it started (process group,
+    container) before re-raising, so nothing of ours outlives the orchestrator.
+    """
+
+    name: str
+
+    def preflight(self, specs: list[RunSpec]) -> None: ...
+
+    def execute(self, request: RunRequest) -> ExitInfo: ...
+
+    def close(self) -> None: ...
+
+
+def collect_outcome(run_dir: Path, exit_info: ExitInfo) -> RunOutcome:
+    """Decide what happened from exit state and the files the harness wrote."""
+    result_path, error_path = run_dir / RESULT_FILE, run_dir / ERROR_FILE
+    if exit_info.timed_out:
+        return RunOutcome("failed", None, "timeout", exit_info.timeout_reason or "timed out", exit_info)
+    if exit_info.oom_killed:
+        return RunOutcome("failed", None, "OOMKilled",
+                          "the container was killed for exceeding its memory limit", exit_info)
+    if exit_info.exit_code == 0 and result_path.is_file():
+        try:
+            result = ExperimentResult.model_validate_json(result_path.read_text())
+        except ValueError as exc:
+            return RunOutcome("failed", None, "InvalidResult", f"result.json unreadable: {exc}", exit_info)
+        return RunOutcome("completed", result, exit=exit_info)
+    if error_path.is_file():
+        try:
+            err = HarnessError.model_validate_json(error_path.read_text())
+            return RunOutcome("failed", None, err.type, err.message, exit_info)
+        except ValueError:
+            pass
+    code = exit_info.exit_code
+    reason = f"harness exited with code {code} without writing {ERROR_FILE}"
+    if code is not None and code < 0:
+        reason = f"harness killed by signal {-code}"
+    if exit_info.detail:
+        reason += f" ({exit_info.detail})"
+    return RunOutcome("failed", None, "HarnessCrashed", reason, exit_info)
+
+
+class LinePump:
+    """Reads the harness's stdout lines on a thread: log them, forward progress, note activity."""
+
+    def __init__(self, lines: Iterable[str], log_path: Path, on_event: EventCallback):
+        from ..domain.progress import decode_event
+
+        self._decode = decode_event
+        self._lines = lines
+        self._log_path = log_path
+        self._on_event = on_event
+        self.last_activity = time.monotonic()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="llem-line-pump")
+        self._thread.start()
+
+    def _run(self) -> None:
+        with open(self._log_path, "a", encoding="utf-8") as log:
+            for line in self._lines:
+                self.last_activity = time.monotonic()
+                log.write(line if line.endswith("\n") else line + "\n")
+                log.flush()
+                event = self._decode(line)
+                if event is not None:
+                    try:
+                        self._on_event(event)
+                    except Exception:  # a progress display must never kill a measurement
+                        pass
+
+    def join(self, timeout: float = 5.0) -> None:
+        self._thread.join(timeout)
+
+
+def check_timeouts(started: float, pump: LinePump, timeout_s: float,
+                   silence_timeout_s: float | None) -> str | None:
+    """Return a reason string when a run has exceeded its wall-clock or silence limit."""
+    now = time.monotonic()
+    if now - started > timeout_s:
+        return f"wall-clock timeout: still running after {timeout_s:.0f} s"
+    if silence_timeout_s is not None and now - pump.last_activity > silence_timeout_s:
+        return f"silence timeout: no progress output for {silence_timeout_s:.0f} s"
+    return None

@@ -1,0 +1,83 @@
+"""Engine images: default tags, where their Dockerfiles live, and building them with the Docker SDK.
+
+The build context is the repository root (the image installs the harness from this source tree),
+so building needs a source checkout; an installed wheel has no `images/` directory and says so.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from ..errors import PreFlightError
+
+IMAGE_REPOSITORY = "llenergymeasure"
+
+
+def llem_version() -> str:
+    from .. import __version__
+
+    return __version__
+
+
+def default_image(engine: str) -> str:
+    return f"{IMAGE_REPOSITORY}/{engine}:{llem_version()}"
+
+
+def repo_root() -> Path:
+    """The source checkout this package runs from (editable install), or PreFlightError."""
+    root = Path(__file__).resolve().parents[3]  # orchestrator/llenergymeasure/runners/ -> root
+    if not (root / "images").is_dir() or not (root / "pyproject.toml").is_file():
+        raise PreFlightError(
+            f"building images needs a source checkout of llenergymeasure (with images/ and pyproject.toml), "
+            f"but this package runs from {root}. Clone the repository, `pip install -e '.[transformers]'` "
+            f"there, and run `llem images build` from it.")
+    return root
+
+
+def dockerfile_for(engine: str) -> Path:
+    return repo_root() / "images" / engine / "Dockerfile"
+
+
+def buildable_engines() -> list[str]:
+    root = repo_root()
+    return sorted(p.parent.name for p in (root / "images").glob("*/Dockerfile"))
+
+
+def build_args(base_image: str | None = None) -> dict[str, str]:
+    """Build arguments every engine image takes: its base, version and contract fingerprint."""
+    from ..domain import contract_fingerprint
+
+    args = {"LLEM_VERSION": llem_version(), "LLEM_CONTRACT": contract_fingerprint()}
+    if base_image:
+        args["BASE_IMAGE"] = base_image
+    return args
+
+
+def build_image(engine: str, base_image: str | None = None, tag: str | None = None,
+                on_line: Callable[[str], None] = print, client=None) -> str:
+    """Build `images/<engine>/Dockerfile` from the repo root, streaming the build log. Returns the tag."""
+    from .docker_support import docker_client
+
+    dockerfile = dockerfile_for(engine)
+    if not dockerfile.is_file():
+        raise PreFlightError(f"no Dockerfile for engine '{engine}' ({dockerfile} missing); "
+                             f"buildable: {', '.join(buildable_engines()) or 'none'}")
+    tag = tag or default_image(engine)
+    own_client = client is None
+    client = client or docker_client(timeout_s=3600)
+    root = repo_root()
+    try:
+        stream = client.api.build(path=str(root), dockerfile=str(dockerfile.relative_to(root)), tag=tag,
+                                  buildargs=build_args(base_image), network_mode="host", rm=True,
+                                  forcerm=True, decode=True)
+        for chunk in stream:
+            if "error" in chunk:
+                detail = chunk.get("errorDetail", {}).get("message") or chunk["error"]
+                raise PreFlightError(f"building {tag} failed: {detail.strip()}")
+            text = chunk.get("stream")
+            if text and text.strip():
+                on_line(text.rstrip("\n"))
+    finally:
+        if own_client:
+            client.close()
+    return tag

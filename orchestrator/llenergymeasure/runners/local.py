@@ -1,0 +1,80 @@
+"""LocalRunner: the harness as a subprocess in its own process group.
+
+The group is killed on timeout or interrupt, so engine worker processes (vLLM spawns some)
+die with it. The same run directory and command serve the Docker runner.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from ..domain import RunSpec
+from .base import ExitInfo, LinePump, RunRequest, check_timeouts
+
+KILL_GRACE_S = 5.0
+RUNNER_LOG_FILE = "runner.log"  # stdout (progress lines) and stderr of the harness process
+
+
+class LocalRunner:
+    name = "local"
+
+    def __init__(self, python: str | None = None, env: dict[str, str] | None = None):
+        self.python = python or sys.executable
+        self.extra_env = env or {}
+
+    def preflight(self, specs: list[RunSpec]) -> None:
+        """Nothing to check beyond what the harness reports itself (engine import errors)."""
+
+    def command(self, run_dir: Path) -> list[str]:
+        return [self.python, "-u", "-m", "llem_harness", str(run_dir)]
+
+    def execute(self, request: RunRequest) -> ExitInfo:
+        env = {**os.environ, **self.extra_env, "PYTHONUNBUFFERED": "1"}
+        if request.spec.gpu_ids:
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(request.spec.gpu_ids)
+        log_path = request.run_dir / RUNNER_LOG_FILE
+        stderr_log = open(log_path, "ab")
+        proc = subprocess.Popen(self.command(request.run_dir), stdout=subprocess.PIPE, stderr=stderr_log,
+                                stdin=subprocess.DEVNULL, text=True, bufsize=1, env=env,
+                                start_new_session=True)
+        pump = LinePump(proc.stdout, log_path, request.on_event)
+        started = time.monotonic()
+        try:
+            while proc.poll() is None:
+                reason = check_timeouts(started, pump, request.timeout_s, request.silence_timeout_s)
+                if reason:
+                    _kill_group(proc)
+                    return ExitInfo(exit_code=proc.returncode, timed_out=True, timeout_reason=reason)
+                time.sleep(0.05)
+        except BaseException:
+            _kill_group(proc)
+            raise
+        finally:
+            pump.join()
+            stderr_log.close()
+        return ExitInfo(exit_code=proc.returncode)
+
+    def close(self) -> None:
+        pass
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    """SIGTERM the process group, then SIGKILL after a short grace."""
+    try:
+        pgid = os.getpgid(proc.pid)
+    except ProcessLookupError:
+        return
+    for sig, wait_s in ((signal.SIGTERM, KILL_GRACE_S), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait_s)
+            return
+        except subprocess.TimeoutExpired:
+            continue

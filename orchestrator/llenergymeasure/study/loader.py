@@ -1,0 +1,99 @@
+"""Reading a study YAML (or CLI flags) into a validated StudyConfig.
+
+Every problem becomes a ConfigError whose message names the field and the fix, including the
+closest valid name for a misspelled field.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from ..domain import ExperimentConfig, StudyConfig
+from ..errors import ConfigError
+
+# Keys that mark a YAML as a single experiment rather than a study.
+_STUDY_KEYS = {"base", "sweep", "experiments", "execution", "runners", "images", "docker", "results_dir"}
+
+
+def load_yaml(path: Path) -> dict[str, Any]:
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping (got {type(data).__name__})")
+    return data
+
+
+def study_from_mapping(data: dict[str, Any], source: str | None = None) -> StudyConfig:
+    """A study mapping, or a single-experiment mapping wrapped as a one-point study."""
+    from ..cli.errors import format_validation_error
+
+    if not (_STUDY_KEYS & set(data)) and "model" in data:
+        data = {"name": data.pop("name", None) or "experiment", "base": data}
+    try:
+        study = StudyConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, StudyConfig, source).removeprefix("Invalid configuration")
+                          .join(["Invalid study configuration", ""])) from None
+    _check_base_fields(study, source)
+    return study
+
+
+def _check_base_fields(study: StudyConfig, source: str | None) -> None:
+    """Misspelled keys in `base:` or `sweep:` would otherwise only skip every grid point."""
+    from ..domain.base import closest_field
+
+    problems = []
+    keys = _leaf_paths(study.base) + [tuple(k.split(".")) for k in study.sweep]
+    for exp in study.experiments or []:
+        keys += _leaf_paths(exp)
+    for full in keys:
+        bad = _first_unknown(full)
+        if bad is not None:
+            loc = full[:bad + 1]
+            hint = closest_field(ExperimentConfig, loc)
+            fix = f" — did you mean '{'.'.join(loc[:-1] + (hint,))}'?" if hint else ""
+            problems.append(f"  {'.'.join(full)}: unknown experiment field '{loc[-1]}'{fix}")
+    if problems:
+        where = f" in {source}" if source else ""
+        raise ConfigError(f"Invalid study configuration{where}:\n" + "\n".join(problems))
+
+
+def _leaf_paths(mapping: dict[str, Any], prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    paths: list[tuple[str, ...]] = []
+    for key, value in mapping.items():
+        if isinstance(value, dict) and value:
+            paths += _leaf_paths(value, prefix + (str(key),))
+        else:
+            paths.append(prefix + (str(key),))
+    return paths
+
+
+def _first_unknown(loc: tuple[str, ...]) -> int | None:
+    """Index of the first part of a dotted path that names no ExperimentConfig field."""
+    from pydantic import BaseModel
+
+    from ..domain.base import _model_in_annotation
+
+    model: Any = ExperimentConfig
+    for i, part in enumerate(loc):
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return None  # free-form section (engine dicts): not ours to check
+        field = model.model_fields.get(part)
+        if field is None:
+            return i
+        model = _model_in_annotation(field.annotation)
+    return None
+
+
+def load_study(path: str | Path) -> StudyConfig:
+    path = Path(path)
+    return study_from_mapping(load_yaml(path), source=str(path))

@@ -1,0 +1,184 @@
+"""The study loop: one loop for every runner.
+
+Expand the grid, order the cycles, write the manifest, run each (experiment, cycle) through
+the runner its engine resolved to, read the outcome from the run directory, and keep the
+manifest current after every transition. It never asks which kind of runner it holds.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from pathlib import Path
+
+from ..domain import RUN_SPEC_FILE, BaselineResult, ManifestEntry, RunSpec, StudyConfig, StudyResult
+from ..domain.io import write_json_atomic
+from ..runners.base import RunOutcome, RunRequest, collect_outcome
+from .expand import ExpandedExperiment, expand, run_order
+from .manifest import ManifestWriter, manifest_path, new_manifest, utc_now
+from .observer import StudyObserver
+from .paths import create_study_dir, run_dir_name
+from .summary import build_study_result
+
+log = logging.getLogger(__name__)
+
+
+def default_timeout_s(spec: RunSpec) -> float:
+    """Generous wall-clock limit derived from the workload (override: execution.timeout_s)."""
+    cfg = spec.config
+    n_batches = -(-cfg.n_prompts // cfg.batch_size)
+    warmup = cfg.measurement.warmup.max_batches if cfg.measurement.warmup.enabled else 0
+    baseline = cfg.measurement.baseline.duration_s if cfg.measurement.baseline.enabled else 0.0
+    per_batch_s = 5.0 + 0.25 * cfg.max_output_tokens
+    return 600.0 + baseline + (n_batches + warmup) * per_batch_s
+
+
+class StudyRun:
+    """State of one study execution (kept small; the heavy lifting is in runners and harness)."""
+
+    def __init__(self, study: StudyConfig, observer: StudyObserver | None = None, cli_runner: str | None = None,
+                 search_dirs: list[Path] | None = None):
+        self.study = study
+        self.observer = observer or StudyObserver()
+        self.cli_runner = cli_runner
+        self.expanded = expand(study, search_dirs)
+        self.baselines: dict[tuple, BaselineResult] = {}
+
+    def valid(self) -> list[ExpandedExperiment]:
+        return [e for e in self.expanded if e.config is not None]
+
+    def execute(self) -> StudyResult:
+        from ..runners.resolve import resolve_runners
+
+        study, ex = self.study, self.study.execution
+        started_at, t0 = utc_now(), time.monotonic()
+        study_dir = create_study_dir(study.results_dir, study.name)
+        study_id = study_dir.name
+        order = run_order(len(self.expanded), ex.n_cycles, ex.cycle_order, ex.shuffle_seed)
+        entries = [self._entry(self.expanded[i], cycle) for i, cycle in order]
+        writer = ManifestWriter(new_manifest(study_id, study.name, study_dir, ex.n_cycles, ex.cycle_order, entries),
+                                manifest_path(study_dir))
+        writer.write(fsync=True)
+        engines = {e.config.engine for e in self.valid()}
+        plan = resolve_runners(study, engines, self.cli_runner)
+        for message in plan.notices + plan.warnings:
+            self.observer.notice(message)
+        n_runs = sum(1 for e in entries if e.status == "pending")
+        self.observer.study_started(str(study_dir), n_runs, len(entries) - n_runs)
+        outcomes: list[tuple[ManifestEntry, RunOutcome | None]] = []
+        status = "completed"
+        try:
+            self._preflight(plan)
+            position, previous_cycle = 0, None
+            for index, (exp_index, cycle) in enumerate(order):
+                expanded = self.expanded[exp_index]
+                if expanded.config is None:
+                    continue
+                if position:
+                    self._gap(ex.cycle_gap_s if cycle != previous_cycle else ex.experiment_gap_s)
+                position += 1
+                previous_cycle = cycle
+                outcome = self._run_one(writer, index, expanded, cycle, position, n_runs, study_id, study_dir, plan)
+                outcomes.append((writer.manifest.entries[index], outcome))
+        except KeyboardInterrupt:
+            status = "interrupted"
+            raise
+        finally:
+            counters = writer.counters()
+            if status != "interrupted" and counters.failed and not counters.completed:
+                status = "failed"
+            writer.set_status(status)
+            plan.close()
+            result = build_study_result(study, study_dir, writer.manifest, outcomes, started_at,
+                                        time.monotonic() - t0, plan)
+            self.observer.study_finished(result)
+        return result
+
+    def _entry(self, expanded: ExpandedExperiment, cycle: int) -> ManifestEntry:
+        cfg = expanded.config
+        if cfg is None:
+            return ManifestEntry(experiment_index=expanded.index, cycle=cycle, config_summary=expanded.label,
+                                 status="skipped", error_type="ConfigError", error_message=expanded.skip_reason)
+        return ManifestEntry(experiment_index=expanded.index, cycle=cycle, config_hash=cfg.config_hash(),
+                             config_summary=cfg.summary(), engine=cfg.engine)
+
+    def _preflight(self, plan) -> None:
+        """PreFlightError (missing image, no GPU runtime) stops the study before any run starts."""
+        for engine in sorted({e.config.engine for e in self.valid()}):
+            runner = plan.runner_for(engine)
+            if runner is not None:
+                runner.preflight([e.config for e in self.valid() if e.config.engine == engine])
+
+    def _gap(self, seconds: float) -> None:
+        if seconds > 0:
+            self.observer.notice(f"waiting {seconds:g} s before the next run")
+            time.sleep(seconds)
+
+    def _run_one(self, writer: ManifestWriter, index: int, expanded: ExpandedExperiment, cycle: int,
+                 position: int, n_runs: int, study_id: str, study_dir: Path, plan) -> RunOutcome | None:
+        cfg = expanded.config
+        engine = cfg.engine
+        runner = plan.runner_for(engine)
+        config_hash = cfg.config_hash()
+        run_id = run_dir_name(position, cycle, cfg, config_hash)
+        if runner is None:
+            writer.update(index, status="failed", runner=None, error_type="EngineUnavailable",
+                          error_message=plan.unavailable.get(engine, f"no runner for engine {engine}"),
+                          finished_at=utc_now())
+            self.observer.run_finished(writer.manifest.entries[index], None)
+            return None
+        run_dir = study_dir / "runs" / run_id
+        run_dir.mkdir(parents=True)
+        os.chmod(run_dir, 0o777)  # the container runs as the invoking uid, but other engines' images may not
+        gpu_ids = self.study.docker.gpus
+        baseline_key = (tuple(gpu_ids or ["all"]), runner.name, plan.image_for(engine))
+        spec = RunSpec(study_id=study_id, run_id=run_id, experiment_index=expanded.index, cycle=cycle, config=cfg,
+                       config_hash=config_hash, gpu_ids=gpu_ids, baseline=self.baselines.get(baseline_key),
+                       runner=runner.name, image=plan.image_for(engine))
+        write_json_atomic(run_dir / RUN_SPEC_FILE, spec)
+        entry = writer.update(index, status="running", run_id=run_id, runner=runner.name, started_at=utc_now())
+        self.observer.run_started(position, n_runs, entry)
+        timeout_s = self.study.execution.timeout_s or default_timeout_s(spec)
+        labels = {"llem.study_id": study_id, "llem.experiment_hash": config_hash, "llem.cycle": str(cycle),
+                  "llem.run_id": run_id, "llem.orchestrator_host": socket.gethostname(),
+                  "llem.orchestrator_pid": str(os.getpid())}
+        request = RunRequest(run_dir=run_dir, spec=spec, timeout_s=timeout_s,
+                             silence_timeout_s=self.study.execution.silence_timeout_s,
+                             on_event=self.observer.run_event, labels=labels)
+        started = time.monotonic()
+        try:
+            exit_info = runner.execute(request)
+        except KeyboardInterrupt:
+            writer.update(index, status="interrupted", finished_at=utc_now(),
+                          duration_s=time.monotonic() - started, error_type="Interrupted",
+                          error_message="interrupted by the user (SIGINT)")
+            raise
+        outcome = collect_outcome(run_dir, exit_info)
+        changes = dict(status=outcome.status, finished_at=utc_now(), duration_s=round(time.monotonic() - started, 3),
+                       error_type=outcome.error_type, error_message=outcome.error_message)
+        if outcome.result is not None:
+            changes["result_file"] = str((run_dir / "result.json").relative_to(study_dir))
+            self._remember_baseline(baseline_key, outcome.result.baseline)
+        entry = writer.update(index, **changes)
+        self.observer.run_finished(entry, outcome)
+        self._cooldown(outcome)
+        return outcome
+
+    def _remember_baseline(self, key: tuple, baseline: BaselineResult | None) -> None:
+        if baseline is not None and baseline.fresh and baseline.power_mean_w is not None:
+            self.baselines[key] = baseline
+
+    def _cooldown(self, outcome: RunOutcome) -> None:
+        ex = self.study.execution
+        if not ex.cooldown_to_idle or outcome.result is None or outcome.result.baseline is None:
+            return
+        idle_c = outcome.result.baseline.idle_temperature_c
+        if idle_c is None:
+            self.observer.notice("cool-down skipped: no idle temperature was measured")
+            return
+        from .cooldown import wait_for_cooldown
+
+        waited_s, reached = wait_for_cooldown(self.study.docker.gpus, idle_c, ex.cooldown_delta_c, ex.cooldown_max_s)
+        self.observer.notice(f"cool-down: waited {waited_s:.1f} s for GPUs to return within "
+                             f"{ex.cooldown_delta_c:g} °C of idle ({'reached' if reached else 'cap reached'})")

@@ -1,0 +1,34 @@
+"""Study and run directory names (DESIGN.md: `runs/<NNN>_c<cycle>_<slug>_<hash8>/`)."""
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+
+from ..domain import ExperimentConfig
+from ..errors import StudyError
+
+
+def create_study_dir(results_dir: str | Path, name: str) -> Path:
+    """Create `{results_dir}/{name}_{timestamp}/runs`; StudyError before anything runs if impossible."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    base = Path(results_dir).expanduser()
+    for attempt in range(1, 100):
+        suffix = "" if attempt == 1 else f"-{attempt}"
+        study_dir = base / f"{name}_{stamp}{suffix}"
+        try:
+            study_dir.mkdir(parents=True, exist_ok=False)
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise StudyError(f"cannot create the study directory {study_dir}: {exc.strerror or exc}; "
+                             f"set results_dir (YAML) or --output to a writable directory") from None
+        (study_dir / "runs").mkdir()
+        return study_dir.resolve()
+    raise StudyError(f"cannot find a free study directory name under {base}")
+
+
+def run_dir_name(sequence: int, cycle: int, config: ExperimentConfig, config_hash: str) -> str:
+    model = config.model.rstrip("/").split("/")[-1]
+    slug = re.sub(r"[^A-Za-z0-9.-]+", "-", f"{config.engine}-{model}-bs{config.batch_size}-{config.precision}")
+    return f"{sequence:03d}_c{cycle}_{slug[:48].strip('-')}_{config_hash[:8]}"

@@ -1,0 +1,16 @@
+"""Shared fixtures: the real tiny model (built once per session) and CLI helpers."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A real random-weight Llama model + locally trained tokenizer (from_pretrained-loadable)."""
+    from llenergymeasure.models import make_tiny_model
+
+    return make_tiny_model(tmp_path_factory.mktemp("models") / "tiny-llm", seed=0)

@@ -1,0 +1,148 @@
+"""Real studies of the real tiny model through the local runner (real harness, real transformers)."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from llenergymeasure import run_study
+from llenergymeasure.domain import ExperimentResult, StudyConfig, StudyManifest
+from tests.helpers import REPO_ROOT, run_llem, small_measurement
+
+pytestmark = pytest.mark.slow
+
+
+def _quickstart(tiny_model_dir: Path, results_dir: Path, **execution) -> StudyConfig:
+    data = yaml.safe_load((REPO_ROOT / "examples" / "quickstart.yaml").read_text())
+    data["base"]["model"] = str(tiny_model_dir)
+    data["base"]["measurement"].update(small_measurement())
+    data["results_dir"] = str(results_dir)
+    data["execution"].update(execution)
+    return StudyConfig.model_validate(data)
+
+
+@pytest.fixture(scope="module")
+def quickstart_result(tiny_model_dir, tmp_path_factory):
+    return run_study(_quickstart(tiny_model_dir, tmp_path_factory.mktemp("results")))
+
+
+def test_quickstart_completes_every_run(quickstart_result):
+    result = quickstart_result
+    study_dir = Path(result.study_dir)
+    manifest = StudyManifest.model_validate_json((study_dir / "manifest.json").read_text())
+    assert manifest.status == "completed"
+    assert [e.status for e in manifest.entries] == ["completed"] * 4
+    assert manifest.counters.completed == 4 and manifest.counters.total == 4
+    assert [(e.experiment_index, e.cycle) for e in manifest.entries] == [(0, 1), (1, 1), (0, 2), (1, 2)]
+    assert result.summary.completed == 4 and len(result.experiments) == 4
+    assert len(result.result_files) == 4
+
+
+def test_every_result_is_readable_with_real_counts_and_timings(quickstart_result):
+    study_dir = Path(quickstart_result.study_dir)
+    for rel in quickstart_result.result_files:
+        run_dir = (study_dir / rel).parent
+        assert run_dir.parent.name == "runs"
+        result = ExperimentResult.model_validate_json((study_dir / rel).read_text())
+        assert (run_dir / "experiment.json").is_file() and (run_dir / "harness.log").is_file()
+        assert result.n_requests == 8 == len(result.requests)
+        assert result.input_tokens_total == sum(r.input_tokens for r in result.requests)
+        assert result.output_tokens_total == sum(r.output_tokens for r in result.requests)
+        assert all(1 <= r.output_tokens <= 16 for r in result.requests)
+        assert all(r.input_tokens <= 32 for r in result.requests)
+        assert result.window_s > 0 and result.model_load_s > 0
+        assert all(0 < r.ttft_s <= r.e2e_latency_s for r in result.requests)
+        assert result.effective["device"] == "cpu" and result.effective["dtype"] == "float32"
+        assert result.environment.torch_version and result.environment.transformers_version
+        # No GPU here: energy is null with a reason, never a guess.
+        assert result.energy.gpu_energy_raw_j is None and result.energy.unavailable_reason
+        assert result.metrics.energy_per_output_token_j is None
+
+
+def test_run_directories_follow_the_contract(quickstart_result):
+    names = sorted(p.name for p in (Path(quickstart_result.study_dir) / "runs").iterdir())
+    assert names[0].startswith("001_c1_transformers-tiny-llm-bs1-auto_")
+    assert all(len(n.rsplit("_", 1)[1]) == 8 for n in names)
+
+
+def test_single_experiment_from_flags_without_yaml(tiny_model_dir, tmp_path):
+    proc = run_llem("run", "--model", str(tiny_model_dir), "-n", "4", "--max-output-tokens", "4",
+                    "-o", str(tmp_path), "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    study_dir = Path(proc.stdout.strip().splitlines()[-1])
+    manifest = json.loads((study_dir / "manifest.json").read_text())
+    assert manifest["status"] == "completed" and manifest["counters"]["completed"] == 1
+    result = json.loads((study_dir / manifest["entries"][0]["result_file"]).read_text())
+    assert result["n_requests"] == 4
+
+
+def test_failing_experiment_is_recorded_and_the_study_goes_on(tiny_model_dir, tmp_path):
+    study = StudyConfig.model_validate({
+        "name": "mixed", "results_dir": str(tmp_path),
+        "base": {"n_prompts": 2, "max_output_tokens": 4, "measurement": small_measurement()},
+        "experiments": [{"model": str(tmp_path / "no-such-model")}, {"model": str(tiny_model_dir)}],
+    })
+    result = run_study(study)
+    manifest = json.loads((Path(result.study_dir) / "manifest.json").read_text())
+    statuses = [(e["status"], e["error_type"]) for e in manifest["entries"]]
+    assert statuses[1] == ("completed", None)
+    assert statuses[0][0] == "failed" and statuses[0][1] in ("OSError", "HFValidationError", "RepositoryNotFoundError")
+    failed_dir = Path(result.study_dir) / "runs" / manifest["entries"][0]["run_id"]
+    error = json.loads((failed_dir / "error.json").read_text())
+    assert error["type"] == statuses[0][1] and error["traceback"] and error["phase"] == "loading"
+
+
+def test_wall_clock_timeout_kills_the_run(tiny_model_dir, tmp_path):
+    study = StudyConfig.model_validate({
+        "name": "timeout", "results_dir": str(tmp_path), "execution": {"timeout_s": 1.5},
+        "base": {"model": str(tiny_model_dir), "n_prompts": 2, "measurement": {"baseline": {"duration_s": 30}}},
+    })
+    started = time.monotonic()
+    result = run_study(study)
+    assert time.monotonic() - started < 60
+    entry = json.loads((Path(result.study_dir) / "manifest.json").read_text())["entries"][0]
+    assert entry["status"] == "failed" and entry["error_type"] == "timeout"
+    assert "wall-clock timeout" in entry["error_message"]
+
+
+def test_sigint_marks_the_manifest_interrupted_and_leaves_no_process(tiny_model_dir, tmp_path):
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": "sigint", "results_dir": str(tmp_path / "results"),
+        "base": {"model": str(tiny_model_dir), "n_prompts": 2, "measurement": {"baseline": {"duration_s": 60}}},
+        "execution": {"n_cycles": 3}}))
+    proc = subprocess.Popen([sys.executable, "-c", "from llenergymeasure.cli.main import main; main()", "run",
+                             str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    study_dir = _wait_for_running_entry(tmp_path / "results")
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does: the whole foreground group
+    proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    manifest = json.loads((study_dir / "manifest.json").read_text())
+    assert manifest["status"] == "interrupted"
+    assert manifest["entries"][0]["status"] == "interrupted"
+    assert [e["status"] for e in manifest["entries"][1:]] == ["pending", "pending"]
+    leftovers = subprocess.run(["pgrep", "-f", f"llem_harness {study_dir}"], capture_output=True, text=True)
+    assert leftovers.stdout.strip() == ""
+
+
+def _wait_for_running_entry(results_dir: Path, timeout_s: float = 60) -> Path:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for manifest in results_dir.glob("*/manifest.json"):
+            try:
+                data = json.loads(manifest.read_text())
+            except ValueError:
+                continue
+            if data["entries"] and data["entries"][0]["status"] == "running":
+                time.sleep(1.0)  # let the harness reach its baseline phase
+                return manifest.parent
+        time.sleep(0.2)
+    raise AssertionError("the study never started a run")

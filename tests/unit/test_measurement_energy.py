@@ -1,0 +1,119 @@
+"""GPU window energy through MeasurementSession on replayed traces (real sampler thread, real clock).
+
+Traces are synthetic (tests/fixtures/traces/make_traces.py): each energy counter is the exact
+integral of the power written beside it, so the expected energy is power x window. Tolerances
+cover the trace step (20 ms held values) and clock reads at the window edges.
+"""
+from __future__ import annotations
+
+import pytest
+
+from _measurement_helpers import measure, replay_session
+
+UUID0 = "GPU-5e5e5e5e-0000-4000-8000-000000000000"
+UUID1 = "GPU-5e5e5e5e-0000-4000-8000-000000000001"
+
+
+def test_counter_deltas_across_two_gpus(monkeypatch, tmp_path):
+    session, events = replay_session(monkeypatch, tmp_path, "two_gpu_counter.jsonl")
+    window = measure(session, 6.0, 16.0)
+    session.close()
+    energy = window.energy
+    assert energy.method == "counter"
+    assert [g.gpu_uuid for g in energy.per_gpu] == [UUID0, UUID1]
+    assert all(g.method == "counter" for g in energy.per_gpu)
+    assert energy.per_gpu[0].energy_j == pytest.approx(300.0 * window.window_s, rel=0.02)
+    assert energy.per_gpu[1].energy_j == pytest.approx(200.0 * window.window_s, rel=0.02)
+    assert energy.gpu_energy_raw_j == pytest.approx(sum(g.energy_j for g in energy.per_gpu))
+    assert energy.mean_power_w == pytest.approx(500.0, rel=0.02)
+    assert energy.gpu_energy_adjusted_j is None  # no baseline -> no adjusted value, never a guess
+    assert window.sampler.n_samples >= 10
+    assert not any("unavailable" in w for w in window.warnings)
+
+
+def test_instant_power_fallback_without_counter(monkeypatch, tmp_path):
+    session, _ = replay_session(monkeypatch, tmp_path, "instant_only.jsonl")
+    window = measure(session, 1.0, 11.0)
+    session.close()
+    assert window.energy.method == "integrated_instant_power"
+    assert window.energy.per_gpu[0].method == "integrated_instant_power"
+    assert window.energy.gpu_energy_raw_j == pytest.approx(150.0 * window.window_s, rel=0.02)
+    assert any("integrated from instant-power samples" in w for w in window.warnings)
+
+
+def test_counter_reset_is_discarded_never_clamped(monkeypatch, tmp_path):
+    session, events = replay_session(monkeypatch, tmp_path, "counter_reset.jsonl")
+    window = measure(session, 1.0, 8.0)  # the counter drops to 0 at t = 3 s
+    session.close()
+    gpu = window.energy.per_gpu[0]
+    # Not the (negative) counter delta, not zero: the instant-power integral, labelled as such.
+    assert gpu.method == "integrated_instant_power"
+    assert gpu.energy_j == pytest.approx(100.0 * window.window_s, rel=0.03)
+    assert any("went backwards" in w for w in window.warnings)
+    assert any(name == "warning" and "went backwards" in f["message"] for name, f in events)
+
+
+def test_throttling_and_temperature_drift(monkeypatch, tmp_path):
+    session, _ = replay_session(monkeypatch, tmp_path, "throttle_hot.jsonl")
+    window = measure(session, 0.5, 5.0)
+    session.close()
+    throttle = window.throttle
+    assert throttle.occurred
+    assert throttle.reasons_s["sw_power_cap"] == pytest.approx(2.0, abs=0.35)
+    assert throttle.reasons_s["hw_thermal_slowdown"] == pytest.approx(1.0, abs=0.35)
+    assert "gpu_idle" not in throttle.reasons_s
+    assert any("sw_power_cap" in w for w in window.warnings)
+    thermal = window.thermal
+    assert thermal.temperature_start_c < 45 and thermal.temperature_end_c > 60
+    assert thermal.temperature_max_c >= thermal.temperature_end_c
+    assert any("temperature drifted" in w for w in window.warnings)
+
+
+def test_idle_gpu_event_is_not_throttling(monkeypatch, tmp_path):
+    session, _ = replay_session(monkeypatch, tmp_path, "two_gpu_counter.jsonl")
+    window = measure(session, 0.5, 3.0)  # GPU0 reports only the gpu_idle clock event here
+    session.close()
+    assert window.throttle.occurred is False
+    assert window.throttle.other_events_s["gpu_idle"] > 1.5
+    assert not any("throttling" in w for w in window.warnings)
+
+
+def test_short_window_and_few_samples_are_flagged(monkeypatch, tmp_path):
+    session, _ = replay_session(monkeypatch, tmp_path, "instant_only.jsonl", sampling_period_ms=500)
+    window = measure(session, 1.0, 3.0)
+    session.close()
+    assert window.window_s < 10
+    assert any("shorter than 10 s" in w for w in window.warnings)
+    assert any("samples in the window (< 10)" in w for w in window.warnings)
+
+
+def test_timeseries_parquet_columns(monkeypatch, tmp_path):
+    import pyarrow.parquet as pq
+
+    session, _ = replay_session(monkeypatch, tmp_path, "two_gpu_counter.jsonl", save_timeseries=True)
+    window = measure(session, 6.0, 9.0)
+    session.close()
+    assert window.timeseries_file == "timeseries.parquet"
+    table = pq.read_table(tmp_path / "timeseries.parquet")
+    names = set(table.column_names)
+    for gpu in (0, 1):
+        assert {f"gpu{gpu}_power_instant_w", f"gpu{gpu}_energy_mj", f"gpu{gpu}_temperature_c",
+                f"gpu{gpu}_throttle_reasons", f"gpu{gpu}_sm_clock_mhz"} <= names
+    t = table.column("t_s").to_pylist()
+    assert t[0] == pytest.approx(0.0, abs=0.05) and t == sorted(t)
+    assert t[-1] == pytest.approx(window.window_s, abs=0.2)
+    assert table.schema.metadata[b"gpu1_uuid"].decode() == UUID1
+    assert set(table.column("gpu0_power_instant_w").to_pylist()) == {300.0}
+
+
+def test_phase_energy_integrates_the_timeline(monkeypatch, tmp_path):
+    session, _ = replay_session(monkeypatch, tmp_path, "instant_only.jsonl")
+    window = measure(session, 1.0, 11.0)
+    wall0 = window.start_unix_s
+    phase = session.phase_energy([(wall0 + 0.1, wall0 + 0.2, "prefill"), (wall0 + 0.2, wall0 + 0.6, "decode")])
+    session.close()
+    assert phase.method == "timeline_integration"
+    # 150 W over 0.1 s and 0.4 s of wall time = 1 s and 4 s of trace time at replay speed 10.
+    assert phase.prefill_energy_j == pytest.approx(150.0, rel=0.01)
+    assert phase.decode_energy_j == pytest.approx(600.0, rel=0.01)
+    assert phase.prefill_time_s == pytest.approx(0.1, abs=1e-4)
