@@ -39,7 +39,7 @@ def test_transitions_update_entries_and_counters(tmp_path):
 def test_file_is_pretty_json(tmp_path):
     _writer(tmp_path, n=1)
     text = (tmp_path / "manifest.json").read_text()
-    assert text.startswith("{\n  \"schema_version\"") and "\n    {\n      \"run_id\"" in text
+    assert text.startswith("{\n  \"schema_version\"") and "\n    {\"experiment_index\":0,\"cycle\":1" in text
 
 
 def test_a_reader_never_sees_a_partial_file(tmp_path):

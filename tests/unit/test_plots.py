@@ -7,7 +7,7 @@ import pandas as pd
 from results_factory import make_result, write_study_dir
 
 from llenergymeasure.results.load import load_study
-from llenergymeasure.results.plots import PIXEL_SIZE, pareto_front, render_study_plots
+from llenergymeasure.results.plots import PIXEL_SIZE, pareto_front, plot_power_timeline, render_study_plots
 from llenergymeasure.results.stats import configuration_stats
 
 
@@ -31,17 +31,23 @@ def test_render_study_plots(tmp_path):
     pd.DataFrame({"t_s": [0.0, 0.1, 0.2, 0.3], "power_instant_w_gpu0": [60.0, 180.0, 200.0, 190.0],
                   "power_avg_w_gpu0": [70.0, 90.0, 120.0, 150.0], "temperature_c_gpu0": [40, 41, 42, 43]}
                  ).to_parquet(run_dir / "timeseries.parquet")
-    # a timeseries without power columns is skipped with a message, not drawn
-    pd.DataFrame({"t_s": [0.0, 0.1]}).to_parquet(study_dir / "runs" / results[3].run_id / "timeseries.parquet")
+    # the harness's spelling (gpu<i>_power_instant_w) is drawn too
+    pd.DataFrame({"t_s": [0.0, 0.1], "gpu0_power_instant_w": [60.0, 61.0], "gpu1_power_avg_w": [50.0, 52.0]}
+                 ).to_parquet(study_dir / "runs" / results[3].run_id / "timeseries.parquet")
     data = load_study(study_dir)
     report = render_study_plots(data, configuration_stats(data.results), tmp_path / "plots")
     names = sorted(p.name for p in report.written)
     assert names[:3] == ["configuration_bars.png", "energy_adjusted_vs_throughput.png", "energy_vs_throughput.png"]
-    assert any(n.startswith("power_timeline_01_") for n in names)
+    assert [n[:18] for n in names[3:]] == ["power_timeline_01_", "power_timeline_02_"]
     for path in report.written:
         assert png_size(path) == PIXEL_SIZE
         assert path.stat().st_size > 5000  # drawn content, not an empty canvas
-    assert len(report.skipped) == 1 and "no t_s + power_*_w_gpu<i> columns" in report.skipped[0]
+    assert report.skipped == []
+    # a timeseries without power columns is skipped with a message, not drawn
+    bare = study_dir / "runs" / results[4].run_id / "timeseries.parquet"
+    pd.DataFrame({"t_s": [0.0, 0.1]}).to_parquet(bare)
+    message = plot_power_timeline(bare, tmp_path / "bare.png", "bare")
+    assert "no t_s + power columns (found: t_s)" in message and not (tmp_path / "bare.png").exists()
 
 
 def test_unmeasured_energy_skips_scatter(tmp_path):

@@ -107,8 +107,8 @@ class ReplayBackend:
             by_gpu.setdefault(int(row["gpu"]), []).append(row)
         self._devices = [ReplayDevice(self, g, by_gpu.get(int(g["index"]), [])) for g in header["gpus"]]
         self.description = (f"{path or 'trace'} ({header.get('source', 'unknown')} trace of "
-                            f"{header.get('gpu_model', '?')}, driver {header.get('driver_version', '?')}, "
-                            f"{header.get('recorded_at', '?')}; speed x{self.speed:g})")
+                            f"{header.get('gpu_model') or '?'}, driver {header.get('driver_version') or '?'}, "
+                            f"{header.get('recorded_at') or 'undated'}; speed x{self.speed:g})")
 
     @classmethod
     def from_file(cls, path: str | Path, speed: float = 1.0) -> "ReplayBackend":

@@ -24,6 +24,7 @@ class PlainObserver(StudyObserver):
 
     def __init__(self, quiet: bool = False):
         self.quiet = quiet
+        self._seen: set[str] = set()  # a warning repeated by every run is printed once
 
     def _say(self, text: str) -> None:
         if not self.quiet:
@@ -40,10 +41,16 @@ class PlainObserver(StudyObserver):
         self._say(f"[{position}/{n_runs}] {entry.config_summary} (cycle {entry.cycle}, {entry.runner})")
 
     def run_event(self, event: dict) -> None:
-        if event.get("event") == "environment":
-            self._say(f"    env: {event.get('summary')}")
-        elif event.get("event") == "warning":
-            self._say(f"    warning: {event.get('message')}")
+        kind = event.get("event")
+        if kind == "environment":
+            self._say(f"    env: {event.get('summary')}")  # per run: temperatures and clocks change
+        elif kind == "warning":
+            self._once(f"    warning: {event.get('message')}")
+
+    def _once(self, line: str) -> None:
+        if line not in self._seen:
+            self._seen.add(line)
+            self._say(line)
 
     def run_finished(self, entry: ManifestEntry, outcome) -> None:
         if entry.status == "completed" and outcome is not None and outcome.result is not None:

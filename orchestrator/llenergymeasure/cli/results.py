@@ -65,8 +65,11 @@ def _load(study_dir: Path, cv_threshold: float, require_results: bool = True):
 
 def _short_flags(conf: dict[str, Any]) -> str:
     parts = [f"n={conf['n_runs']}<{conf['min_runs']}"] if conf.get("few_runs") else []
-    if conf.get("high_cv_metrics"):
-        parts.append(f"CV>{conf['cv_threshold']:g}: " + ", ".join(conf["high_cv_metrics"]))
+    noisy = conf.get("high_cv_metrics") or []
+    if noisy:
+        shown = [m for m in SHOW_COLUMNS if m in noisy][:3] or noisy[:3]
+        more = f" +{len(noisy) - len(shown)} more" if len(noisy) > len(shown) else ""
+        parts.append(f"CV>{conf['cv_threshold']:g}: {', '.join(shown)}{more}")
     return "; ".join(parts)
 
 

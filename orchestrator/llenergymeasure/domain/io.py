@@ -8,19 +8,28 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 
-def write_text_atomic(path: Path, text: str, *, fsync: bool = True) -> None:
-    """Write `text` to a temp file beside `path`, then os.replace it over `path`."""
+def write_chunks_atomic(path: Path, chunks: Iterable[bytes], *, fsync: bool = True) -> None:
+    """Write byte chunks to a temp file beside `path`, then os.replace it over `path`.
+
+    Chunks avoid concatenating a large file into one more copy in memory before writing it.
+    """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
+    with open(tmp, "wb") as fh:
+        for chunk in chunks:
+            fh.write(chunk)
         fh.flush()
         if fsync:
             os.fsync(fh.fileno())
     os.replace(tmp, path)
+
+
+def write_text_atomic(path: Path, text: str, *, fsync: bool = True) -> None:
+    """Write `text` atomically (a reader sees the old file or the new one, never a mix)."""
+    write_chunks_atomic(path, [text.encode("utf-8")], fsync=fsync)
 
 
 def write_json_atomic(path: Path, payload: Any, *, fsync: bool = True) -> None:

@@ -1,0 +1,107 @@
+"""Scale of the orchestration layer: a 10,500-point grid × 3 cycles and a 31,500-entry manifest.
+
+Prints measured figures next to the targets (and the original tool's figures on this machine,
+from the issue). Nothing here asserts: it is a benchmark, run by hand:
+
+    .venv/bin/python bench/study_scale.py
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+GRID = {
+    "batch_size": [1, 2, 4, 8, 16, 32, 64],
+    "precision": ["fp32", "fp16", "bf16"],
+    "max_output_tokens": [32, 64, 128, 256, 512],
+    "n_prompts": [10, 20, 30, 40, 50, 60, 70, 80, 90, 100],
+    "random_seed": list(range(10)),
+}  # 7 × 3 × 5 × 10 × 10 = 10,500 points
+
+
+def _child(argv: list[str]) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MB) of one child process, measured with wait4."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)} exited {proc.returncode}")
+    return time.perf_counter() - start, usage.ru_maxrss / 1024
+
+
+def expansion_in_process(study_path: Path) -> tuple[float, int, int, float]:
+    """Load + expand + validate + hash + order, timed inside a fresh process (its own peak RSS)."""
+    code = ("import sys,time,resource;from llenergymeasure.study.loader import load_study;"
+            "from llenergymeasure.study.expand import expand, run_order;"
+            "t=time.perf_counter();s=load_study(sys.argv[1]);e=expand(s);[x.config.config_hash() for x in e];"
+            "o=run_order(len(e),3,'shuffled',0);dt=time.perf_counter()-t;"
+            "print(dt,len(e),len(o),resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024)")
+    out = subprocess.run([sys.executable, "-c", code, str(study_path)], capture_output=True, text=True, check=True)
+    dt, n, n_runs, rss = out.stdout.split()
+    return float(dt), int(n), int(n_runs), float(rss)
+
+
+def manifest_transitions(n_entries: int, n_transitions: int) -> tuple[float, float]:
+    from llenergymeasure.domain import ManifestEntry
+    from llenergymeasure.study.manifest import ManifestWriter, new_manifest
+
+    with tempfile.TemporaryDirectory() as tmp:
+        entries = [ManifestEntry(experiment_index=i // 3, cycle=i % 3 + 1, config_hash=f"{i:016x}",
+                                 config_summary=f"transformers model bs={i % 64} fp16 n=100 in=64 out=128",
+                                 engine="transformers") for i in range(n_entries)]
+        writer = ManifestWriter(new_manifest("id", "scale", Path(tmp), 3, "shuffled", entries), Path(tmp) / "m.json")
+        writer.write()
+        size_mb = (Path(tmp) / "m.json").stat().st_size / 2**20
+        start = time.perf_counter()
+        for i in range(n_transitions):
+            writer.update(i * 97 % n_entries, status="running" if i % 2 == 0 else "completed")
+        return (time.perf_counter() - start) / n_transitions, size_mb
+
+
+def help_time(repeats: int = 5) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "from llenergymeasure.cli.main import main; main()", "--help"],
+                       capture_output=True, check=True)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        study = Path(tmp) / "scale.yaml"
+        study.write_text(yaml.safe_dump({"name": "scale", "base": {"model": "org/model"}, "sweep": GRID,
+                                         "execution": {"n_cycles": 3, "cycle_order": "shuffled"}}))
+        dt, n, n_runs, rss = expansion_in_process(study)
+        cli_wall, cli_rss = _child([sys.executable, "-c", "from llenergymeasure.cli.main import main; main()",
+                                       "run", str(study), "--dry-run"])
+    per_transition_s, size_mb = manifest_transitions(n * 3, 100)
+    help_s = help_time()
+    rows = [
+        ("grid points / runs", f"{n} / {n_runs}", "10,500 / 31,500", ""),
+        ("expansion + validation + hashing", f"{dt:.2f} s", "<= 1 s", "9.2 s"),
+        ("peak RSS of that process", f"{rss:.0f} MB", "<= 120 MB", "214 MB"),
+        ("`llem run --dry-run` whole command", f"{cli_wall:.2f} s, {cli_rss:.0f} MB", "(context)", ""),
+        (f"manifest transition ({n * 3} entries, {size_mb:.1f} MB)", f"{per_transition_s * 1000:.1f} ms",
+         "<= 10 ms", "103 ms"),
+        ("`llem --help`", f"{help_s:.3f} s", "<= 0.25 s", "0.5 s"),
+    ]
+    width = max(len(r[0]) for r in rows)
+    print(f"{'measure':<{width}}  {'measured':>18}  {'target':>16}  {'original tool':>13}")
+    print(f"{'':<{width}}  {'(this run)':>18}  {'(issue)':>16}  {'(issue)':>13}")
+    for name, measured, target, original in rows:
+        print(f"{name:<{width}}  {measured:>18}  {target:>16}  {original:>13}")
+    print(f"ratios: expansion {dt / 9.2:.3f}× the original; transition {per_transition_s / 0.103:.3f}× the original; "
+          f"--help {help_s / 0.5:.3f}× the original")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,43 @@
+"""Runner resolution against a real daemon: forced Docker, several engines, missing images."""
+from __future__ import annotations
+
+import pytest
+
+from llenergymeasure.domain import StudyConfig
+from llenergymeasure.runners.docker_runner import DockerRunner
+from llenergymeasure.runners.resolve import resolve_runners
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(monkeypatch, tmp_path):
+    monkeypatch.setenv("LLEM_CONFIG", str(tmp_path / "absent.yaml"))
+    for name in ("LLEM_FORCE_DOCKER", "LLEM_RUNNER_TRANSFORMERS", "LLEM_RUNNER_VLLM"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_llem_docker_forces_docker_with_the_default_image(monkeypatch, docker_client, llem_image):
+    monkeypatch.setenv("LLEM_FORCE_DOCKER", "1")
+    plan = resolve_runners(StudyConfig(name="s"), {"transformers"})
+    try:
+        assert plan.runners == {"transformers": "docker"} and plan.sources["transformers"] == "llem-docker"
+        assert isinstance(plan.runner_for("transformers"), DockerRunner)
+        assert plan.image_for("transformers") == llem_image
+    finally:
+        plan.close()
+
+
+def test_several_engines_go_to_docker_and_an_engine_without_image_is_unavailable(docker_client, llem_image):
+    plan = resolve_runners(StudyConfig(name="s"), {"transformers", "vllm"})
+    assert plan.runners == {"transformers": "docker", "vllm": "docker"}
+    assert len(plan.notices) == 1 and "Docker" in plan.notices[0]
+    assert "llem images build vllm" in plan.unavailable["vllm"] and plan.runner_for("vllm") is None
+    assert plan.runner_for("transformers") is not None and not plan.warnings
+    plan.close()
+
+
+def test_explicit_mixed_runners_are_respected_with_a_warning(docker_client, llem_image):
+    study = StudyConfig(name="s", runners={"transformers": "local", "llama_cpp": "docker"})
+    plan = resolve_runners(study, {"transformers", "llama_cpp"})
+    assert plan.runners == {"transformers": "local", "llama_cpp": "docker"}
+    assert len(plan.warnings) == 1 and "Mixed runners" in plan.warnings[0]
+    plan.close()
