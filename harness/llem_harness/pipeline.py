@@ -95,14 +95,18 @@ def run(spec: RunSpec, run_dir: Path) -> ExperimentResult:
         model_load_s = time.monotonic() - load_start
         for key, value in adapter.versions().items():
             setattr(environment, key, value)
+        if environment.cuda_version is None:  # no CUDA torch build: report the driver's CUDA version
+            environment.cuda_version = next((g.cuda_driver_version for g in environment.gpus
+                                             if g.cuda_driver_version), None)
         prompts = load_prompts(config, adapter.fit_to_tokens)
         batches = [prompts[i:i + config.batch_size] for i in range(0, len(prompts), config.batch_size)]
 
         Phase.enter("warmup")
-        warmup_cursor = iter(range(10**9))
 
         def warmup_batch() -> float:
-            out = adapter.generate_batch(batches[next(warmup_cursor) % len(batches)])
+            # Always the first (full) batch: identical work each time, so the latency CV measures
+            # settling, not differences between batches (size of the last one, EOS stops).
+            out = adapter.generate_batch(batches[0])
             return out.end_s - out.start_s
 
         warmup = session.warmup(warmup_batch)
@@ -116,6 +120,7 @@ def run(spec: RunSpec, run_dir: Path) -> ExperimentResult:
             outputs.append(adapter.generate_batch(batch))
             emit("batch", phase="measuring", done=i + 1, total=len(batches))
         window = session.stop_window(adapter.synchronize)
+        window.thermal.cooldown_wait_s = spec.cooldown_wait_s
         memory = adapter.memory()
         requests, itl_values, intervals = _requests_from_outputs(outputs, unix_origin_s - perf_origin_s)
         phase_energy = session.phase_energy(intervals)

@@ -91,7 +91,7 @@ def test_failing_experiment_is_recorded_and_the_study_goes_on(tiny_model_dir, tm
     })
     result = run_study(study)
     manifest = json.loads((Path(result.study_dir) / "manifest.json").read_text())
-    statuses = [(e["status"], e["error_type"]) for e in manifest["entries"]]
+    statuses = [(e["status"], e.get("error_type")) for e in manifest["entries"]]
     assert statuses[1] == ("completed", None)
     assert statuses[0][0] == "failed" and statuses[0][1] in ("OSError", "HFValidationError", "RepositoryNotFoundError")
     failed_dir = Path(result.study_dir) / "runs" / manifest["entries"][0]["run_id"]

@@ -249,3 +249,14 @@ def test_cpu_only_session_reports_unavailable_with_reason(monkeypatch, tmp_path)
     assert window.cpu_energy.method == "unavailable" and window.cpu_energy.unavailable_reason
     assert window.sampler is None and window.throttle is None
     assert session.phase_energy([(0.0, 1.0, "prefill")]).method == "unavailable"
+
+
+def test_container_host_indices_map_to_the_exposed_gpus(monkeypatch, tmp_path):
+    """In a container only the assigned GPUs are exposed (renumbered); host index "3" means that GPU."""
+    session, events = replay_session(monkeypatch, tmp_path, "two_gpu_counter.jsonl", cvd=UUID1, gpu_ids=["3"])
+    gpus, _ = session.gpu_environment()
+    session.close()
+    assert [g.uuid for g in gpus] == [UUID1]
+    assert any("host numbering" in w for w in session.warnings())
+    with pytest.raises(ValueError, match="out of range"):
+        replay_session(monkeypatch, tmp_path, "two_gpu_counter.jsonl", cvd=UUID1, gpu_ids=["3", "4"])

@@ -46,7 +46,7 @@ def list_cmd() -> None:
     for image in client.images.list(filters={"label": CONTRACT_LABEL}):
         labels = image.labels or {}
         ok = "yes" if labels.get(CONTRACT_LABEL) == expected else "NO (rebuild)"
-        for tag in image.tags or ["<untagged>"]:
+        for tag in image.tags:  # untagged: superseded builds, not worth a row
             rows.append((tag, labels.get(VERSION_LABEL, "?"), labels.get(CONTRACT_LABEL, "?"), ok,
                          f"{image.attrs.get('Size', 0) / 1e9:.2f} GB"))
     client.close()

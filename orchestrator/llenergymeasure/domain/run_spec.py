@@ -30,5 +30,6 @@ class RunSpec(StrictModel):
     config_hash: str
     gpu_ids: list[str] | None = Field(None, description="GPUs assigned (index or UUID); None = all visible")
     baseline: BaselineResult | None = Field(None, description="a reusable baseline measured earlier in the study")
+    cooldown_wait_s: float | None = Field(None, description="seconds the host waited for GPUs to cool before this run")
     runner: str = "local"
     image: str | None = None

@@ -28,6 +28,7 @@ from .image_build import default_image
 CONTAINER_LOG_FILE = "container.log"  # stdout + stderr of the container (progress lines included)
 STOP_GRACE_S = 3  # SIGTERM -> SIGKILL grace on interrupt
 POLL_S = 0.05
+GPUS_ISOLATED_ENV = "LLEM_GPUS_ISOLATED"
 HARNESS_COMMAND = ["python", "-u", "-m", "llem_harness", CONTAINER_RUN_DIR]
 # Host environment passed through when set: hub tokens reach the container only this way, never
 # through experiment.json.
@@ -88,6 +89,11 @@ class DockerRunner:
         engine = spec.config.engine
         env = {"PYTHONUNBUFFERED": "1", "HOME": "/tmp", "HF_HOME": CONTAINER_HF_HOME, "LLEM_IN_CONTAINER": "1"}
         env.update({k: os.environ[k] for k in PASS_THROUGH_ENV if os.environ.get(k)})
+        requests = device_requests(self._gpu_ids(spec), self._gpu_present)
+        if requests:
+            # The container sees only its assigned GPUs, renumbered from 0: host indices in
+            # experiment.json no longer apply inside, so the harness uses every GPU it can see.
+            env[GPUS_ISOLATED_ENV] = "1"
         kwargs = dict(
             image=self.image_for(spec), command=HARNESS_COMMAND, name=container_name(spec),
             labels=container_labels(spec, request.labels), environment=env, working_dir="/tmp",
@@ -95,7 +101,7 @@ class DockerRunner:
             security_opt=["no-new-privileges"], init=True, detach=True, stdin_open=False, tty=False,
             mounts=build_mounts(spec, request.run_dir, model_cache_dir(self.config.model_cache_dir),
                                 self.config.extra_mounts),
-            device_requests=device_requests(self._gpu_ids(spec), self._gpu_present),
+            device_requests=requests,
         )
         shm = self.config.shm_size or ENGINE_DEFAULT_SHM.get(engine)
         if shm:

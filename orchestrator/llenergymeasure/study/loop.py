@@ -44,6 +44,7 @@ class StudyRun:
         self.cli_runner = cli_runner
         self.expanded = expand(study, search_dirs)
         self.baselines: dict[tuple, BaselineResult] = {}
+        self.cooldown_wait_s: float | None = None  # waited before the next run; recorded in its result
 
     def valid(self) -> list[ExpandedExperiment]:
         return [e for e in self.expanded if e.config is not None]
@@ -135,7 +136,8 @@ class StudyRun:
         baseline_key = (tuple(gpu_ids or ["all"]), runner.name, plan.image_for(engine))
         spec = RunSpec(study_id=study_id, run_id=run_id, experiment_index=expanded.index, cycle=cycle, config=cfg,
                        config_hash=config_hash, gpu_ids=gpu_ids, baseline=self.baselines.get(baseline_key),
-                       runner=runner.name, image=plan.image_for(engine))
+                       runner=runner.name, image=plan.image_for(engine), cooldown_wait_s=self.cooldown_wait_s)
+        self.cooldown_wait_s = None
         write_json_atomic(run_dir / RUN_SPEC_FILE, spec)
         entry = writer.update(index, status="running", run_id=run_id, runner=runner.name, started_at=utc_now())
         self.observer.run_started(position, n_runs, entry)
@@ -173,12 +175,15 @@ class StudyRun:
         ex = self.study.execution
         if not ex.cooldown_to_idle or outcome.result is None or outcome.result.baseline is None:
             return
-        idle_c = outcome.result.baseline.idle_temperature_c
-        if idle_c is None:
+        baseline = outcome.result.baseline
+        idle_c = baseline.idle_temperature_per_gpu_c or baseline.idle_temperature_c
+        if not idle_c:
             self.observer.notice("cool-down skipped: no idle temperature was measured")
             return
         from .cooldown import wait_for_cooldown
 
         waited_s, reached = wait_for_cooldown(self.study.docker.gpus, idle_c, ex.cooldown_delta_c, ex.cooldown_max_s)
+        self.cooldown_wait_s = round(waited_s, 3)
+        state = {True: "reached", False: "cap reached", None: "temperatures unreadable"}[reached]
         self.observer.notice(f"cool-down: waited {waited_s:.1f} s for GPUs to return within "
-                             f"{ex.cooldown_delta_c:g} °C of idle ({'reached' if reached else 'cap reached'})")
+                             f"{ex.cooldown_delta_c:g} °C of idle ({state})")
