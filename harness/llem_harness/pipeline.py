@@ -7,6 +7,7 @@ workload inside it; the result written atomically, or error.json when anything f
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 import traceback
@@ -80,7 +81,10 @@ def run(spec: RunSpec, run_dir: Path) -> ExperimentResult:
     started_at = now_iso()
     config = spec.config
     Phase.enter("starting", run_id=spec.run_id)
-    session = MeasurementSession(config.measurement, spec.gpu_ids, spec.baseline, run_dir, emit)
+    # The Docker runner sets LLEM_GPUS_ISOLATED=1 when the container sees exactly its GPUs
+    # (renumbered from 0): host indices in spec.gpu_ids would then point at the wrong devices.
+    gpu_ids = None if os.environ.get("LLEM_GPUS_ISOLATED") == "1" else spec.gpu_ids
+    session = MeasurementSession(config.measurement, gpu_ids, spec.baseline, run_dir, emit)
     adapter = create_adapter(config)
     try:
         Phase.enter("environment")

@@ -2,7 +2,8 @@
 
 The image is built once per session from this source tree, FROM `$LLEM_TEST_BASE_IMAGE`
 (default: the local CI base `llem-ci-base:py311-torch-cpu` when it exists, else the
-Dockerfile's own pinned base). Docker tests are skipped cleanly when no daemon answers.
+Dockerfile's own pinned base). Docker tests are skipped cleanly when no daemon answers, unless
+LLEM_REQUIRE_DOCKER=1 (CI), where that is a failure.
 After the session, no container carrying our labels may remain (checked, then removed).
 """
 from __future__ import annotations
@@ -14,6 +15,7 @@ import pytest
 
 CI_BASE_IMAGE = "llem-ci-base:py311-torch-cpu"
 LABEL_KEY = "llem.study_id"
+REQUIRED = os.environ.get("LLEM_REQUIRE_DOCKER") == "1"  # CI: a missing daemon fails instead of skipping
 
 
 def _docker_client():
@@ -35,7 +37,7 @@ def pytest_collection_modifyitems(config, items):
     docker_items = [item for item in items if _is_docker_test(item)]
     for item in docker_items:
         item.add_marker(pytest.mark.docker)
-    if docker_items and _docker_client() is None:
+    if docker_items and _docker_client() is None and not REQUIRED:
         skip = pytest.mark.skip(reason="no reachable Docker daemon (start Docker to run the Docker tests)")
         for item in docker_items:
             item.add_marker(skip)
@@ -45,6 +47,8 @@ def pytest_collection_modifyitems(config, items):
 def docker_client():
     client = _docker_client()
     if client is None:
+        if REQUIRED:
+            pytest.fail("LLEM_REQUIRE_DOCKER=1 but no Docker daemon is reachable")
         pytest.skip("no reachable Docker daemon")
     yield client
     client.close()
@@ -112,8 +116,8 @@ def make_run(tmp_path):
         measurement = {"baseline": {"duration_s": 0.5},
                        "warmup": {"min_batches": 1, "max_batches": 2, "window": 2}}
         measurement.update(config.pop("measurement", {}))
-        cfg = ExperimentConfig(model=model, n_prompts=config.pop("n_prompts", 2), max_input_tokens=16,
-                               max_output_tokens=4, measurement=measurement, **config)
+        fields = {"n_prompts": 2, "max_input_tokens": 16, "max_output_tokens": 4, **config}
+        cfg = ExperimentConfig(model=model, measurement=measurement, **fields)
         run_dir = tmp_path / "runs" / run_id
         run_dir.mkdir(parents=True)
         spec = RunSpec(study_id=f"test-{tmp_path.name}"[:40], run_id=run_id, experiment_index=0, cycle=1,

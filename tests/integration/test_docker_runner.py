@@ -22,6 +22,8 @@ from llenergymeasure.runners.docker_support import (CONTRACT_LABEL, CONTAINER_HF
 
 pytestmark = pytest.mark.slow
 
+SLOW_WORKLOAD = {"n_prompts": 500, "max_output_tokens": 256, "decoding": {"ignore_eos": True}}
+
 
 def _containers_of(client, run_id: str) -> list:
     return client.containers.list(all=True, filters={"label": f"{LABEL_RUN}={run_id}"})
@@ -108,8 +110,7 @@ def test_failing_experiment_reports_the_harness_error_type(docker_client, llem_i
 
 
 def test_wall_clock_timeout_kills_the_container(docker_client, llem_image, tiny_model_dir, make_run):
-    # A 60 s idle baseline cannot finish inside a 3 s limit.
-    run_dir, spec = make_run(str(tiny_model_dir), measurement={"baseline": {"duration_s": 60}})
+    run_dir, spec = make_run(str(tiny_model_dir), **SLOW_WORKLOAD)  # minutes of work, 3 s allowed
     runner = DockerRunner()
     info = runner.execute(_request(run_dir, spec, timeout_s=3, silence_timeout_s=None))
     runner.close()
@@ -139,12 +140,12 @@ def test_failed_container_is_kept_on_request_and_survives_the_orphan_sweep(
 
 def test_sigint_during_execute_stops_and_removes_the_container(docker_client, llem_image, tiny_model_dir,
                                                                make_run):
-    run_dir, spec = make_run(str(tiny_model_dir), measurement={"baseline": {"duration_s": 60}})
+    run_dir, spec = make_run(str(tiny_model_dir), **SLOW_WORKLOAD)
     runner = DockerRunner()
     started = threading.Event()
 
     def on_event(event: dict) -> None:
-        if event.get("phase") == "baseline" and not started.is_set():
+        if event.get("phase") in ("loading", "warmup", "measuring") and not started.is_set():
             started.set()
             os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C does to the orchestrator
 
@@ -208,3 +209,13 @@ def test_gpu_request_without_nvidia_runtime_fails_preflight(docker_client, llem_
     _, spec = make_run("/models/whatever", gpu_ids=["0"])
     with pytest.raises(PreFlightError, match="NVIDIA"):
         DockerRunner().preflight([spec])
+
+
+def test_a_container_the_daemon_refuses_is_a_failed_run_not_a_crash(docker_client, llem_image, make_run):
+    run_dir, spec = make_run("/models/whatever", image="llenergymeasure/transformers:does-not-exist")
+    runner = DockerRunner()
+    info = runner.execute(_request(run_dir, spec))
+    runner.close()
+    outcome = collect_outcome(run_dir, info)
+    assert info.exit_code is None and "container not created" in info.detail and "does-not-exist" in info.detail
+    assert outcome.status == "failed" and outcome.error_type == "HarnessCrashed"

@@ -1,7 +1,6 @@
 """`llem-docker run` end to end: real CLI, real daemon, real image, real tiny model, real manifests."""
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -15,6 +14,9 @@ from llenergymeasure.domain import ExperimentResult, HarnessError, StudyManifest
 from tests.helpers import REPO_ROOT, run_llem
 
 pytestmark = pytest.mark.slow
+
+# Minutes of work for the tiny model on CPU: fixed-length outputs, many prompts.
+SLOW_WORKLOAD = {"n_prompts": 500, "max_output_tokens": 256, "decoding": {"ignore_eos": True}}
 
 
 def _workdir(tmp_path: Path, tiny_model_dir: Path) -> Path:
@@ -92,7 +94,7 @@ def test_a_failing_experiment_is_recorded_with_the_harness_error_and_the_others_
 def test_the_timeout_kills_the_container_and_the_entry_says_timeout(docker_client, llem_image, tiny_model_dir,
                                                                      tmp_path):
     workdir = _workdir(tmp_path, tiny_model_dir)
-    slow = {"model": "models/tiny-llm", "measurement": {"baseline": {"duration_s": 60}}}
+    slow = {"model": "models/tiny-llm", **SLOW_WORKLOAD}
     study = _write_study(workdir, "times-out", [slow], timeout_s=3)
     proc = run_llem("run", str(study), cwd=workdir, docker=True)
     study_dir = _study_dir(workdir)
@@ -107,7 +109,7 @@ def test_the_timeout_kills_the_container_and_the_entry_says_timeout(docker_clien
 def test_sigint_during_a_study_exits_130_marks_the_manifest_interrupted_and_leaves_no_container(
         docker_client, llem_image, tiny_model_dir, tmp_path):
     workdir = _workdir(tmp_path, tiny_model_dir)
-    slow = {"model": "models/tiny-llm", "measurement": {"baseline": {"duration_s": 60}}}
+    slow = {"model": "models/tiny-llm", **SLOW_WORKLOAD}
     study = _write_study(workdir, "interrupted", [slow, {"model": "models/tiny-llm"}])
     code = "from llenergymeasure.cli.main import main_docker; main_docker()"
     proc = subprocess.Popen([sys.executable, "-c", code, "run", str(study)], cwd=workdir,

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import signal
 from pathlib import Path
 
 import click
@@ -25,11 +24,12 @@ from .errors import FORCE_DOCKER_ENV
 @click.option("--cycles", type=int, help="repeat every configuration this many times")
 @click.option("-o", "--output", type=click.Path(file_okay=False), help="results directory")
 @click.option("--runner", type=click.Choice(["local", "docker"]), help="force one runner for every engine")
+@click.option("--keep-failed", is_flag=True, help="Docker: keep a failed run's container for inspection")
 @click.option("--dry-run", is_flag=True, help="validate and print the experiment list; run nothing")
 @click.option("-q", "--quiet", is_flag=True, help="only errors and the study directory")
 @click.option("-v", "--verbose", is_flag=True, help="tracebacks and debug logging")
 def run_cmd(config, model, engine, dataset, n_prompts, batch_size, precision, max_input_tokens,
-            max_output_tokens, cycles, output, runner, dry_run, quiet, verbose):
+            max_output_tokens, cycles, output, runner, keep_failed, dry_run, quiet, verbose):
     """Run a study (CONFIG.yaml) or one experiment given by flags."""
     import logging
 
@@ -53,6 +53,8 @@ def run_cmd(config, model, engine, dataset, n_prompts, batch_size, precision, ma
         study.execution.n_cycles = cycles
     if output:
         study.results_dir = output
+    if keep_failed:
+        study.docker.keep_failed = True
     study = study_from_mapping(study.model_dump(mode="json", exclude_none=True, exclude_unset=False),
                                source=str(config) if config else "command-line flags")
     forced = "docker" if os.environ.get(FORCE_DOCKER_ENV) == "1" else runner
@@ -68,12 +70,7 @@ def run_cmd(config, model, engine, dataset, n_prompts, batch_size, precision, ma
     if not run.valid():
         reasons = "; ".join(f"#{e.index}: {e.skip_reason}" for e in run.expanded if e.skip_reason)
         raise ConfigError(f"no valid experiment in the study: {reasons}")
-    signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     result = run.execute()
     if quiet:
         click.echo(result.study_dir)
     return 0 if result.summary.completed or not result.summary.failed else 1
-
-
-def _sigterm_as_interrupt(signum, frame):
-    raise KeyboardInterrupt

@@ -8,14 +8,13 @@ is read only from the run directory (`result.json` / `error.json`).
 """
 from __future__ import annotations
 
-import json
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Literal, Protocol
 
-from ..domain import ERROR_FILE, RESULT_FILE, ExperimentResult, HarnessError, RunSpec
+from ..domain import ERROR_FILE, RESULT_FILE, ExperimentConfig, ExperimentResult, HarnessError, RunSpec
 
 EventCallback = Callable[[dict], None]
 
@@ -59,7 +58,8 @@ class Runner(Protocol):
 
     name: str
 
-    def preflight(self, specs: list[RunSpec]) -> None: ...
+    def preflight(self, configs: list[ExperimentConfig]) -> None:
+        """Raise PreFlightError when the engine's experiments cannot run at all (e.g. no image)."""
 
     def execute(self, request: RunRequest) -> ExitInfo: ...
 

@@ -46,7 +46,6 @@ class DockerRunner:
         self._client = client
         self._gpu_present = host_has_gpu()
         self.orphans_removed: list[str] = []
-        self._closed = False
         atexit.register(self.close)
 
     @property
@@ -109,12 +108,21 @@ class DockerRunner:
         return kwargs
 
     def execute(self, request: RunRequest) -> ExitInfo:
-        container = self.client.containers.create(**self.container_kwargs(request))
+        """Run one container to its end; a container the daemon refuses is a failed run, not a crash."""
+        from docker.errors import DockerException
+
+        try:
+            container = self.client.containers.create(**self.container_kwargs(request))
+        except DockerException as exc:
+            return ExitInfo(exit_code=None, detail=f"container not created: {_short(exc)}")
         LiveContainers.add(container)
         pump: LinePump | None = None
         keep = False
         try:
-            container.start()
+            try:
+                container.start()
+            except DockerException as exc:
+                return ExitInfo(exit_code=None, detail=f"container did not start: {_short(exc)}")
             logs = container.logs(stream=True, follow=True, stdout=True, stderr=True)
             pump = LinePump(split_lines(logs), request.run_dir / CONTAINER_LOG_FILE, request.on_event)
             started = time.monotonic()
@@ -144,9 +152,6 @@ class DockerRunner:
 
     def close(self) -> None:
         """Remove every container this process started that is still there (kept ones excepted)."""
-        if self._closed:
-            return
-        self._closed = True
         LiveContainers.remove_all()
         if self._client is None:
             return
@@ -161,6 +166,10 @@ class DockerRunner:
         finally:
             self._client.close()
             self._client = None
+
+
+def _short(exc: Exception) -> str:
+    return " ".join(str(getattr(exc, "explanation", None) or exc).split())[:500]
 
 
 def _engine(spec: RunSpec | ExperimentConfig) -> str:

@@ -73,7 +73,7 @@ def container_labels(spec: RunSpec, extra: dict[str, str] | None = None) -> dict
 
 
 def container_name(spec: RunSpec) -> str:
-    safe = "".join(c if c.isalnum() or c in "_.-" else "-" for c in f"{spec.study_id[:12]}-{spec.run_id}")
+    safe = "".join(c if c.isalnum() or c in "_.-" else "-" for c in f"{spec.study_id}-{spec.run_id}")
     return f"llem-{safe}"[:200]
 
 

@@ -12,7 +12,6 @@ import sys
 import time
 from pathlib import Path
 
-from ..domain import RunSpec
 from .base import ExitInfo, LinePump, RunRequest, check_timeouts
 
 KILL_GRACE_S = 5.0
@@ -26,7 +25,7 @@ class LocalRunner:
         self.python = python or sys.executable
         self.extra_env = env or {}
 
-    def preflight(self, specs: list[RunSpec]) -> None:
+    def preflight(self, configs: list) -> None:
         """Nothing to check beyond what the harness reports itself (engine import errors)."""
 
     def command(self, run_dir: Path) -> list[str]:

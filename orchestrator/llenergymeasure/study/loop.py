@@ -110,6 +110,8 @@ class StudyRun:
             runner = plan.runner_for(engine)
             if runner is not None:
                 runner.preflight([e.config for e in self.valid() if e.config.engine == engine])
+                if getattr(runner, "orphans_removed", None):
+                    self.observer.notice(f"removed containers left by a crashed llem: {', '.join(runner.orphans_removed)}")
 
     def _gap(self, seconds: float) -> None:
         if seconds > 0:
