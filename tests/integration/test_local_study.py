@@ -17,6 +17,9 @@ from llenergymeasure.domain import ExperimentResult, StudyConfig, StudyManifest
 from tests.helpers import REPO_ROOT, run_llem, small_measurement
 
 pytestmark = pytest.mark.slow
+# Minutes of CPU work for the tiny model: a run that is certainly still going when we stop it.
+LONG_WORKLOAD = {"n_prompts": 500, "max_output_tokens": 256, "decoding": {"ignore_eos": True},
+                 "measurement": {"warmup": {"enabled": False}}}
 
 
 def _quickstart(tiny_model_dir: Path, results_dir: Path, **execution) -> StudyConfig:
@@ -84,25 +87,45 @@ def test_single_experiment_from_flags_without_yaml(tiny_model_dir, tmp_path):
 
 
 def test_failing_experiment_is_recorded_and_the_study_goes_on(tiny_model_dir, tmp_path):
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": f"question number {i} about energy"}) + "\n" for i in range(3)))
     study = StudyConfig.model_validate({
-        "name": "mixed", "results_dir": str(tmp_path),
+        "name": "mixed", "results_dir": str(tmp_path / "results"),
         "base": {"n_prompts": 2, "max_output_tokens": 4, "measurement": small_measurement()},
-        "experiments": [{"model": str(tmp_path / "no-such-model")}, {"model": str(tiny_model_dir)}],
+        "experiments": [{"model": str(tmp_path / "no-such-model")}, {"model": str(tiny_model_dir)},
+                        {"model": str(tiny_model_dir), "dataset": str(prompts)}],
+        "execution": {"experiment_gap_s": 1.0},
     })
     result = run_study(study)
     manifest = json.loads((Path(result.study_dir) / "manifest.json").read_text())
     statuses = [(e["status"], e.get("error_type")) for e in manifest["entries"]]
-    assert statuses[1] == ("completed", None)
+    assert statuses[1:] == [("completed", None), ("completed", None)]
+    assert result.summary.completed == 2 and result.summary.failed == 1 and result.status == "completed"
+    jsonl_result = result.experiments[1]
+    assert jsonl_result.config.dataset.source == "jsonl" and jsonl_result.n_requests == 2
+    # The configured gap separates consecutive runs.
+    from datetime import datetime
+    ends = [datetime.fromisoformat(e["finished_at"]) for e in manifest["entries"]]
+    starts = [datetime.fromisoformat(e["started_at"]) for e in manifest["entries"] if "started_at" in e]
+    assert (starts[-1] - ends[1]).total_seconds() >= 1.0
     assert statuses[0][0] == "failed" and statuses[0][1] in ("OSError", "HFValidationError", "RepositoryNotFoundError")
     failed_dir = Path(result.study_dir) / "runs" / manifest["entries"][0]["run_id"]
     error = json.loads((failed_dir / "error.json").read_text())
     assert error["type"] == statuses[0][1] and error["traceback"] and error["phase"] == "loading"
 
 
+def test_study_directory_that_cannot_be_created_is_a_study_error(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    proc = run_llem("run", "-m", "m", "-o", str(blocker / "results"))
+    assert proc.returncode == 1
+    assert "StudyError: cannot create the study directory" in proc.stderr and "Traceback" not in proc.stderr
+
+
 def test_wall_clock_timeout_kills_the_run(tiny_model_dir, tmp_path):
     study = StudyConfig.model_validate({
-        "name": "timeout", "results_dir": str(tmp_path), "execution": {"timeout_s": 1.5},
-        "base": {"model": str(tiny_model_dir), "n_prompts": 2, "measurement": {"baseline": {"duration_s": 30}}},
+        "name": "timeout", "results_dir": str(tmp_path), "execution": {"timeout_s": 3},
+        "base": LONG_WORKLOAD | {"model": str(tiny_model_dir)},
     })
     started = time.monotonic()
     result = run_study(study)
@@ -116,7 +139,7 @@ def test_sigint_marks_the_manifest_interrupted_and_leaves_no_process(tiny_model_
     path = tmp_path / "study.yaml"
     path.write_text(yaml.safe_dump({
         "name": "sigint", "results_dir": str(tmp_path / "results"),
-        "base": {"model": str(tiny_model_dir), "n_prompts": 2, "measurement": {"baseline": {"duration_s": 60}}},
+        "base": LONG_WORKLOAD | {"model": str(tiny_model_dir)},
         "execution": {"n_cycles": 3}}))
     proc = subprocess.Popen([sys.executable, "-c", "from llenergymeasure.cli.main import main; main()", "run",
                              str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -142,7 +165,7 @@ def _wait_for_running_entry(results_dir: Path, timeout_s: float = 60) -> Path:
             except ValueError:
                 continue
             if data["entries"] and data["entries"][0]["status"] == "running":
-                time.sleep(1.0)  # let the harness reach its baseline phase
+                time.sleep(2.0)  # let the harness start its work
                 return manifest.parent
         time.sleep(0.2)
     raise AssertionError("the study never started a run")

@@ -25,7 +25,9 @@ def replay_result(tiny_model_dir, tmp_path_factory):
     try:
         study = StudyConfig.model_validate({
             "name": "replay", "results_dir": str(tmp_path_factory.mktemp("results")),
-            "base": {"model": str(tiny_model_dir), "n_prompts": 4, "max_output_tokens": 8,
+            # A window of about a second: the trace's counter, like NVML's, moves in ~100 ms steps.
+            "base": {"model": str(tiny_model_dir), "n_prompts": 32, "max_output_tokens": 64,
+                     "decoding": {"ignore_eos": True},
                      "measurement": {"baseline": {"duration_s": 1.0, "reuse_ttl_s": 900},
                                      "warmup": {"min_batches": 1, "max_batches": 2, "window": 2},
                                      "save_timeseries": True}},

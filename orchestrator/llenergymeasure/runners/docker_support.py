@@ -213,19 +213,27 @@ def cleanup_orphans(client) -> list[str]:
     Containers renamed `llem-kept-*` (kept on failure on request) are left for the user.
     Returns the names removed.
     """
-    removed = []
+    orphans = []
     host = socket.gethostname()
     for container in client.containers.list(all=True, filters={"label": f"{LABEL_HOST}={host}"}):
         pid_text = (container.labels or {}).get(LABEL_PID, "")
         if container.name.startswith(KEPT_PREFIX) or not pid_text.isdigit():
             continue
         pid = int(pid_text)
-        if pid == os.getpid() or pid_alive(pid):
-            continue
+        if pid != os.getpid() and not pid_alive(pid):
+            orphans.append(container)
+    return force_remove(orphans)
+
+
+def force_remove(containers) -> list[str]:
+    """Remove containers (running or not); names of those removed. Errors are not fatal here:
+    this runs in clean-up paths, where a container already gone is the goal reached."""
+    removed = []
+    for container in containers:
         try:
             container.remove(force=True)
             removed.append(container.name)
-        except Exception:
+        except Exception:  # noqa: BLE001
             pass
     return removed
 
@@ -258,11 +266,4 @@ class LiveContainers:
     def remove_all(cls) -> list[str]:
         with cls._lock:
             containers, cls._live = list(cls._live.values()), {}
-        removed = []
-        for container in containers:
-            try:
-                container.remove(force=True)
-                removed.append(container.name)
-            except Exception:
-                pass
-        return removed
+        return force_remove(containers)
