@@ -11,6 +11,5 @@ if [ ! -x .venv/bin/python ]; then
 fi
 args=(-q -e ".[transformers,test]")
 [ -n "$CONSTRAINTS" ] && args=(-c "$CONSTRAINTS" "${args[@]}")
-.venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
 .venv/bin/python -m pip install "${args[@]}" 2>&1 | grep -v "is ignored: it is neither a file nor a directory" || true
 .venv/bin/llem --version

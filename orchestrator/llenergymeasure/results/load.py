@@ -1,0 +1,79 @@
+"""Read a study directory back: manifest.json plus every runs/*/result.json.
+
+The run directories are the source of truth for measurements (study_result.json is a summary
+written at the end, absent when a study was interrupted), so `llem results` works on a study
+that is still running or was cut short.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..domain import MANIFEST_FILE, RESULT_FILE, ExperimentResult, StudyManifest, StudyResult
+from ..errors import ConfigError
+from .outputs import STUDY_RESULT_FILE
+
+
+@dataclass
+class StudyData:
+    study_dir: Path
+    manifest: StudyManifest
+    results: list[ExperimentResult]
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.manifest.study_name
+
+    def run_dir(self, run_id: str) -> Path:
+        return self.study_dir / "runs" / run_id
+
+
+def _not_a_study(path: Path, why: str) -> ConfigError:
+    hint = ""
+    if path.is_dir():
+        inner = sorted(p.parent.name for p in path.glob(f"*/{MANIFEST_FILE}"))[:3]
+        if inner:
+            hint = f"; study directories inside it: {', '.join(inner)}"
+    return ConfigError(f"{path} is not a study directory ({why}){hint}. "
+                       f"Pass a directory like results/<study>_<timestamp> containing {MANIFEST_FILE}.")
+
+
+def load_study(path: str | Path) -> StudyData:
+    """Load a study directory; ConfigError (exit 2) when `path` is not one."""
+    study_dir = Path(path).expanduser()
+    if not study_dir.is_dir():
+        raise _not_a_study(study_dir, "no such directory")
+    manifest_path = study_dir / MANIFEST_FILE
+    if not manifest_path.is_file():
+        raise _not_a_study(study_dir, f"no {MANIFEST_FILE}")
+    try:
+        manifest = StudyManifest.model_validate_json(manifest_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{manifest_path} is not a readable study manifest: {exc}") from exc
+    results: list[ExperimentResult] = []
+    warnings: list[str] = []
+    for result_path in sorted(study_dir.glob(f"runs/*/{RESULT_FILE}")):
+        try:
+            results.append(ExperimentResult.model_validate_json(result_path.read_text(encoding="utf-8")))
+        except (OSError, ValueError) as exc:
+            warnings.append(f"skipped unreadable {result_path.relative_to(study_dir)}: {str(exc)[:200]}")
+    results.sort(key=lambda r: (r.experiment_index, r.cycle, r.run_id))
+    return StudyData(study_dir=study_dir, manifest=manifest, results=results, warnings=warnings)
+
+
+def study_result_of(data: StudyData) -> StudyResult:
+    """The StudyResult of a loaded study: study_result.json when present, else rebuilt from the runs."""
+    path = data.study_dir / STUDY_RESULT_FILE
+    if path.is_file():
+        try:
+            stored = StudyResult.model_validate(json.loads(path.read_text(encoding="utf-8")))
+            if len(stored.experiments) == len(data.results):
+                return stored
+        except (OSError, ValueError):
+            pass
+    m = data.manifest
+    return StudyResult(study_id=m.study_id, study_name=m.study_name, study_dir=str(data.study_dir),
+                       status=m.status, started_at=m.created_at, finished_at=m.updated_at,
+                       experiments=data.results)

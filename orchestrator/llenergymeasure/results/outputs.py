@@ -1,0 +1,71 @@
+"""Study output files: study_result.json, results.csv, results.parquet, summary.csv.
+
+Called by the study loop at the end of every study (and by `llem results export`). pandas and
+pyarrow are imported lazily. Every file is written beside-then-renamed so a reader never sees a
+half-written table.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from ..domain import StudyResult
+from ..domain.io import write_json_atomic
+from .stats import DEFAULT_CV_THRESHOLD, configuration_stats
+from .tables import ID_COLUMNS, run_rows, summary_rows
+
+STUDY_RESULT_FILE = "study_result.json"
+RESULTS_CSV = "results.csv"
+RESULTS_PARQUET = "results.parquet"
+SUMMARY_CSV = "summary.csv"
+
+__all__ = ["write_study_outputs", "configuration_stats", "write_table", "STUDY_RESULT_FILE", "RESULTS_CSV",
+           "RESULTS_PARQUET", "SUMMARY_CSV"]
+
+
+def _frame(rows: list[dict[str, Any]], empty_columns: tuple[str, ...]):
+    import pandas as pd
+
+    if not rows:
+        return pd.DataFrame(columns=list(empty_columns))
+    return pd.DataFrame(rows)
+
+
+def write_table(rows: list[dict[str, Any]], path: Path, fmt: str,
+                empty_columns: tuple[str, ...] = ID_COLUMNS) -> Path:
+    """Write tidy rows as csv, parquet or json (records) atomically."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    frame = _frame(rows, empty_columns)
+    if fmt == "csv":
+        frame.to_csv(tmp, index=False)
+    elif fmt == "parquet":
+        frame.to_parquet(tmp, index=False)
+    elif fmt == "json":
+        frame.to_json(tmp, orient="records", indent=2)
+    else:
+        raise ValueError(f"unknown table format {fmt!r}")
+    os.replace(tmp, path)
+    return path
+
+
+def write_study_outputs(study_dir: Path, study_result: StudyResult,
+                        cv_threshold: float = DEFAULT_CV_THRESHOLD) -> list[str]:
+    """Write the four study files; return their names relative to `study_dir`.
+
+    Fills `study_result.configurations` in place when empty, so the object `run_study` returns and
+    `study_result.json` agree. `result_files` (the runs' result.json files) is left as it is.
+    """
+    study_dir = Path(study_dir)
+    results = study_result.experiments
+    if not study_result.configurations:
+        study_result.configurations = configuration_stats(results, cv_threshold=cv_threshold)
+    files = [STUDY_RESULT_FILE, RESULTS_CSV, RESULTS_PARQUET, SUMMARY_CSV]
+    rows = run_rows(results)
+    write_table(rows, study_dir / RESULTS_CSV, "csv")
+    write_table(rows, study_dir / RESULTS_PARQUET, "parquet")
+    write_table(summary_rows(study_result.configurations), study_dir / SUMMARY_CSV, "csv",
+                empty_columns=("config_hash", "config_summary", "n_runs"))
+    write_json_atomic(study_dir / STUDY_RESULT_FILE, study_result)
+    return files

@@ -1,0 +1,143 @@
+"""Statistics across cycles, per configuration (runs sharing a `config_hash`).
+
+For each metric in STAT_METRICS: n (runs that measured it), mean, sample std (ddof=1), a 95%
+confidence interval for the mean with Student's t (scipy.stats.t, n-1 degrees of freedom) and
+the coefficient of variation std/|mean|. A configuration is flagged when it has fewer than
+`min_runs` (3) runs, and per metric when CV exceeds `cv_threshold` (default 0.1): such figures
+should not be published without more cycles. numpy/scipy are imported lazily.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable
+
+from ..domain import ExperimentResult
+from .tables import run_row
+
+DEFAULT_CV_THRESHOLD = 0.1
+DEFAULT_MIN_RUNS = 3
+CONFIDENCE = 0.95
+
+# column name -> (unit, short label). The same names are columns of results.csv.
+STAT_METRICS: dict[str, tuple[str, str]] = {
+    "energy_per_output_token_j": ("J/output token", "energy/token"),
+    "energy_per_output_token_adjusted_j": ("J/output token", "energy/token (adj.)"),
+    "energy_per_request_j": ("J/request", "energy/request"),
+    "energy_per_request_adjusted_j": ("J/request", "energy/request (adj.)"),
+    "energy_wh_per_1000_requests": ("Wh/1000 requests", "Wh/1k req"),
+    "energy_wh_per_1000_requests_adjusted": ("Wh/1000 requests", "Wh/1k req (adj.)"),
+    "energy.gpu_energy_raw_j": ("J", "GPU energy"),
+    "energy.gpu_energy_adjusted_j": ("J", "GPU energy (adj.)"),
+    "energy.mean_power_w": ("W", "mean power"),
+    "output_tokens_per_s": ("output tokens/s", "output tok/s"),
+    "total_tokens_per_s": ("(input+output) tokens/s", "total tok/s"),
+    "requests_per_s": ("requests/s", "req/s"),
+    "ttft_s.p50": ("s", "TTFT p50"),
+    "ttft_s.p90": ("s", "TTFT p90"),
+    "ttft_s.p99": ("s", "TTFT p99"),
+    "e2e_latency_s.p50": ("s", "e2e p50"),
+    "e2e_latency_s.p90": ("s", "e2e p90"),
+    "e2e_latency_s.p99": ("s", "e2e p99"),
+    "tpot_s.p50": ("s/output token", "TPOT p50"),
+    "itl_s.p50": ("s", "ITL p50"),
+    "window_s": ("s", "window"),
+}
+# Where to find why a metric is missing, when no run measured it.
+_REASON_COLUMNS = {"energy": "energy.unavailable_reason", "adjusted": "baseline.unavailable_reason"}
+
+
+def describe(values: Iterable[float | None], cv_threshold: float = DEFAULT_CV_THRESHOLD,
+             confidence: float = CONFIDENCE) -> dict[str, Any]:
+    """n, mean, std (ddof=1), Student-t CI of the mean, CV, and whether CV exceeds the threshold."""
+    import numpy as np
+    from scipy import stats as sps
+
+    clean = [float(v) for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    n = len(clean)
+    out: dict[str, Any] = {"n": n, "mean": None, "std": None, "ci95_low": None, "ci95_high": None,
+                           "ci95_half_width": None, "cv": None, "cv_exceeds_threshold": False}
+    if n == 0:
+        return out
+    arr = np.asarray(clean, dtype=float)
+    mean = float(arr.mean())
+    out["mean"] = mean
+    if n < 2:
+        return out
+    std = float(arr.std(ddof=1))
+    half = float(sps.t.ppf(0.5 + confidence / 2.0, df=n - 1) * std / math.sqrt(n))
+    out.update(std=std, ci95_low=mean - half, ci95_high=mean + half, ci95_half_width=half)
+    if mean != 0.0:
+        out["cv"] = std / abs(mean)
+        out["cv_exceeds_threshold"] = out["cv"] > cv_threshold
+    return out
+
+
+def configuration_stats(results: Iterable[ExperimentResult], cv_threshold: float = DEFAULT_CV_THRESHOLD,
+                        min_runs: int = DEFAULT_MIN_RUNS) -> list[dict[str, Any]]:
+    """One JSON-ready dict per configuration, in the order configurations first appear in the study."""
+    groups: dict[str, list[tuple[ExperimentResult, dict[str, Any]]]] = {}
+    for result in sorted(results, key=lambda r: (r.experiment_index, r.cycle, r.run_id)):
+        groups.setdefault(result.config_hash, []).append((result, run_row(result)))
+    out = []
+    for config_hash, members in groups.items():
+        first = members[0][0]
+        rows = [row for _, row in members]
+        metrics: dict[str, Any] = {}
+        flags: list[str] = []
+        if len(rows) < min_runs:
+            flags.append(f"n={len(rows)} < {min_runs} runs: confidence interval unreliable")
+        for metric, (unit, _label) in STAT_METRICS.items():
+            stats = describe((row.get(metric) for row in rows), cv_threshold)
+            stats["unit"] = unit
+            if stats["n"] == 0:
+                stats["unavailable_reason"] = _missing_reason(metric, rows)
+            if stats["cv_exceeds_threshold"]:
+                flags.append(f"{metric}: CV {stats['cv']:.3f} > {cv_threshold:g}")
+            metrics[metric] = stats
+        out.append({
+            "config_hash": config_hash,
+            "config_summary": first.config.summary(),
+            "config": first.config.model_dump(mode="json", exclude={"name"}),
+            "n_runs": len(rows),
+            "cycles": [r.cycle for r, _ in members],
+            "run_ids": [r.run_id for r, _ in members],
+            "cv_threshold": cv_threshold,
+            "confidence": CONFIDENCE,
+            "metrics": metrics,
+            "flags": flags,
+            "min_runs": min_runs,
+            "few_runs": len(rows) < min_runs,
+            "high_cv_metrics": [m for m, st in metrics.items() if st["cv_exceeds_threshold"]],
+        })
+    return out
+
+
+def _missing_reason(metric: str, rows: list[dict[str, Any]]) -> str:
+    """Why no run has `metric`: the energy reason, then (adjusted figures) the baseline reason."""
+    columns = []
+    if metric.startswith("energy"):
+        columns.append(_REASON_COLUMNS["energy"])
+        if "adjusted" in metric:
+            columns.append(_REASON_COLUMNS["adjusted"])
+    for column in columns:
+        reasons = sorted({str(row[column]) for row in rows if row.get(column)})
+        if reasons:
+            return "; ".join(reasons)
+    return "not measured in any run"
+
+
+def metric_names() -> list[str]:
+    return list(STAT_METRICS)
+
+
+def check_metric(name: str) -> str:
+    """Validate a metric name given on the command line (ConfigError lists the valid ones)."""
+    from ..errors import ConfigError
+
+    if name not in STAT_METRICS:
+        import difflib
+
+        close = difflib.get_close_matches(name, list(STAT_METRICS), n=1)
+        hint = f" — did you mean '{close[0]}'?" if close else ""
+        raise ConfigError(f"unknown metric '{name}'{hint}. Valid metrics: {', '.join(STAT_METRICS)}")
+    return name
