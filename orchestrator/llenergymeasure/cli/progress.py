@@ -115,14 +115,15 @@ def print_summary_table(result) -> None:
 
     table = Table(title=f"{result.study_name}: {result.summary.completed} completed, {result.summary.failed} failed, "
                         f"{result.summary.skipped} skipped")
-    for column in ("run", "cycle", "out tok", "window s", "out tok/s", "TTFT p50 s", "J/out tok", "J/out tok (adj)"):
-        table.add_column(column, justify="right" if column != "run" else "left")
+    for column in ("#", "configuration", "cycle", "out tok", "window s", "out tok/s", "TTFT p50 s", "J/out tok",
+                   "J/out tok (adj)"):
+        table.add_column(column, justify="left" if column == "configuration" else "right")
     for r in result.experiments:
         m = r.metrics
-        table.add_row(r.run_id, str(r.cycle), str(r.output_tokens_total), _fmt(r.window_s),
-                      _fmt(m.output_tokens_per_s), _fmt(m.ttft_s.p50), _fmt(m.energy_per_output_token_j),
-                      _fmt(m.energy_per_output_token_adjusted_j))
-    console = Console(width=max(100, Console().width))
+        table.add_row(r.run_id.split("_", 1)[0], r.config.summary(), str(r.cycle), str(r.output_tokens_total),
+                      _fmt(r.window_s), _fmt(m.output_tokens_per_s), _fmt(m.ttft_s.p50),
+                      _fmt(m.energy_per_output_token_j), _fmt(m.energy_per_output_token_adjusted_j))
+    console = Console() if sys.stdout.isatty() else Console(width=160)  # logs: no wrapping of the table
     console.print(table)
     energy_reasons = {r.energy.unavailable_reason for r in result.experiments if r.energy.unavailable_reason}
     for reason in sorted(energy_reasons):
