@@ -64,3 +64,9 @@ def test_cooldown_wait_is_recorded_in_the_next_run(replay_result):
     first, second = replay_result.experiments
     assert first.thermal.cooldown_wait_s is None
     assert second.thermal.cooldown_wait_s is not None and second.thermal.cooldown_wait_s >= 0
+
+
+def test_replayed_readings_are_labelled_as_such(replay_result):
+    for r in replay_result.experiments:
+        assert "synthetic trace" in r.energy.readings_source
+        assert any("replayed" in w and "not a measurement of this machine" in w for w in r.measurement_warnings)

@@ -139,7 +139,9 @@ def test_environment_and_summary_from_replay(monkeypatch, tmp_path):
     assert gpus[0].power_limit_w == 350.0 and gpus[0].persistence_mode is True and gpus[0].driver_version == "synthetic"
     assert line.startswith("GPU0 Synthetic GPU (no real device) | driver synthetic | limit 350 W | 40 °C;")
     assert line.endswith("[replay]")
-    assert session.warnings() == []
+    # The only warning: replayed readings are labelled as not measured on this machine.
+    [notice] = session.warnings()
+    assert "replayed from" in notice and "not a measurement of this machine" in notice
 
 
 def test_foreign_processes_and_persistence_off_warn(monkeypatch, tmp_path):

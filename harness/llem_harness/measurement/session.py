@@ -105,6 +105,9 @@ class MeasurementSession:
             if not self.devices:
                 self.unavailable_reason = "no GPU assigned to or visible in this process"
         self.rapl = RaplMeter(powercap_root) if powercap_root is not None else RaplMeter()
+        if self.backend is not None and self.backend.source == "replay":
+            self._warn(f"GPU readings are replayed from {self.backend.description}: "
+                       "not a measurement of this machine")
 
     # -- helpers -------------------------------------------------------------------------------
     def _warn(self, message: str, into: list[str] | None = None) -> None:
@@ -211,6 +214,7 @@ class MeasurementSession:
         else:
             energy, notes = window_energy(self.devices, self._start_energy, end_energy, self._window_ticks,
                                           self._t0, t1, self._baseline)
+            energy.readings_source = self.backend.description
             if energy.gpu_energy_adjusted_j is not None and self._baseline is not None:
                 energy.baseline_power_w = self._baseline.power_mean_w
             for note in notes:

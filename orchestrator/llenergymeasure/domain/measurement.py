@@ -35,6 +35,8 @@ class EnergyResult(OpenModel):
     per_gpu: list[GpuEnergy] = Field(default_factory=list)
     window_s: float | None = None
     mean_power_w: float | None = Field(None, description="gpu_energy_raw_j / window_s")
+    readings_source: str | None = Field(
+        None, description="where the GPU readings came from: real NVML, or a replayed trace (not a measurement)")
     baseline_power_w: float | None = Field(None, description="idle power subtracted for the adjusted value")
 
 

@@ -172,6 +172,9 @@ def render_study_plots(data: StudyData, configurations: list[dict[str, Any]], ou
                                   "(set measurement.save_timeseries: true)")
             continue
         path = out_dir / f"power_timeline_{i + 1:02d}_{conf['config_hash'][:8]}.png"
-        attempt(path, plot_power_timeline(existing[0], path, f"#{i + 1} {conf['config_summary']} — "
-                                          f"{existing[0].parent.name}"))
+        title = f"#{i + 1} {conf['config_summary']} — {existing[0].parent.name}"
+        source = next((r.energy.readings_source for r in data.results if r.run_id == existing[0].parent.name), None)
+        if source and not source.startswith("NVML"):
+            title += "\nREPLAYED TRACE, not a measurement of this machine"
+        attempt(path, plot_power_timeline(existing[0], path, title))
     return report
