@@ -61,8 +61,10 @@ class PlainObserver(StudyObserver):
             click.echo(f"    {entry.status}: {entry.error_type}: {entry.error_message}", err=True)
 
     def study_finished(self, result) -> None:
-        if not self.quiet:
+        if not self.quiet and result.experiments:
             print_summary_table(result)
+        elif not self.quiet:
+            self._say(f"No run completed. Manifest: {result.study_dir}/manifest.json")
 
 
 class LiveObserver(PlainObserver):

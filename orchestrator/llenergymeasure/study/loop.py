@@ -54,23 +54,28 @@ class StudyRun:
 
         study, ex = self.study, self.study.execution
         started_at, t0 = utc_now(), time.monotonic()
-        study_dir = create_study_dir(study.results_dir, study.name)
+        # Runners and pre-flight first: a missing image or GPU runtime stops the study before
+        # anything is created or run.
+        plan = resolve_runners(study, {e.config.engine for e in self.valid()}, self.cli_runner)
+        try:
+            self._preflight(plan)
+            study_dir = create_study_dir(study.results_dir, study.name)
+        except BaseException:
+            plan.close()
+            raise
+        for message in plan.notices + plan.warnings:
+            self.observer.notice(message)
         study_id = study_dir.name
         order = run_order(len(self.expanded), ex.n_cycles, ex.cycle_order, ex.shuffle_seed)
         entries = [self._entry(self.expanded[i], cycle) for i, cycle in order]
         writer = ManifestWriter(new_manifest(study_id, study.name, study_dir, ex.n_cycles, ex.cycle_order, entries),
                                 manifest_path(study_dir))
         writer.write(fsync=True)
-        engines = {e.config.engine for e in self.valid()}
-        plan = resolve_runners(study, engines, self.cli_runner)
-        for message in plan.notices + plan.warnings:
-            self.observer.notice(message)
         n_runs = sum(1 for e in entries if e.status == "pending")
         self.observer.study_started(str(study_dir), n_runs, len(entries) - n_runs)
         outcomes: list[tuple[ManifestEntry, RunOutcome | None]] = []
         status = "completed"
         try:
-            self._preflight(plan)
             position, previous_cycle = 0, None
             for index, (exp_index, cycle) in enumerate(order):
                 expanded = self.expanded[exp_index]
@@ -85,9 +90,12 @@ class StudyRun:
         except KeyboardInterrupt:
             status = "interrupted"
             raise
+        except BaseException:
+            status = "failed"  # a runner error: what was measured so far is kept and summarised
+            raise
         finally:
             counters = writer.counters()
-            if status != "interrupted" and counters.failed and not counters.completed:
+            if status == "completed" and counters.failed and not counters.completed:
                 status = "failed"
             writer.set_status(status)
             plan.close()
