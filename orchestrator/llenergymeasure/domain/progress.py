@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-PHASES = ("starting", "environment", "baseline", "loading", "warmup", "measuring", "writing", "done")
 
 
 def encode_event(event: str, **fields: Any) -> str:
