@@ -4,7 +4,8 @@ Why the caching: a 10,000-point grid × 3 cycles is a 30,000-entry manifest, and
 transition rewrites the whole file. Each entry's JSON is cached and only the entry that
 changed is re-serialised, so a transition costs one small dump, a join and one write. Each
 entry is one line (null fields left out; readers get the model's defaults), which keeps the
-file readable and about a third the size of fully indented JSON.
+file readable and under half the size of fully indented JSON (5.6 MB vs 13.3 MB at
+31,500 entries, bench/study_scale.py).
 A failed write logs a warning and the study goes on (the next transition retries).
 """
 from __future__ import annotations

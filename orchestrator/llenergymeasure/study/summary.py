@@ -51,10 +51,9 @@ def build_study_result(study: StudyConfig, study_dir: Path, manifest: StudyManif
 def _write_outputs(study_dir: Path, result: StudyResult) -> None:
     """study_result.json, results.csv/.parquet, summary.csv. A failure here loses nothing:
     every run's result.json is already on disk and `llem results export` can rebuild them."""
-    from ..results.outputs import configuration_stats, write_study_outputs
+    from ..results.outputs import write_study_outputs
 
     try:
-        result.configurations = configuration_stats(result.experiments)
-        write_study_outputs(study_dir, result)
+        write_study_outputs(study_dir, result)  # also fills result.configurations
     except Exception as exc:  # noqa: BLE001
         log.warning("could not write study outputs in %s: %s", study_dir, exc)
