@@ -158,19 +158,24 @@ def _requests_from_outputs(outputs: list[BatchOutput], to_unix: float):
     intervals: list[tuple[float, float, str]] = []
     index = 0
     for b, out in enumerate(outputs):
-        first_token = min((r.token_times_s[0] for r in out.requests if r.token_times_s), default=None)
+        firsts = [r.first_and_last_s()[0] for r in out.requests]
+        first_token = min((t for t in firsts if t is not None), default=None)
         if first_token is not None:
             intervals.append((out.start_s + to_unix, first_token + to_unix, "prefill"))
             intervals.append((first_token + to_unix, out.end_s + to_unix, "decode"))
         for req in out.requests:
+            sent_s = req.start_s if req.start_s is not None else out.start_s
+            first_s, last_s = req.first_and_last_s()
+            ttft = first_s - sent_s if first_s is not None else None
+            e2e = last_s - sent_s if last_s is not None else None
+            tpot = (e2e - ttft) / (req.output_tokens - 1) if ttft is not None and e2e is not None \
+                and req.output_tokens > 1 else None
             times = req.token_times_s
-            ttft = times[0] - out.start_s if times else None
-            e2e = times[-1] - out.start_s if times else None
-            tpot = (e2e - ttft) / (len(times) - 1) if times and len(times) > 1 else None
             itl_values.extend(b2 - a for a, b2 in zip(times, times[1:]))
             requests.append(RequestRecord(index=index, batch_index=b, input_tokens=req.input_tokens,
                                           output_tokens=req.output_tokens, ttft_s=ttft, e2e_latency_s=e2e,
-                                          tpot_s=tpot, finished_by=req.finished_by))
+                                          tpot_s=tpot, finished_by=req.finished_by,
+                                          timing_unavailable_reason=req.timing_unavailable_reason))
             index += 1
     return requests, itl_values, intervals
 

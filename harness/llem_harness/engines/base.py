@@ -13,12 +13,28 @@ from llenergymeasure.domain import ExperimentConfig, MemoryStats
 
 @dataclass
 class GeneratedRequest:
-    """One request of a batch. Times are perf_counter seconds."""
+    """One request of a batch. Times are perf_counter seconds (adapters convert engine clocks).
+
+    Engines that stream give `token_times_s` (every output token's time: TTFT, ITL, TPOT).
+    Engines that only report first/last token times per request (e.g. vLLM's request metrics)
+    set `first_token_s`/`last_token_s` instead, so TTFT and TPOT are measured but ITL is not.
+    When an engine reports neither, `timing_unavailable_reason` says why the latencies are null:
+    they are never derived from a batch total.
+    """
 
     input_tokens: int
     output_tokens: int
     token_times_s: list[float] = field(default_factory=list)  # when each output token was ready
     finished_by: str = "unknown"
+    start_s: float | None = None         # when this request was submitted; None = its batch's start
+    first_token_s: float | None = None   # only when token_times_s is empty
+    last_token_s: float | None = None    # only when token_times_s is empty
+    timing_unavailable_reason: str | None = None
+
+    def first_and_last_s(self) -> tuple[float | None, float | None]:
+        if self.token_times_s:
+            return self.token_times_s[0], self.token_times_s[-1]
+        return self.first_token_s, self.last_token_s
 
 
 @dataclass

@@ -19,9 +19,11 @@ WH_PER_J = 1.0 / 3600.0
 class RequestRecord(OpenModel):
     """One request as measured: real token counts (EOS stops count) and its timings.
 
-    Timings are relative to the start of the request's batch. Under static batching every
-    request in a batch shares the batch's prefill, so TTFT is the time until the batch's first
-    generated token; `e2e_latency_s` ends at the step that produced the request's last token.
+    Timings are relative to when the request was submitted: for static batches, the start of
+    its batch (every request shares the batch's prefill, so TTFT is the time until the batch's
+    first generated token); for engines that take requests one at a time, the request's own
+    start. `e2e_latency_s` ends when the request's last token was ready. Latencies an engine
+    does not report are null, with `timing_unavailable_reason`.
     """
 
     index: int
@@ -32,6 +34,7 @@ class RequestRecord(OpenModel):
     e2e_latency_s: float | None = None
     tpot_s: float | None = Field(None, description="(e2e - ttft) / (output_tokens - 1); null for 1 token")
     finished_by: Literal["eos", "length", "unknown"] = "unknown"
+    timing_unavailable_reason: str | None = None
 
 
 class Distribution(OpenModel):
