@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 CI_BASE_IMAGE = "llem-ci-base:py311-torch-cpu"
+CI_PLAIN_BASE_IMAGE = "llem-ci-base:py311"  # no torch: the llama_cpp image needs none
 LABEL_KEY = "llem.study_id"
 REQUIRED = os.environ.get("LLEM_REQUIRE_DOCKER") == "1"  # CI: a missing daemon fails instead of skipping
 
@@ -104,6 +105,28 @@ def llem_image(docker_client) -> str:
     except Exception as exc:
         tail = "\n".join(lines[-30:])
         pytest.fail(f"building the transformers image failed: {exc}\n{tail}")
+
+
+@pytest.fixture(scope="session")
+def llama_image(docker_client) -> str:
+    """The llama_cpp image under its default tag, FROM $LLEM_TEST_LLAMA_BASE_IMAGE or the CI base."""
+    import docker
+
+    from llenergymeasure.runners.image_build import build_image
+
+    base = os.environ.get("LLEM_TEST_LLAMA_BASE_IMAGE")
+    if not base:
+        try:
+            docker_client.images.get(CI_PLAIN_BASE_IMAGE)
+            base = CI_PLAIN_BASE_IMAGE
+        except docker.errors.ImageNotFound:
+            base = None
+    lines: list[str] = []
+    try:
+        return build_image("llama_cpp", base_image=base, on_line=lines.append, client=docker_client)
+    except Exception as exc:
+        tail = "\n".join(lines[-30:])
+        pytest.fail(f"building the llama_cpp image failed: {exc}\n{tail}")
 
 
 @pytest.fixture
