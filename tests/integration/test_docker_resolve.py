@@ -26,7 +26,10 @@ def test_llem_docker_forces_docker_with_the_default_image(monkeypatch, docker_cl
         plan.close()
 
 
-def test_several_engines_go_to_docker_and_an_engine_without_image_is_unavailable(docker_client, llem_image):
+def test_several_engines_go_to_docker_and_an_engine_without_image_is_unavailable(monkeypatch, docker_client,
+                                                                                 llem_image):
+    # vllm stands for "an engine with no image"; pretend a GPU so the GPU-only check does not decide first
+    monkeypatch.setattr("llenergymeasure.runners.gpu_presence.visible_nvidia_gpus", lambda: (1, "pretended"))
     plan = resolve_runners(StudyConfig(name="s"), {"transformers", "vllm"})
     assert plan.runners == {"transformers": "docker", "vllm": "docker"}
     assert len(plan.notices) == 1 and "Docker" in plan.notices[0]

@@ -18,6 +18,13 @@ def isolated_env(monkeypatch, tmp_path):
         monkeypatch.delenv(name, raising=False)
 
 
+@pytest.fixture
+def pretend_gpu(monkeypatch):
+    """These tests use vllm as an engine that is neither installed nor imaged; this host has no GPU,
+    which would mark vllm unavailable first (tested below without this fixture)."""
+    monkeypatch.setattr("llenergymeasure.runners.gpu_presence.visible_nvidia_gpus", lambda: (1, "pretended"))
+
+
 def _user_config(monkeypatch, tmp_path, text: str) -> None:
     path = tmp_path / "config.yaml"
     path.write_text(text)
@@ -68,21 +75,32 @@ def test_auto_runs_an_installed_engine_locally_when_docker_is_absent():
     assert plan.runners == {"transformers": "local"} and plan.unavailable == {}
 
 
-def test_several_engines_without_docker_fail_preflight_with_guidance():
+def test_several_engines_without_docker_fail_preflight_with_guidance(pretend_gpu):
     with pytest.raises(PreFlightError, match="several engines.*Docker"):
         resolve_runners(_study(), {"transformers", "vllm"}, docker_reachable=False)
 
 
-def test_an_engine_that_can_run_nowhere_is_unavailable_and_the_rest_goes_on():
+def test_an_engine_that_can_run_nowhere_is_unavailable_and_the_rest_goes_on(pretend_gpu):
     plan = resolve_runners(_study(runners={"transformers": "local", "vllm": "local"}), {"transformers", "vllm"},
                            docker_reachable=False)
     assert plan.runner_for("vllm") is None and "pip install 'llenergymeasure[vllm]'" in plan.unavailable["vllm"]
     assert isinstance(plan.runner_for("transformers"), LocalRunner)
 
 
-def test_a_study_whose_every_engine_is_unavailable_is_refused():
+def test_a_study_whose_every_engine_is_unavailable_is_refused(pretend_gpu):
     with pytest.raises(PreFlightError, match="no engine of this study can run"):
         resolve_runners(_study(runners={"vllm": "local"}), {"vllm"}, docker_reachable=False)
+
+
+def test_gpu_only_engines_are_unavailable_on_this_gpu_less_host_with_the_reason():
+    """The real check (NVML, then nvidia-smi): this CI host has no NVIDIA GPU."""
+    plan = resolve_runners(_study(), {"transformers", "vllm", "tensorrt_llm"}, docker_reachable=False)
+    for engine in ("vllm", "tensorrt_llm"):
+        assert plan.runner_for(engine) is None
+        assert plan.unavailable[engine].startswith(f"{engine} runs only on NVIDIA GPUs and none is visible")
+    # the GPU-only engines do not count as "several engines" needing Docker: transformers runs here
+    assert plan.runners == {"transformers": "local"} and isinstance(plan.runner_for("transformers"), LocalRunner)
+    plan.close()
 
 
 def test_forced_docker_without_a_daemon_is_refused(monkeypatch):

@@ -69,15 +69,14 @@ class EngineAdapter(Protocol):
     def close(self) -> None: ...
 
 
+ADAPTERS = {"transformers": ("transformers", "TransformersAdapter"), "llama_cpp": ("llama_cpp", "LlamaCppAdapter"),
+            "vllm": ("vllm", "VllmAdapter"), "tensorrt_llm": ("tensorrt_llm", "TensorRtLlmAdapter")}
+
+
 def create_adapter(config: ExperimentConfig) -> EngineAdapter:
     """Adapters are imported lazily: each lives in its own image with its own engine library."""
-    if config.engine == "transformers":
-        from .transformers import TransformersAdapter
+    import importlib
 
-        return TransformersAdapter(config)
-    if config.engine == "llama_cpp":
-        from .llama_cpp import LlamaCppAdapter
-
-        return LlamaCppAdapter(config)
-    raise NotImplementedError(
-        f"engine '{config.engine}' has no harness adapter in this version; implemented: transformers, llama_cpp")
+    module_name, class_name = ADAPTERS[config.engine]
+    module = importlib.import_module(f"{__package__}.{module_name}")
+    return getattr(module, class_name)(config)

@@ -10,8 +10,11 @@ def print_dry_run(study, expanded) -> None:
     from ..domain.estimates import (dtype_bytes, estimate_run_wall_time_s, estimate_vram_bytes,
                                     read_local_model_config)
 
+    from ..runners.gpu_presence import gpu_only_unavailable
+
     ex = study.execution
     valid = [e for e in expanded if e.config is not None]
+    no_gpu = gpu_only_unavailable({e.config.engine for e in valid})
     click.echo(f"Study '{study.name}': {len(expanded)} configurations ({len(valid)} valid, "
                f"{len(expanded) - len(valid)} skipped) × {ex.n_cycles} cycles = {len(valid) * ex.n_cycles} runs")
     total_s = 0.0
@@ -33,6 +36,8 @@ def print_dry_run(study, expanded) -> None:
         else:
             line += "  VRAM estimate: unknown (no local config.json)"
         click.echo(line)
+        if cfg.engine in no_gpu:
+            click.echo(f"      UNAVAILABLE here (runs will be recorded failed, EngineUnavailable): {no_gpu[cfg.engine]}")
         total_s += estimate_run_wall_time_s(cfg, model_config)["estimated_wall_time_s"] * ex.n_cycles
     order = run_order(len(expanded), ex.n_cycles, ex.cycle_order, ex.shuffle_seed)
     shown = [f"#{i}c{c}" for i, c in order if expanded[i].config is not None]

@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from .base import StrictModel
+from .engine_options import TensorRtLlmConfig, VllmConfig
 
 Engine = Literal["transformers", "vllm", "tensorrt_llm", "llama_cpp"]
 ENGINES: tuple[str, ...] = ("transformers", "vllm", "tensorrt_llm", "llama_cpp")
@@ -128,8 +129,8 @@ class ExperimentConfig(StrictModel):
     decoding: DecodingConfig = Field(default_factory=DecodingConfig)
     random_seed: int = 42
     transformers: TransformersConfig | None = None
-    vllm: dict | None = Field(None, description="engine-specific options (unverified here)")
-    tensorrt_llm: dict | None = Field(None, description="engine-specific options (unverified here)")
+    vllm: VllmConfig | None = None
+    tensorrt_llm: TensorRtLlmConfig | None = None
     llama_cpp: LlamaCppConfig | None = None
     measurement: MeasurementConfig = Field(default_factory=MeasurementConfig)
 
@@ -165,10 +166,10 @@ class ExperimentConfig(StrictModel):
             if engine != self.engine and getattr(self, engine) is not None:
                 raise ValueError(
                     f"section '{engine}:' is set but engine is '{self.engine}'; remove the section or set engine: {engine}")
-        if self.engine == "transformers" and self.transformers is None:
-            object.__setattr__(self, "transformers", TransformersConfig())
-        if self.engine == "llama_cpp" and self.llama_cpp is None:
-            object.__setattr__(self, "llama_cpp", LlamaCppConfig())
+        defaults = {"transformers": TransformersConfig, "llama_cpp": LlamaCppConfig, "vllm": VllmConfig,
+                    "tensorrt_llm": TensorRtLlmConfig}
+        if getattr(self, self.engine) is None:
+            object.__setattr__(self, self.engine, defaults[self.engine]())
         return self
 
     def config_hash(self) -> str:

@@ -136,8 +136,11 @@ def resolve_runners(study: StudyConfig, engines: set[str], cli_runner: str | Non
                     docker_reachable: bool | None = None) -> RunnerPlan:
     """Decide local or docker per engine (module docstring has the order). Raises PreFlightError."""
     from .docker_support import daemon_reachable, docker_client
+    from .gpu_presence import gpu_only_unavailable
 
     user = load_user_config()
+    no_gpu = gpu_only_unavailable(engines)  # recorded per run as EngineUnavailable; the study goes on
+    all_engines, engines = engines, set(engines) - set(no_gpu)
     plan = RunnerPlan(_docker_config=study.docker)
     explicit = {e: c for e in sorted(engines)
                 if (c := explicit_choice(e, study, cli_runner, user["runners"])) is not None}
@@ -173,7 +176,8 @@ def resolve_runners(study: StudyConfig, engines: set[str], cli_runner: str | Non
         plan.warnings.append(f"Mixed runners ({mix}): engines measured under different runners are "
                              "not strictly comparable (container vs host environment).")
     _mark_unavailable(plan, docker_ok, docker_client)
-    if plan.unavailable and len(plan.unavailable) == len(engines):
+    plan.unavailable.update(no_gpu)
+    if plan.unavailable and len(plan.unavailable) == len(all_engines) and not no_gpu:
         raise PreFlightError("no engine of this study can run:\n  " +
                              "\n  ".join(f"{e}: {r}" for e, r in sorted(plan.unavailable.items())))
     return plan

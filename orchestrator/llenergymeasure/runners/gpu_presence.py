@@ -1,0 +1,50 @@
+"""Whether this host has an NVIDIA GPU, for engines that run only on one (vLLM, TensorRT-LLM).
+
+Asked once before a study starts, so that such runs are recorded `failed` with
+`EngineUnavailable` and a one-line reason instead of starting a container that cannot work.
+NVML (nvidia-ml-py, imported here only when asked) first, then `nvidia-smi -L`; never torch.
+"""
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+GPU_ONLY_ENGINES = ("vllm", "tensorrt_llm")
+
+
+def visible_nvidia_gpus() -> tuple[int, str]:
+    """(number of NVIDIA GPUs visible, how that was found out or why none)."""
+    reasons = []
+    try:
+        import pynvml
+    except ImportError:
+        reasons.append("NVML bindings (nvidia-ml-py) not installed")
+    else:
+        try:
+            pynvml.nvmlInit()
+            try:
+                return pynvml.nvmlDeviceGetCount(), "NVML"
+            finally:
+                pynvml.nvmlShutdown()
+        except pynvml.NVMLError as exc:
+            reasons.append(f"NVML: {exc}")
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return 0, "; ".join(reasons + ["nvidia-smi not found"])
+    try:
+        listing = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=15)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return 0, "; ".join(reasons + [f"nvidia-smi failed: {exc}"])
+    count = sum(1 for line in listing.stdout.splitlines() if line.startswith("GPU "))
+    return count, "nvidia-smi" if count else "; ".join(reasons + ["nvidia-smi lists no GPU"])
+
+
+def gpu_only_unavailable(engines: set[str] | list[str]) -> dict[str, str]:
+    """engine -> reason, for GPU-only engines when this host has no NVIDIA GPU."""
+    needs = sorted(e for e in set(engines) if e in GPU_ONLY_ENGINES)
+    if not needs:
+        return {}
+    count, how = visible_nvidia_gpus()
+    if count:
+        return {}
+    return {e: f"{e} runs only on NVIDIA GPUs and none is visible on this host ({how})" for e in needs}

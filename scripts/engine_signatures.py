@@ -1,0 +1,73 @@
+"""Extract the parameter names our engine adapters pass from an engine's real source, without importing it.
+
+Why: vLLM and TensorRT-LLM cannot run (or even import) on a machine without an NVIDIA GPU, but the
+argument mapping of their adapters must still be checked against the real API of the pinned
+version. This reads the published wheel with `ast` and writes a JSON fixture with provenance
+(version, wheel sha256, per-file sha256) that tests/unit/test_engine_mapping.py checks against.
+
+    pip download --no-deps vllm==0.33.0 -d /tmp/w
+    python scripts/engine_signatures.py vllm /tmp/w/vllm-0.33.0-*.whl tests/fixtures/engine_signatures/vllm-0.33.0.json
+"""
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import sys
+import zipfile
+from pathlib import Path
+
+# (name in the fixture, file inside the wheel, class, method or None for the class's annotated fields)
+VLLM_TARGETS = [
+    ("LLM.__init__", "vllm/entrypoints/llm.py", "LLM", "__init__"),
+    ("LLM.generate", "vllm/entrypoints/llm.py", "LLM", "generate"),
+    ("EngineArgs", "vllm/engine/arg_utils.py", "EngineArgs", None),
+    ("SamplingParams", "vllm/sampling_params.py", "SamplingParams", None),
+    ("RequestOutput.__init__", "vllm/outputs.py", "RequestOutput", "__init__"),
+    ("CompletionOutput", "vllm/outputs.py", "CompletionOutput", None),
+    ("RequestStateStats", "vllm/v1/metrics/stats.py", "RequestStateStats", None),
+]
+
+
+def _class(tree: ast.Module, name: str) -> ast.ClassDef:
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef) and node.name == name:
+            return node
+    raise KeyError(f"class {name} not found")
+
+
+def names_of(source: str, class_name: str, method: str | None) -> list[str]:
+    cls = _class(ast.parse(source), class_name)
+    if method is None:
+        return [n.target.id for n in cls.body if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)]
+    for node in cls.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == method:
+            args = node.args
+            return [a.arg for a in args.posonlyargs + args.args + args.kwonlyargs if a.arg != "self"]
+    raise KeyError(f"{class_name}.{method} not found")
+
+
+def extract(wheel: Path, targets: list[tuple[str, str, str, str | None]]) -> dict:
+    out = {"wheel": wheel.name, "wheel_sha256": hashlib.sha256(wheel.read_bytes()).hexdigest(),
+           "extracted_by": "scripts/engine_signatures.py (ast, no import)", "files": {}, "names": {}}
+    with zipfile.ZipFile(wheel) as archive:
+        for key, path, class_name, method in targets:
+            source = archive.read(path)
+            out["files"][path] = hashlib.sha256(source).hexdigest()
+            out["names"][key] = names_of(source.decode("utf-8"), class_name, method)
+    return out
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 3 or argv[0] != "vllm":
+        print(__doc__, file=sys.stderr)
+        return 2
+    wheel, target = Path(argv[1]), Path(argv[2])
+    data = {"engine": "vllm", "version": wheel.name.split("-")[1], **extract(wheel, VLLM_TARGETS)}
+    target.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+    print(f"wrote {target}: " + ", ".join(f"{k} ({len(v)})" for k, v in data["names"].items()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
