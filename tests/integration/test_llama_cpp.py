@@ -146,3 +146,16 @@ def test_mixed_engine_example_completes_with_both_engines_in_one_summary(tiny_mo
     assert "llama_cpp" in summary and "transformers" in summary
     study_result = json.loads((study_dir / "study_result.json").read_text())
     assert study_result["summary"]["completed"] == 2
+
+
+def test_every_accepted_kv_cache_type_exists_in_llama_cpp():
+    import typing
+
+    import llama_cpp
+
+    from llenergymeasure.domain import LlamaCppConfig
+
+    for field in ("type_k", "type_v"):
+        literal = typing.get_args(LlamaCppConfig.model_fields[field].annotation)[0]
+        for name in typing.get_args(literal):
+            assert hasattr(llama_cpp, f"GGML_TYPE_{name.upper()}"), name

@@ -74,9 +74,9 @@ class LlamaCppConfig(StrictModel):
     n_gpu_layers: int | None = Field(None, ge=-1, description="-1 = all layers; default: all with a GPU, else 0")
     n_batch: int = Field(512, ge=1, description="prompt tokens evaluated per llama_decode call")
     flash_attn: bool = False
-    type_k: Literal["f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1"] | None = Field(
+    type_k: Literal["f32", "f16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1"] | None = Field(
         None, description="KV-cache key type; default f16")
-    type_v: Literal["f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1"] | None = Field(
+    type_v: Literal["f32", "f16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1"] | None = Field(
         None, description="KV-cache value type; default f16 (quantised V needs flash_attn)")
 
 
