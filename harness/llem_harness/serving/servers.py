@@ -1,0 +1,101 @@
+"""Per-engine server commands: the only engine-specific part of serving mode.
+
+Each entry builds the argv of the engine's own maintained OpenAI-compatible server and says
+whether that command has been run by this project (`verified`). The pipeline never branches on
+the engine name; it looks the engine up here.
+
+- llama.cpp: `python -m llama_cpp.server` (llama-cpp-python 0.3.36), verified on CPU with the
+  tiny GGUF. `--interrupt_requests False` is required: by default the server aborts a streaming
+  request as soon as another one arrives, which would truncate every concurrent request.
+  The server runs one request at a time (a lock around the model): queueing shows up in TTFT.
+- vLLM: `vllm serve` (0.33.0 docs) and TensorRT-LLM: `trtllm-serve` (1.2.x docs). Written against
+  their documented CLIs; UNVERIFIED here (no GPU) until run on one.
+- transformers: no maintained OpenAI-compatible server fits (text-generation-inference is a
+  separate product), so serving mode refuses it with a message.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from llenergymeasure.domain import ExperimentConfig
+
+SERVED_MODEL_NAME = "llem"
+_DTYPES = {"auto": "auto", "fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+
+
+class ServingUnsupported(ValueError):
+    """The engine has no server command in this version."""
+
+
+@dataclass
+class ServerSpec:
+    argv: list[str]
+    verified: bool
+    ready_path: str = "/v1/models"          # GET returns 200 once the model is loaded
+    extra_body: dict = field(default_factory=dict)  # request fields this server needs
+    usage_in_stream: bool = True            # sends usage in the last chunk with stream_options
+    package: str | None = None              # distribution whose version is reported as engine_version
+
+
+def gguf_path(model: str) -> str:
+    """A .gguf file, or a directory holding model.gguf (what `llem models make-tiny` writes)."""
+    path = Path(model)
+    if path.is_dir():
+        candidates = sorted(path.glob("*.gguf"))
+        preferred = path / "model.gguf"
+        if preferred.is_file():
+            return str(preferred)
+        if candidates:
+            return str(candidates[0])
+        raise ServingUnsupported(f"model directory {model} has no .gguf file; llama.cpp serves GGUF models "
+                                 "(`llem models make-tiny` writes model.gguf)")
+    return model
+
+
+def _llama_cpp(config: ExperimentConfig, host: str, port: int) -> ServerSpec:
+    opts = config.llama_cpp or {}
+    argv = [sys.executable, "-m", "llama_cpp.server", "--model", gguf_path(config.model),
+            "--model_alias", SERVED_MODEL_NAME, "--host", host, "--port", str(port),
+            "--interrupt_requests", "False", "--seed", str(config.random_seed),
+            "--n_ctx", str(opts.get("n_ctx", max(512, config.max_input_tokens + config.max_output_tokens + 64))),
+            "--n_gpu_layers", str(opts.get("n_gpu_layers", 0))]
+    if "n_threads" in opts:
+        argv += ["--n_threads", str(opts["n_threads"])]
+    extra = {"min_tokens": config.max_output_tokens} if config.decoding.ignore_eos else {}
+    return ServerSpec(argv, verified=True, extra_body=extra, usage_in_stream=False,
+                      package="llama-cpp-python")
+
+
+def _vllm(config: ExperimentConfig, host: str, port: int) -> ServerSpec:
+    argv = ["vllm", "serve", config.model, "--host", host, "--port", str(port),
+            "--served-model-name", SERVED_MODEL_NAME, "--dtype", _DTYPES[config.precision],
+            "--seed", str(config.random_seed)]
+    extra = {"ignore_eos": True} if config.decoding.ignore_eos else {}
+    return ServerSpec(argv, verified=False, ready_path="/health", extra_body=extra, package="vllm")
+
+
+def _tensorrt_llm(config: ExperimentConfig, host: str, port: int) -> ServerSpec:
+    argv = ["trtllm-serve", config.model, "--host", host, "--port", str(port), "--backend", "pytorch",
+            "--served_model_name", SERVED_MODEL_NAME]
+    extra = {"ignore_eos": True} if config.decoding.ignore_eos else {}
+    return ServerSpec(argv, verified=False, ready_path="/health", extra_body=extra, package="tensorrt_llm")
+
+
+REGISTRY: dict[str, Callable[[ExperimentConfig, str, int], ServerSpec]] = {
+    "llama_cpp": _llama_cpp,
+    "vllm": _vllm,
+    "tensorrt_llm": _tensorrt_llm,
+}
+
+
+def server_spec(config: ExperimentConfig, host: str = "127.0.0.1") -> ServerSpec:
+    builder = REGISTRY.get(config.engine)
+    if builder is None:
+        raise ServingUnsupported(f"engine '{config.engine}' has no OpenAI-compatible server in serving mode; "
+                                 f"use one of {sorted(REGISTRY)} or mode: offline")
+    spec = builder(config, host, config.serving.port)
+    spec.argv += list(config.serving.server_args)
+    return spec
