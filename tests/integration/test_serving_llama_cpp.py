@@ -130,3 +130,19 @@ def test_a_server_that_dies_is_a_structured_failure(tmp_path):
     error = HarnessError.model_validate_json((run_dir / ERROR_FILE).read_text())
     assert error.phase == "server_starting" and "exited" in error.message
     assert (run_dir / "server.log").stat().st_size > 0
+
+
+def test_poisson_rate_run_opens_after_the_ramp_and_closes_at_the_last_send(tiny_gguf_dir, tmp_path):
+    study = _study(tiny_gguf_dir, tmp_path, {}, request_rate=20.0, ramp_requests=3)
+    result = run_study(study)
+    assert result.summary.completed == 1
+    rel = result.result_files[0]
+    res = ExperimentResult.model_validate_json((Path(result.study_dir) / rel).read_text())
+    sends = sorted(r["send_s"] for r in _requests((Path(result.study_dir) / rel).parent))
+    w = res.serving.window
+    assert res.serving.load == "request_rate" and res.serving.request_rate_offered_per_s == 20.0
+    assert w.start_s == pytest.approx(sends[2], abs=0.01) and w.end_s == pytest.approx(sends[-1], abs=0.01)
+    # The schedule is the seeded Poisson one: sends follow the planned offsets (sleep precision aside).
+    from llem_harness.serving.arrivals import poisson_send_offsets_s
+    planned = poisson_send_offsets_s(12, 20.0, res.config.random_seed)
+    assert sends == pytest.approx(planned, abs=0.05)

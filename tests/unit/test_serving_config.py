@@ -25,14 +25,15 @@ def test_offline_hash_is_unchanged_by_the_serving_fields():
 
 
 def test_serving_load_shape_changes_the_hash():
-    a = ExperimentConfig(model="m", mode="serving", serving={"concurrency": 1, "n_requests": 8})
-    b = ExperimentConfig(model="m", mode="serving", serving={"concurrency": 4, "n_requests": 8})
+    a = ExperimentConfig(model="m", engine="vllm", mode="serving", serving={"concurrency": 1, "n_requests": 8})
+    b = ExperimentConfig(model="m", engine="vllm", mode="serving", serving={"concurrency": 4, "n_requests": 8})
     assert a.config_hash() != b.config_hash()
     assert "c=4" in b.summary() and "serving" in b.summary()
 
 
 @pytest.mark.parametrize("data, field", [
-    ({"serving": {"concurrency": 2}}, "mode"),
+    ({"engine": "llama_cpp", "serving": {"concurrency": 2}}, "mode"),
+    ({"engine": "transformers", "mode": "serving"}, "transformers has none"),
     ({"mode": "serving", "serving": {"concurrency": 2, "request_rate": 1.0}}, "either concurrency or request_rate"),
     ({"mode": "serving", "serving": {"concurrency": 8, "n_requests": 8}}, "serving.n_requests"),
     ({"mode": "serving", "serving": {"request_rate": 1.0, "n_requests": 4, "ramp_requests": 4}}, "ramp_requests"),
@@ -40,7 +41,7 @@ def test_serving_load_shape_changes_the_hash():
 ])
 def test_invalid_serving_configs_name_the_field(data, field):
     with pytest.raises(ValidationError) as info:
-        ExperimentConfig(model="m", **data)
+        ExperimentConfig(model="m", **{"engine": "llama_cpp", **data})
     assert field in str(info.value)
 
 

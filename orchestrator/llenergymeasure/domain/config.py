@@ -153,6 +153,9 @@ class ExperimentConfig(StrictModel):
                     f"section '{engine}:' is set but engine is '{self.engine}'; remove the section or set engine: {engine}")
         if self.serving is not None and self.mode != "serving":
             raise ValueError("section 'serving:' is set but mode is 'offline'; set mode: serving or remove it")
+        if self.mode == "serving" and self.engine == "transformers":
+            raise ValueError("mode: serving needs an engine with an OpenAI-compatible server (llama_cpp, vllm, "
+                             "tensorrt_llm); transformers has none: set engine or use mode: offline")
         if self.mode == "serving" and self.serving is None:
             object.__setattr__(self, "serving", ServingConfig())
         if self.engine == "transformers" and self.transformers is None:
