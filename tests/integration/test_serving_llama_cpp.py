@@ -36,7 +36,7 @@ def _study(model_dir: Path, results: Path, sweep: dict, **serving) -> StudyConfi
     data = yaml.safe_load((REPO_ROOT / "examples" / "serving.yaml").read_text())
     data["base"]["model"] = str(model_dir)
     data["base"]["measurement"].update(small_measurement())
-    data["base"]["serving"].update({"n_requests": 12, "port": 18765, **serving})
+    data["base"]["serving"].update({"n_requests": 12, **serving})
     data["results_dir"] = str(results)
     data["sweep"] = sweep
     return StudyConfig.model_validate(data)

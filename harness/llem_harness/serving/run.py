@@ -23,7 +23,7 @@ from .loadgen import LoadPlan, RequestTrace, drive, probe_prompt_tokens
 from .process import SERVER_LOG_FILE, ServerFailed, ServerProcess
 from .report import (ATTRIBUTION, REQUESTS_FILE, goodput, output_tokens, serving_metrics, to_records,
                      window_figures, write_requests_file)
-from .servers import SERVED_MODEL_NAME, server_spec
+from .servers import SERVED_MODEL_NAME, free_port, server_spec
 from .window import WindowTracker
 
 WINDOW_DEFINITION = {
@@ -46,8 +46,9 @@ def run_serving(spec: RunSpec, run_dir: Path, phase, emit, now_iso) -> Experimen
     phase.enter("starting", run_id=spec.run_id)
     gpu_ids = None if os.environ.get("LLEM_GPUS_ISOLATED") == "1" else spec.gpu_ids
     session = MeasurementSession(config.measurement, gpu_ids, spec.baseline, run_dir, emit)
-    server_def = server_spec(config)
-    base_url = f"http://127.0.0.1:{cfg.port}"
+    port = cfg.port or free_port()
+    server_def = server_spec(config, port)
+    base_url = f"http://127.0.0.1:{port}"
     server = ServerProcess(server_def.argv, base_url, server_def.ready_path, run_dir)
     try:
         phase.enter("environment")

@@ -91,11 +91,20 @@ REGISTRY: dict[str, Callable[[ExperimentConfig, str, int], ServerSpec]] = {
 }
 
 
-def server_spec(config: ExperimentConfig, host: str = "127.0.0.1") -> ServerSpec:
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on now (the OS picks it), so concurrent runs do not collide."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def server_spec(config: ExperimentConfig, port: int, host: str = "127.0.0.1") -> ServerSpec:
     builder = REGISTRY.get(config.engine)
     if builder is None:
         raise ServingUnsupported(f"engine '{config.engine}' has no OpenAI-compatible server in serving mode; "
                                  f"use one of {sorted(REGISTRY)} or mode: offline")
-    spec = builder(config, host, config.serving.port)
+    spec = builder(config, host, port)
     spec.argv += list(config.serving.server_args)
     return spec

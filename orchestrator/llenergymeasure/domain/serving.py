@@ -32,7 +32,8 @@ class ServingConfig(StrictModel):
     ramp_requests: int | None = Field(
         None, ge=1, description="request_rate only: the window opens at this send (default: 10% of n_requests)")
     ready_timeout_s: float = Field(600.0, gt=0, description="give up if the server is not ready by then")
-    port: int = Field(8765, ge=1024, le=65535, description="localhost port of the server inside the run")
+    port: int | None = Field(None, ge=1024, le=65535,
+                             description="localhost port of the server inside the run; default: a free one")
     server_args: list[str] = Field(default_factory=list, description="extra arguments for the server command")
     slo: ServingSlo | None = None
 
