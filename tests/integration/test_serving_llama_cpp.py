@@ -104,6 +104,7 @@ def test_steady_state_window_is_inside_the_run_and_not_empty(serving_study):
             assert res.metrics.ttft_s.p50 <= res.metrics.ttft_s.p99
         else:
             assert res.metrics.ttft_s.n == 0  # no token times without streaming: null, not invented
+            assert res.serving.goodput_share is None and "streaming" in res.serving.goodput_unavailable_reason
         if c == 4:
             assert w.start_s >= sorted(r["send_s"] for r in reqs)[3]  # opens once 4 are in flight
 

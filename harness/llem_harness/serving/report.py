@@ -94,6 +94,8 @@ def goodput(records: list[RequestRecord], cfg: ServingConfig, run_s: float):
         return None, None, "no serving.slo set"
     if not records:
         return None, None, "no successful request"
+    if cfg.slo.ttft_s is not None and not cfg.streaming:
+        return None, None, "serving.slo.ttft_s needs streaming: TTFT is not measured without it"
 
     def meets(r: RequestRecord) -> bool:
         if cfg.slo.ttft_s is not None and (r.ttft_s is None or r.ttft_s > cfg.slo.ttft_s):
