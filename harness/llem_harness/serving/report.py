@@ -106,7 +106,7 @@ def goodput(records: list[RequestRecord], cfg: ServingConfig, run_s: float):
     return (good / run_s if run_s > 0 else None), good / len(records), None
 
 
-def write_requests_file(path: Path, traces: list[RequestTrace], window: ServingWindow | None,
+def write_requests_file(path: Path, traces: list[RequestTrace],
                         start_s: float, end_s: float, energy_per_token_j: float | None) -> None:
     """One JSON line per request: the raw trace plus its token count in the window and energy share."""
     first = min(t.send_s for t in traces)

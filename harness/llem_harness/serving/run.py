@@ -119,7 +119,7 @@ def run_serving(spec: RunSpec, run_dir: Path, phase, emit, now_iso) -> Experimen
         sw = window_figures(traces, tracker.start_s, tracker.end_s, WINDOW_DEFINITION[load])
         metrics = serving_metrics(records, itl, sw, window.energy)
         per_token = metrics.energy_per_output_token_j
-        write_requests_file(run_dir / REQUESTS_FILE, traces, sw, tracker.start_s, tracker.end_s, per_token)
+        write_requests_file(run_dir / REQUESTS_FILE, traces, tracker.start_s, tracker.end_s, per_token)
         good_rate, good_share, good_reason = goodput(records, cfg, sw.run_s)
         usage_seen = any(t.usage and t.usage.get("completion_tokens") is not None for t in traces)
         serving = ServingResult(
