@@ -147,3 +147,13 @@ def test_poisson_rate_run_opens_after_the_ramp_and_closes_at_the_last_send(tiny_
     from llem_harness.serving.arrivals import poisson_send_offsets_s
     planned = poisson_send_offsets_s(12, 20.0, res.config.random_seed)
     assert sends == pytest.approx(planned, abs=0.05)
+
+
+def test_duration_cap_stops_sending_and_the_window_still_closes(tiny_gguf_dir, tmp_path):
+    study = _study(tiny_gguf_dir, tmp_path, {}, concurrency=2, n_requests=500, duration_s=0.3)
+    result = run_study(study)
+    assert result.summary.completed == 1
+    res = ExperimentResult.model_validate_json((Path(result.study_dir) / result.result_files[0]).read_text())
+    assert 2 < res.serving.n_sent < 500 and res.serving.n_errors == 0
+    w = res.serving.window
+    assert 0 <= w.start_s < w.end_s <= w.run_s and w.requests_completed > 0
