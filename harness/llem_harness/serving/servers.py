@@ -15,6 +15,7 @@ the engine name; it looks the engine up here.
 """
 from __future__ import annotations
 
+import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,15 +56,27 @@ def gguf_path(model: str) -> str:
     return model
 
 
+def _option(section, name: str):
+    """A `llama_cpp:` option whether the section is a plain dict or a typed model (None = not set)."""
+    if section is None:
+        return None
+    return section.get(name) if isinstance(section, dict) else getattr(section, name, None)
+
+
 def _llama_cpp(config: ExperimentConfig, host: str, port: int) -> ServerSpec:
-    opts = config.llama_cpp or {}
+    opts = config.llama_cpp
+    n_ctx = _option(opts, "n_ctx") or max(512, config.max_input_tokens + config.max_output_tokens + 64)
+    n_gpu_layers = _option(opts, "n_gpu_layers")
+    if n_gpu_layers is None:  # default: every layer on the GPU when there is one, else CPU
+        n_gpu_layers = -1 if shutil.which("nvidia-smi") else 0
     argv = [sys.executable, "-m", "llama_cpp.server", "--model", gguf_path(config.model),
             "--model_alias", SERVED_MODEL_NAME, "--host", host, "--port", str(port),
             "--interrupt_requests", "False", "--seed", str(config.random_seed),
-            "--n_ctx", str(opts.get("n_ctx", max(512, config.max_input_tokens + config.max_output_tokens + 64))),
-            "--n_gpu_layers", str(opts.get("n_gpu_layers", 0))]
-    if "n_threads" in opts:
-        argv += ["--n_threads", str(opts["n_threads"])]
+            "--n_ctx", str(n_ctx), "--n_gpu_layers", str(n_gpu_layers)]
+    for name in ("n_threads", "n_batch", "flash_attn", "type_k", "type_v"):
+        value = _option(opts, name)
+        if value is not None:
+            argv += [f"--{name}", str(value)]
     extra = {"min_tokens": config.max_output_tokens} if config.decoding.ignore_eos else {}
     return ServerSpec(argv, verified=True, extra_body=extra, usage_in_stream=False,
                       package="llama-cpp-python")
