@@ -75,5 +75,9 @@ def create_adapter(config: ExperimentConfig) -> EngineAdapter:
         from .transformers import TransformersAdapter
 
         return TransformersAdapter(config)
+    if config.engine == "llama_cpp":
+        from .llama_cpp import LlamaCppAdapter
+
+        return LlamaCppAdapter(config)
     raise NotImplementedError(
-        f"engine '{config.engine}' has no harness adapter in this version; only 'transformers' is implemented")
+        f"engine '{config.engine}' has no harness adapter in this version; implemented: transformers, llama_cpp")

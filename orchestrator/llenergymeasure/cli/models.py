@@ -16,14 +16,15 @@ def models_group() -> None:
 def make_tiny_cmd(directory: str, seed: int, force: bool) -> None:
     """Write a tiny random-weight Llama model + tokenizer to DIRECTORY (kept if already there).
 
-    Loadable with AutoModelForCausalLM / AutoTokenizer.from_pretrained(DIRECTORY). Its weights
-    are random: it measures the tool, not a language model.
+    Loadable with AutoModelForCausalLM / AutoTokenizer.from_pretrained(DIRECTORY) (transformers)
+    and as DIRECTORY/model.gguf (llama.cpp; `model: DIRECTORY` works for both engines). Its
+    weights are random: it measures the tool, not a language model.
     """
     from ..models.tiny import make_tiny_model, read_provenance
 
     path = make_tiny_model(directory, seed=seed, force=force)
     info = read_provenance(path)
-    click.echo(f"Tiny model: {path}")
+    click.echo(f"Tiny model: {path} (GGUF for llama.cpp: {path / 'model.gguf'})")
     click.echo(
         f"Parameters: {info['parameter_count']:,} ({info['provenance']}, seed {info['seed']})"
     )

@@ -62,6 +62,24 @@ class TransformersConfig(StrictModel):
     torch_compile: bool = False
 
 
+class LlamaCppConfig(StrictModel):
+    """Options of the llama.cpp engine (passed to `llama_cpp.Llama`). None = the harness decides.
+
+    `n_gpu_layers` None offloads every layer when a GPU is present and none otherwise; the
+    value used is recorded in the result's effective parameters.
+    """
+
+    n_ctx: int | None = Field(None, ge=16, description="context length; default: max_input_tokens + max_output_tokens (min 512)")
+    n_threads: int | None = Field(None, ge=1, description="CPU threads; default: llama.cpp's choice")
+    n_gpu_layers: int | None = Field(None, ge=-1, description="-1 = all layers; default: all with a GPU, else 0")
+    n_batch: int = Field(512, ge=1, description="prompt tokens evaluated per llama_decode call")
+    flash_attn: bool = False
+    type_k: Literal["f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1"] | None = Field(
+        None, description="KV-cache key type; default f16")
+    type_v: Literal["f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1"] | None = Field(
+        None, description="KV-cache value type; default f16 (quantised V needs flash_attn)")
+
+
 class WarmupConfig(StrictModel):
     """Warm up until per-batch latency settles (CV over a window), between min and max batches."""
 
@@ -113,7 +131,7 @@ class ExperimentConfig(StrictModel):
     transformers: TransformersConfig | None = None
     vllm: dict | None = Field(None, description="engine-specific options (unverified here)")
     tensorrt_llm: dict | None = Field(None, description="engine-specific options (unverified here)")
-    llama_cpp: dict | None = Field(None, description="engine-specific options")
+    llama_cpp: LlamaCppConfig | None = None
     measurement: MeasurementConfig = Field(default_factory=MeasurementConfig)
     mode: Literal["offline", "serving"] = Field(
         "offline", description="offline: batches in-process; serving: the engine's own server under HTTP load")
@@ -160,6 +178,8 @@ class ExperimentConfig(StrictModel):
             object.__setattr__(self, "serving", ServingConfig())
         if self.engine == "transformers" and self.transformers is None:
             object.__setattr__(self, "transformers", TransformersConfig())
+        if self.engine == "llama_cpp" and self.llama_cpp is None:
+            object.__setattr__(self, "llama_cpp", LlamaCppConfig())
         return self
 
     def config_hash(self) -> str:

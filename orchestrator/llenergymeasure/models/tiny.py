@@ -18,7 +18,9 @@ from pathlib import Path
 from ..errors import ConfigError, PreFlightError
 
 PROVENANCE_FILE = "llem-tiny.json"
-REQUIRED_FILES = (PROVENANCE_FILE, "config.json", "model.safetensors", "tokenizer.json")
+HF_FILES = (PROVENANCE_FILE, "config.json", "model.safetensors", "tokenizer.json")
+GGUF_FILE = "model.gguf"  # the same weights and tokenizer for llama.cpp (see gguf_export.py)
+REQUIRED_FILES = HF_FILES + (GGUF_FILE,)
 SPECIAL_TOKENS = ("<pad>", "<s>", "</s>", "<unk>")  # ids 0..3, in this order
 VOCAB_SIZE = 1000
 ARCHITECTURE = dict(
@@ -52,6 +54,11 @@ def make_tiny_model(directory: str | Path, seed: int = 0, force: bool = False) -
     if target.exists() and not target.is_dir():
         raise ConfigError(f"{target} exists and is not a directory; choose a directory path for the tiny model")
     if is_tiny_model(target) and not force:
+        return target
+    if not force and all((target / name).is_file() for name in HF_FILES):  # made before GGUF output existed
+        from .gguf_export import export_gguf
+
+        export_gguf(target)
         return target
     if target.is_dir() and any(target.iterdir()) and not is_tiny_model(target):
         raise ConfigError(
@@ -129,6 +136,7 @@ def _build(out: Path, seed: int) -> None:
         "config": {**ARCHITECTURE, "vocab_size": config.vocab_size},
         "parameter_count": sum(p.numel() for p in model.parameters()),
         "tokenizer": "byte-level BPE trained on llenergymeasure/data/corpus.txt",
+        "gguf_file": GGUF_FILE,
         "created_at": datetime.now(timezone.utc).isoformat(),
         "llenergymeasure_version": __version__,
         "torch_version": torch.__version__,
@@ -136,6 +144,9 @@ def _build(out: Path, seed: int) -> None:
         "tokenizers_version": tokenizers.__version__,
     }
     (out / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2) + "\n", encoding="utf-8")
+    from .gguf_export import export_gguf
+
+    export_gguf(out, out / GGUF_FILE)
 
 
 def _make_world_readable(root: Path) -> None:
