@@ -63,3 +63,13 @@ def test_llama_cpp_server_keeps_concurrent_streams_alive(tmp_path):
     assert spec.verified and spec.argv[spec.argv.index("--model") + 1] == str(tmp_path / "model.gguf")
     # llama-cpp-python aborts a stream when another request arrives unless told not to.
     assert spec.argv[spec.argv.index("--interrupt_requests") + 1] == "False"
+
+
+def test_llama_cpp_typed_options_reach_the_server_command(tmp_path):
+    (tmp_path / "model.gguf").write_bytes(b"")
+    cfg = ExperimentConfig(model=str(tmp_path), engine="llama_cpp", mode="serving", serving={"n_requests": 4},
+                           llama_cpp={"n_ctx": 1024, "n_threads": 2, "type_k": "q8_0"})
+    argv = server_spec(cfg, 9000).argv
+    value = {argv[i]: argv[i + 1] for i in range(len(argv) - 1) if argv[i].startswith("--")}
+    assert value["--n_ctx"] == "1024" and value["--n_threads"] == "2"
+    assert value["--type_k"] == "8"  # ggml_type enum: the server takes the integer

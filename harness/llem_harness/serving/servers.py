@@ -18,13 +18,16 @@ from __future__ import annotations
 import shutil
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 
 from llenergymeasure.domain import ExperimentConfig
 
+from ..engines.llama_cpp import find_gguf
+
 SERVED_MODEL_NAME = "llem"
 _DTYPES = {"auto": "auto", "fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+# ggml_type enum values (ggml.h), which llama_cpp.server's --type_k/--type_v take as integers.
+_GGML_TYPES = {"f32": 0, "f16": 1, "q4_0": 2, "q4_1": 3, "q5_0": 6, "q5_1": 7, "q8_0": 8, "bf16": 30}
 
 
 class ServingUnsupported(ValueError):
@@ -41,21 +44,6 @@ class ServerSpec:
     package: str | None = None              # distribution whose version is reported as engine_version
 
 
-def gguf_path(model: str) -> str:
-    """A .gguf file, or a directory holding model.gguf (what `llem models make-tiny` writes)."""
-    path = Path(model)
-    if path.is_dir():
-        candidates = sorted(path.glob("*.gguf"))
-        preferred = path / "model.gguf"
-        if preferred.is_file():
-            return str(preferred)
-        if candidates:
-            return str(candidates[0])
-        raise ServingUnsupported(f"model directory {model} has no .gguf file; llama.cpp serves GGUF models "
-                                 "(`llem models make-tiny` writes model.gguf)")
-    return model
-
-
 def _option(section, name: str):
     """A `llama_cpp:` option whether the section is a plain dict or a typed model (None = not set)."""
     if section is None:
@@ -69,14 +57,14 @@ def _llama_cpp(config: ExperimentConfig, host: str, port: int) -> ServerSpec:
     n_gpu_layers = _option(opts, "n_gpu_layers")
     if n_gpu_layers is None:  # default: every layer on the GPU when there is one, else CPU
         n_gpu_layers = -1 if shutil.which("nvidia-smi") else 0
-    argv = [sys.executable, "-m", "llama_cpp.server", "--model", gguf_path(config.model),
+    argv = [sys.executable, "-m", "llama_cpp.server", "--model", str(find_gguf(config.model)),
             "--model_alias", SERVED_MODEL_NAME, "--host", host, "--port", str(port),
             "--interrupt_requests", "False", "--seed", str(config.random_seed),
             "--n_ctx", str(n_ctx), "--n_gpu_layers", str(n_gpu_layers)]
     for name in ("n_threads", "n_batch", "flash_attn", "type_k", "type_v"):
         value = _option(opts, name)
         if value is not None:
-            argv += [f"--{name}", str(value)]
+            argv += [f"--{name}", str(_GGML_TYPES[value] if name.startswith("type_") else value)]
     extra = {"min_tokens": config.max_output_tokens} if config.decoding.ignore_eos else {}
     return ServerSpec(argv, verified=True, extra_body=extra, usage_in_stream=False,
                       package="llama-cpp-python")
