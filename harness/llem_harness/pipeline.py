@@ -162,11 +162,7 @@ def _requests_from_outputs(outputs: list[BatchOutput], to_unix: float):
     intervals: list[tuple[float, float, str]] = []
     index = 0
     for b, out in enumerate(outputs):
-        firsts = [r.first_and_last_s()[0] for r in out.requests]
-        first_token = min((t for t in firsts if t is not None), default=None)
-        if first_token is not None:
-            intervals.append((out.start_s + to_unix, first_token + to_unix, "prefill"))
-            intervals.append((first_token + to_unix, out.end_s + to_unix, "decode"))
+        intervals.extend(_phase_intervals(out, to_unix))
         for req in out.requests:
             sent_s = req.start_s if req.start_s is not None else out.start_s
             first_s, last_s = req.first_and_last_s()
@@ -182,6 +178,25 @@ def _requests_from_outputs(outputs: list[BatchOutput], to_unix: float):
                                           timing_unavailable_reason=req.timing_unavailable_reason))
             index += 1
     return requests, itl_values, intervals
+
+
+def _phase_intervals(out: BatchOutput, to_unix: float) -> list[tuple[float, float, str]]:
+    """Prefill = submission to first token, decode = first to last token, in unix seconds.
+
+    A static batch has one shared prefill; engines that serve requests one at a time (their
+    requests carry `start_s`) get one prefill and one decode interval per request.
+    """
+    spans = []
+    if any(r.start_s is not None for r in out.requests):
+        for r in out.requests:
+            first_s, last_s = r.first_and_last_s()
+            if first_s is not None and r.start_s is not None:
+                spans += [(r.start_s, first_s, "prefill"), (first_s, last_s, "decode")]
+    else:
+        first_s = min((t for t in (r.first_and_last_s()[0] for r in out.requests) if t is not None), default=None)
+        if first_s is not None:
+            spans += [(out.start_s, first_s, "prefill"), (first_s, out.end_s, "decode")]
+    return [(a + to_unix, b + to_unix, phase) for a, b, phase in spans]
 
 
 def _estimate_flops(adapter, requests: list[RequestRecord]):

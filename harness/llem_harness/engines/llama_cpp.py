@@ -125,7 +125,7 @@ class LlamaCppAdapter:
     def versions(self) -> dict[str, str | None]:
         import llama_cpp
 
-        return {"engine_version": llama_cpp.__version__, "llama_cpp_version": llama_cpp.__version__,
+        return {"engine_version": llama_cpp.__version__,
                 "device": "cuda" if self.n_gpu_layers and self.gpu_offload_supported else "cpu"}
 
     def model_config_dict(self) -> dict[str, Any] | None:
