@@ -77,6 +77,10 @@ def run(spec: RunSpec, run_dir: Path) -> ExperimentResult:
     from .measurement import MeasurementSession
     from .datasets import load_prompts
 
+    if spec.config.mode == "serving":  # the engine's own server under HTTP load (serving/run.py)
+        from .serving.run import run_serving
+
+        return run_serving(spec, run_dir, Phase, emit, now_iso)
     wall_start = time.monotonic()
     started_at = now_iso()
     config = spec.config

@@ -8,6 +8,7 @@ from .metrics import Distribution, FlopsEstimate, MemoryStats, Metrics, RequestR
 from .result import EnvironmentInfo, ExperimentResult, HarnessError
 from .run_spec import (CONTAINER_RUN_DIR, ERROR_FILE, HARNESS_LOG_FILE, RESULT_FILE, RUN_SPEC_FILE, TIMESERIES_FILE,
                        RunSpec)
+from .serving import ServingConfig, ServingResult, ServingSlo, ServingWindow
 from .study import DockerConfig, ExecutionConfig, StudyConfig
 from .study_result import StudyResult, StudySummary
 

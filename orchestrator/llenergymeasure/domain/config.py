@@ -13,6 +13,7 @@ from pydantic import Field, field_validator, model_validator
 
 from .base import StrictModel
 from .engine_options import TensorRtLlmConfig, VllmConfig
+from .serving import ServingConfig
 
 Engine = Literal["transformers", "vllm", "tensorrt_llm", "llama_cpp"]
 ENGINES: tuple[str, ...] = ("transformers", "vllm", "tensorrt_llm", "llama_cpp")
@@ -133,6 +134,9 @@ class ExperimentConfig(StrictModel):
     tensorrt_llm: TensorRtLlmConfig | None = None
     llama_cpp: LlamaCppConfig | None = None
     measurement: MeasurementConfig = Field(default_factory=MeasurementConfig)
+    mode: Literal["offline", "serving"] = Field(
+        "offline", description="offline: batches in-process; serving: the engine's own server under HTTP load")
+    serving: ServingConfig | None = Field(None, description="load shape; only with mode: serving")
 
     @field_validator("engine", mode="before")
     @classmethod
@@ -166,6 +170,13 @@ class ExperimentConfig(StrictModel):
             if engine != self.engine and getattr(self, engine) is not None:
                 raise ValueError(
                     f"section '{engine}:' is set but engine is '{self.engine}'; remove the section or set engine: {engine}")
+        if self.serving is not None and self.mode != "serving":
+            raise ValueError("section 'serving:' is set but mode is 'offline'; set mode: serving or remove it")
+        if self.mode == "serving" and self.engine == "transformers":
+            raise ValueError("mode: serving needs an engine with an OpenAI-compatible server (llama_cpp, vllm, "
+                             "tensorrt_llm); transformers has none: set engine or use mode: offline")
+        if self.mode == "serving" and self.serving is None:
+            object.__setattr__(self, "serving", ServingConfig())
         defaults = {"transformers": TransformersConfig, "llama_cpp": LlamaCppConfig, "vllm": VllmConfig,
                     "tensorrt_llm": TensorRtLlmConfig}
         if getattr(self, self.engine) is None:
@@ -174,12 +185,18 @@ class ExperimentConfig(StrictModel):
 
     def config_hash(self) -> str:
         """sha256 (hex, 16 chars) of canonical JSON of every field that changes the measurement."""
-        payload = self.model_dump(mode="json", exclude={"name"})
+        # Offline configs hash as before serving existed (mode/serving excluded), so hashes stay stable.
+        excluded = {"name"} if self.mode == "serving" else {"name", "mode", "serving"}
+        payload = self.model_dump(mode="json", exclude=excluded)
         canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
     def summary(self) -> str:
         """Short human label, e.g. `transformers tiny-llm bs=4 fp32 n=8`."""
         model = self.model.rstrip("/").split("/")[-1]
+        if self.mode == "serving" and self.serving is not None:
+            load = (f"c={self.serving.concurrency}" if self.serving.concurrency is not None
+                    else f"rate={self.serving.request_rate:g}/s")
+            return f"{self.engine} {model} serving {load} n={self.serving.n_requests} out={self.max_output_tokens}"
         return (f"{self.engine} {model} bs={self.batch_size} {self.precision} n={self.n_prompts} "
                 f"in={self.max_input_tokens} out={self.max_output_tokens}")

@@ -10,6 +10,7 @@ from .config import ExperimentConfig
 from .measurement import (BaselineResult, CpuEnergy, EnergyResult, GpuInfo, PhaseEnergy, SamplerStats,
                           ThermalSummary, ThrottleSummary, WarmupResult)
 from .metrics import Metrics, RequestRecord
+from .serving import ServingResult
 
 RESULT_SCHEMA_VERSION = 1
 
@@ -66,6 +67,7 @@ class ExperimentResult(OpenModel):
     environment: EnvironmentInfo = Field(default_factory=EnvironmentInfo)
     timeseries_file: str | None = None
     measurement_warnings: list[str] = Field(default_factory=list)
+    serving: ServingResult | None = Field(None, description="mode: serving only")
 
 
 class HarnessError(OpenModel):

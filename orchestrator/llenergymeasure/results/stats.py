@@ -41,6 +41,15 @@ STAT_METRICS: dict[str, tuple[str, str]] = {
     "tpot_s.p50": ("s/output token", "TPOT p50"),
     "itl_s.p50": ("s", "ITL p50"),
     "window_s": ("s", "window"),
+    # Serving mode (null for offline runs: "not measured in any run").
+    "tpot_s.p90": ("s/output token", "TPOT p90"),
+    "tpot_s.p99": ("s/output token", "TPOT p99"),
+    "itl_s.p90": ("s", "ITL p90"),
+    "itl_s.p99": ("s", "ITL p99"),
+    "serving.achieved_request_rate_per_s": ("requests/s", "achieved req/s"),
+    "serving.goodput_requests_per_s": ("requests/s", "goodput req/s"),
+    "serving.window.steady_state_share": ("fraction of run", "steady-state share"),
+    "serving.n_errors": ("requests", "server errors"),
 }
 # Where to find why a metric is missing, when no run measured it.
 _REASON_COLUMNS = {"energy": "energy.unavailable_reason", "adjusted": "baseline.unavailable_reason"}

@@ -30,5 +30,9 @@ def create_study_dir(results_dir: str | Path, name: str) -> Path:
 
 def run_dir_name(sequence: int, cycle: int, config: ExperimentConfig, config_hash: str) -> str:
     model = config.model.rstrip("/").split("/")[-1]
-    slug = re.sub(r"[^A-Za-z0-9.-]+", "-", f"{config.engine}-{model}-bs{config.batch_size}-{config.precision}")
+    shape = f"bs{config.batch_size}"
+    if config.mode == "serving":  # serving has no batch size: name the load instead
+        shape = (f"conc{config.serving.concurrency}" if config.serving.concurrency is not None
+                 else f"rate{config.serving.request_rate:g}")
+    slug = re.sub(r"[^A-Za-z0-9.-]+", "-", f"{config.engine}-{model}-{shape}-{config.precision}")
     return f"{sequence:03d}_c{cycle}_{slug[:48].strip('-')}_{config_hash[:8]}"

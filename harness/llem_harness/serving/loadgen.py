@@ -1,0 +1,147 @@
+"""Load generator: drives an OpenAI-compatible /v1/completions endpoint over HTTP with httpx.
+
+Closed loop (concurrency C): C workers, each sends its next request when the previous one ends.
+Open loop (request_rate): each request is sent at its seeded Poisson offset, whatever is in flight.
+Per request it records send time, every token's arrival time (streaming), the completion time,
+HTTP status and the server's usage fields when it sends them. Times are unix seconds
+(time.time(), the clock of the measurement window). SSE framing is read line by line from
+httpx's stream (httpx has no SSE parser; the OpenAI stream is `data: <json>` lines).
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import httpx
+
+from .window import WindowTracker
+
+
+@dataclass
+class RequestTrace:
+    index: int
+    prompt_index: int
+    send_s: float
+    token_times_s: list[float] = field(default_factory=list)
+    done_s: float | None = None
+    status: int | None = None
+    error: str | None = None
+    usage: dict | None = None
+    finish_reason: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.status == 200
+
+
+@dataclass
+class LoadPlan:
+    n_requests: int
+    concurrency: int | None = None          # closed loop
+    send_offsets_s: list[float] | None = None  # open loop
+    duration_cap_s: float | None = None
+    request_timeout_s: float = 600.0
+
+
+async def _one_request(client: httpx.AsyncClient, body: dict, trace: RequestTrace) -> None:
+    try:
+        if not body.get("stream"):
+            response = await client.post("/v1/completions", json=body)
+            trace.status = response.status_code
+            if response.status_code != 200:
+                trace.error = f"HTTP {response.status_code}: {response.text[:200]}"
+                return
+            payload = response.json()
+            trace.usage = payload.get("usage")
+            trace.finish_reason = (payload.get("choices") or [{}])[0].get("finish_reason")
+            return
+        async with client.stream("POST", "/v1/completions", json=body) as response:
+            trace.status = response.status_code
+            if response.status_code != 200:
+                trace.error = f"HTTP {response.status_code}: {(await response.aread())[:200]!r}"
+                return
+            async for line in response.aiter_lines():
+                if not line.startswith("data:"):
+                    continue
+                data = line[5:].strip()
+                if data == "[DONE]":
+                    break
+                chunk = json.loads(data)
+                now = time.time()
+                if chunk.get("usage"):
+                    trace.usage = chunk["usage"]
+                for choice in chunk.get("choices") or []:
+                    # One chunk per generated token; a token can decode to "" (llama.cpp), while a
+                    # closing chunk has no text and a finish_reason: that one is not a token.
+                    if choice.get("text") or choice.get("finish_reason") is None:
+                        trace.token_times_s.append(now)
+                    if choice.get("finish_reason"):
+                        trace.finish_reason = choice["finish_reason"]
+    except (httpx.HTTPError, json.JSONDecodeError) as exc:
+        trace.error = f"{type(exc).__name__}: {exc}"
+    finally:
+        trace.done_s = time.time()
+
+
+async def drive(base_url: str, bodies: list[dict], plan: LoadPlan, tracker: WindowTracker,
+                on_edge: Callable[[str], None]) -> list[RequestTrace]:
+    """Send `plan.n_requests` requests (body i = bodies[i % len(bodies)]); call on_edge("start"/"end")
+    the moment the window tracker opens or closes the steady-state window."""
+    traces: list[RequestTrace] = []
+    timeout = httpx.Timeout(plan.request_timeout_s, connect=10.0)
+    limits = httpx.Limits(max_connections=max(plan.concurrency or 0, 64))
+    t0 = time.time()
+
+    def edge(event: str | None) -> None:
+        if event:
+            on_edge(event)
+
+    def cap_reached() -> bool:
+        return plan.duration_cap_s is not None and time.time() - t0 >= plan.duration_cap_s
+
+    async with httpx.AsyncClient(base_url=base_url, timeout=timeout, limits=limits) as client:
+        async def send(i: int) -> None:
+            trace = RequestTrace(index=i, prompt_index=i % len(bodies), send_s=time.time())
+            traces.append(trace)
+            edge(tracker.on_send(trace.send_s))
+            await _one_request(client, bodies[trace.prompt_index], trace)
+            edge(tracker.on_done(trace.done_s))
+
+        if plan.concurrency is not None:
+            counter = iter(range(plan.n_requests))
+
+            async def worker() -> None:
+                for i in counter:
+                    if cap_reached():
+                        edge(tracker.close_arrivals(time.time()))
+                        return
+                    await send(i)
+
+            await asyncio.gather(*(worker() for _ in range(plan.concurrency)))
+        else:
+            tasks = []
+            for i, offset in enumerate(plan.send_offsets_s[:plan.n_requests]):
+                delay = t0 + offset - time.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                if cap_reached():
+                    edge(tracker.close_arrivals(time.time()))
+                    break
+                tasks.append(asyncio.create_task(send(i)))
+            await asyncio.gather(*tasks)
+    return sorted(traces, key=lambda t: t.index)
+
+
+def probe_prompt_tokens(base_url: str, model_name: str, prompt: str) -> int | None:
+    """The server's own count of a prompt's tokens (usage.prompt_tokens of a 1-token completion).
+
+    Run before the window, once per distinct prompt: streaming responses of some servers
+    (llama.cpp) carry no usage, and the input side should still be the server's count.
+    """
+    body = {"model": model_name, "prompt": prompt, "max_tokens": 1, "stream": False}
+    response = httpx.post(base_url + "/v1/completions", json=body, timeout=120.0)
+    response.raise_for_status()
+    return (response.json().get("usage") or {}).get("prompt_tokens")

@@ -1,0 +1,87 @@
+"""Server lifecycle: start the engine's server as a child process, wait (bounded) until it answers,
+stop it. Its stdout/stderr go to `server.log` in the run directory, which survives any failure.
+
+A server that exits before it is ready, or is not ready within `ready_timeout_s`, raises
+`ServerFailed` with the tail of its log: the pipeline turns that into error.json (phase
+`server_starting`), a structured failure like any other.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+
+SERVER_LOG_FILE = "server.log"
+LOG_TAIL_CHARS = 2000
+
+
+class ServerFailed(RuntimeError):
+    """The server died or never became ready."""
+
+
+class ServerProcess:
+    def __init__(self, argv: list[str], base_url: str, ready_path: str, run_dir: Path):
+        self.argv = argv
+        self.base_url = base_url
+        self.ready_path = ready_path
+        self.log_path = Path(run_dir) / SERVER_LOG_FILE
+        self._proc: subprocess.Popen | None = None
+        self._log = None
+
+    def start(self) -> None:
+        self._log = open(self.log_path, "ab")
+        try:
+            # Own process group: stop() ends the server and any workers it spawned, nothing else.
+            self._proc = subprocess.Popen(self.argv, stdout=self._log, stderr=subprocess.STDOUT,
+                                          stdin=subprocess.DEVNULL, start_new_session=True)
+        except OSError as exc:
+            raise ServerFailed(f"cannot start server {self.argv[0]!r}: {exc}") from exc
+
+    def wait_ready(self, timeout_s: float, poll_s: float = 0.5) -> float:
+        """Seconds until GET ready_path answered 200; raises ServerFailed on exit or timeout."""
+        start = time.monotonic()
+        url = self.base_url + self.ready_path
+        with httpx.Client(timeout=5.0) as client:
+            while True:
+                code = self._proc.poll()
+                if code is not None:
+                    raise ServerFailed(f"server exited with code {code} before it was ready; "
+                                       f"log tail ({self.log_path.name}):\n{self.log_tail()}")
+                try:
+                    if client.get(url).status_code == 200:
+                        return time.monotonic() - start
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() - start > timeout_s:
+                    raise ServerFailed(f"server not ready after {timeout_s:g} s (serving.ready_timeout_s); "
+                                       f"log tail ({self.log_path.name}):\n{self.log_tail()}")
+                time.sleep(poll_s)
+
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def log_tail(self) -> str:
+        if self._log is not None:
+            self._log.flush()
+        try:
+            return self.log_path.read_text(errors="replace")[-LOG_TAIL_CHARS:]
+        except OSError:
+            return ""
+
+    def stop(self, grace_s: float = 10.0) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            try:
+                os.killpg(self._proc.pid, signal.SIGTERM)
+                self._proc.wait(timeout=grace_s)
+            except subprocess.TimeoutExpired:
+                os.killpg(self._proc.pid, signal.SIGKILL)
+                self._proc.wait(timeout=grace_s)
+            except ProcessLookupError:
+                pass
+        if self._log is not None:
+            self._log.close()
+            self._log = None

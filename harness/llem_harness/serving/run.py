@@ -1,0 +1,182 @@
+"""One serving run: baseline, start the server, warm up, drive the load, measure the window, write.
+
+Same order and the same MeasurementSession as the offline pipeline; the differences are that the
+model runs in the engine's own server process (started here, stopped in `finally`), and that the
+window edges are set live by the load generator's steady-state tracker (window.py), so the
+energy counter is read at the moment the load reaches its target and when the drain starts.
+Device synchronisation at the edges is a no-op: work is in another process and the window is
+defined by the load, not by a batch boundary.
+"""
+from __future__ import annotations
+
+import asyncio
+import importlib.metadata
+import os
+import time
+from pathlib import Path
+
+from llenergymeasure.domain import ExperimentResult, PhaseEnergy, RunSpec, ServingResult
+
+from ..host_info import base_environment
+from .arrivals import poisson_send_offsets_s
+from .loadgen import LoadPlan, RequestTrace, drive, probe_prompt_tokens
+from .process import SERVER_LOG_FILE, ServerFailed, ServerProcess
+from .report import (ATTRIBUTION, REQUESTS_FILE, goodput, output_tokens, serving_metrics, to_records,
+                     window_figures, write_requests_file)
+from .servers import SERVED_MODEL_NAME, free_port, server_spec
+from .window import WindowTracker
+
+WINDOW_DEFINITION = {
+    "concurrency": "from the in-flight count first reaching the concurrency to its first drop below it "
+                   "once no request is left to send",
+    "request_rate": "from the send of request number ramp_requests to the last send (arrivals end)",
+}
+
+
+def _no_sync() -> None:
+    return None
+
+
+def run_serving(spec: RunSpec, run_dir: Path, phase, emit, now_iso) -> ExperimentResult:
+    from ..datasets import load_prompts
+    from ..measurement import MeasurementSession
+
+    wall_start, started_at = time.monotonic(), now_iso()
+    config, cfg = spec.config, spec.config.serving
+    phase.enter("starting", run_id=spec.run_id)
+    gpu_ids = None if os.environ.get("LLEM_GPUS_ISOLATED") == "1" else spec.gpu_ids
+    session = MeasurementSession(config.measurement, gpu_ids, spec.baseline, run_dir, emit)
+    port = cfg.port or free_port()
+    server_def = server_spec(config, port)
+    base_url = f"http://127.0.0.1:{port}"
+    server = ServerProcess(server_def.argv, base_url, server_def.ready_path, run_dir)
+    try:
+        phase.enter("environment")
+        environment = base_environment()
+        environment.gpus, environment.foreign_processes = session.gpu_environment()
+        environment.engine_version = _package_version(server_def.package)
+        emit("environment", summary=session.summary())
+        phase.enter("baseline")
+        baseline = session.baseline()
+        phase.enter("server_starting", command=" ".join(server_def.argv[:4]))
+        server.start()
+        ready_s = server.wait_ready(cfg.ready_timeout_s)
+
+        def fit(text: str, n_tokens: int) -> str:  # cut by the server's own token count
+            words = text.split()
+            count = probe_prompt_tokens(base_url, SERVED_MODEL_NAME, text) or len(words)
+            return " ".join(words[:max(1, int(len(words) * n_tokens / count))])
+
+        prompts = load_prompts(config, fit)
+        prompt_tokens = [probe_prompt_tokens(base_url, SERVED_MODEL_NAME, p) for p in prompts]
+        bodies = [_body(config, p, server_def) for p in prompts]
+
+        phase.enter("warmup")
+
+        def warmup_request() -> float:
+            trace = RequestTrace(index=-1, prompt_index=0, send_s=time.time())
+            asyncio.run(_single(base_url, bodies[0], trace))
+            if not trace.ok:
+                raise ServerFailed(f"warm-up request failed: {trace.error}; see {SERVER_LOG_FILE}")
+            return trace.done_s - trace.send_s
+
+        warmup = session.warmup(warmup_request)
+
+        phase.enter("measuring", n_requests=cfg.n_requests)
+        load = "concurrency" if cfg.concurrency is not None else "request_rate"
+        plan = LoadPlan(n_requests=cfg.n_requests, concurrency=cfg.concurrency, duration_cap_s=cfg.duration_s,
+                        send_offsets_s=None if cfg.request_rate is None else
+                        poisson_send_offsets_s(cfg.n_requests, cfg.request_rate, config.random_seed))
+        tracker = WindowTracker(cfg.concurrency, cfg.ramp() if cfg.request_rate else 1, n_total=cfg.n_requests)
+        edges: dict = {}
+
+        def on_edge(kind: str) -> None:
+            if kind == "start":
+                session.start_window(_no_sync)
+                emit("phase", phase="measuring", window="open")
+            elif "measurement" not in edges:
+                edges["measurement"] = session.stop_window(_no_sync)
+                emit("phase", phase="measuring", window="closed")
+
+        traces = asyncio.run(drive(base_url, bodies, plan, tracker, on_edge))
+        extra_warnings: list[str] = []
+        if tracker.start_s is None:
+            raise RuntimeError(f"the steady-state window never opened ({WINDOW_DEFINITION[load]}); "
+                               f"{sum(t.ok for t in traces)}/{len(traces)} requests succeeded")
+        if tracker.end_s is None:  # e.g. every late request failed at once: close at the end of the load
+            tracker.end_s = max(t.done_s for t in traces if t.done_s is not None)
+            on_edge("end")
+            extra_warnings.append("steady-state window closed at the end of the load, not at the drain")
+        window = edges["measurement"]
+        window.thermal.cooldown_wait_s = spec.cooldown_wait_s
+        errors = [t for t in traces if not t.ok]
+        if len(errors) == len(traces):
+            raise ServerFailed(f"all {len(traces)} requests failed, first: {errors[0].error}; "
+                               f"server alive: {server.alive()}; log tail:\n{server.log_tail()}")
+        if not server.alive():
+            extra_warnings.append("the server exited during the load; see " + SERVER_LOG_FILE)
+        records, itl = to_records(traces, prompt_tokens)
+        sw = window_figures(traces, tracker.start_s, tracker.end_s, WINDOW_DEFINITION[load])
+        metrics = serving_metrics(records, itl, sw, window.energy)
+        per_token = metrics.energy_per_output_token_j
+        write_requests_file(run_dir / REQUESTS_FILE, traces, tracker.start_s, tracker.end_s, per_token)
+        good_rate, good_share, good_reason = goodput(records, cfg, sw.run_s)
+        usage_seen = any(t.usage and t.usage.get("completion_tokens") is not None for t in traces)
+        serving = ServingResult(
+            load=load, concurrency=cfg.concurrency, request_rate_offered_per_s=cfg.request_rate,
+            server_command=server_def.argv, server_command_verified=server_def.verified,
+            server_log_file=SERVER_LOG_FILE, server_ready_s=ready_s, requests_file=REQUESTS_FILE,
+            n_sent=len(traces), n_ok=len(records), n_errors=len(errors),
+            error_examples=list(dict.fromkeys(t.error for t in errors))[:5],
+            achieved_request_rate_per_s=len(records) / sw.run_s if sw.run_s > 0 else None,
+            output_tokens_source="server usage.completion_tokens" if usage_seen
+            else "streamed token chunks (the server sends no usage while streaming)",
+            window=sw, energy_per_output_token_window_j=per_token,
+            energy_per_request_window_j=metrics.energy_per_request_j, energy_attribution=ATTRIBUTION,
+            slo=cfg.slo, goodput_requests_per_s=good_rate, goodput_share=good_share,
+            goodput_unavailable_reason=good_reason)
+        warnings = list(window.warnings) + list(session.warnings()) + extra_warnings
+        if not server_def.verified:
+            warnings.append(f"server command for engine '{config.engine}' is unverified (written from its docs)")
+        return ExperimentResult(
+            run_id=spec.run_id, study_id=spec.study_id, experiment_index=spec.experiment_index, cycle=spec.cycle,
+            config_hash=spec.config_hash, config=config, started_at=started_at, finished_at=now_iso(),
+            effective={"server_command": server_def.argv, "request_body": _body(config, "<prompt>", server_def)},
+            n_requests=len(records), input_tokens_total=sum(r.input_tokens for r in records),
+            output_tokens_total=sum(output_tokens(t) for t in traces if t.ok),
+            window_s=window.window_s, model_load_s=ready_s, harness_wall_s=time.monotonic() - wall_start,
+            requests=records, metrics=metrics, energy=window.energy,
+            phase_energy=PhaseEnergy(unavailable_reason="serving: prefill and decode of concurrent requests overlap"),
+            baseline=baseline, warmup=warmup, sampler=window.sampler, throttle=window.throttle,
+            thermal=window.thermal, cpu_energy=window.cpu_energy, environment=environment,
+            timeseries_file=window.timeseries_file, measurement_warnings=list(dict.fromkeys(warnings)),
+            serving=serving)
+    finally:
+        server.stop()
+        session.close()
+
+
+async def _single(base_url: str, body: dict, trace: RequestTrace) -> None:
+    import httpx
+
+    from .loadgen import _one_request
+    async with httpx.AsyncClient(base_url=base_url, timeout=600.0) as client:
+        await _one_request(client, body, trace)
+
+
+def _body(config, prompt: str, server_def) -> dict:
+    greedy = config.decoding.strategy == "greedy"
+    body = {"model": SERVED_MODEL_NAME, "prompt": prompt, "max_tokens": config.max_output_tokens,
+            "stream": config.serving.streaming, "temperature": 0.0 if greedy else config.decoding.temperature,
+            "top_p": 1.0 if greedy else config.decoding.top_p, "seed": config.random_seed}
+    if config.serving.streaming and server_def.usage_in_stream:
+        body["stream_options"] = {"include_usage": True}
+    body.update(server_def.extra_body)
+    return body
+
+
+def _package_version(name: str | None) -> str | None:
+    try:
+        return importlib.metadata.version(name) if name else None
+    except importlib.metadata.PackageNotFoundError:
+        return None

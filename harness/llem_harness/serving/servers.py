@@ -1,0 +1,111 @@
+"""Per-engine server commands: the only engine-specific part of serving mode.
+
+Each entry builds the argv of the engine's own maintained OpenAI-compatible server and says
+whether that command has been run by this project (`verified`). The pipeline never branches on
+the engine name; it looks the engine up here.
+
+- llama.cpp: `python -m llama_cpp.server` (llama-cpp-python 0.3.36), verified on CPU with the
+  tiny GGUF. `--interrupt_requests False` is required: by default the server aborts a streaming
+  request as soon as another one arrives, which would truncate every concurrent request.
+  The server runs one request at a time (a lock around the model): queueing shows up in TTFT.
+- vLLM: `vllm serve` (0.33.0 docs) and TensorRT-LLM: `trtllm-serve` (1.2.x docs). Written against
+  their documented CLIs; UNVERIFIED here (no GPU) until run on one.
+- transformers: no maintained OpenAI-compatible server fits (text-generation-inference is a
+  separate product), so serving mode refuses it with a message.
+"""
+from __future__ import annotations
+
+import shutil
+import sys
+from dataclasses import dataclass, field
+from typing import Callable
+
+from llenergymeasure.domain import ExperimentConfig
+
+from ..engines.llama_cpp import find_gguf
+
+SERVED_MODEL_NAME = "llem"
+_DTYPES = {"auto": "auto", "fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+# ggml_type enum values (ggml.h), which llama_cpp.server's --type_k/--type_v take as integers.
+_GGML_TYPES = {"f32": 0, "f16": 1, "q4_0": 2, "q4_1": 3, "q5_0": 6, "q5_1": 7, "q8_0": 8, "bf16": 30}
+
+
+class ServingUnsupported(ValueError):
+    """The engine has no server command in this version."""
+
+
+@dataclass
+class ServerSpec:
+    argv: list[str]
+    verified: bool
+    ready_path: str = "/v1/models"          # GET returns 200 once the model is loaded
+    extra_body: dict = field(default_factory=dict)  # request fields this server needs
+    usage_in_stream: bool = True            # sends usage in the last chunk with stream_options
+    package: str | None = None              # distribution whose version is reported as engine_version
+
+
+def _option(section, name: str):
+    """A `llama_cpp:` option whether the section is a plain dict or a typed model (None = not set)."""
+    if section is None:
+        return None
+    return section.get(name) if isinstance(section, dict) else getattr(section, name, None)
+
+
+def _llama_cpp(config: ExperimentConfig, host: str, port: int) -> ServerSpec:
+    opts = config.llama_cpp
+    n_ctx = _option(opts, "n_ctx") or max(512, config.max_input_tokens + config.max_output_tokens + 64)
+    n_gpu_layers = _option(opts, "n_gpu_layers")
+    if n_gpu_layers is None:  # default: every layer on the GPU when there is one, else CPU
+        n_gpu_layers = -1 if shutil.which("nvidia-smi") else 0
+    argv = [sys.executable, "-m", "llama_cpp.server", "--model", str(find_gguf(config.model)),
+            "--model_alias", SERVED_MODEL_NAME, "--host", host, "--port", str(port),
+            "--interrupt_requests", "False", "--seed", str(config.random_seed),
+            "--n_ctx", str(n_ctx), "--n_gpu_layers", str(n_gpu_layers)]
+    for name in ("n_threads", "n_batch", "flash_attn", "type_k", "type_v"):
+        value = _option(opts, name)
+        if value is not None:
+            argv += [f"--{name}", str(_GGML_TYPES[value] if name.startswith("type_") else value)]
+    extra = {"min_tokens": config.max_output_tokens} if config.decoding.ignore_eos else {}
+    return ServerSpec(argv, verified=True, extra_body=extra, usage_in_stream=False,
+                      package="llama-cpp-python")
+
+
+def _vllm(config: ExperimentConfig, host: str, port: int) -> ServerSpec:
+    argv = ["vllm", "serve", config.model, "--host", host, "--port", str(port),
+            "--served-model-name", SERVED_MODEL_NAME, "--dtype", _DTYPES[config.precision],
+            "--seed", str(config.random_seed)]
+    extra = {"ignore_eos": True} if config.decoding.ignore_eos else {}
+    return ServerSpec(argv, verified=False, ready_path="/health", extra_body=extra, package="vllm")
+
+
+def _tensorrt_llm(config: ExperimentConfig, host: str, port: int) -> ServerSpec:
+    argv = ["trtllm-serve", config.model, "--host", host, "--port", str(port), "--backend", "pytorch",
+            "--served_model_name", SERVED_MODEL_NAME]
+    extra = {"ignore_eos": True} if config.decoding.ignore_eos else {}
+    return ServerSpec(argv, verified=False, ready_path="/health", extra_body=extra, package="tensorrt_llm")
+
+
+REGISTRY: dict[str, Callable[[ExperimentConfig, str, int], ServerSpec]] = {
+    "llama_cpp": _llama_cpp,
+    "vllm": _vllm,
+    "tensorrt_llm": _tensorrt_llm,
+}
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on now (the OS picks it), so concurrent runs do not collide."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def server_spec(config: ExperimentConfig, port: int, host: str = "127.0.0.1") -> ServerSpec:
+    builder = REGISTRY.get(config.engine)
+    if builder is None:
+        raise ServingUnsupported(f"engine '{config.engine}' has no OpenAI-compatible server in serving mode; "
+                                 f"use one of {sorted(REGISTRY)} or mode: offline")
+    spec = builder(config, host, port)
+    spec.argv += list(config.serving.server_args)
+    return spec

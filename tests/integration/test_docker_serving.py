@@ -1,0 +1,58 @@
+"""Serving mode in the llama_cpp image through the Docker runner: llama.cpp's OpenAI server and the
+load generator in the run's own container, on the tiny model's GGUF."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from llenergymeasure import run_study
+from llenergymeasure.domain import ExperimentResult, StudyConfig
+from tests.helpers import small_measurement
+
+LLAMA_BASE_IMAGE = "llem-ci-base:py311"  # the llama image needs no torch
+
+
+@pytest.fixture(scope="module")
+def llama_cpp_image(docker_client) -> str:
+    import docker
+
+    from llenergymeasure.runners.image_build import build_image
+
+    try:
+        docker_client.images.get(LLAMA_BASE_IMAGE)
+        base = LLAMA_BASE_IMAGE
+    except docker.errors.ImageNotFound:
+        base = None
+    lines: list[str] = []
+    try:
+        return build_image("llama_cpp", base_image=base, on_line=lines.append, client=docker_client)
+    except Exception as exc:
+        pytest.fail(f"building the llama_cpp image failed: {exc}\n" + "\n".join(lines[-30:]))
+
+
+def test_serving_study_in_the_llama_cpp_image(llama_cpp_image, tiny_model_dir, tmp_path):
+    from llenergymeasure.models.gguf_export import export_gguf
+
+    if not (Path(tiny_model_dir) / "model.gguf").is_file():
+        export_gguf(tiny_model_dir)
+    study = StudyConfig.model_validate({
+        "name": "docker-serving", "results_dir": str(tmp_path),
+        "base": {"model": str(tiny_model_dir), "engine": "llama_cpp", "mode": "serving", "n_prompts": 4,
+                 "max_input_tokens": 16, "max_output_tokens": 8, "serving": {"n_requests": 12},
+                 "measurement": small_measurement()},
+        "sweep": {"serving.concurrency": [1, 4]},
+        "runners": {"llama_cpp": "docker"}, "images": {"llama_cpp": llama_cpp_image}})
+    result = run_study(study)
+    assert result.summary.completed == 2 and result.summary.failed == 0
+    for rel in result.result_files:
+        run_dir = (Path(result.study_dir) / rel).parent
+        res = ExperimentResult.model_validate_json((Path(result.study_dir) / rel).read_text())
+        assert res.environment.in_container and res.environment.engine_version == "0.3.36"
+        assert res.serving.n_ok == 12 and res.serving.n_errors == 0
+        w = res.serving.window
+        assert 0 <= w.start_s < w.end_s <= w.run_s and w.output_tokens > 0
+        requests = [json.loads(line) for line in (run_dir / "requests.jsonl").read_text().splitlines()]
+        assert res.output_tokens_total == sum(r["stream_token_events"] for r in requests)
+        assert "Uvicorn running" in (run_dir / "server.log").read_text()
