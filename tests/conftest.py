@@ -1,9 +1,15 @@
 """Shared fixtures: the real tiny model (built once per session) and CLI helpers."""
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
+
+# Device locks (study/locks.py) of test studies live in a private directory, so concurrent test
+# sessions on one machine, or a real study running beside them, never block each other.
+os.environ.setdefault("LLEM_LOCK_DIR", tempfile.mkdtemp(prefix="llem-test-locks-"))
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

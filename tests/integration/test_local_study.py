@@ -114,12 +114,13 @@ def test_failing_experiment_is_recorded_and_the_study_goes_on(tiny_model_dir, tm
     assert error["type"] == statuses[0][1] and error["traceback"] and error["phase"] == "loading"
 
 
-def test_study_directory_that_cannot_be_created_is_a_study_error(tmp_path):
+def test_results_dir_that_cannot_be_created_exits_2_naming_the_path(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     proc = run_llem("run", "-m", "m", "-o", str(blocker / "results"))
-    assert proc.returncode == 1
-    assert "StudyError: cannot create the study directory" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.returncode == 2
+    assert f"results directory {blocker / 'results'} cannot be created" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (blocker.parent / "results").exists()
 
 
 def test_wall_clock_timeout_kills_the_run(tiny_model_dir, tmp_path):

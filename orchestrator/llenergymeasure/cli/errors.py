@@ -32,7 +32,8 @@ def format_validation_error(exc, model=None, source: str | None = None) -> str:
             lines.append(f"  {path}: unknown field{fix}")
         else:
             msg = err.get("msg", "invalid").removeprefix("Value error, ")
-            lines.append(f"  {path}: {msg} (got {err.get('input')!r})")
+            got = repr(err.get("input"))
+            lines.append(f"  {path}: {msg} (got {got if len(got) <= 200 else got[:200] + '…'})")
     return "\n".join(lines)
 
 

@@ -25,11 +25,17 @@ from .errors import FORCE_DOCKER_ENV
 @click.option("-o", "--output", type=click.Path(file_okay=False), help="results directory")
 @click.option("--runner", type=click.Choice(["local", "docker"]), help="force one runner for every engine")
 @click.option("--keep-failed", is_flag=True, help="Docker: keep a failed run's container for inspection")
+@click.option("--resume", "resume_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="continue STUDY_DIR from its manifest (completed runs are kept, the rest rerun)")
+@click.option("--skip-failed", is_flag=True, help="with --resume: leave failed runs failed")
+@click.option("--wait-for-devices", is_flag=True,
+              help="if another llem holds this study's GPUs (or the CPU), wait instead of exiting")
 @click.option("--dry-run", is_flag=True, help="validate and print the experiment list; run nothing")
 @click.option("-q", "--quiet", is_flag=True, help="only errors and the study directory")
 @click.option("-v", "--verbose", is_flag=True, help="tracebacks and debug logging")
 def run_cmd(config, model, engine, dataset, n_prompts, batch_size, precision, max_input_tokens,
-            max_output_tokens, cycles, output, runner, keep_failed, dry_run, quiet, verbose):
+            max_output_tokens, cycles, output, runner, keep_failed, resume_dir, skip_failed, wait_for_devices,
+            dry_run, quiet, verbose):
     """Run a study (CONFIG.yaml) or one experiment given by flags."""
     import logging
 
@@ -42,9 +48,19 @@ def run_cmd(config, model, engine, dataset, n_prompts, batch_size, precision, ma
                  "batch_size": batch_size, "precision": precision, "max_input_tokens": max_input_tokens,
                  "max_output_tokens": max_output_tokens}
     overrides = {k: v for k, v in overrides.items() if v is not None}
-    if config is None and "model" not in overrides:
+    if skip_failed and resume_dir is None:
+        raise ConfigError("--skip-failed only applies with --resume STUDY_DIR")
+    if resume_dir is not None:
+        from ..study.resume import read_manifest, read_study_snapshot
+
+        read_manifest(resume_dir)  # a missing or corrupt manifest is named before anything else
+    if resume_dir is not None and config is None and not overrides:
+        snapshot, snapshot_dirs = read_study_snapshot(resume_dir)
+        data = snapshot.model_dump(mode="json", exclude_none=True)
+    elif config is None and "model" not in overrides:
         raise ConfigError("give a study YAML (llem run study.yaml) or at least --model/-m (llem run -m DIR -n 4)")
-    data = load_yaml(config) if config else {"name": "experiment", "base": {}}
+    else:
+        data = load_yaml(config) if config else {"name": "experiment", "base": {}}
     study = study_from_mapping(data, source=str(config) if config else "command-line flags")
     for key, value in overrides.items():  # flags override the YAML, including a sweep over the same field
         study.base[key] = value
@@ -59,6 +75,8 @@ def run_cmd(config, model, engine, dataset, n_prompts, batch_size, precision, ma
                                source=str(config) if config else "command-line flags")
     forced = "docker" if os.environ.get(FORCE_DOCKER_ENV) == "1" else runner
     search_dirs = [config.resolve().parent] if config else []
+    if resume_dir is not None and config is None and not overrides:
+        search_dirs = snapshot_dirs
     from .progress import make_observer
 
     run = StudyRun(study, observer=make_observer(quiet), cli_runner=forced, search_dirs=search_dirs)
@@ -70,7 +88,9 @@ def run_cmd(config, model, engine, dataset, n_prompts, batch_size, precision, ma
     if not run.valid():
         reasons = "; ".join(f"#{e.index}: {e.skip_reason}" for e in run.expanded if e.skip_reason)
         raise ConfigError(f"no valid experiment in the study: {reasons}")
-    result = run.execute()
+    result = run.execute(resume_dir=resume_dir, skip_failed=skip_failed, wait_for_devices=wait_for_devices)
     if quiet:
         click.echo(result.study_dir)
+    if result.status == "stopped":
+        return 1
     return 0 if result.summary.completed or not result.summary.failed else 1

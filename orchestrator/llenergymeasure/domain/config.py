@@ -122,11 +122,11 @@ class ExperimentConfig(StrictModel):
     model: str = Field(..., min_length=1, description="HF hub id or local directory")
     engine: Engine = "transformers"
     dataset: DatasetConfig = Field(default_factory=DatasetConfig)
-    n_prompts: int = Field(16, ge=1)
-    max_input_tokens: int = Field(64, ge=1)
-    max_output_tokens: int = Field(32, ge=1)
+    n_prompts: int = Field(16, ge=1, le=10_000_000)
+    max_input_tokens: int = Field(64, ge=1, le=1 << 22)
+    max_output_tokens: int = Field(32, ge=1, le=1 << 22)
     precision: Precision = "auto"
-    batch_size: int = Field(1, ge=1)
+    batch_size: int = Field(1, ge=1, le=1 << 16)
     decoding: DecodingConfig = Field(default_factory=DecodingConfig)
     random_seed: int = 42
     transformers: TransformersConfig | None = None

@@ -12,7 +12,7 @@ from pydantic import Field
 from .base import OpenModel
 
 EntryStatus = Literal["pending", "running", "completed", "failed", "skipped", "interrupted"]
-StudyStatus = Literal["running", "completed", "failed", "interrupted"]
+StudyStatus = Literal["running", "completed", "failed", "interrupted", "stopped"]  # stopped: circuit breaker
 MANIFEST_FILE = "manifest.json"
 
 
@@ -54,4 +54,6 @@ class StudyManifest(OpenModel):
     n_cycles: int
     cycle_order: str
     counters: ManifestCounters = Field(default_factory=ManifestCounters)
+    resumes: list[dict] = Field(default_factory=list, description="one record per `--resume`: when, what reran")
+    stop_reason: str | None = Field(None, description="why the study stopped early (circuit breaker)")
     entries: list[ManifestEntry] = Field(default_factory=list)

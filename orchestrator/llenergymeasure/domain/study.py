@@ -24,6 +24,8 @@ class ExecutionConfig(StrictModel):
     cooldown_to_idle: bool = Field(False, description="wait until GPU temperature is near idle between runs")
     cooldown_delta_c: float = Field(3.0, gt=0)
     cooldown_max_s: float = Field(120.0, ge=0)
+    max_consecutive_failures: int = Field(
+        5, ge=0, description="circuit breaker: stop the study after this many failed runs in a row (0 = never)")
 
 
 class DockerConfig(StrictModel):

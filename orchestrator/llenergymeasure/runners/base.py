@@ -66,11 +66,25 @@ class Runner(Protocol):
     def close(self) -> None: ...
 
 
+def load_completed(study_dir: Path, entry) -> RunOutcome:
+    """The outcome of a run a previous process completed (resume): its result.json, read-only."""
+    from ..errors import ConfigError
+
+    path = Path(study_dir) / (entry.result_file or f"runs/{entry.run_id}/{RESULT_FILE}")
+    try:
+        return RunOutcome("completed", ExperimentResult.model_validate_json(path.read_bytes()))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path} (a completed run of this study) is unreadable or corrupt "
+                          f"({str(exc).splitlines()[0][:160]}); restore it, or mark its manifest entry "
+                          "'failed' to rerun it") from None
+
+
 def collect_outcome(run_dir: Path, exit_info: ExitInfo) -> RunOutcome:
     """Decide what happened from exit state and the files the harness wrote."""
     result_path, error_path = run_dir / RESULT_FILE, run_dir / ERROR_FILE
     if exit_info.timed_out:
-        return RunOutcome("failed", None, "timeout", exit_info.timeout_reason or "timed out", exit_info)
+        kind = "silent" if (exit_info.timeout_reason or "").startswith("silence") else "timeout"
+        return RunOutcome("failed", None, kind, exit_info.timeout_reason or "timed out", exit_info)
     if exit_info.oom_killed:
         return RunOutcome("failed", None, "OOMKilled",
                           "the container was killed for exceeding its memory limit", exit_info)
@@ -90,6 +104,10 @@ def collect_outcome(run_dir: Path, exit_info: ExitInfo) -> RunOutcome:
     reason = f"harness exited with code {code} without writing {ERROR_FILE}"
     if code is not None and code < 0:
         reason = f"harness killed by signal {-code}"
+        if -code == 9:  # llem's own kills are timeouts (handled above): SIGKILL came from outside
+            return RunOutcome("failed", None, "OOMKilled",
+                              "harness killed by SIGKILL from outside llem — the kernel OOM killer does this when "
+                              "memory runs out (see `dmesg`); reduce batch size or model size", exit_info)
     if exit_info.detail:
         reason += f" ({exit_info.detail})"
     return RunOutcome("failed", None, "HarnessCrashed", reason, exit_info)

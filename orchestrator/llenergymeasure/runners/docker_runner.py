@@ -32,8 +32,12 @@ GPUS_ISOLATED_ENV = "LLEM_GPUS_ISOLATED"
 HARNESS_COMMAND = ["python", "-u", "-m", "llem_harness", CONTAINER_RUN_DIR]
 # Host environment passed through when set: hub tokens reach the container only this way, never
 # through experiment.json.
-PASS_THROUGH_ENV = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE",
-                    "HF_ENDPOINT")
+PASS_THROUGH_ENV = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_ENDPOINT")
+# Tokens never go into the container's environment (it shows in `docker inspect`): they are written
+# to a mode-0600 file in a private host directory, mounted read-only, and named by HF_TOKEN_PATH,
+# which huggingface_hub reads. The directory is deleted when the runner closes.
+SECRET_ENV = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
+CONTAINER_SECRETS_DIR = "/run/llem-secrets"
 
 
 class DockerRunner:
@@ -88,6 +92,14 @@ class DockerRunner:
         engine = spec.config.engine
         env = {"PYTHONUNBUFFERED": "1", "HOME": "/tmp", "HF_HOME": CONTAINER_HF_HOME, "LLEM_IN_CONTAINER": "1"}
         env.update({k: os.environ[k] for k in PASS_THROUGH_ENV if os.environ.get(k)})
+        mounts = build_mounts(spec, request.run_dir, model_cache_dir(self.config.model_cache_dir),
+                              self.config.extra_mounts)
+        secrets = self._secrets_dir()
+        if secrets is not None:
+            from docker.types import Mount
+
+            mounts.append(Mount(CONTAINER_SECRETS_DIR, str(secrets), type="bind", read_only=True))
+            env["HF_TOKEN_PATH"] = f"{CONTAINER_SECRETS_DIR}/hf_token"
         requests = device_requests(self._gpu_ids(spec), self._gpu_present)
         if requests:
             # The container sees only its assigned GPUs, renumbered from 0: host indices in
@@ -98,9 +110,7 @@ class DockerRunner:
             labels=container_labels(spec, request.labels), environment=env, working_dir="/tmp",
             user=f"{os.getuid()}:{os.getgid()}", privileged=False, cap_drop=["ALL"],
             security_opt=["no-new-privileges"], init=True, detach=True, stdin_open=False, tty=False,
-            mounts=build_mounts(spec, request.run_dir, model_cache_dir(self.config.model_cache_dir),
-                                self.config.extra_mounts),
-            device_requests=requests,
+            mounts=mounts, device_requests=requests,
         )
         shm = self.config.shm_size or ENGINE_DEFAULT_SHM.get(engine)
         if shm:
@@ -150,9 +160,28 @@ class DockerRunner:
                 pump.join()
             _dispose(container, keep, request.run_dir / CONTAINER_LOG_FILE)
 
+    def _secrets_dir(self) -> Path | None:
+        """A private directory holding the token (mode 0600), made once per runner; None without a token."""
+        token = next((os.environ[k] for k in SECRET_ENV if os.environ.get(k)), None)
+        if token is None:
+            return None
+        if getattr(self, "_secrets", None) is None:
+            import tempfile
+
+            self._secrets = Path(tempfile.mkdtemp(prefix="llem-secrets-"))  # mode 0700
+            fd = os.open(self._secrets / "hf_token", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(token)
+        return self._secrets
+
     def close(self) -> None:
         """Remove every container this process started that is still there (kept ones excepted)."""
         LiveContainers.remove_all()
+        if getattr(self, "_secrets", None) is not None:
+            import shutil
+
+            shutil.rmtree(self._secrets, ignore_errors=True)
+            self._secrets = None
         if self._client is None:
             return
         try:
@@ -200,6 +229,9 @@ def _stop(container) -> None:
     """SIGTERM (forwarded by the container's init), SIGKILL after a short grace."""
     try:
         container.stop(timeout=STOP_GRACE_S)
+    except KeyboardInterrupt:  # a second Ctrl-C: no grace
+        _kill(container)
+        raise
     except Exception:
         _kill(container)
 

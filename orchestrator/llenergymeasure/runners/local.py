@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from .base import ExitInfo, LinePump, RunRequest, check_timeouts
+from .local_orphans import marker_env
 
 KILL_GRACE_S = 5.0
 RUNNER_LOG_FILE = "runner.log"  # stdout (progress lines) and stderr of the harness process
@@ -26,13 +27,16 @@ class LocalRunner:
         self.extra_env = env or {}
 
     def preflight(self, configs: list) -> None:
-        """Nothing to check beyond what the harness reports itself (engine import errors)."""
+        """Kill harness processes a crashed llem left behind (they would load the devices we measure)."""
+        from .local_orphans import kill_orphans
+
+        self.orphans_removed = kill_orphans()
 
     def command(self, run_dir: Path) -> list[str]:
         return [self.python, "-u", "-m", "llem_harness", str(run_dir)]
 
     def execute(self, request: RunRequest) -> ExitInfo:
-        env = {**os.environ, **self.extra_env, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, **self.extra_env, **marker_env(), "PYTHONUNBUFFERED": "1"}
         if request.spec.gpu_ids:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(request.spec.gpu_ids)
         log_path = request.run_dir / RUNNER_LOG_FILE
@@ -49,6 +53,9 @@ class LocalRunner:
                     _kill_group(proc)
                     return ExitInfo(exit_code=proc.returncode, timed_out=True, timeout_reason=reason)
                 time.sleep(0.05)
+        except KeyboardInterrupt:
+            _interrupt_group(proc)
+            raise
         except BaseException:
             _kill_group(proc)
             raise
@@ -59,6 +66,27 @@ class LocalRunner:
 
     def close(self) -> None:
         pass
+
+
+def _interrupt_group(proc: subprocess.Popen) -> None:
+    """First Ctrl-C: SIGINT to the harness group (it records error.json and exits), a grace to do
+    so, then SIGKILL. A second Ctrl-C during the grace kills the group at once."""
+    try:
+        pgid = os.getpgid(proc.pid)
+        os.killpg(pgid, signal.SIGINT)
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(timeout=KILL_GRACE_S)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+    except KeyboardInterrupt:
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+        raise
 
 
 def _kill_group(proc: subprocess.Popen) -> None:

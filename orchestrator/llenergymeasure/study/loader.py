@@ -17,16 +17,46 @@ from ..errors import ConfigError
 _STUDY_KEYS = {"base", "sweep", "experiments", "execution", "runners", "images", "docker", "results_dir"}
 
 
+MAX_YAML_BYTES = 1 << 20       # a study file is a few KB; anything this large is a mistake
+MAX_EXPANDED_NODES = 200_000   # nodes after anchors/aliases are expanded (YAML bomb guard)
+
+
+def _expanded_size(node, memo: dict[int, int]) -> int:
+    """Nodes the document has once every alias is expanded, in time linear in the file (memoised)."""
+    key = id(node)
+    if key not in memo:
+        memo[key] = 0  # a recursive alias counts once instead of looping
+        children = node.value if isinstance(node.value, list) else []
+        size = 1
+        for child in children:
+            parts = child if isinstance(child, tuple) else (child,)
+            size += sum(_expanded_size(part, memo) for part in parts)
+            if size > MAX_EXPANDED_NODES:
+                break
+        memo[key] = size
+    return memo[key]
+
+
 def load_yaml(path: Path) -> dict[str, Any]:
     import yaml
 
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
+    raw = path.read_bytes()
+    if len(raw) > MAX_YAML_BYTES:
+        raise ConfigError(f"{path} is {len(raw):,} bytes; a study YAML is limited to {MAX_YAML_BYTES:,}")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+        text = raw.decode("utf-8")
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        if node is not None and _expanded_size(node, {}) > MAX_EXPANDED_NODES:
+            raise ConfigError(f"{path}: its anchors/aliases expand to more than {MAX_EXPANDED_NODES:,} values "
+                              "(a 'YAML bomb'); write the study without nested aliases")
+        data = yaml.safe_load(text) or {}
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8") from None
+    except (yaml.YAMLError, RecursionError) as exc:
+        raise ConfigError(f"{path} is not valid YAML: {str(exc)[:500]}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping (got {type(data).__name__})")
     return data

@@ -18,7 +18,9 @@ from ..runners.base import RunOutcome, RunRequest, collect_outcome
 from .expand import ExpandedExperiment, expand, run_order
 from .manifest import ManifestWriter, manifest_path, new_manifest, utc_now
 from .observer import StudyObserver
-from .paths import create_study_dir, run_dir_name
+from .locks import GpuLock, StudyLock, device_keys
+from .paths import check_storage, create_study_dir, free_run_id, run_dir_name
+from .resume import check_same_design, read_manifest, to_rerun, write_study_snapshot
 from .summary import build_study_result
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,7 @@ class StudyRun:
         self.study = study
         self.observer = observer or StudyObserver()
         self.cli_runner = cli_runner
+        self.search_dirs = [Path(p).resolve() for p in search_dirs or []]
         self.expanded = expand(study, search_dirs)
         self.baselines: dict[tuple, BaselineResult] = {}
         self.cooldown_wait_s: float | None = None  # waited before the next run; recorded in its result
@@ -49,44 +52,73 @@ class StudyRun:
     def valid(self) -> list[ExpandedExperiment]:
         return [e for e in self.expanded if e.config is not None]
 
-    def execute(self) -> StudyResult:
+    def execute(self, resume_dir: Path | None = None, skip_failed: bool = False,
+                wait_for_devices: bool = False) -> StudyResult:
+        """Run the study, or continue `resume_dir` (study/resume.py says what reruns)."""
         from ..runners.resolve import resolve_runners
 
         study, ex = self.study, self.study.execution
         started_at, t0 = utc_now(), time.monotonic()
-        # Runners and pre-flight first: a missing image or GPU runtime stops the study before
-        # anything is created or run.
+        order = run_order(len(self.expanded), ex.n_cycles, ex.cycle_order, ex.shuffle_seed)
+        planned = [self._entry(self.expanded[i], cycle) for i, cycle in order]
+        # Runners, pre-flight, storage and device locks first: nothing is created or run before they pass.
         plan = resolve_runners(study, {e.config.engine for e in self.valid()}, self.cli_runner)
+        locks: list = []
         try:
             self._preflight(plan)
-            study_dir = create_study_dir(study.results_dir, study.name)
+            if resume_dir is not None:
+                study_dir = Path(resume_dir).resolve()
+                manifest = read_manifest(study_dir)
+                check_same_design(manifest, planned, ex.n_cycles, ex.cycle_order)
+            else:
+                check_storage(study.results_dir)
+            locks.append(GpuLock(device_keys(study.docker.gpus), str(resume_dir or study.results_dir),
+                                 wait=wait_for_devices, on_wait=self.observer.notice))
+            locks[-1].acquire()
+            if resume_dir is None:
+                study_dir = create_study_dir(study.results_dir, study.name)
+                manifest = new_manifest(study_dir.name, study.name, study_dir, ex.n_cycles, ex.cycle_order, planned)
+                write_study_snapshot(study_dir, study, self.search_dirs)
+            locks.append(StudyLock(study_dir))
+            locks[-1].acquire()
+            previous = self._resume(manifest, skip_failed, study_dir) if resume_dir is not None else []
         except BaseException:
             plan.close()
+            for lock in reversed(locks):
+                lock.release()
             raise
         for message in plan.notices + plan.warnings:
             self.observer.notice(message)
         study_id = study_dir.name
-        order = run_order(len(self.expanded), ex.n_cycles, ex.cycle_order, ex.shuffle_seed)
-        entries = [self._entry(self.expanded[i], cycle) for i, cycle in order]
-        writer = ManifestWriter(new_manifest(study_id, study.name, study_dir, ex.n_cycles, ex.cycle_order, entries),
-                                manifest_path(study_dir))
+        writer = ManifestWriter(manifest, manifest_path(study_dir))
         writer.write(fsync=True)
-        n_runs = sum(1 for e in entries if e.status == "pending")
-        self.observer.study_started(str(study_dir), n_runs, len(entries) - n_runs)
-        outcomes: list[tuple[ManifestEntry, RunOutcome | None]] = []
+        todo = [i for i, e in enumerate(manifest.entries) if e.config_hash and to_rerun(e.status, skip_failed)]
+        self.observer.study_started(str(study_dir), len(todo), len(manifest.entries) - len(todo))
+        outcomes: list[tuple[ManifestEntry, RunOutcome | None]] = previous
         status = "completed"
+        sequence = {index: n for n, index in enumerate((i for i, e in enumerate(planned) if e.config_hash), 1)}
         try:
-            position, previous_cycle = 0, None
-            for index, (exp_index, cycle) in enumerate(order):
-                expanded = self.expanded[exp_index]
-                if expanded.config is None:
-                    continue
+            position, previous_cycle, failures_in_a_row = 0, None, 0
+            for index in todo:
+                exp_index, cycle = order[index]
                 if position:
                     self._gap(ex.cycle_gap_s if cycle != previous_cycle else ex.experiment_gap_s)
                 position += 1
                 previous_cycle = cycle
-                outcome = self._run_one(writer, index, expanded, cycle, position, n_runs, study_id, study_dir, plan)
-                outcomes.append((writer.manifest.entries[index], outcome))
+                outcome = self._run_one(writer, index, self.expanded[exp_index], cycle, sequence[index], position,
+                                        len(todo), study_id, study_dir, plan)
+                entry = writer.manifest.entries[index]
+                outcomes.append((entry, outcome))
+                counted = entry.status == "failed" and entry.error_type != "EngineUnavailable"
+                failures_in_a_row = failures_in_a_row + 1 if counted else 0
+                if ex.max_consecutive_failures and failures_in_a_row >= ex.max_consecutive_failures:
+                    status = "stopped"
+                    writer.manifest.stop_reason = (
+                        f"circuit breaker: {failures_in_a_row} runs failed in a row (last: {entry.error_type}: "
+                        f"{entry.error_message}); the remaining runs stay pending — fix the cause and "
+                        f"`llem run --resume {study_dir}`")
+                    self.observer.notice(writer.manifest.stop_reason)
+                    break
         except KeyboardInterrupt:
             status = "interrupted"
             raise
@@ -99,10 +131,27 @@ class StudyRun:
                 status = "failed"
             writer.set_status(status)
             plan.close()
+            for lock in reversed(locks):
+                lock.release()
             result = build_study_result(study, study_dir, writer.manifest, outcomes, started_at,
                                         time.monotonic() - t0, plan)
             self.observer.study_finished(result)
         return result
+
+    def _resume(self, manifest, skip_failed: bool, study_dir: Path) -> list[tuple[ManifestEntry, RunOutcome]]:
+        """Mark runs whose process died `interrupted`, record the resume, load completed results."""
+        from ..runners.base import load_completed
+
+        for entry in manifest.entries:
+            if entry.status == "running":  # its orchestrator is gone: we hold the study lock
+                entry.status, entry.error_type = "interrupted", "Interrupted"
+                entry.error_message = "the process running it ended without recording an outcome (found at resume)"
+        rerun = sum(1 for e in manifest.entries if e.config_hash and to_rerun(e.status, skip_failed))
+        manifest.resumes.append({"at": utc_now(), "pid": os.getpid(), "host": socket.gethostname(),
+                                 "rerun": rerun, "skip_failed": skip_failed,
+                                 "completed_before": sum(1 for e in manifest.entries if e.status == "completed")})
+        manifest.status, manifest.stop_reason = "running", None
+        return [(e, load_completed(study_dir, e)) for e in manifest.entries if e.status == "completed"]
 
     def _entry(self, expanded: ExpandedExperiment, cycle: int) -> ManifestEntry:
         cfg = expanded.config
@@ -119,7 +168,7 @@ class StudyRun:
             if runner is not None:
                 runner.preflight([e.config for e in self.valid() if e.config.engine == engine])
                 if getattr(runner, "orphans_removed", None):
-                    self.observer.notice(f"removed containers left by a crashed llem: {', '.join(runner.orphans_removed)}")
+                    self.observer.notice(f"removed what a crashed llem left running: {', '.join(runner.orphans_removed)}")
 
     def _gap(self, seconds: float) -> None:
         if seconds > 0:
@@ -127,12 +176,13 @@ class StudyRun:
             time.sleep(seconds)
 
     def _run_one(self, writer: ManifestWriter, index: int, expanded: ExpandedExperiment, cycle: int,
-                 position: int, n_runs: int, study_id: str, study_dir: Path, plan) -> RunOutcome | None:
+                 sequence: int, position: int, n_runs: int, study_id: str, study_dir: Path,
+                 plan) -> RunOutcome | None:
         cfg = expanded.config
         engine = cfg.engine
         runner = plan.runner_for(engine)
         config_hash = cfg.config_hash()
-        run_id = run_dir_name(position, cycle, cfg, config_hash)
+        run_id = free_run_id(study_dir / "runs", run_dir_name(sequence, cycle, cfg, config_hash))
         if runner is None:
             writer.update(index, status="failed", runner=None, error_type="EngineUnavailable",
                           error_message=plan.unavailable.get(engine, f"no runner for engine {engine}"),
@@ -140,15 +190,21 @@ class StudyRun:
             self.observer.run_finished(writer.manifest.entries[index], None)
             return None
         run_dir = study_dir / "runs" / run_id
-        run_dir.mkdir(parents=True)
-        os.chmod(run_dir, 0o777)  # the container runs as the invoking uid, but other engines' images may not
         gpu_ids = self.study.docker.gpus
         baseline_key = (tuple(gpu_ids or ["all"]), runner.name, plan.image_for(engine))
         spec = RunSpec(study_id=study_id, run_id=run_id, experiment_index=expanded.index, cycle=cycle, config=cfg,
                        config_hash=config_hash, gpu_ids=gpu_ids, baseline=self.baselines.get(baseline_key),
                        runner=runner.name, image=plan.image_for(engine), cooldown_wait_s=self.cooldown_wait_s)
         self.cooldown_wait_s = None
-        write_json_atomic(run_dir / RUN_SPEC_FILE, spec)
+        try:
+            run_dir.mkdir(parents=True)
+            os.chmod(run_dir, 0o777)  # the container runs as the invoking uid, but other engines' images may not
+            write_json_atomic(run_dir / RUN_SPEC_FILE, spec)
+        except OSError as exc:  # disk full, results dir gone or read-only: this run fails, earlier ones stay
+            writer.update(index, status="failed", run_id=run_id, runner=runner.name, finished_at=utc_now(),
+                          error_type="StorageError", error_message=f"cannot write {run_dir}: {exc.strerror or exc}")
+            self.observer.run_finished(writer.manifest.entries[index], None)
+            return None
         entry = writer.update(index, status="running", run_id=run_id, runner=runner.name, started_at=utc_now())
         self.observer.run_started(position, n_runs, entry)
         timeout_s = self.study.execution.timeout_s or default_timeout_s(spec)

@@ -7,11 +7,16 @@ entry is one line (null fields left out; readers get the model's defaults), whic
 file readable and under half the size of fully indented JSON (5.6 MB vs 13.3 MB at
 31,500 entries, bench/study_scale.py).
 A failed write logs a warning and the study goes on (the next transition retries).
+Disk full: a reserve file (a few times the manifest's size) is written beside the manifest when
+the study starts; when a write fails for lack of space, the reserve is deleted and the write
+retried, so the runs that fail for want of disk are still recorded as failed.
 """
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import os
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -34,6 +39,7 @@ class ManifestWriter:
         for entry in manifest.entries:
             self._counts[entry.status] += 1
         self.write_failures = 0
+        self.reserve_path = self.path.with_name(".manifest-reserve")
 
     @staticmethod
     def _dump_entry(entry: ManifestEntry) -> bytes:
@@ -71,13 +77,34 @@ class ManifestWriter:
     def write(self, fsync: bool = False) -> bool:
         """Atomic replace. Per-transition writes skip fsync (a process crash cannot tear an
         os.replace'd file); the final write of a study fsyncs."""
+        chunks = self.render()
+        for attempt in (1, 2):
+            try:
+                write_chunks_atomic(self.path, chunks, fsync=fsync)
+                self._keep_reserve(sum(len(c) for c in chunks))
+                return True
+            except OSError as exc:
+                if attempt == 1 and exc.errno in (errno.ENOSPC, errno.EDQUOT) and self.reserve_path.exists():
+                    self.reserve_path.unlink()  # the space kept for exactly this moment
+                    continue
+                self.write_failures += 1
+                log.warning("could not write %s (%s); the study goes on", self.path, exc)
+                return False
+        return False
+
+    def _keep_reserve(self, manifest_bytes: int) -> None:
+        """Create the reserve once (3× the manifest, at least 1 MiB); never grow it later."""
+        if self.write_failures or self.reserve_path.exists() or getattr(self, "_reserve_used", False):
+            return
+        self._reserve_used = True
         try:
-            write_chunks_atomic(self.path, self.render(), fsync=fsync)
-            return True
-        except OSError as exc:
-            self.write_failures += 1
-            log.warning("could not write %s (%s); the study goes on", self.path, exc)
-            return False
+            with open(self.reserve_path, "wb") as handle:
+                handle.write(b"\0" * max(1 << 20, 3 * manifest_bytes))
+        except OSError:
+            try:
+                os.unlink(self.reserve_path)
+            except OSError:
+                pass
 
 
 def new_manifest(study_id: str, study_name: str, study_dir: Path, n_cycles: int, cycle_order: str,

@@ -6,7 +6,34 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..domain import ExperimentConfig
-from ..errors import StudyError
+from ..errors import ConfigError, StudyError
+
+MIN_FREE_MB = 200  # below this a study would fail mid-way writing results and time series
+
+
+def check_storage(results_dir: str | Path, min_free_mb: float = MIN_FREE_MB) -> None:
+    """Exit-2 ConfigError before anything runs when results cannot be written (path in the message)."""
+    import os
+    import shutil
+
+    base = Path(results_dir).expanduser().absolute()
+    existing = next((p for p in (base, *base.parents) if p.exists()), None)
+    if existing is None or not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"results directory {base} cannot be created or written ({existing} is not a writable "
+                          "directory); set results_dir (YAML) or --output to a writable place")
+    free_mb = shutil.disk_usage(existing).free / 2**20
+    if free_mb < min_free_mb:
+        raise ConfigError(f"only {free_mb:.0f} MiB free under {existing} (results_dir {base}); a study needs at "
+                          f"least {min_free_mb} MiB. Free space or set results_dir / --output elsewhere")
+
+
+def free_run_id(runs_dir: Path, run_id: str) -> str:
+    """`run_id`, or `run_id_r2`, `_r3`... when an earlier attempt (a rerun after --resume) has that directory."""
+    candidate, attempt = run_id, 1
+    while (runs_dir / candidate).exists():
+        attempt += 1
+        candidate = f"{run_id}_r{attempt}"
+    return candidate
 
 
 def create_study_dir(results_dir: str | Path, name: str) -> Path:

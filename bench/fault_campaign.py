@@ -1,0 +1,316 @@
+"""Fault campaign: crash, hang, kill, interrupt and starve real `llem` studies, then count what was lost.
+
+Runs the real CLI (local runner; `--docker` adds kill -9 points with the Docker runner) on the tiny
+model and prints one table: kill -9 points tried, faults injected, bad inputs tried, and the four
+figures that must be zero — results lost, reruns of completed runs, orphan processes/containers
+left, secrets leaked. A short version runs in the test suite (tests/integration/test_fault_campaign.py).
+
+    python bench/fault_campaign.py                     # full: 24 kill points, 1,000 bad inputs
+    python bench/fault_campaign.py --kill-points 3 --bad-inputs 200 --docker
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+SECRET = "hf_llemFaultCampaignSecret0123456789"
+SMALL = {"baseline": {"duration_s": 0.5}, "warmup": {"min_batches": 1, "max_batches": 2, "window": 2}}
+LONG = {"n_prompts": 500, "max_output_tokens": 256, "decoding": {"ignore_eos": True},
+        "measurement": {"warmup": {"enabled": False}, "baseline": {"duration_s": 0.5}}}
+
+
+@dataclass
+class Tally:
+    kill_points: int = 0
+    kill_before_study_dir: int = 0
+    faults: dict[str, str] = field(default_factory=dict)   # fault -> what the manifest recorded
+    bad_inputs: int = 0
+    bad_input_problems: list = field(default_factory=list)
+    results_lost: int = 0
+    completed_rerun: int = 0
+    orphans_left: list = field(default_factory=list)
+    secrets_leaked: list = field(default_factory=list)
+    problems: list = field(default_factory=list)
+
+
+class Campaign:
+    def __init__(self, model_dir: Path, workdir: Path, seed: int = 0, docker: bool = False):
+        self.model_dir, self.workdir, self.rng, self.docker = Path(model_dir), Path(workdir), random.Random(seed), docker
+        self.tally = Tally()
+        self.env = {**os.environ, "HF_TOKEN": SECRET, "LLEM_LOCK_DIR": str(self.workdir / "locks")}
+        self.n = 0
+
+    # -- helpers -----------------------------------------------------------------------------------
+    def _study(self, name: str, base: dict | None = None, execution: dict | None = None, sweep=None,
+               results: Path | None = None) -> tuple[Path, Path]:
+        self.n += 1
+        folder = self.workdir / f"{self.n:03d}-{name}"
+        folder.mkdir(parents=True)
+        results = results or folder / "results"
+        data = {"name": name, "results_dir": str(results),
+                "base": {"model": str(self.model_dir), "n_prompts": 4, "max_output_tokens": 8,
+                         "measurement": SMALL, **(base or {})},
+                "execution": {"n_cycles": 1, **(execution or {})}}
+        if sweep:
+            data["sweep"] = sweep
+        path = folder / "study.yaml"
+        import yaml
+
+        path.write_text(yaml.safe_dump(data))
+        return path, results
+
+    def _start(self, *args: str) -> subprocess.Popen:
+        entry = "main_docker" if self.docker and "--docker" in args else "main"
+        args = tuple(a for a in args if a != "--docker")
+        return subprocess.Popen([sys.executable, "-c", f"from llenergymeasure.cli.main import {entry}; {entry}()",
+                                 *args], env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                start_new_session=True)
+
+    def _run(self, *args: str, timeout: float = 600) -> tuple[int, str]:
+        proc = self._start(*args)
+        out, _ = proc.communicate(timeout=timeout)
+        return proc.returncode, out
+
+    @staticmethod
+    def _manifest(results: Path) -> tuple[Path | None, dict | None]:
+        for path in sorted(results.glob("*/manifest.json")):
+            try:
+                return path.parent, json.loads(path.read_text())
+            except ValueError:
+                return path.parent, None
+        return None, None
+
+    def _wait(self, results: Path, predicate, timeout_s: float = 120) -> dict | None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            _, manifest = self._manifest(results)
+            if manifest and predicate(manifest):
+                return manifest
+            time.sleep(0.1)
+        return None
+
+    def _record(self, fault: str, ok: bool, seen: str) -> None:
+        self.tally.faults[fault] = seen
+        if not ok:
+            self.tally.problems.append(f"{fault}: {seen}")
+
+    def _check_orphans(self, context: str) -> None:
+        from llenergymeasure.runners.local_orphans import find_orphans
+
+        time.sleep(0.3)
+        for pid, owner in find_orphans():
+            self.tally.orphans_left.append(f"{context}: harness pid {pid} (llem {owner} gone)")
+        if self.docker:
+            import docker
+
+            client = docker.from_env()
+            for c in client.containers.list(all=True, filters={"label": "llem.orchestrator_pid"}):
+                pid = int(c.labels.get("llem.orchestrator_pid", "0"))
+                if not Path(f"/proc/{pid}").exists() and not c.name.startswith("llem-kept-"):
+                    self.tally.orphans_left.append(f"{context}: container {c.name}")
+            client.close()
+
+    # -- kill -9 -------------------------------------------------------------------------------------
+    def kill9_points(self, n: int) -> None:
+        for i in range(n):
+            docker = self.docker and i % 4 == 3  # every fourth point through the Docker runner
+            path, results = self._study(f"kill{i}", sweep={"batch_size": [1, 2]}, execution={"n_cycles": 2})
+            proc = self._start("run", str(path), *(["--docker"] if docker else []))
+            time.sleep(self.rng.uniform(0.2, 14.0))
+            os.kill(proc.pid, signal.SIGKILL)  # the orchestrator only: its harness/container live on
+            proc.communicate()
+            self.tally.kill_points += 1
+            study_dir, manifest = self._manifest(results)
+            if study_dir is None or manifest is None:
+                self.tally.kill_before_study_dir += 1
+                self._check_orphans(f"kill {i} (before manifest)")
+                continue
+            before = {e["experiment_index"] * 10 + e["cycle"]: (e["run_id"], _sha(study_dir / e["result_file"]))
+                      for e in manifest["entries"] if e["status"] == "completed"}
+            code, out = self._run("run", "--resume", str(study_dir), *(["--docker"] if docker else []))
+            _, after = self._manifest(results)
+            if code != 0 or after is None or after["status"] != "completed":
+                self.tally.problems.append(f"kill {i}: resume exit {code}: {out[-400:]}")
+                continue
+            now = {e["experiment_index"] * 10 + e["cycle"]: e for e in after["entries"]}
+            for key, (run_id, digest) in before.items():
+                entry = now.get(key)
+                if entry is None or entry["run_id"] != run_id:
+                    self.tally.completed_rerun += 1
+                elif _sha(study_dir / entry["result_file"]) != digest:
+                    self.tally.results_lost += 1
+            self._check_orphans(f"kill {i}")
+
+    # -- single faults -------------------------------------------------------------------------------
+    def faults(self) -> None:
+        path, results = self._study("timeout", base=LONG, execution={"timeout_s": 3})
+        self._run("run", str(path))
+        entry = self._manifest(results)[1]["entries"][0]
+        self._record("timeout", entry.get("error_type") == "timeout", entry.get("error_type"))
+
+        base = {"n_prompts": 16, "batch_size": 16, "max_output_tokens": 4096, "decoding": {"ignore_eos": True},
+                "measurement": {"warmup": {"enabled": False}, "baseline": {"duration_s": 0.5}}}
+        path, results = self._study("silence", base=base, execution={"silence_timeout_s": 1})
+        self._run("run", str(path))
+        entry = self._manifest(results)[1]["entries"][0]
+        self._record("silence", entry.get("error_type") == "silent", entry.get("error_type"))
+
+        path, results = self._study("oom-like-kill", base=LONG)
+        proc = self._start("run", str(path))
+        if self._wait(results, lambda m: m["entries"][0]["status"] == "running"):
+            time.sleep(1.5)
+            harness = _harness_pids(results)
+            for pid in harness:
+                os.kill(pid, signal.SIGKILL)
+        proc.communicate(timeout=300)
+        entry = self._manifest(results)[1]["entries"][0]
+        self._record("oom-like kill", entry.get("error_type") == "OOMKilled", entry.get("error_type"))
+
+        path, results = self._study("engine-error", base={"model": str(self.workdir / "no-such-model")})
+        code, _ = self._run("run", str(path))
+        entry = self._manifest(results)[1]["entries"][0]
+        self._record("engine error", entry["status"] == "failed" and code == 1, f"{entry.get('error_type')} (exit {code})")
+
+        for presses in (1, 2):
+            path, results = self._study(f"sigint{presses}", base=LONG, execution={"n_cycles": 2})
+            proc = self._start("run", str(path))
+            self._wait(results, lambda m: m["entries"][0]["status"] == "running")
+            time.sleep(1.5)
+            started = time.monotonic()
+            for _ in range(presses):
+                os.killpg(proc.pid, signal.SIGINT)
+                time.sleep(0.2)
+            proc.communicate(timeout=120)
+            took = time.monotonic() - started
+            manifest = self._manifest(results)[1]
+            ok = proc.returncode == 130 and manifest["status"] == "interrupted"
+            self._record(f"SIGINT x{presses}", ok, f"exit {proc.returncode}, manifest {manifest['status']}, "
+                                                   f"stopped in {took:.1f} s")
+            self._check_orphans(f"SIGINT x{presses}")
+        self.disk_full()
+
+    def disk_full(self) -> None:
+        mount = self.workdir / "small-disk"
+        mount.mkdir(parents=True)
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=40m", "tmpfs", str(mount)],
+                          capture_output=True).returncode != 0:
+            self._record("disk full", True, "skipped: mounting a small tmpfs needs root")
+            return
+        try:
+            path, _ = self._study("disk-preflight", results=mount / "results")
+            code, out = self._run("run", str(path))
+            ok = code == 2 and str(mount) in out and not (mount / "results").exists()
+            self._record("disk full (before start)", ok, f"exit {code}: {out.strip().splitlines()[-1][:120]}")
+        finally:
+            subprocess.run(["umount", str(mount)], capture_output=True)
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=260m", "tmpfs", str(mount)],
+                          capture_output=True).returncode != 0:
+            return
+        try:
+            path, results = self._study("disk-mid", sweep={"batch_size": [1, 2, 4]}, results=mount / "results",
+                                        execution={"experiment_gap_s": 2})
+            proc = self._start("run", str(path))
+            first = self._wait(results, lambda m: m["entries"][0]["status"] == "completed")
+            filler = mount / "filler"
+            if first:
+                with open(filler, "wb") as handle:  # fill the disk during the gap before run 2
+                    try:
+                        while True:
+                            handle.write(b"\0" * (1 << 20))
+                    except OSError:
+                        pass
+            proc.communicate(timeout=300)
+            study_dir, manifest = self._manifest(results)
+            kinds = [e.get("error_type") for e in manifest["entries"][1:]]
+            kept = manifest["entries"][0]["status"] == "completed" and \
+                (study_dir / manifest["entries"][0]["result_file"]).is_file()
+            recorded = "StorageError" in kinds and all(e["status"] in ("completed", "failed")
+                                                      for e in manifest["entries"])
+            self._record("disk full (mid-study)", bool(first) and kept and recorded,
+                         f"first run kept: {kept}; later runs: {kinds} (None = completed in space freed later)")
+            filler.unlink(missing_ok=True)
+        finally:
+            subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+    # -- bad inputs ----------------------------------------------------------------------------------
+    def bad_inputs(self, n: int) -> None:
+        from tests.bad_inputs import check_bad_input, generate
+
+        folder = self.workdir / "bad-inputs"
+        folder.mkdir()
+        for kind, data in generate(seed=self.rng.randrange(1 << 30), n=n, model=str(self.model_dir)):
+            self.tally.bad_inputs += 1
+            self.tally.bad_input_problems += [(kind, p) for p in check_bad_input(data, folder)]
+
+    def secrets(self) -> None:
+        for path in self.workdir.rglob("*"):
+            if path.is_file() and SECRET.encode() in path.read_bytes():
+                self.tally.secrets_leaked.append(str(path))
+
+
+def _sha(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def _harness_pids(results: Path) -> list[int]:
+    found = subprocess.run(["pgrep", "-f", f"llem_harness {results}"], capture_output=True, text=True)
+    return [int(p) for p in found.stdout.split()]
+
+
+def print_table(t: Tally) -> None:
+    rows = [("kill -9 points tried", t.kill_points, f"(of which {t.kill_before_study_dir} before the manifest existed)"),
+            ("faults injected", len(t.faults), "; ".join(f"{k} → {v}" for k, v in t.faults.items())),
+            ("bad inputs tried", t.bad_inputs, f"{len(t.bad_input_problems)} misbehaved"),
+            ("results lost", t.results_lost, "target 0"),
+            ("reruns of completed runs", t.completed_rerun, "target 0"),
+            ("orphan containers/processes left", len(t.orphans_left), "target 0"),
+            ("secrets leaked", len(t.secrets_leaked), "target 0")]
+    width = max(len(r[0]) for r in rows)
+    for name, value, note in rows:
+        print(f"{name:<{width}}  {value:>6}  {note}")
+    for problem in t.problems + t.orphans_left + t.secrets_leaked + t.bad_input_problems[:10]:
+        print(f"  problem: {problem}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--kill-points", type=int, default=24)
+    parser.add_argument("--bad-inputs", type=int, default=1000)
+    parser.add_argument("--docker", action="store_true", help="also kill -9 studies on the Docker runner")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    from llenergymeasure.models import make_tiny_model
+
+    with tempfile.TemporaryDirectory(prefix="llem-campaign-") as tmp:
+        model = make_tiny_model(Path(tmp) / "tiny-llm")
+        campaign = Campaign(model, Path(tmp) / "work", seed=args.seed, docker=args.docker)
+        campaign.kill9_points(args.kill_points)
+        campaign.faults()
+        campaign.bad_inputs(args.bad_inputs)
+        campaign.secrets()
+        print_table(campaign.tally)
+        t = campaign.tally
+        failed = t.results_lost or t.completed_rerun or t.orphans_left or t.secrets_leaked or t.problems \
+            or t.bad_input_problems
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

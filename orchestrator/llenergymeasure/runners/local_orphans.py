@@ -1,0 +1,64 @@
+"""Harness processes left running by a local-runner orchestrator that died (e.g. `kill -9`).
+
+The local runner starts each harness in its own session (so a timeout can kill the whole
+group) — which also means the harness outlives an orchestrator killed by SIGKILL and would go on
+loading a GPU that the next study measures. Every harness carries LLEM_ORCHESTRATOR_PID and
+LLEM_ORCHESTRATOR_HOST in its environment; at the next start, harness groups whose orchestrator
+pid no longer runs on this host are killed, and the study says so. Linux /proc only.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+from pathlib import Path
+
+PID_ENV, HOST_ENV = "LLEM_ORCHESTRATOR_PID", "LLEM_ORCHESTRATOR_HOST"
+
+
+def marker_env() -> dict[str, str]:
+    return {PID_ENV: str(os.getpid()), HOST_ENV: socket.gethostname()}
+
+
+def _environ(pid: int) -> dict[str, str]:
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return {}
+    pairs = (item.split(b"=", 1) for item in raw.split(b"\0") if b"=" in item)
+    return {k.decode(errors="replace"): v.decode(errors="replace") for k, v in pairs}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def find_orphans() -> list[tuple[int, int]]:
+    """(pid, orchestrator pid) of harness processes on this host whose orchestrator is gone."""
+    host, found = socket.gethostname(), []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        env = _environ(int(entry.name))
+        owner = env.get(PID_ENV)
+        if owner and owner.isdigit() and env.get(HOST_ENV) == host and not _alive(int(owner)):
+            found.append((int(entry.name), int(owner)))
+    return found
+
+
+def kill_orphans() -> list[str]:
+    """Kill orphaned harness process groups; a description of each, for the study's notice."""
+    killed = []
+    for pid, owner in find_orphans():
+        try:
+            os.killpg(os.getpgid(pid), signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            continue
+        killed.append(f"harness pid {pid} (its llem, pid {owner}, is gone)")
+    return killed

@@ -1,0 +1,125 @@
+"""Locks that keep two `llem` processes from measuring at the same time on the same devices, or
+running the same study directory twice.
+
+Why flock(2): the kernel releases it when the holder dies, even by `kill -9`, so a crashed
+study never leaves a stale lock behind, and no pid bookkeeping can go wrong. Each lock file
+holds who took it (pid, host, study dir) so the refusal can name the holder.
+
+GPU locks are all-or-none: a study takes every device it will measure on, or none, so two
+studies can never each hold half of what the other needs. On a host without GPUs the "device"
+is the host's CPU (`cpu`): two CPU studies at once would skew each other's timing and energy.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+import time
+from pathlib import Path
+
+from ..errors import ConfigError, StudyError
+
+LOCK_DIR_ENV = "LLEM_LOCK_DIR"
+STUDY_LOCK_FILE = ".llem.lock"
+
+
+def lock_dir() -> Path:
+    return Path(os.environ.get(LOCK_DIR_ENV) or "/tmp/llem-locks")
+
+
+def _holder(path: Path) -> str:
+    try:
+        info = json.loads(path.read_text(encoding="utf-8") or "{}")
+    except (OSError, ValueError):
+        return "another process (holder unknown)"
+    return f"pid {info.get('pid')} on {info.get('host')} (study {info.get('study_dir')})"
+
+
+class _FileLock:
+    def __init__(self, path: Path):
+        self.path = path
+        self.fd: int | None = None
+
+    def try_acquire(self, study_dir: str) -> bool:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "study_dir": study_dir}).encode())
+        self.fd = fd
+        return True
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing drops the flock
+            self.fd = None
+
+
+class GpuLock:
+    """All-or-none lock over device keys (GPU UUIDs/indices, or `cpu`)."""
+
+    def __init__(self, keys: list[str], study_dir: str, wait: bool = False, poll_s: float = 2.0,
+                 on_wait=None):
+        safe = [k.replace("/", "_") for k in sorted(set(keys))]
+        self.locks = [_FileLock(lock_dir() / f"device-{k}.lock") for k in safe]
+        self.study_dir, self.wait, self.poll_s, self.on_wait = study_dir, wait, poll_s, on_wait
+
+    def acquire(self) -> None:
+        announced = False
+        while True:
+            busy = self._try_all()
+            if busy is None:
+                return
+            if not self.wait:
+                raise ConfigError(f"{busy.path.name.removeprefix('device-').removesuffix('.lock')} is in use by "
+                                  f"{_holder(busy.path)}: two studies measuring on the same device would corrupt "
+                                  "both. Wait for it to finish, or rerun with --wait-for-devices to queue.")
+            if not announced and self.on_wait:
+                self.on_wait(f"waiting for {_holder(busy.path)} to release its devices")
+                announced = True
+            time.sleep(self.poll_s)
+
+    def _try_all(self):
+        taken = []
+        for lock in self.locks:
+            if not lock.try_acquire(self.study_dir):
+                for held in taken:
+                    held.release()
+                return lock
+            taken.append(lock)
+        return None
+
+    def release(self) -> None:
+        for lock in self.locks:
+            lock.release()
+
+
+class StudyLock:
+    """Held for as long as a process runs a study directory (a resume must not run it twice)."""
+
+    def __init__(self, study_dir: Path):
+        self.lock = _FileLock(Path(study_dir) / STUDY_LOCK_FILE)
+        self.study_dir = Path(study_dir)
+
+    def acquire(self) -> None:
+        if not self.lock.try_acquire(str(self.study_dir)):
+            raise StudyError(f"{self.study_dir} is being run by {_holder(self.lock.path)}; "
+                             "wait for it or stop it before resuming")
+
+    def release(self) -> None:
+        self.lock.release()
+
+
+def device_keys(gpu_ids: list[str] | None) -> list[str]:
+    """What a study measures on: its explicit GPUs, else every visible GPU, else the host CPU."""
+    if gpu_ids:
+        return [str(g) for g in gpu_ids]
+    from ..runners.gpu_presence import visible_nvidia_gpus
+
+    count, _ = visible_nvidia_gpus()
+    return [str(i) for i in range(count)] or ["cpu"]

@@ -1,0 +1,71 @@
+"""`--resume STUDY_DIR`: continue a study from its manifest.
+
+Completed runs are never rerun and their files are never touched; failed, interrupted and
+pending runs rerun (failed ones stay with `--skip-failed`); a `running` entry left by a
+process that died is marked interrupted first. The design (grid points, config hashes,
+cycles, order) must be the one the study started with, or the resume is refused: mixing
+two designs in one manifest would make the cross-cycle statistics meaningless.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from ..domain import MANIFEST_FILE, StudyConfig, StudyManifest
+from ..errors import ConfigError
+
+STUDY_SNAPSHOT_FILE = "study.json"  # the validated study config, written when the study starts
+
+
+def read_manifest(study_dir: Path) -> StudyManifest:
+    path = Path(study_dir) / MANIFEST_FILE
+    if not path.is_file():
+        raise ConfigError(f"{path} not found: --resume needs a study directory made by `llem run`")
+    try:
+        return StudyManifest.model_validate_json(path.read_bytes())
+    except (ValidationError, ValueError) as exc:
+        first = str(exc).splitlines()[0][:200]
+        raise ConfigError(f"{path} is corrupt or truncated ({first}); it cannot be resumed. "
+                          "Results already written under runs/ are intact and readable with `llem results`.") from None
+
+
+def write_study_snapshot(study_dir: Path, study: StudyConfig, search_dirs: list[Path]) -> None:
+    """The study as validated, and where its relative paths were looked up (so a resume finds them)."""
+    from ..domain.io import write_text_atomic
+
+    payload = {"study": study.model_dump(mode="json"), "search_dirs": [str(p) for p in search_dirs]}
+    write_text_atomic(Path(study_dir) / STUDY_SNAPSHOT_FILE, json.dumps(payload, indent=2) + "\n")
+
+
+def read_study_snapshot(study_dir: Path) -> tuple[StudyConfig, list[Path]]:
+    path = Path(study_dir) / STUDY_SNAPSHOT_FILE
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+        return StudyConfig.model_validate(payload["study"]), [Path(p) for p in payload.get("search_dirs", [])]
+    except FileNotFoundError:
+        raise ConfigError(f"{path} not found: give the study YAML too (llem run STUDY.yaml --resume DIR)") from None
+    except (ValidationError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{path} is corrupt ({str(exc).splitlines()[0][:200]}); give the study YAML too "
+                          "(llem run STUDY.yaml --resume DIR)") from None
+
+
+def check_same_design(manifest: StudyManifest, planned: list, n_cycles: int, cycle_order: str) -> None:
+    """Refuse when the study's configs, cycles or order differ from the manifest's."""
+    if (manifest.n_cycles, manifest.cycle_order) != (n_cycles, cycle_order):
+        raise ConfigError(f"the study design changed since it started: cycles/order were {manifest.n_cycles}/"
+                          f"{manifest.cycle_order}, now {n_cycles}/{cycle_order}. Resume with the original study, "
+                          "or start a new study")
+    old = [(e.experiment_index, e.cycle, e.config_hash) for e in manifest.entries]
+    new = [(e.experiment_index, e.cycle, e.config_hash) for e in planned]
+    if old != new:
+        diff = next((i for i, (a, b) in enumerate(zip(old, new)) if a != b), min(len(old), len(new)))
+        raise ConfigError(f"the study design changed since it started (run #{diff + 1}: was "
+                          f"{old[diff] if diff < len(old) else 'absent'}, now {new[diff] if diff < len(new) else 'absent'}"
+                          "; as experiment index, cycle, config hash). Resume with the original study, "
+                          "or start a new study")
+
+
+def to_rerun(status: str, skip_failed: bool) -> bool:
+    return status in ("pending", "running", "interrupted") or (status == "failed" and not skip_failed)
