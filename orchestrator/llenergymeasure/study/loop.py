@@ -76,8 +76,12 @@ class StudyRun:
         outcomes: list[tuple[ManifestEntry, RunOutcome | None]] = []
         status = "completed"
         try:
+            if ex.parallel != 1:  # disjoint GPU sets, several runs at once (study/parallel.py)
+                from .parallel import run_parallel
+
+                outcomes = run_parallel(self, writer, order, n_runs, study_id, study_dir, plan)
             position, previous_cycle = 0, None
-            for index, (exp_index, cycle) in enumerate(order):
+            for index, (exp_index, cycle) in enumerate(order if ex.parallel == 1 else []):
                 expanded = self.expanded[exp_index]
                 if expanded.config is None:
                     continue
@@ -114,6 +118,10 @@ class StudyRun:
 
     def _preflight(self, plan) -> None:
         """PreFlightError (missing image, no GPU runtime) stops the study before any run starts."""
+        if self.study.execution.parallel != 1:
+            from .parallel import plan_gpu_sets
+
+            plan_gpu_sets(self.study)  # ConfigError (no GPUs, too few) before the study dir exists
         for engine in sorted({e.config.engine for e in self.valid()}):
             runner = plan.runner_for(engine)
             if runner is not None:
@@ -127,7 +135,8 @@ class StudyRun:
             time.sleep(seconds)
 
     def _run_one(self, writer: ManifestWriter, index: int, expanded: ExpandedExperiment, cycle: int,
-                 position: int, n_runs: int, study_id: str, study_dir: Path, plan) -> RunOutcome | None:
+                 position: int, n_runs: int, study_id: str, study_dir: Path, plan,
+                 gpu_ids: list[str] | None = None) -> RunOutcome | None:
         cfg = expanded.config
         engine = cfg.engine
         runner = plan.runner_for(engine)
@@ -142,7 +151,7 @@ class StudyRun:
         run_dir = study_dir / "runs" / run_id
         run_dir.mkdir(parents=True)
         os.chmod(run_dir, 0o777)  # the container runs as the invoking uid, but other engines' images may not
-        gpu_ids = self.study.docker.gpus
+        gpu_ids = gpu_ids or self.study.docker.gpus  # parallel runs get their own disjoint set
         baseline_key = (tuple(gpu_ids or ["all"]), runner.name, plan.image_for(engine))
         spec = RunSpec(study_id=study_id, run_id=run_id, experiment_index=expanded.index, cycle=cycle, config=cfg,
                        config_hash=config_hash, gpu_ids=gpu_ids, baseline=self.baselines.get(baseline_key),
