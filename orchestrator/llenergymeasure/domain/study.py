@@ -26,6 +26,18 @@ class ExecutionConfig(StrictModel):
     cooldown_max_s: float = Field(120.0, ge=0)
     max_consecutive_failures: int = Field(
         5, ge=0, description="circuit breaker: stop the study after this many failed runs in a row (0 = never)")
+    parallel: int | Literal["auto"] = Field(1, description="runs at once on disjoint GPU sets (see docs/scale.md)")
+    gpus_per_run: int = Field(1, ge=1, description="GPUs each run gets (e.g. the tensor-parallel size)")
+    gpus: list[str] | None = Field(None, description="GPU ids/UUIDs for parallel runs; on a CPU host these are "
+                                   "fake ids passed through CUDA_VISIBLE_DEVICES only")
+    allow_parallel_cpu: bool = Field(False, description="allow parallel runs without GPUs (timing/energy skewed)")
+
+    @field_validator("parallel")
+    @classmethod
+    def _parallel_positive(cls, value: int | str) -> int | str:
+        if value != "auto" and int(value) < 1:
+            raise ValueError("execution.parallel must be 'auto' or an integer >= 1")
+        return value
 
 
 class DockerConfig(StrictModel):

@@ -72,7 +72,7 @@ class StudyRun:
                 check_same_design(manifest, planned, ex.n_cycles, ex.cycle_order)
             else:
                 check_storage(study.results_dir)
-            locks.append(GpuLock(device_keys(study.docker.gpus), str(resume_dir or study.results_dir),
+            locks.append(GpuLock(device_keys(ex.gpus or study.docker.gpus), str(resume_dir or study.results_dir),
                                  wait=wait_for_devices, on_wait=self.observer.notice))
             locks[-1].acquire()
             if resume_dir is None:
@@ -99,7 +99,11 @@ class StudyRun:
         sequence = {index: n for n, index in enumerate((i for i, e in enumerate(planned) if e.config_hash), 1)}
         try:
             position, previous_cycle, failures_in_a_row = 0, None, 0
-            for index in todo:
+            if ex.parallel != 1:  # disjoint GPU sets, several runs at once (study/parallel.py)
+                from .parallel import run_parallel
+
+                outcomes += run_parallel(self, writer, order, todo, sequence, study_id, study_dir, plan)
+            for index in todo if ex.parallel == 1 else []:
                 exp_index, cycle = order[index]
                 if position:
                     self._gap(ex.cycle_gap_s if cycle != previous_cycle else ex.experiment_gap_s)
@@ -163,6 +167,10 @@ class StudyRun:
 
     def _preflight(self, plan) -> None:
         """PreFlightError (missing image, no GPU runtime) stops the study before any run starts."""
+        if self.study.execution.parallel != 1:
+            from .parallel import plan_gpu_sets
+
+            plan_gpu_sets(self.study)  # ConfigError (no GPUs, too few) before the study dir exists
         for engine in sorted({e.config.engine for e in self.valid()}):
             runner = plan.runner_for(engine)
             if runner is not None:
@@ -177,7 +185,7 @@ class StudyRun:
 
     def _run_one(self, writer: ManifestWriter, index: int, expanded: ExpandedExperiment, cycle: int,
                  sequence: int, position: int, n_runs: int, study_id: str, study_dir: Path,
-                 plan) -> RunOutcome | None:
+                 plan, gpu_ids: list[str] | None = None) -> RunOutcome | None:
         cfg = expanded.config
         engine = cfg.engine
         runner = plan.runner_for(engine)
@@ -190,7 +198,7 @@ class StudyRun:
             self.observer.run_finished(writer.manifest.entries[index], None)
             return None
         run_dir = study_dir / "runs" / run_id
-        gpu_ids = self.study.docker.gpus
+        gpu_ids = gpu_ids or self.study.docker.gpus  # parallel runs get their own disjoint set
         baseline_key = (tuple(gpu_ids or ["all"]), runner.name, plan.image_for(engine))
         spec = RunSpec(study_id=study_id, run_id=run_id, experiment_index=expanded.index, cycle=cycle, config=cfg,
                        config_hash=config_hash, gpu_ids=gpu_ids, baseline=self.baselines.get(baseline_key),

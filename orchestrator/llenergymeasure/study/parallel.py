@@ -1,0 +1,80 @@
+"""Parallel dispatch: several runs at once, each on its own disjoint GPU set.
+
+Why threads: each run is already a separate process (harness subprocess or container); the
+orchestrator only waits on it. Runs are handed out in the study's cycle order, so each GPU set
+sees a subsequence of that order and interleaving still spreads drift. The manifest keeps ONE
+writer object; updates from worker threads go through a lock so each write is whole.
+
+On a CPU-only host, `execution.gpus` may name fake ids (passed through CUDA_VISIBLE_DEVICES, no
+energy is read from them); such parallel runs are refused unless `execution.allow_parallel_cpu`
+is set, because concurrent CPU runs skew each other's timing and energy.
+"""
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from ..errors import ConfigError
+from .gpu_alloc import AllocationError, GpuAllocator, gpu_sets, n_parallel
+
+
+def plan_gpu_sets(study) -> list[tuple[str, ...]]:
+    """Validate the parallel settings before anything is created; ConfigError names the field."""
+    from ..runners.gpu_presence import visible_nvidia_gpus
+
+    ex = study.execution
+    n_gpus, how = visible_nvidia_gpus()
+    ids = ex.gpus or study.docker.gpus or [str(i) for i in range(n_gpus)]
+    if n_gpus == 0 and not ex.allow_parallel_cpu:
+        raise ConfigError(f"execution.parallel={ex.parallel} needs GPUs, but none is visible ({how}). Parallel "
+                          "CPU runs share cores and skew each other's timing and energy, so they are refused for "
+                          "measurement studies. Set execution.parallel: 1, or execution.allow_parallel_cpu: true "
+                          "with execution.gpus: [fake ids] for machinery tests only.")
+    if not ids:
+        raise ConfigError("execution.parallel needs GPU ids: set execution.gpus (e.g. [0, 1])")
+    try:
+        return gpu_sets([str(g) for g in ids], ex.gpus_per_run)
+    except AllocationError as error:
+        raise ConfigError(str(error)) from None
+
+
+class _LockedWriter:
+    """The one ManifestWriter, serialised: worker threads never interleave two writes."""
+
+    def __init__(self, writer):
+        self._writer, self._lock = writer, threading.Lock()
+
+    def update(self, index, **changes):
+        with self._lock:
+            return self._writer.update(index, **changes)
+
+    def __getattr__(self, name):
+        return getattr(self._writer, name)
+
+
+def run_parallel(study_run, writer, order, todo: list[int], sequence: dict[int, int], study_id: str, study_dir,
+                 plan) -> list:
+    """Run the manifest entries `todo` on free GPU sets; returns (entry, outcome) in study order.
+
+    Not applied in parallel mode: the gaps between runs and the circuit breaker (runs are
+    already in flight when a failure is seen); `--resume` works the same (it chooses `todo`)."""
+    sets = plan_gpu_sets(study_run.study)
+    allocator = GpuAllocator(sets, n_parallel(study_run.study.execution.parallel, len(sets)))
+    lock, locked = threading.Lock(), _LockedWriter(writer)
+    study_run.observer.notice(f"parallel: {allocator.limit} runs at once on GPU sets "
+                              f"{[list(s) for s in sets[:allocator.limit]]}")
+
+    def one(index: int, position: int):
+        exp_index, cycle = order[index]
+        with lock:
+            set_index, gpus = allocator.acquire(position)  # never None: workers == sets in use
+        try:
+            return study_run._run_one(locked, index, study_run.expanded[exp_index], cycle, sequence[index], position,
+                                      len(todo), study_id, study_dir, plan, gpu_ids=list(gpus))
+        finally:
+            with lock:
+                allocator.release(set_index)  # success or failure alike frees the GPUs
+
+    with ThreadPoolExecutor(max_workers=allocator.limit, thread_name_prefix="llem-run") as pool:
+        futures = [(index, pool.submit(one, index, position)) for position, index in enumerate(todo, 1)]
+        return [(writer.manifest.entries[index], future.result()) for index, future in futures]

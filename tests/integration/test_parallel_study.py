@@ -1,0 +1,55 @@
+"""Parallel studies on one host: fake GPU ids on this CPU machine, real harness, real tiny model.
+
+The fake ids are honest about what they are: plain strings passed to the local harness as
+CUDA_VISIBLE_DEVICES (torch sees no CUDA here, so runs stay on CPU and energy stays null with its
+reason). What is tested is the machinery: disjoint sets, one manifest writer, same results.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from llenergymeasure import run_study
+from llenergymeasure.domain import StudyConfig, StudyManifest
+from llenergymeasure.errors import ConfigError
+from tests.helpers import REPO_ROOT, small_measurement
+
+pytestmark = pytest.mark.slow
+
+
+def _study(tiny_model_dir: Path, results_dir: Path, **execution) -> StudyConfig:
+    data = yaml.safe_load((REPO_ROOT / "examples" / "quickstart.yaml").read_text())
+    data["base"]["model"] = str(tiny_model_dir)
+    data["base"]["measurement"].update(small_measurement())
+    data["results_dir"] = str(results_dir)
+    data["execution"].update(execution)
+    return StudyConfig.model_validate(data)
+
+
+def _shape(study_dir: Path) -> list[tuple]:
+    manifest = StudyManifest.model_validate_json((study_dir / "manifest.json").read_text())
+    assert manifest.status == "completed"
+    return sorted((e.experiment_index, e.cycle, e.status, e.config_hash) for e in manifest.entries)
+
+
+def test_parallel_cpu_refused_for_measurement_studies(tiny_model_dir, tmp_path):
+    with pytest.raises(ConfigError, match="allow_parallel_cpu"):
+        run_study(_study(tiny_model_dir, tmp_path, parallel=2, gpus=["fake0", "fake1"]))
+    assert not any(tmp_path.iterdir())  # refused before a study directory was created
+
+
+def test_parallel_two_matches_sequential(tiny_model_dir, tmp_path):
+    sequential = run_study(_study(tiny_model_dir, tmp_path / "seq"))
+    parallel = run_study(_study(tiny_model_dir, tmp_path / "par", parallel=2, gpus=["fake0", "fake1"],
+                                allow_parallel_cpu=True))
+    assert _shape(Path(sequential.study_dir)) == _shape(Path(parallel.study_dir))
+    assert parallel.summary.completed == sequential.summary.completed == 4
+    used = []
+    for rel in parallel.result_files:
+        spec = json.loads((Path(parallel.study_dir) / rel).with_name("experiment.json").read_text())
+        assert len(spec["gpu_ids"]) == 1  # one disjoint set per run
+        used.append(spec["gpu_ids"][0])
+    assert set(used) <= {"fake0", "fake1"}
