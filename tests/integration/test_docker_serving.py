@@ -5,45 +5,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
 from llenergymeasure import run_study
 from llenergymeasure.domain import ExperimentResult, StudyConfig
 from tests.helpers import small_measurement
 
-LLAMA_BASE_IMAGE = "llem-ci-base:py311"  # the llama image needs no torch
-
-
-@pytest.fixture(scope="module")
-def llama_cpp_image(docker_client) -> str:
-    import docker
-
-    from llenergymeasure.runners.image_build import build_image
-
-    try:
-        docker_client.images.get(LLAMA_BASE_IMAGE)
-        base = LLAMA_BASE_IMAGE
-    except docker.errors.ImageNotFound:
-        base = None
-    lines: list[str] = []
-    try:
-        return build_image("llama_cpp", base_image=base, on_line=lines.append, client=docker_client)
-    except Exception as exc:
-        pytest.fail(f"building the llama_cpp image failed: {exc}\n" + "\n".join(lines[-30:]))
-
-
-def test_serving_study_in_the_llama_cpp_image(llama_cpp_image, tiny_model_dir, tmp_path):
-    from llenergymeasure.models.gguf_export import export_gguf
-
-    if not (Path(tiny_model_dir) / "model.gguf").is_file():
-        export_gguf(tiny_model_dir)
+def test_serving_study_in_the_llama_cpp_image(llama_image, tiny_model_dir, tmp_path):
     study = StudyConfig.model_validate({
         "name": "docker-serving", "results_dir": str(tmp_path),
         "base": {"model": str(tiny_model_dir), "engine": "llama_cpp", "mode": "serving", "n_prompts": 4,
                  "max_input_tokens": 16, "max_output_tokens": 8, "serving": {"n_requests": 12},
                  "measurement": small_measurement()},
         "sweep": {"serving.concurrency": [1, 4]},
-        "runners": {"llama_cpp": "docker"}, "images": {"llama_cpp": llama_cpp_image}})
+        "runners": {"llama_cpp": "docker"}, "images": {"llama_cpp": llama_image}})
     result = run_study(study)
     assert result.summary.completed == 2 and result.summary.failed == 0
     for rel in result.result_files:
