@@ -98,3 +98,15 @@ def test_adapters_are_created_without_importing_their_engine():
     for engine, cls in (("vllm", vllm.VllmAdapter), ("tensorrt_llm", trt.TensorRtLlmAdapter)):
         adapter = create_adapter(ExperimentConfig(model="m", engine=engine))
         assert isinstance(adapter, cls) and adapter.name == engine
+
+
+def test_vllm_shaped_outputs_become_requests_with_real_counts():
+    from llem_harness.engines.base import completion_requests
+
+    outputs = [SimpleNamespace(prompt_token_ids=[1, 2, 3], outputs=[SimpleNamespace(token_ids=[7, 8, 2],
+                                                                                    finish_reason="stop")]),
+               SimpleNamespace(prompt_token_ids=[1], outputs=[SimpleNamespace(token_ids=[5] * 4,
+                                                                              finish_reason="length")])]
+    requests = completion_requests(outputs, lambda out, c: {"timing_unavailable_reason": "none here"})
+    assert [(r.input_tokens, r.output_tokens, r.finished_by) for r in requests] == [(3, 3, "eos"), (1, 4, "length")]
+    assert all(r.timing_unavailable_reason == "none here" for r in requests)

@@ -37,6 +37,20 @@ class GeneratedRequest:
         return self.first_token_s, self.last_token_s
 
 
+def completion_requests(outputs, timing) -> list[GeneratedRequest]:
+    """Requests from engines whose offline `generate` returns vLLM-shaped outputs (vLLM, TensorRT-LLM):
+    `prompt_token_ids`, and `outputs[0]` with `token_ids` and `finish_reason`. Real counts: the
+    token ids the engine returned. `timing(output, completion)` gives the timing fields."""
+    requests = []
+    for out in outputs:
+        completion = out.outputs[0]
+        requests.append(GeneratedRequest(
+            input_tokens=len(out.prompt_token_ids or []), output_tokens=len(completion.token_ids),
+            finished_by={"stop": "eos", "length": "length"}.get(str(completion.finish_reason), "unknown"),
+            **timing(out, completion)))
+    return requests
+
+
 @dataclass
 class BatchOutput:
     start_s: float

@@ -18,7 +18,7 @@ from typing import Any
 
 from llenergymeasure.domain import ExperimentConfig, MemoryStats
 
-from .base import BatchOutput, GeneratedRequest
+from .base import BatchOutput, completion_requests
 
 _DTYPES = {"auto": "auto", "fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 NO_PER_TOKEN_TIMES = "TensorRT-LLM's perf metrics give first/last token times per request, not every token's"
@@ -93,13 +93,7 @@ class TensorRtLlmAdapter:
         mono_to_perf = start - time.monotonic()
         outputs = self.llm.generate(prompts, params, use_tqdm=False)
         end = time.perf_counter()
-        requests = []
-        for out in outputs:
-            completion = out.outputs[0]
-            requests.append(GeneratedRequest(
-                input_tokens=len(out.prompt_token_ids or []), output_tokens=len(completion.token_ids),
-                finished_by={"stop": "eos", "length": "length"}.get(str(completion.finish_reason), "unknown"),
-                **request_timings(completion, mono_to_perf)))
+        requests = completion_requests(outputs, lambda _, completion: request_timings(completion, mono_to_perf))
         return BatchOutput(start_s=start, end_s=end, requests=requests)
 
     def effective_parameters(self) -> dict[str, Any]:
