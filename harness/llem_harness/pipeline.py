@@ -145,7 +145,8 @@ def run(spec: RunSpec, run_dir: Path) -> ExperimentResult:
             requests=requests, metrics=metrics, energy=window.energy, phase_energy=phase_energy,
             baseline=baseline, warmup=warmup, sampler=window.sampler, throttle=window.throttle,
             thermal=window.thermal, cpu_energy=window.cpu_energy, environment=environment,
-            timeseries_file=window.timeseries_file, measurement_warnings=_dedupe(warnings))
+            timeseries_file=window.timeseries_file, measurement_warnings=_dedupe(warnings),
+            assigned_gpu_ids=spec.gpu_ids)
     finally:
         adapter.close()
         session.close()

@@ -150,7 +150,7 @@ def run_serving(spec: RunSpec, run_dir: Path, phase, emit, now_iso) -> Experimen
             baseline=baseline, warmup=warmup, sampler=window.sampler, throttle=window.throttle,
             thermal=window.thermal, cpu_energy=window.cpu_energy, environment=environment,
             timeseries_file=window.timeseries_file, measurement_warnings=list(dict.fromkeys(warnings)),
-            serving=serving)
+            serving=serving, assigned_gpu_ids=spec.gpu_ids)
     finally:
         server.stop()
         session.close()

@@ -25,12 +25,14 @@ def _register(group: click.Group) -> None:
     from .models import models_group
     from .results import results_group
     from .run import run_cmd
+    from .slurm_cmd import status_cmd
 
     group.add_command(run_cmd)
     group.add_command(config_cmd)
     group.add_command(models_group)
     group.add_command(images_group)
     group.add_command(results_group)
+    group.add_command(status_cmd)
 
 
 _register(cli)

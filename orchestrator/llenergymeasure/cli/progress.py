@@ -67,6 +67,14 @@ class PlainObserver(StudyObserver):
             self._say(f"No run completed. Manifest: {result.study_dir}/manifest.json")
 
 
+class SlurmObserver(PlainObserver):
+    """Slurm studies: runs start and end in Slurm, so each collected run is named on its own line."""
+
+    def run_finished(self, entry: ManifestEntry, outcome) -> None:
+        self._say(f"{entry.run_id} (cycle {entry.cycle}, Slurm task {entry.slurm_job_id}):")
+        super().run_finished(entry, outcome)
+
+
 class LiveObserver(PlainObserver):
     """A rich progress bar over runs plus the current run's phase."""
 

@@ -30,12 +30,24 @@ from .errors import FORCE_DOCKER_ENV
 @click.option("--skip-failed", is_flag=True, help="with --resume: leave failed runs failed")
 @click.option("--wait-for-devices", is_flag=True,
               help="if another llem holds this study's GPUs (or the CPU), wait instead of exiting")
+@click.option("--executor", type=click.Choice(["local", "slurm"]),
+              help="who runs the runs: this process (default), or Slurm as one job array (see llem status)")
+@click.option("--slurm-partition", help="Slurm partition (sbatch --partition)")
+@click.option("--slurm-gpus-per-task", type=click.IntRange(0, 64),
+              help="GPUs per run (default: execution.gpus_per_run); 0 = CPU-only tasks, each given a whole node")
+@click.option("--slurm-time", help="time limit per task, Slurm syntax (default: the run's own timeout + 5 min)")
+@click.option("--slurm-account", help="Slurm account to charge (sbatch --account)")
+@click.option("--slurm-array-limit", type=click.IntRange(1, 100000), help="at most N runs at once (--array=...%N)")
+@click.option("--slurm-sbatch-arg", "slurm_sbatch_args", multiple=True,
+              help="any further sbatch argument, e.g. --slurm-sbatch-arg=--qos=high (repeatable)")
+@click.option("--wait", "wait_slurm", is_flag=True, help="with --executor slurm: stay until Slurm has run the study")
 @click.option("--dry-run", is_flag=True, help="validate and print the experiment list; run nothing")
 @click.option("-q", "--quiet", is_flag=True, help="only errors and the study directory")
 @click.option("-v", "--verbose", is_flag=True, help="tracebacks and debug logging")
 def run_cmd(config, model, engine, dataset, n_prompts, batch_size, precision, max_input_tokens,
             max_output_tokens, cycles, output, runner, keep_failed, resume_dir, skip_failed, wait_for_devices,
-            dry_run, quiet, verbose):
+            executor, slurm_partition, slurm_gpus_per_task, slurm_time, slurm_account, slurm_array_limit,
+            slurm_sbatch_args, wait_slurm, dry_run, quiet, verbose):
     """Run a study (CONFIG.yaml) or one experiment given by flags."""
     import logging
 
@@ -53,7 +65,20 @@ def run_cmd(config, model, engine, dataset, n_prompts, batch_size, precision, ma
     if resume_dir is not None:
         from ..study.resume import read_manifest, read_study_snapshot
 
-        read_manifest(resume_dir)  # a missing or corrupt manifest is named before anything else
+        previous = read_manifest(resume_dir)  # a missing or corrupt manifest is named before anything else
+        if executor is None and previous.executor == "slurm":
+            executor = "slurm"  # a Slurm study is resumed on Slurm unless --executor local says otherwise
+        if executor == "local" and any(e.status in ("submitted", "running") for e in previous.entries) \
+                and previous.executor == "slurm":
+            raise ConfigError(f"{resume_dir} still has runs in Slurm (`llem status {resume_dir}`); wait for them, "
+                              "or scancel them, before resuming it locally")
+    slurm_flags = {"--slurm-partition": slurm_partition, "--slurm-gpus-per-task": slurm_gpus_per_task,
+                   "--slurm-time": slurm_time, "--slurm-account": slurm_account,
+                   "--slurm-array-limit": slurm_array_limit, "--slurm-sbatch-arg": slurm_sbatch_args or None,
+                   "--wait": wait_slurm or None}
+    given = [flag for flag, value in slurm_flags.items() if value is not None]
+    if given and executor != "slurm":
+        raise ConfigError(f"{', '.join(given)} only apply with --executor slurm")
     if resume_dir is not None and config is None and not overrides:
         snapshot, snapshot_dirs = read_study_snapshot(resume_dir)
         data = snapshot.model_dump(mode="json", exclude_none=True)
@@ -77,9 +102,10 @@ def run_cmd(config, model, engine, dataset, n_prompts, batch_size, precision, ma
     search_dirs = [config.resolve().parent] if config else []
     if resume_dir is not None and config is None and not overrides:
         search_dirs = snapshot_dirs
-    from .progress import make_observer
+    from .progress import SlurmObserver, make_observer
 
-    run = StudyRun(study, observer=make_observer(quiet), cli_runner=forced, search_dirs=search_dirs)
+    observer = SlurmObserver(quiet) if executor == "slurm" else make_observer(quiet)
+    run = StudyRun(study, observer=observer, cli_runner=forced, search_dirs=search_dirs)
     if dry_run:
         from .dry_run import print_dry_run
 
@@ -88,6 +114,14 @@ def run_cmd(config, model, engine, dataset, n_prompts, batch_size, precision, ma
     if not run.valid():
         reasons = "; ".join(f"#{e.index}: {e.skip_reason}" for e in run.expanded if e.skip_reason)
         raise ConfigError(f"no valid experiment in the study: {reasons}")
+    if executor == "slurm":
+        from ..study.slurm import SlurmOptions
+        from .slurm_cmd import submit_and_report
+
+        options = SlurmOptions(partition=slurm_partition, gpus_per_task=slurm_gpus_per_task, time_limit=slurm_time,
+                               account=slurm_account, array_limit=slurm_array_limit,
+                               sbatch_args=list(slurm_sbatch_args))
+        return submit_and_report(run, options, resume_dir, skip_failed, wait_slurm, quiet)
     result = run.execute(resume_dir=resume_dir, skip_failed=skip_failed, wait_for_devices=wait_for_devices)
     if quiet:
         click.echo(result.study_dir)

@@ -11,7 +11,8 @@ from pydantic import Field
 
 from .base import OpenModel
 
-EntryStatus = Literal["pending", "running", "completed", "failed", "skipped", "interrupted"]
+# submitted: handed to Slurm, not yet seen running (study/slurm.py)
+EntryStatus = Literal["pending", "submitted", "running", "completed", "failed", "skipped", "interrupted"]
 StudyStatus = Literal["running", "completed", "failed", "interrupted", "stopped"]  # stopped: circuit breaker
 MANIFEST_FILE = "manifest.json"
 
@@ -31,11 +32,13 @@ class ManifestEntry(OpenModel):
     started_at: str | None = None
     finished_at: str | None = None
     duration_s: float | None = None
+    slurm_job_id: str | None = Field(None, description="JOBID_TASKID of the Slurm array task that runs it")
 
 
 class ManifestCounters(OpenModel):
     total: int = 0
     pending: int = 0
+    submitted: int = 0
     running: int = 0
     completed: int = 0
     failed: int = 0
@@ -54,6 +57,8 @@ class StudyManifest(OpenModel):
     n_cycles: int
     cycle_order: str
     counters: ManifestCounters = Field(default_factory=ManifestCounters)
+    executor: Literal["local", "slurm"] = Field("local", description="who runs the runs: this process, or Slurm")
+    slurm_jobs: list[dict] = Field(default_factory=list, description="one record per sbatch submission")
     resumes: list[dict] = Field(default_factory=list, description="one record per `--resume`: when, what reran")
     stop_reason: str | None = Field(None, description="why the study stopped early (circuit breaker)")
     entries: list[ManifestEntry] = Field(default_factory=list)

@@ -67,6 +67,8 @@ class ExperimentResult(OpenModel):
     environment: EnvironmentInfo = Field(default_factory=EnvironmentInfo)
     timeseries_file: str | None = None
     measurement_warnings: list[str] = Field(default_factory=list)
+    assigned_gpu_ids: list[str] | None = Field(
+        None, description="GPUs the orchestrator (or Slurm) assigned to this run; None = all visible")
     serving: ServingResult | None = Field(None, description="mode: serving only")
 
 

@@ -183,9 +183,13 @@ class StudyRun:
             self.observer.notice(f"waiting {seconds:g} s before the next run")
             time.sleep(seconds)
 
-    def _run_one(self, writer: ManifestWriter, index: int, expanded: ExpandedExperiment, cycle: int,
-                 sequence: int, position: int, n_runs: int, study_id: str, study_dir: Path,
-                 plan, gpu_ids: list[str] | None = None) -> RunOutcome | None:
+    def prepare_run(self, writer: ManifestWriter, index: int, expanded: ExpandedExperiment, cycle: int,
+                    sequence: int, study_id: str, study_dir: Path, plan,
+                    gpu_ids: list[str] | None = None) -> tuple[Path, RunSpec, object] | None:
+        """Create the run directory and its experiment.json (shared with the Slurm executor).
+
+        Returns None after recording the failure when the run cannot start (no runner for its
+        engine, or the run directory cannot be written)."""
         cfg = expanded.config
         engine = cfg.engine
         runner = plan.runner_for(engine)
@@ -199,9 +203,9 @@ class StudyRun:
             return None
         run_dir = study_dir / "runs" / run_id
         gpu_ids = gpu_ids or self.study.docker.gpus  # parallel runs get their own disjoint set
-        baseline_key = (tuple(gpu_ids or ["all"]), runner.name, plan.image_for(engine))
         spec = RunSpec(study_id=study_id, run_id=run_id, experiment_index=expanded.index, cycle=cycle, config=cfg,
-                       config_hash=config_hash, gpu_ids=gpu_ids, baseline=self.baselines.get(baseline_key),
+                       config_hash=config_hash, gpu_ids=gpu_ids, baseline=self.baselines.get(self._baseline_key(
+                           gpu_ids, runner, plan, engine)),
                        runner=runner.name, image=plan.image_for(engine), cooldown_wait_s=self.cooldown_wait_s)
         self.cooldown_wait_s = None
         try:
@@ -213,6 +217,21 @@ class StudyRun:
                           error_type="StorageError", error_message=f"cannot write {run_dir}: {exc.strerror or exc}")
             self.observer.run_finished(writer.manifest.entries[index], None)
             return None
+        return run_dir, spec, runner
+
+    @staticmethod
+    def _baseline_key(gpu_ids: list[str] | None, runner, plan, engine: str) -> tuple:
+        return tuple(gpu_ids or ["all"]), runner.name, plan.image_for(engine)
+
+    def _run_one(self, writer: ManifestWriter, index: int, expanded: ExpandedExperiment, cycle: int,
+                 sequence: int, position: int, n_runs: int, study_id: str, study_dir: Path,
+                 plan, gpu_ids: list[str] | None = None) -> RunOutcome | None:
+        prepared = self.prepare_run(writer, index, expanded, cycle, sequence, study_id, study_dir, plan, gpu_ids)
+        if prepared is None:
+            return None
+        run_dir, spec, runner = prepared
+        run_id, config_hash = spec.run_id, spec.config_hash
+        baseline_key = self._baseline_key(spec.gpu_ids, runner, plan, spec.config.engine)
         entry = writer.update(index, status="running", run_id=run_id, runner=runner.name, started_at=utc_now())
         self.observer.run_started(position, n_runs, entry)
         timeout_s = self.study.execution.timeout_s or default_timeout_s(spec)

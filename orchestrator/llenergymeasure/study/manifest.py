@@ -47,6 +47,18 @@ class ManifestWriter:
 
     def update(self, index: int, **changes) -> ManifestEntry:
         """Apply a transition to entry `index` and rewrite the file."""
+        entry = self._apply(index, changes)
+        self.write()
+        return entry
+
+    def update_many(self, changes: dict[int, dict]) -> None:
+        """Several transitions, one rewrite (a Slurm submission or collection touches many entries)."""
+        for index, entry_changes in changes.items():
+            self._apply(index, entry_changes)
+        if changes:
+            self.write()
+
+    def _apply(self, index: int, changes: dict) -> ManifestEntry:
         entry = self.manifest.entries[index]
         old_status = entry.status
         for key, value in changes.items():
@@ -55,7 +67,6 @@ class ManifestWriter:
             self._counts[old_status] -= 1
             self._counts[entry.status] += 1
         self._entry_json[index] = self._dump_entry(entry)
-        self.write()
         return entry
 
     def set_status(self, status: str) -> None:

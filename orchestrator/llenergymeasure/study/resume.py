@@ -22,7 +22,7 @@ STUDY_SNAPSHOT_FILE = "study.json"  # the validated study config, written when t
 def read_manifest(study_dir: Path) -> StudyManifest:
     path = Path(study_dir) / MANIFEST_FILE
     if not path.is_file():
-        raise ConfigError(f"{path} not found: --resume needs a study directory made by `llem run`")
+        raise ConfigError(f"{path} not found: give a study directory made by `llem run`")
     try:
         return StudyManifest.model_validate_json(path.read_bytes())
     except (ValidationError, ValueError) as exc:

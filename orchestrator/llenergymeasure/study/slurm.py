@@ -1,0 +1,145 @@
+"""Running a study on Slurm: one job array, one array task per run; llem collects the manifest.
+
+Why this shape: Slurm is the scheduler — llem only calls its CLI (`sbatch --array`, `squeue`,
+`sacct`) and never decides where or when a run starts. Before submitting, llem writes every
+run's directory and `experiment.json` into the study directory (on storage the compute nodes
+share). Array task *i* runs the local harness on run directory *i* through
+`study/slurm_task.py` and writes only that directory. `llem status` (or `--wait`) reads the run
+directories and Slurm's view of the tasks and updates `manifest.json` from one process under the
+study lock, so the manifest keeps exactly one writer, as on one host.
+
+Files under `STUDY_DIR/slurm/`: `submit-<k>.sh` (the batch script, re-submittable by hand),
+`tasks-<k>.json` (array index -> run directory and timeouts), `logs/<job>_<task>.out`.
+"""
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import ConfigError
+
+SLURM_DIR = "slurm"
+TASK_MARGIN_S = 300  # Slurm's time limit = the longest run's own timeout + this margin
+# Slurm task states -> how the run ended when the task left the queue without recording an outcome.
+SLURM_INTERRUPTED = ("CANCELLED", "PREEMPTED", "NODE_FAIL", "BOOT_FAIL", "DEADLINE", "REQUEUED")
+SLURM_RUNNING = ("RUNNING", "COMPLETING", "CONFIGURING", "STAGE_OUT", "SIGNALING", "RESIZING")
+
+
+@dataclass
+class SlurmOptions:
+    """What `--slurm-*` flags say; None = Slurm's (or the site's) default."""
+
+    partition: str | None = None
+    gpus_per_task: int | None = None  # None = execution.gpus_per_run
+    time_limit: str | None = None     # Slurm's --time syntax; None = longest run timeout + margin
+    account: str | None = None
+    array_limit: int | None = None    # at most this many tasks at once (`--array=...%N`)
+    sbatch_args: list[str] = field(default_factory=list)
+
+    def to_record(self) -> dict:
+        """The flags given (recorded with each submission, reused by `--resume`)."""
+        return {k: v for k, v in self.__dict__.items() if v not in (None, [])}
+
+    def merged_over(self, previous: dict) -> "SlurmOptions":
+        """A resume resubmits with the previous submission's flags, except those given again."""
+        given = self.to_record()
+        return SlurmOptions(**{**{k: v for k, v in previous.items() if k in self.__dict__}, **given})
+
+
+def require_slurm() -> None:
+    """ConfigError (exit 2) when this host cannot talk to Slurm."""
+    missing = [tool for tool in ("sbatch", "squeue") if shutil.which(tool) is None]
+    if missing:
+        raise ConfigError(f"--executor slurm needs Slurm's {' and '.join(missing)} on PATH (run llem on a "
+                          "login node of the cluster), or use --executor local")
+
+
+def batch_script(study_dir: Path, job_name: str, n_tasks: int, tasks_file: Path, options: SlurmOptions,
+                 gpus_per_task: int, time_limit: str, python: str | None = None) -> str:
+    """The sbatch script (a pure function of its inputs, so it is tested without Slurm).
+
+    GPU runs ask for `--gpus-per-task`; a CPU-only submission asks for `--exclusive` instead, so
+    two runs never share a node's cores and skew each other's timing and energy.
+    """
+    array = f"0-{n_tasks - 1}" + (f"%{options.array_limit}" if options.array_limit else "")
+    lines = ["#!/bin/bash", f"#SBATCH --job-name={job_name}", f"#SBATCH --array={array}",
+             f"#SBATCH --output={study_dir / SLURM_DIR / 'logs' / '%A_%a.out'}", "#SBATCH --ntasks=1",
+             f"#SBATCH --time={time_limit}"]
+    if options.partition:
+        lines.append(f"#SBATCH --partition={options.partition}")
+    if options.account:
+        lines.append(f"#SBATCH --account={options.account}")
+    lines.append(f"#SBATCH --gpus-per-task={gpus_per_task}" if gpus_per_task > 0 else "#SBATCH --exclusive")
+    lines += ["# One llem run per array task: the local harness on one run directory (study/slurm_task.py).",
+              f"exec {_quote(python or sys.executable)} -m llenergymeasure.study.slurm_task "
+              f"{_quote(str(tasks_file))} \"$SLURM_ARRAY_TASK_ID\"", ""]
+    return "\n".join(lines)
+
+
+def _quote(text: str) -> str:
+    import shlex
+
+    return shlex.quote(text)
+
+
+def time_limit_for(timeouts_s: list[float]) -> str:
+    """Slurm minutes for the longest run (its own timeout fires first; the margin covers start-up)."""
+    return str(math.ceil((max(timeouts_s) + TASK_MARGIN_S) / 60))
+
+
+def sbatch(script: Path, extra_args: list[str]) -> str:
+    """Submit; returns the array job id. sbatch's refusal (bad partition, account…) is exit 2."""
+    cmd = ["sbatch", "--parsable", *extra_args, str(script)]
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    except subprocess.TimeoutExpired:
+        raise ConfigError("sbatch did not answer within 120 s; is slurmctld reachable? (`sinfo`)") from None
+    if done.returncode != 0:
+        reason = (done.stderr or done.stdout).strip().splitlines()
+        raise ConfigError(f"sbatch refused the study: {reason[-1] if reason else f'exit {done.returncode}'} "
+                          "(check --slurm-partition, --slurm-account, --slurm-gpus-per-task, --slurm-sbatch-arg)")
+    return done.stdout.strip().split(";")[0]
+
+
+def queue_states(job_name: str, job_ids: list[str]) -> dict[str, str]:
+    """'JOB_TASK' -> state for every task of ours Slurm still lists (`squeue -r`, one line per task)."""
+    cmd = ["squeue", "-h", "-r", "--name", job_name, "-o", "%i %T"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    if done.returncode != 0:
+        raise ConfigError(f"squeue failed: {(done.stderr or '').strip()[:300]}; is slurmctld reachable? (`sinfo`)")
+    states = {}
+    for line in done.stdout.splitlines():
+        task, _, state = line.strip().partition(" ")
+        if task.split("_")[0] in job_ids:
+            states[task] = state
+    return states
+
+
+def accounting_states(job_ids: list[str]) -> dict[str, str]:
+    """'JOB_TASK' -> final state from `sacct`, or {} where accounting is not configured."""
+    if not job_ids or shutil.which("sacct") is None:
+        return {}
+    cmd = ["sacct", "-n", "-P", "-X", "-j", ",".join(job_ids), "-o", "JobID,State"]
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        return {}
+    if done.returncode != 0:
+        return {}
+    states = {}
+    for line in done.stdout.splitlines():
+        task, _, state = line.partition("|")
+        if state:
+            states[task.strip()] = state.split()[0]  # "CANCELLED by 0" -> CANCELLED
+    return states
+
+
+def write_tasks_file(path: Path, study_dir: Path, runs: list[dict]) -> None:
+    from ..domain.io import write_text_atomic
+
+    write_text_atomic(path, json.dumps({"study_dir": str(study_dir), "runs": runs}, indent=1) + "\n")

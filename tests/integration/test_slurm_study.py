@@ -1,0 +1,132 @@
+"""Studies submitted to a real Slurm cluster (`../shared/ci/slurm-up.sh` starts a one-node one in CI).
+
+The study is the quickstart on the tiny model; each array task runs the real harness. The same
+study run locally gives the reference for the shape of every output. Skips (with the reason) only
+where no Slurm cluster answers; with LLEM_REQUIRE_SLURM=1 (CI) that is a failure instead.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from llenergymeasure.domain import StudyManifest
+from tests.helpers import REPO_ROOT, run_llem, small_measurement
+
+pytestmark = pytest.mark.slow
+
+
+def _slurm_reason() -> str | None:
+    if shutil.which("sbatch") is None or shutil.which("srun") is None:
+        return "Slurm's sbatch/srun are not installed (CI starts a cluster with ../shared/ci/slurm-up.sh)"
+    try:
+        done = subprocess.run(["srun", "-N1", "true"], capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        return "srun did not return within 60 s: the Slurm cluster is not answering"
+    if done.returncode != 0:
+        return f"srun -N1 true failed: {done.stderr.strip()[:200]}"
+    return None
+
+
+@pytest.fixture(scope="module")
+def slurm():
+    reason = _slurm_reason()
+    if reason and os.environ.get("LLEM_REQUIRE_SLURM") == "1":
+        pytest.fail(f"LLEM_REQUIRE_SLURM=1 but {reason}")
+    if reason:
+        pytest.skip(reason)
+
+
+def _study_file(tiny_model_dir: Path, tmp_path: Path, results: str) -> Path:
+    data = yaml.safe_load((REPO_ROOT / "examples" / "quickstart.yaml").read_text())
+    data["base"]["model"] = str(tiny_model_dir)
+    data["base"]["measurement"].update(small_measurement())
+    data["results_dir"] = str(tmp_path / results)
+    path = tmp_path / f"{results}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def _manifest(study_dir: Path) -> StudyManifest:
+    return StudyManifest.model_validate_json((study_dir / "manifest.json").read_text())
+
+
+def _study_dir(proc) -> Path:
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    return Path(proc.stdout.strip().splitlines()[-1])
+
+
+def test_slurm_study_completes_with_the_shape_of_a_local_one(slurm, tiny_model_dir, tmp_path):
+    local = _study_dir(run_llem("run", str(_study_file(tiny_model_dir, tmp_path, "local")), "-q"))
+    submitted = run_llem("run", str(_study_file(tiny_model_dir, tmp_path, "slurm")), "--executor", "slurm",
+                         "--slurm-gpus-per-task", "0", "--wait", "-q", timeout=900)
+    study_dir = _study_dir(submitted)
+
+    on_slurm, on_host = _manifest(study_dir), _manifest(local)
+    assert on_slurm.status == on_host.status == "completed"
+    assert on_slurm.executor == "slurm" and len(on_slurm.slurm_jobs) == 1
+    assert [(e.experiment_index, e.cycle, e.config_hash, e.run_id, e.status) for e in on_slurm.entries] == \
+        [(e.experiment_index, e.cycle, e.config_hash, e.run_id, e.status) for e in on_host.entries]
+    job = on_slurm.slurm_jobs[0]["job_id"]
+    assert [e.slurm_job_id for e in on_slurm.entries] == [f"{job}_{i}" for i in range(4)]
+    for entry in on_slurm.entries:  # each run was an array task of that job, and says so
+        task = json.loads((study_dir / "runs" / entry.run_id / "slurm-task.json").read_text())
+        assert task["env"]["SLURM_ARRAY_JOB_ID"] == job
+        assert f"{job}_{task['env']['SLURM_ARRAY_TASK_ID']}" == entry.slurm_job_id
+        assert entry.result_file == f"runs/{entry.run_id}/result.json" and entry.duration_s > 0
+
+    slurm_result = json.loads((study_dir / "study_result.json").read_text())
+    local_result = json.loads((local / "study_result.json").read_text())
+    assert slurm_result.keys() == local_result.keys()
+    assert slurm_result["summary"]["completed"] == 4 and slurm_result["status"] == "completed"
+    assert [c["config_hash"] for c in slurm_result["configurations"]] == \
+        [c["config_hash"] for c in local_result["configurations"]]
+    for name in ("results.csv", "summary.csv"):
+        assert list(pd.read_csv(study_dir / name).columns) == list(pd.read_csv(local / name).columns)
+    assert all(r["output_tokens_total"] > 0 for r in slurm_result["experiments"])
+
+    status = run_llem("status", str(study_dir))  # a finished study: read again, nothing changes
+    assert status.returncode == 0 and "4 completed" in status.stdout, status.stdout + status.stderr
+
+
+def test_cancelled_slurm_study_is_resubmitted_by_resume(slurm, tiny_model_dir, tmp_path):
+    submitted = run_llem("run", str(_study_file(tiny_model_dir, tmp_path, "held")), "--executor", "slurm",
+                         "--slurm-gpus-per-task", "0", "--slurm-sbatch-arg=--hold", "-q")
+    study_dir = _study_dir(submitted)
+    assert _manifest(study_dir).counters.submitted == 4
+    queued = run_llem("status", str(study_dir))
+    assert "4 queued in Slurm" in queued.stdout, queued.stdout + queued.stderr
+
+    subprocess.run(["scancel", "--name", f"llem-{study_dir.name}"], check=True, timeout=60)
+    status = run_llem("status", str(study_dir))
+    manifest = _manifest(study_dir)
+    assert status.returncode == 0 and manifest.status == "interrupted", status.stdout + status.stderr
+    assert manifest.counters.interrupted == 4 and "llem run --resume" in status.stdout
+
+    # The resume reuses the first submission's flags except those given again (here: no --hold).
+    resumed = run_llem("run", "--resume", str(study_dir), "--slurm-sbatch-arg=--comment=llem-resume", "--wait",
+                       "-q", timeout=900)
+    assert resumed.returncode == 0, resumed.stderr + resumed.stdout
+    manifest = _manifest(study_dir)
+    assert manifest.status == "completed" and manifest.counters.completed == 4
+    assert len(manifest.slurm_jobs) == 2 and manifest.slurm_jobs[1]["options"]["gpus_per_task"] == 0
+    assert manifest.resumes[-1]["rerun"] == 4 and manifest.resumes[-1]["executor"] == "slurm"
+    assert all(e.run_id.endswith("_r2") for e in manifest.entries)  # the cancelled attempts stay as they were
+    assert json.loads((study_dir / "study_result.json").read_text())["summary"]["completed"] == 4
+
+
+def test_slurm_refusal_is_exit_2_and_keeps_the_study(slurm, tiny_model_dir, tmp_path):
+    proc = run_llem("run", str(_study_file(tiny_model_dir, tmp_path, "bad")), "--executor", "slurm",
+                    "--slurm-gpus-per-task", "0", "--slurm-partition", "no-such-partition")
+    assert proc.returncode == 2, proc.stderr
+    assert "sbatch refused" in proc.stderr and "--slurm-partition" in proc.stderr and "Traceback" not in proc.stderr
+    study_dir = next((tmp_path / "bad").iterdir())
+    manifest = _manifest(study_dir)
+    assert manifest.status == "stopped" and manifest.counters.pending == 4 and not manifest.slurm_jobs
+    assert not any((study_dir / "runs").iterdir())  # no half-made run directories
