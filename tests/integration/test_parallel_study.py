@@ -9,13 +9,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
 from llenergymeasure import run_study
 from llenergymeasure.domain import StudyConfig, StudyManifest
 from llenergymeasure.errors import ConfigError
-from tests.helpers import REPO_ROOT, small_measurement
+from tests.helpers import REPO_ROOT, run_llem, small_measurement
 
 pytestmark = pytest.mark.slow
 
@@ -53,3 +54,30 @@ def test_parallel_two_matches_sequential(tiny_model_dir, tmp_path):
         assert len(spec["gpu_ids"]) == 1  # one disjoint set per run
         used.append(spec["gpu_ids"][0])
     assert set(used) <= {"fake0", "fake1"}
+
+    # Each result says which GPU set produced it; the by-GPU summary compares a configuration across sets.
+    assert {r.assigned_gpu_ids[0] for r in parallel.experiments} == set(used)
+    by_gpu = pd.read_csv(Path(parallel.study_dir) / "summary_by_gpu.csv")
+    assert set(by_gpu["gpu_set"]) == {f"assigned:{g}" for g in used}
+    for config_hash, rows in by_gpu.groupby("config_hash"):
+        assert rows["n_runs"].sum() == 2  # the two cycles of each configuration, split over the sets
+    assert len(parallel.configurations_by_gpu) == len(by_gpu)
+    assert list(pd.read_csv(Path(parallel.study_dir) / "results.csv")["gpu_set"].str.startswith("assigned:")) \
+        == [True] * 4
+    assert sequential.experiments[0].assigned_gpu_ids is None  # nothing assigned: all visible devices
+    seq_by_gpu = pd.read_csv(Path(sequential.study_dir) / "summary_by_gpu.csv")
+    assert len(seq_by_gpu) == 2 and all(g.startswith("cpu@") for g in seq_by_gpu["gpu_set"])
+    compare = run_llem("results", "compare", "--by-gpu", parallel.study_dir)
+    assert compare.returncode == 0 and "on assigned:fake" in compare.stdout, compare.stderr
+
+
+def test_parallel_circuit_breaker_stops_dispatching(tmp_path):
+    study = _study(tmp_path / "model-not-there", tmp_path, parallel=2, gpus=["fake0", "fake1"],
+                   allow_parallel_cpu=True, max_consecutive_failures=2)
+    result = run_study(study)
+    manifest = StudyManifest.model_validate_json((Path(result.study_dir) / "manifest.json").read_text())
+    statuses = [e.status for e in manifest.entries]
+    assert manifest.status == "stopped" and "2 runs failed in a row" in manifest.stop_reason
+    # Runs already dispatched finish; none starts after the trip, so at least one run stays pending.
+    assert statuses.count("failed") >= 2 and statuses.count("pending") >= 1
+    assert set(statuses) == {"failed", "pending"}

@@ -51,7 +51,7 @@ def _fmt_stats(stats: dict[str, Any], with_interval: bool = False) -> str:
     return text
 
 
-def _load(study_dir: Path, cv_threshold: float, require_results: bool = True):
+def _load(study_dir: Path, cv_threshold: float, require_results: bool = True, by_gpu: bool = False):
     from ..errors import StudyError
     from ..results.load import load_study
     from ..results.stats import configuration_stats
@@ -60,7 +60,12 @@ def _load(study_dir: Path, cv_threshold: float, require_results: bool = True):
     if require_results and not data.results:
         raise StudyError(f"{study_dir} has no completed runs (no runs/*/result.json); "
                          f"manifest status: {data.manifest.status}")
-    return data, configuration_stats(data.results, cv_threshold=cv_threshold)
+    return data, configuration_stats(data.results, cv_threshold=cv_threshold, by_gpu=by_gpu)
+
+
+def _short_gpu(gpu_set: str) -> str:
+    """GPU UUIDs are long: the first 12 characters of each name it well enough in a column head."""
+    return "+".join(part[:12] if part.startswith("GPU-") else part for part in gpu_set.split("+"))
 
 
 def _short_flags(conf: dict[str, Any]) -> str:
@@ -138,8 +143,11 @@ def show_cmd(study_dir: Path, sort_metric: str | None, descending: bool, cv_thre
 @click.argument("study_dirs", nargs=-1, required=True, type=STUDY_DIR)
 @click.option("--metric", "-m", "metrics", multiple=True, metavar="METRIC",
               help="restrict to these metrics (repeatable); default: every measured one")
+@click.option("--by-gpu", is_flag=True, help="one column per (configuration, GPU set): the same configuration "
+              "compared across the GPUs that ran it")
 @CV_OPTION
-def compare_cmd(study_dirs: tuple[Path, ...], metrics: tuple[str, ...], cv_threshold: float) -> None:
+def compare_cmd(study_dirs: tuple[Path, ...], metrics: tuple[str, ...], by_gpu: bool,
+                cv_threshold: float) -> None:
     """Configurations of one or more studies side by side: mean ± CI half-width and the 95% interval."""
     from rich.table import Table
 
@@ -150,10 +158,11 @@ def compare_cmd(study_dirs: tuple[Path, ...], metrics: tuple[str, ...], cv_thres
     columns: list[tuple[str, dict[str, Any]]] = []
     console = _console()
     for study_dir in study_dirs:
-        data, configurations = _load(study_dir, cv_threshold)
+        data, configurations = _load(study_dir, cv_threshold, by_gpu=by_gpu)
         _header(console, data)
         for i, conf in enumerate(configurations):
-            columns.append((f"{data.name} #{i + 1}\n{conf['config_summary']}", conf))
+            gpu = f"\non {_short_gpu(conf['gpu_set'])}" if by_gpu else ""
+            columns.append((f"{data.name} #{i + 1}\n{conf['config_summary']}{gpu}", conf))
     chosen = list(metrics) or [m for m in STAT_METRICS if any(c["metrics"][m]["mean"] is not None for _, c in columns)]
     table = Table(title=escape("Configurations side by side (mean ± 95% CI half-width; [interval])"),
                   show_lines=True)

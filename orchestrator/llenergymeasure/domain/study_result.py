@@ -35,3 +35,5 @@ class StudyResult(OpenModel):
     summary: StudySummary = Field(default_factory=StudySummary)
     configurations: list[dict[str, Any]] = Field(default_factory=list,
                                                  description="per-configuration statistics across cycles")
+    configurations_by_gpu: list[dict[str, Any]] = Field(
+        default_factory=list, description="the same statistics per (configuration, GPU set): compares GPUs")

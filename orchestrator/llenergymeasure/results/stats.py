@@ -82,13 +82,20 @@ def describe(values: Iterable[float | None], cv_threshold: float = DEFAULT_CV_TH
 
 
 def configuration_stats(results: Iterable[ExperimentResult], cv_threshold: float = DEFAULT_CV_THRESHOLD,
-                        min_runs: int = DEFAULT_MIN_RUNS) -> list[dict[str, Any]]:
-    """One JSON-ready dict per configuration, in the order configurations first appear in the study."""
-    groups: dict[str, list[tuple[ExperimentResult, dict[str, Any]]]] = {}
+                        min_runs: int = DEFAULT_MIN_RUNS, by_gpu: bool = False) -> list[dict[str, Any]]:
+    """One JSON-ready dict per configuration, in the order configurations first appear in the study.
+
+    `by_gpu`: one dict per (configuration, GPU set) instead, each with its `gpu_set` — the same
+    configuration compared across the GPUs that ran it (parallel studies, Slurm).
+    """
+    groups: dict[tuple, list[tuple[ExperimentResult, dict[str, Any]]]] = {}
     for result in sorted(results, key=lambda r: (r.experiment_index, r.cycle, r.run_id)):
-        groups.setdefault(result.config_hash, []).append((result, run_row(result)))
+        row = run_row(result)
+        key = (result.config_hash, row["gpu_set"]) if by_gpu else (result.config_hash,)
+        groups.setdefault(key, []).append((result, row))
     out = []
-    for config_hash, members in groups.items():
+    for key, members in groups.items():
+        config_hash = key[0]
         first = members[0][0]
         rows = [row for _, row in members]
         metrics: dict[str, Any] = {}
@@ -105,6 +112,7 @@ def configuration_stats(results: Iterable[ExperimentResult], cv_threshold: float
             metrics[metric] = stats
         out.append({
             "config_hash": config_hash,
+            **({"gpu_set": key[1]} if by_gpu else {}),
             "config_summary": first.config.summary(),
             "config": first.config.model_dump(mode="json", exclude={"name"}),
             "n_runs": len(rows),

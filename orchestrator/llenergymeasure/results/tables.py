@@ -36,12 +36,26 @@ def flatten(value: Any, prefix: str, out: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def gpu_set(result: ExperimentResult) -> str:
+    """Which device produced a run, for comparing one configuration across GPUs.
+
+    The UUIDs of the GPUs the harness measured, joined by '+'; without a measured GPU, the ids
+    the orchestrator assigned (fake ids in a CPU test); else the CPU of the host it ran on.
+    """
+    uuids = [g.uuid for g in result.environment.gpus if g.uuid]
+    if uuids:
+        return "+".join(uuids)
+    if result.assigned_gpu_ids:
+        return "assigned:" + "+".join(result.assigned_gpu_ids)
+    return f"cpu@{result.environment.hostname or 'unknown host'}"
+
+
 def run_row(result: ExperimentResult) -> dict[str, Any]:
     """One tidy row for one run (requests are summarised by their distributions, not listed)."""
     row: dict[str, Any] = {
         "run_id": result.run_id, "study_id": result.study_id, "experiment_index": result.experiment_index,
         "cycle": result.cycle, "config_hash": result.config_hash, "config_summary": result.config.summary(),
-        "started_at": result.started_at, "finished_at": result.finished_at,
+        "started_at": result.started_at, "finished_at": result.finished_at, "gpu_set": gpu_set(result),
     }
     for name in COUNT_COLUMNS:
         row[name] = getattr(result, name)
@@ -80,6 +94,7 @@ def summary_row(configuration: dict[str, Any]) -> dict[str, Any]:
     row: dict[str, Any] = {
         "config_hash": configuration["config_hash"],
         "config_summary": configuration["config_summary"],
+        **({"gpu_set": configuration["gpu_set"]} if "gpu_set" in configuration else {}),
         "n_runs": configuration["n_runs"],
         "cycles": ",".join(str(c) for c in configuration["cycles"]),
         "flags": "; ".join(configuration["flags"]) or None,

@@ -36,6 +36,27 @@ def default_timeout_s(spec: RunSpec) -> float:
     return 600.0 + baseline + (n_batches + warmup) * per_batch_s
 
 
+class CircuitBreaker:
+    """Stops a study after `limit` counted failures in a row (0 = never), in the order runs end.
+
+    EngineUnavailable is not counted: it says nothing about the runs that can start."""
+
+    def __init__(self, limit: int, study_dir: Path):
+        self.limit, self.study_dir = limit, study_dir
+        self.in_a_row = 0
+        self.reason: str | None = None
+
+    def record(self, entry: ManifestEntry) -> bool:
+        """Count one finished run; True once the breaker has tripped (dispatch no more runs)."""
+        counted = entry.status == "failed" and entry.error_type != "EngineUnavailable"
+        self.in_a_row = self.in_a_row + 1 if counted else 0
+        if self.reason is None and self.limit and self.in_a_row >= self.limit:
+            self.reason = (f"circuit breaker: {self.in_a_row} runs failed in a row (last: {entry.error_type}: "
+                           f"{entry.error_message}); the remaining runs stay pending — fix the cause and "
+                           f"`llem run --resume {self.study_dir}`")
+        return self.reason is not None
+
+
 class StudyRun:
     """State of one study execution (kept small; the heavy lifting is in runners and harness)."""
 
@@ -47,7 +68,7 @@ class StudyRun:
         self.search_dirs = [Path(p).resolve() for p in search_dirs or []]
         self.expanded = expand(study, search_dirs)
         self.baselines: dict[tuple, BaselineResult] = {}
-        self.cooldown_wait_s: float | None = None  # waited before the next run; recorded in its result
+        self.cooldown_waits: dict[tuple, float] = {}  # GPU set -> cool-down waited before its next run
 
     def valid(self) -> list[ExpandedExperiment]:
         return [e for e in self.expanded if e.config is not None]
@@ -97,32 +118,29 @@ class StudyRun:
         outcomes: list[tuple[ManifestEntry, RunOutcome | None]] = previous
         status = "completed"
         sequence = {index: n for n, index in enumerate((i for i, e in enumerate(planned) if e.config_hash), 1)}
+        breaker = CircuitBreaker(ex.max_consecutive_failures, study_dir)
         try:
-            position, previous_cycle, failures_in_a_row = 0, None, 0
+            position, previous_cycle = 0, None
             if ex.parallel != 1:  # disjoint GPU sets, several runs at once (study/parallel.py)
                 from .parallel import run_parallel
 
-                outcomes += run_parallel(self, writer, order, todo, sequence, study_id, study_dir, plan)
+                outcomes += run_parallel(self, writer, order, todo, sequence, study_id, study_dir, plan, breaker)
             for index in todo if ex.parallel == 1 else []:
                 exp_index, cycle = order[index]
                 if position:
-                    self._gap(ex.cycle_gap_s if cycle != previous_cycle else ex.experiment_gap_s)
+                    self.gap(ex.cycle_gap_s if cycle != previous_cycle else ex.experiment_gap_s)
                 position += 1
                 previous_cycle = cycle
                 outcome = self._run_one(writer, index, self.expanded[exp_index], cycle, sequence[index], position,
                                         len(todo), study_id, study_dir, plan)
                 entry = writer.manifest.entries[index]
                 outcomes.append((entry, outcome))
-                counted = entry.status == "failed" and entry.error_type != "EngineUnavailable"
-                failures_in_a_row = failures_in_a_row + 1 if counted else 0
-                if ex.max_consecutive_failures and failures_in_a_row >= ex.max_consecutive_failures:
-                    status = "stopped"
-                    writer.manifest.stop_reason = (
-                        f"circuit breaker: {failures_in_a_row} runs failed in a row (last: {entry.error_type}: "
-                        f"{entry.error_message}); the remaining runs stay pending — fix the cause and "
-                        f"`llem run --resume {study_dir}`")
-                    self.observer.notice(writer.manifest.stop_reason)
+                if breaker.record(entry):
                     break
+            if breaker.reason:
+                status = "stopped"
+                writer.manifest.stop_reason = breaker.reason
+                self.observer.notice(breaker.reason)
         except KeyboardInterrupt:
             status = "interrupted"
             raise
@@ -178,7 +196,7 @@ class StudyRun:
                 if getattr(runner, "orphans_removed", None):
                     self.observer.notice(f"removed what a crashed llem left running: {', '.join(runner.orphans_removed)}")
 
-    def _gap(self, seconds: float) -> None:
+    def gap(self, seconds: float) -> None:
         if seconds > 0:
             self.observer.notice(f"waiting {seconds:g} s before the next run")
             time.sleep(seconds)
@@ -206,8 +224,8 @@ class StudyRun:
         spec = RunSpec(study_id=study_id, run_id=run_id, experiment_index=expanded.index, cycle=cycle, config=cfg,
                        config_hash=config_hash, gpu_ids=gpu_ids, baseline=self.baselines.get(self._baseline_key(
                            gpu_ids, runner, plan, engine)),
-                       runner=runner.name, image=plan.image_for(engine), cooldown_wait_s=self.cooldown_wait_s)
-        self.cooldown_wait_s = None
+                       runner=runner.name, image=plan.image_for(engine),
+                       cooldown_wait_s=self.cooldown_waits.pop(tuple(gpu_ids or ["all"]), None))
         try:
             run_dir.mkdir(parents=True)
             os.chmod(run_dir, 0o777)  # the container runs as the invoking uid, but other engines' images may not
@@ -257,14 +275,15 @@ class StudyRun:
             self._remember_baseline(baseline_key, outcome.result.baseline)
         entry = writer.update(index, **changes)
         self.observer.run_finished(entry, outcome)
-        self._cooldown(outcome)
+        self._cooldown(outcome, spec.gpu_ids)
         return outcome
 
     def _remember_baseline(self, key: tuple, baseline: BaselineResult | None) -> None:
         if baseline is not None and baseline.fresh and baseline.power_mean_w is not None:
             self.baselines[key] = baseline
 
-    def _cooldown(self, outcome: RunOutcome) -> None:
+    def _cooldown(self, outcome: RunOutcome, gpu_ids: list[str] | None) -> None:
+        """Wait for the run's own GPUs (all GPUs when none were assigned) to return near idle."""
         ex = self.study.execution
         if not ex.cooldown_to_idle or outcome.result is None or outcome.result.baseline is None:
             return
@@ -275,8 +294,8 @@ class StudyRun:
             return
         from .cooldown import wait_for_cooldown
 
-        waited_s, reached = wait_for_cooldown(self.study.docker.gpus, idle_c, ex.cooldown_delta_c, ex.cooldown_max_s)
-        self.cooldown_wait_s = round(waited_s, 3)
+        waited_s, reached = wait_for_cooldown(gpu_ids, idle_c, ex.cooldown_delta_c, ex.cooldown_max_s)
+        self.cooldown_waits[tuple(gpu_ids or ["all"])] = round(waited_s, 3)
         state = {True: "reached", False: "cap reached", None: "temperatures unreadable"}[reached]
         self.observer.notice(f"cool-down: waited {waited_s:.1f} s for GPUs to return within "
                              f"{ex.cooldown_delta_c:g} °C of idle ({state})")

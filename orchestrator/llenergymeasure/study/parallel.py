@@ -53,28 +53,43 @@ class _LockedWriter:
 
 
 def run_parallel(study_run, writer, order, todo: list[int], sequence: dict[int, int], study_id: str, study_dir,
-                 plan) -> list:
+                 plan, breaker) -> list:
     """Run the manifest entries `todo` on free GPU sets; returns (entry, outcome) in study order.
 
-    Not applied in parallel mode: the gaps between runs and the circuit breaker (runs are
-    already in flight when a failure is seen); `--resume` works the same (it chooses `todo`)."""
+    Per GPU set, as on one GPU: the gap before each run (`cycle_gap_s` when the cycle changes on
+    that set, else `experiment_gap_s`) and the cool-down of that set's GPUs. The circuit breaker
+    counts failures in the order runs end; once it trips no further run starts (runs already in
+    flight finish) and the rest stay pending for `--resume`."""
     sets = plan_gpu_sets(study_run.study)
-    allocator = GpuAllocator(sets, n_parallel(study_run.study.execution.parallel, len(sets)))
+    ex = study_run.study.execution
+    allocator = GpuAllocator(sets, n_parallel(ex.parallel, len(sets)))
     lock, locked = threading.Lock(), _LockedWriter(writer)
+    last_cycle: dict[int, int] = {}  # GPU set -> cycle of the last run it ran
     study_run.observer.notice(f"parallel: {allocator.limit} runs at once on GPU sets "
                               f"{[list(s) for s in sets[:allocator.limit]]}")
 
     def one(index: int, position: int):
         exp_index, cycle = order[index]
         with lock:
+            if breaker.reason:
+                return None  # tripped: this run stays pending
             set_index, gpus = allocator.acquire(position)  # never None: workers == sets in use
+            previous = last_cycle.get(set_index)
+            last_cycle[set_index] = cycle
         try:
-            return study_run._run_one(locked, index, study_run.expanded[exp_index], cycle, sequence[index], position,
-                                      len(todo), study_id, study_dir, plan, gpu_ids=list(gpus))
+            if previous is not None:
+                study_run.gap(ex.cycle_gap_s if cycle != previous else ex.experiment_gap_s)
+            outcome = study_run._run_one(locked, index, study_run.expanded[exp_index], cycle, sequence[index],
+                                         position, len(todo), study_id, study_dir, plan, gpu_ids=list(gpus))
+            with lock:
+                breaker.record(writer.manifest.entries[index])
+            return outcome
         finally:
             with lock:
                 allocator.release(set_index)  # success or failure alike frees the GPUs
 
     with ThreadPoolExecutor(max_workers=allocator.limit, thread_name_prefix="llem-run") as pool:
         futures = [(index, pool.submit(one, index, position)) for position, index in enumerate(todo, 1)]
-        return [(writer.manifest.entries[index], future.result()) for index, future in futures]
+        done = [(index, future.result()) for index, future in futures]
+    return [(writer.manifest.entries[index], outcome) for index, outcome in done
+            if writer.manifest.entries[index].status != "pending"]
