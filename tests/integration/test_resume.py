@@ -39,8 +39,13 @@ def test_resume_reruns_only_what_did_not_complete_and_keeps_completed_bytes(tiny
     study_dir, manifest = _study(tmp_path)
     manifest["entries"][1].update(status="failed", error_type="X", error_message="pretend it failed")
     manifest["entries"][3]["status"] = "running"  # as a crashed orchestrator leaves it
+    manifest["status"] = "running"
     (study_dir / "manifest.json").write_text(json.dumps(manifest))
     kept = {i: _digest(study_dir / manifest["entries"][i]["result_file"]) for i in (0, 2)}
+    status = run_llem("status", str(study_dir))  # no llem holds the study: status says how to continue
+    assert status.returncode == 0 and "Status: running — 2 completed, 1 running" in status.stdout, status.stdout
+    assert f"No llem process is running this study (it was stopped or crashed): llem run --resume {study_dir}" \
+        in status.stdout and "failed: " in status.stdout
 
     proc = run_llem("run", "--resume", str(study_dir), "--skip-failed")
     assert proc.returncode == 0, proc.stderr[-2000:]

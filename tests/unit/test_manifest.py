@@ -22,8 +22,8 @@ def _read(tmp_path) -> dict:
 def test_transitions_update_entries_and_counters(tmp_path):
     writer = _writer(tmp_path)
     writer.update(0, status="running", run_id="001_c1_x")
-    assert _read(tmp_path)["counters"] == {"total": 4, "pending": 3, "running": 1, "completed": 0, "failed": 0,
-                                            "skipped": 0, "interrupted": 0}
+    assert _read(tmp_path)["counters"] == {"total": 4, "pending": 3, "submitted": 0, "running": 1, "completed": 0,
+                                            "failed": 0, "skipped": 0, "interrupted": 0}
     writer.update(0, status="completed", result_file="runs/001_c1_x/result.json")
     writer.update(1, status="failed", error_type="timeout", error_message="wall-clock timeout")
     writer.set_status("completed")
@@ -76,3 +76,16 @@ def test_failed_write_is_a_warning_not_a_crash(tmp_path, caplog):
     writer.path = tmp_path / "manifest.json"
     writer.update(0, status="completed")
     assert _read(tmp_path)["entries"][0]["status"] == "completed"
+
+
+def test_update_many_applies_every_transition_in_one_write(tmp_path):
+    writer = _writer(tmp_path)
+    writes, write = [], writer.write
+    writer.write = lambda fsync=False: writes.append(fsync) or write(fsync)
+    writer.update_many({i: {"status": "submitted", "slurm_job_id": f"7_{i}"} for i in range(3)})
+    data = _read(tmp_path)
+    assert data["counters"]["submitted"] == 3 and data["counters"]["pending"] == 1
+    assert [e.get("slurm_job_id") for e in data["entries"]] == ["7_0", "7_1", "7_2", None]
+    assert len(writes) == 1
+    writer.update_many({})  # nothing to apply: nothing rewritten
+    assert len(writes) == 1

@@ -37,8 +37,12 @@ def test_write_study_outputs_round_trips(tmp_path):
     results = _results()
     study = _study(tmp_path, results)
     files = write_study_outputs(tmp_path, study)
-    assert files == ["study_result.json", "results.csv", "results.parquet", "summary.csv"]
+    assert files == ["study_result.json", "results.csv", "results.parquet", "summary.csv", "summary_by_gpu.csv"]
     assert study.result_files == [] and len(study.configurations) == 2
+    # The factory's results carry no GPU and no assigned ids: one CPU "GPU set" per configuration.
+    by_gpu = pd.read_csv(tmp_path / "summary_by_gpu.csv")
+    assert list(by_gpu["n_runs"]) == [c["n_runs"] for c in study.configurations]
+    assert all(g.startswith("cpu@") for g in by_gpu["gpu_set"])
     expected = run_rows(results)
 
     parquet = pd.read_parquet(tmp_path / "results.parquet")

@@ -100,3 +100,17 @@ def test_check_metric_rejects_unknown_names():
     assert check_metric("ttft_s.p90") == "ttft_s.p90"
     with pytest.raises(ConfigError, match="did you mean 'energy_per_output_token_j'"):
         check_metric("energy_per_output_token")
+
+
+def test_by_gpu_splits_one_configuration_by_the_gpus_that_ran_it():
+    from llenergymeasure.domain.measurement import GpuInfo
+
+    results = [make_result(4, c, 1.0 + 0.1 * c, 2.0 + c) for c in (1, 2, 3, 4)]
+    for result in results:  # cycles 1, 3 on one GPU, 2, 4 on another
+        result.environment.gpus = [GpuInfo(index=result.cycle % 2, uuid=f"GPU-{result.cycle % 2}aaa")]
+    pooled = configuration_stats(results)
+    split = configuration_stats(results, by_gpu=True)
+    assert len(pooled) == 1 and pooled[0]["n_runs"] == 4 and "gpu_set" not in pooled[0]
+    assert [(c["gpu_set"], c["cycles"]) for c in split] == [("GPU-1aaa", [1, 3]), ("GPU-0aaa", [2, 4])]
+    assert split[0]["metrics"]["window_s"]["mean"] == pytest.approx(1.2)
+    assert split[1]["metrics"]["window_s"]["mean"] == pytest.approx(1.3)

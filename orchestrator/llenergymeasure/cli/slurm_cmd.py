@@ -49,13 +49,15 @@ def _finish(collected, quiet: bool, observer) -> int:
 
 
 def _describe(manifest) -> list[str]:
-    c = manifest.counters
-    parts = [f"{c.completed} completed", f"{c.running} running"]
+    from collections import Counter
+
+    c = Counter(e.status for e in manifest.entries)  # from the entries themselves, not the cached counters
+    parts = [f"{c['completed']} completed", f"{c['running']} running"]
     if manifest.executor == "slurm":
-        parts.append(f"{c.submitted} queued in Slurm")
-    parts += [f"{c.pending} pending", f"{c.failed} failed", f"{c.interrupted} interrupted", f"{c.skipped} skipped"]
+        parts.append(f"{c['submitted']} queued in Slurm")
+    parts += [f"{c[s]} {s}" for s in ("pending", "failed", "interrupted", "skipped")]
     lines = [f"Study: {manifest.study_name} ({manifest.study_dir})",
-             f"Status: {manifest.status} — " + ", ".join(parts) + f" (of {c.total})"]
+             f"Status: {manifest.status} — " + ", ".join(parts) + f" (of {len(manifest.entries)})"]
     if manifest.executor == "slurm":
         jobs = ", ".join(str(j["job_id"]) for j in manifest.slurm_jobs) or "none yet"
         lines.append(f"Executor: slurm — job arrays {jobs}")
