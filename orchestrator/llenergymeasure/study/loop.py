@@ -20,7 +20,7 @@ from .manifest import ManifestWriter, manifest_path, new_manifest, utc_now
 from .observer import StudyObserver
 from .locks import GpuLock, StudyLock, device_keys
 from .paths import check_storage, create_study_dir, free_run_id, run_dir_name
-from .resume import check_same_design, read_manifest, to_rerun, write_study_snapshot
+from .resume import open_for_resume, to_rerun, write_study_snapshot
 from .summary import build_study_result
 
 log = logging.getLogger(__name__)
@@ -80,17 +80,14 @@ class StudyRun:
 
         study, ex = self.study, self.study.execution
         started_at, t0 = utc_now(), time.monotonic()
-        order = run_order(len(self.expanded), ex.n_cycles, ex.cycle_order, ex.shuffle_seed)
-        planned = [self._entry(self.expanded[i], cycle) for i, cycle in order]
+        order, planned = self.planned_entries()
         # Runners, pre-flight, storage and device locks first: nothing is created or run before they pass.
         plan = resolve_runners(study, {e.config.engine for e in self.valid()}, self.cli_runner)
         locks: list = []
         try:
             self._preflight(plan)
             if resume_dir is not None:
-                study_dir = Path(resume_dir).resolve()
-                manifest = read_manifest(study_dir)
-                check_same_design(manifest, planned, ex.n_cycles, ex.cycle_order)
+                study_dir, manifest = open_for_resume(resume_dir, planned, ex.n_cycles, ex.cycle_order)
             else:
                 check_storage(study.results_dir)
             locks.append(GpuLock(device_keys(ex.gpus or study.docker.gpus), str(resume_dir or study.results_dir),
@@ -159,6 +156,12 @@ class StudyRun:
                                         time.monotonic() - t0, plan)
             self.observer.study_finished(result)
         return result
+
+    def planned_entries(self) -> tuple[list[tuple[int, int]], list[ManifestEntry]]:
+        """(experiment index, cycle) in execution order, and the manifest entry each starts as."""
+        ex = self.study.execution
+        order = run_order(len(self.expanded), ex.n_cycles, ex.cycle_order, ex.shuffle_seed)
+        return order, [self._entry(self.expanded[i], cycle) for i, cycle in order]
 
     def _resume(self, manifest, skip_failed: bool, study_dir: Path) -> list[tuple[ManifestEntry, RunOutcome]]:
         """Mark runs whose process died `interrupted`, record the resume, load completed results."""

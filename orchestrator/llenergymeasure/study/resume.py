@@ -67,5 +67,13 @@ def check_same_design(manifest: StudyManifest, planned: list, n_cycles: int, cyc
                           "or start a new study")
 
 
+def open_for_resume(resume_dir: Path, planned: list, n_cycles: int, cycle_order: str) -> tuple[Path, StudyManifest]:
+    """The study directory and its manifest, refused (exit 2) when the design changed."""
+    study_dir = Path(resume_dir).resolve()
+    manifest = read_manifest(study_dir)
+    check_same_design(manifest, planned, n_cycles, cycle_order)
+    return study_dir, manifest
+
+
 def to_rerun(status: str, skip_failed: bool) -> bool:
     return status in ("pending", "running", "interrupted") or (status == "failed" and not skip_failed)

@@ -56,10 +56,9 @@ def check_runners(study) -> None:
 def submit_study(run, options: SlurmOptions, resume_dir: Path | None = None,
                  skip_failed: bool = False) -> SubmitReport:
     """Create (or resume) the study directory and submit its runs as one Slurm job array."""
-    from .expand import run_order
     from .locks import StudyLock
     from .paths import check_storage, create_study_dir
-    from .resume import check_same_design, read_manifest, write_study_snapshot
+    from .resume import open_for_resume, write_study_snapshot
     from .slurm_collect import collect_into
 
     study, ex = run.study, run.study.execution
@@ -68,13 +67,10 @@ def submit_study(run, options: SlurmOptions, resume_dir: Path | None = None,
     if ex.parallel != 1:
         run.observer.notice("execution.parallel does not apply under Slurm: every run is its own array task and "
                             "Slurm places them (use --slurm-array-limit to cap how many run at once)")
-    order = run_order(len(run.expanded), ex.n_cycles, ex.cycle_order, ex.shuffle_seed)
-    planned = [run._entry(run.expanded[i], cycle) for i, cycle in order]
+    order, planned = run.planned_entries()
     plan = local_plan({e.config.engine for e in run.valid()})
     if resume_dir is not None:
-        study_dir = Path(resume_dir).resolve()
-        manifest = read_manifest(study_dir)
-        check_same_design(manifest, planned, ex.n_cycles, ex.cycle_order)
+        study_dir, manifest = open_for_resume(resume_dir, planned, ex.n_cycles, ex.cycle_order)
     else:
         check_storage(study.results_dir)
         study_dir = create_study_dir(study.results_dir, study.name)
