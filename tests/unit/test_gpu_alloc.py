@@ -1,4 +1,7 @@
 """GPU allocation as a pure function: N GPUs, runs needing k each, failures freeing GPUs."""
+import os
+import sys
+
 import pytest
 
 from llenergymeasure.study.gpu_alloc import AllocationError, GpuAllocator, gpu_sets, n_parallel
@@ -41,3 +44,23 @@ def test_limit_below_sets_keeps_extra_sets_idle():
     alloc = GpuAllocator(gpu_sets(["0", "1", "2"], 1), limit=1)
     assert alloc.acquire("a") == (0, ("0",))
     assert alloc.acquire("b") is None
+
+
+def test_parallel_runs_get_gpus_by_uuid_from_nvidia_smi(monkeypatch, tmp_path):
+    """No GPU here: an `nvidia-smi` on PATH prints what the real one prints for `-L` (format from a
+    driver 550 host), so the UUID listing and the sets built from it are exercised for real."""
+    from llenergymeasure.domain import StudyConfig
+    from llenergymeasure.runners.gpu_presence import visible_gpu_uuids, visible_nvidia_gpus
+    from llenergymeasure.study.parallel import plan_gpu_sets
+
+    smi = tmp_path / "nvidia-smi"
+    smi.write_text("#!/bin/sh\necho 'GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-0a1b2c3d-1111-2222-3333-444455556666)'\n"
+                   "echo 'GPU 1: NVIDIA H100 80GB HBM3 (UUID: GPU-9f8e7d6c-1111-2222-3333-444455556666)'\n")
+    smi.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    monkeypatch.setitem(sys.modules, "pynvml", None)  # NVML bindings absent: the nvidia-smi path
+    assert visible_nvidia_gpus() == (2, "nvidia-smi")
+    uuids = visible_gpu_uuids()
+    assert uuids == ["GPU-0a1b2c3d-1111-2222-3333-444455556666", "GPU-9f8e7d6c-1111-2222-3333-444455556666"]
+    study = StudyConfig.model_validate({"name": "s", "execution": {"parallel": "auto"}})
+    assert plan_gpu_sets(study) == [(uuids[0],), (uuids[1],)]

@@ -39,6 +39,34 @@ def visible_nvidia_gpus() -> tuple[int, str]:
     return count, "nvidia-smi" if count else "; ".join(reasons + ["nvidia-smi lists no GPU"])
 
 
+def visible_gpu_uuids() -> list[str]:
+    """UUIDs of the visible NVIDIA GPUs in NVML order (`nvidia-smi -L` where NVML is missing); [] if none.
+
+    Parallel runs are handed GPUs by UUID: an index means different GPUs under different
+    CUDA_DEVICE_ORDER settings, a UUID never does."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        try:
+            uuids = [pynvml.nvmlDeviceGetUUID(pynvml.nvmlDeviceGetHandleByIndex(i))
+                     for i in range(pynvml.nvmlDeviceGetCount())]
+            return [u.decode() if isinstance(u, bytes) else str(u) for u in uuids]
+        finally:
+            pynvml.nvmlShutdown()
+    except Exception:  # noqa: BLE001 — no bindings, no driver: fall back to nvidia-smi
+        pass
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return []
+    try:
+        listing = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=15).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return [line.split("UUID: ")[1].rstrip(")").strip() for line in listing.splitlines()
+            if line.startswith("GPU ") and "UUID: " in line]
+
+
 def gpu_only_unavailable(engines: set[str] | list[str]) -> dict[str, str]:
     """engine -> reason, for GPU-only engines when this host has no NVIDIA GPU."""
     needs = sorted(e for e in set(engines) if e in GPU_ONLY_ENGINES)

@@ -20,11 +20,11 @@ from .gpu_alloc import AllocationError, GpuAllocator, gpu_sets, n_parallel
 
 def plan_gpu_sets(study) -> list[tuple[str, ...]]:
     """Validate the parallel settings before anything is created; ConfigError names the field."""
-    from ..runners.gpu_presence import visible_nvidia_gpus
+    from ..runners.gpu_presence import visible_gpu_uuids, visible_nvidia_gpus
 
     ex = study.execution
     n_gpus, how = visible_nvidia_gpus()
-    ids = ex.gpus or study.docker.gpus or [str(i) for i in range(n_gpus)]
+    ids = ex.gpus or study.docker.gpus or (visible_gpu_uuids() or [str(i) for i in range(n_gpus)])
     if n_gpus == 0 and not ex.allow_parallel_cpu:
         raise ConfigError(f"execution.parallel={ex.parallel} needs GPUs, but none is visible ({how}). Parallel "
                           "CPU runs share cores and skew each other's timing and energy, so they are refused for "
