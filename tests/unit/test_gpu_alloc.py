@@ -63,4 +63,18 @@ def test_parallel_runs_get_gpus_by_uuid_from_nvidia_smi(monkeypatch, tmp_path):
     uuids = visible_gpu_uuids()
     assert uuids == ["GPU-0a1b2c3d-1111-2222-3333-444455556666", "GPU-9f8e7d6c-1111-2222-3333-444455556666"]
     study = StudyConfig.model_validate({"name": "s", "execution": {"parallel": "auto"}})
-    assert plan_gpu_sets(study) == [(uuids[0],), (uuids[1],)]
+    assert plan_gpu_sets(study, []) == [(uuids[0],), (uuids[1],)]
+
+
+def test_gpus_per_run_defaults_to_the_largest_tensor_parallel_size():
+    from llenergymeasure.domain import ExperimentConfig
+    from llenergymeasure.study.gpu_alloc import effective_gpus_per_run
+
+    tp2 = ExperimentConfig(model="/m", engine="vllm", vllm={"tensor_parallel_size": 2})
+    tp1 = ExperimentConfig(model="/m", engine="vllm")
+    plain = ExperimentConfig(model="/m")
+    assert effective_gpus_per_run(None, [plain]) == 1
+    assert effective_gpus_per_run(None, [tp1, tp2, plain]) == 2
+    assert effective_gpus_per_run(4, [tp2]) == 4  # given: kept when every configuration fits
+    with pytest.raises(AllocationError, match="execution.gpus_per_run to at least 2"):
+        effective_gpus_per_run(1, [tp2])

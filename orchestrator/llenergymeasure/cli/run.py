@@ -34,7 +34,8 @@ from .errors import FORCE_DOCKER_ENV
               help="who runs the runs: this process (default), or Slurm as one job array (see llem status)")
 @click.option("--slurm-partition", help="Slurm partition (sbatch --partition)")
 @click.option("--slurm-gpus-per-task", type=click.IntRange(0, 64),
-              help="GPUs per run (default: execution.gpus_per_run); 0 = CPU-only tasks, each given a whole node")
+              help="GPUs per run (default: execution.gpus_per_run, else the largest tensor_parallel_size, else 1); "
+                   "0 = CPU-only tasks, each given a whole node")
 @click.option("--slurm-time", help="time limit per task, Slurm syntax (default: the run's own timeout + 5 min)")
 @click.option("--slurm-account", help="Slurm account to charge (sbatch --account)")
 @click.option("--slurm-array-limit", type=click.IntRange(1, 100000), help="at most N runs at once (--array=...%N)")

@@ -27,7 +27,8 @@ class ExecutionConfig(StrictModel):
     max_consecutive_failures: int = Field(
         5, ge=0, description="circuit breaker: stop the study after this many failed runs in a row (0 = never)")
     parallel: int | Literal["auto"] = Field(1, description="runs at once on disjoint GPU sets (see docs/scale.md)")
-    gpus_per_run: int = Field(1, ge=1, description="GPUs each run gets (e.g. the tensor-parallel size)")
+    gpus_per_run: int | None = Field(None, ge=1, description="GPUs each run gets; default: the largest "
+                                     "tensor_parallel_size among the study's configurations, else 1")
     gpus: list[str] | None = Field(None, description="GPU ids/UUIDs for parallel runs; on a CPU host these are "
                                    "fake ids passed through CUDA_VISIBLE_DEVICES only")
     allow_parallel_cpu: bool = Field(False, description="allow parallel runs without GPUs (timing/energy skewed)")

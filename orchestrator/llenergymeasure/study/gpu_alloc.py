@@ -33,6 +33,25 @@ def gpu_sets(gpu_ids: list[str], gpus_per_run: int) -> list[tuple[str, ...]]:
     return [tuple(gpu_ids[i * gpus_per_run:(i + 1) * gpus_per_run]) for i in range(n_sets)]
 
 
+def tensor_parallel_size(config) -> int:
+    """GPUs one configuration needs: its engine section's tensor_parallel_size, else 1."""
+    section = getattr(config, config.engine, None)
+    return getattr(section, "tensor_parallel_size", None) or 1
+
+
+def effective_gpus_per_run(gpus_per_run: int | None, configs: list) -> int:
+    """`execution.gpus_per_run`, or the largest tensor-parallel size of the study when unset.
+
+    A set smaller than a configuration's tensor-parallel size could never run it: refused by name."""
+    needed = max((tensor_parallel_size(c) for c in configs), default=1)
+    if gpus_per_run is None:
+        return needed
+    if needed > gpus_per_run:
+        raise AllocationError(f"a configuration has tensor_parallel_size={needed} but execution.gpus_per_run="
+                              f"{gpus_per_run}; set execution.gpus_per_run to at least {needed} (or leave it unset)")
+    return gpus_per_run
+
+
 def n_parallel(parallel: int | str, n_sets: int) -> int:
     """`auto` = every GPU set busy; N is capped by the number of disjoint sets."""
     if parallel == "auto":

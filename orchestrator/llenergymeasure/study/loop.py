@@ -191,7 +191,7 @@ class StudyRun:
         if self.study.execution.parallel != 1:
             from .parallel import plan_gpu_sets
 
-            plan_gpu_sets(self.study)  # ConfigError (no GPUs, too few) before the study dir exists
+            plan_gpu_sets(self.study, [e.config for e in self.valid()])  # ConfigError (no GPUs, too few) before the study dir exists
         for engine in sorted({e.config.engine for e in self.valid()}):
             runner = plan.runner_for(engine)
             if runner is not None:

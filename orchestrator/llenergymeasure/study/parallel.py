@@ -15,10 +15,10 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from ..errors import ConfigError
-from .gpu_alloc import AllocationError, GpuAllocator, gpu_sets, n_parallel
+from .gpu_alloc import AllocationError, GpuAllocator, effective_gpus_per_run, gpu_sets, n_parallel
 
 
-def plan_gpu_sets(study) -> list[tuple[str, ...]]:
+def plan_gpu_sets(study, configs: list) -> list[tuple[str, ...]]:
     """Validate the parallel settings before anything is created; ConfigError names the field."""
     from ..runners.gpu_presence import visible_gpu_uuids, visible_nvidia_gpus
 
@@ -33,7 +33,7 @@ def plan_gpu_sets(study) -> list[tuple[str, ...]]:
     if not ids:
         raise ConfigError("execution.parallel needs GPU ids: set execution.gpus (e.g. [0, 1])")
     try:
-        return gpu_sets([str(g) for g in ids], ex.gpus_per_run)
+        return gpu_sets([str(g) for g in ids], effective_gpus_per_run(ex.gpus_per_run, configs))
     except AllocationError as error:
         raise ConfigError(str(error)) from None
 
@@ -60,7 +60,7 @@ def run_parallel(study_run, writer, order, todo: list[int], sequence: dict[int, 
     that set, else `experiment_gap_s`) and the cool-down of that set's GPUs. The circuit breaker
     counts failures in the order runs end; once it trips no further run starts (runs already in
     flight finish) and the rest stay pending for `--resume`."""
-    sets = plan_gpu_sets(study_run.study)
+    sets = plan_gpu_sets(study_run.study, [e.config for e in study_run.valid()])
     ex = study_run.study.execution
     allocator = GpuAllocator(sets, n_parallel(ex.parallel, len(sets)))
     lock, locked = threading.Lock(), _LockedWriter(writer)

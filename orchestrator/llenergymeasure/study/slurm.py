@@ -35,7 +35,7 @@ class SlurmOptions:
     """What `--slurm-*` flags say; None = Slurm's (or the site's) default."""
 
     partition: str | None = None
-    gpus_per_task: int | None = None  # None = execution.gpus_per_run
+    gpus_per_task: int | None = None  # None = execution.gpus_per_run, else the largest tensor-parallel size
     time_limit: str | None = None     # Slurm's --time syntax; None = longest run timeout + margin
     account: str | None = None
     array_limit: int | None = None    # at most this many tasks at once (`--array=...%N`)

@@ -114,6 +114,15 @@ def submit_study(run, options: SlurmOptions, resume_dir: Path | None = None,
         lock.release()
 
 
+def _gpus_per_task(gpus_per_run: int | None, configs: list) -> int:
+    from .gpu_alloc import AllocationError, effective_gpus_per_run
+
+    try:
+        return effective_gpus_per_run(gpus_per_run, configs)
+    except AllocationError as error:
+        raise ConfigError(str(error)) from None
+
+
 def _submit(run, writer: ManifestWriter, todo: list[int], planned, order, study_dir: Path, plan,
             options: SlurmOptions) -> str | None:
     from .loop import default_timeout_s
@@ -139,7 +148,9 @@ def _submit(run, writer: ManifestWriter, todo: list[int], planned, order, study_
     (slurm_dir / "logs").mkdir(parents=True, exist_ok=True)
     tasks_file, script = slurm_dir / f"tasks-{k}.json", slurm_dir / f"submit-{k}.sh"
     write_tasks_file(tasks_file, study_dir, tasks)
-    gpus = options.gpus_per_task if options.gpus_per_task is not None else ex.gpus_per_run
+    gpus = options.gpus_per_task
+    if gpus is None:
+        gpus = _gpus_per_task(ex.gpus_per_run, [e.config for e in run.valid()])
     time_limit = options.time_limit or time_limit_for([t["timeout_s"] for t in tasks])
     script.write_text(batch_script(study_dir, job_name(writer.manifest.study_id), len(tasks), tasks_file,
                                    options, gpus, time_limit))
