@@ -130,3 +130,20 @@ def test_slurm_refusal_is_exit_2_and_keeps_the_study(slurm, tiny_model_dir, tmp_
     manifest = _manifest(study_dir)
     assert manifest.status == "stopped" and manifest.counters.pending == 4 and not manifest.slurm_jobs
     assert not any((study_dir / "runs").iterdir())  # no half-made run directories
+
+
+def test_a_local_study_is_continued_on_slurm(slurm, tiny_model_dir, tmp_path):
+    study_dir = _study_dir(run_llem("run", str(_study_file(tiny_model_dir, tmp_path, "moved")), "-q"))
+    manifest = json.loads((study_dir / "manifest.json").read_text())
+    manifest["entries"][2].update(status="failed", error_type="X", error_message="pretend it failed")
+    manifest["entries"][3]["status"] = "running"  # as a crashed local llem leaves it
+    (study_dir / "manifest.json").write_text(json.dumps(manifest))
+
+    resumed = run_llem("run", "--resume", str(study_dir), "--executor", "slurm", "--slurm-gpus-per-task", "0",
+                       "--wait", "-q", timeout=900)
+    assert resumed.returncode == 0, resumed.stderr + resumed.stdout
+    after = _manifest(study_dir)
+    assert after.executor == "slurm" and after.status == "completed" and after.counters.completed == 4
+    assert [e.run_id for e in after.entries[:2]] == [e["run_id"] for e in manifest["entries"][:2]]  # kept
+    assert [e.run_id.endswith("_r2") for e in after.entries] == [False, False, True, True]
+    assert [e.slurm_job_id is not None for e in after.entries] == [False, False, True, True]

@@ -86,10 +86,10 @@ def submit_study(run, options: SlurmOptions, resume_dir: Path | None = None,
         if resume_dir is not None:
             if manifest.executor == "slurm":
                 collect_into(writer, study_dir, run.observer)
-            else:  # a study started on one host, continued on Slurm
-                for entry in manifest.entries:
-                    if entry.status == "running":
-                        entry.status, entry.error_type = "interrupted", "Interrupted"
+            else:  # a study started on one host, continued on Slurm (we hold its lock: nothing runs it)
+                writer.update_many({i: dict(status="interrupted", error_type="Interrupted",
+                                            error_message="its process ended without recording an outcome")
+                                    for i, e in enumerate(manifest.entries) if e.status == "running"})
                 manifest.executor = "slurm"
         in_slurm = sum(1 for e in manifest.entries if e.status in ("submitted", "running"))
         statuses = RERUN_STATUSES + (() if skip_failed else ("failed",))
