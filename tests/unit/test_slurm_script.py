@@ -55,3 +55,8 @@ def test_slurm_flags_without_the_slurm_executor_exit_2(tmp_path):
 def test_status_of_a_directory_that_is_not_a_study_exit_2(tmp_path):
     proc = run_llem("status", str(tmp_path))
     assert proc.returncode == 2 and "manifest.json not found" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_local_only_flags_with_the_slurm_executor_exit_2(tmp_path):
+    proc = run_llem("run", "-m", str(tmp_path), "--executor", "slurm", "--runner", "docker")
+    assert proc.returncode == 2 and "--runner docker does not apply with --executor slurm" in proc.stderr

@@ -80,6 +80,10 @@ def run_cmd(config, model, engine, dataset, n_prompts, batch_size, precision, ma
     given = [flag for flag, value in slurm_flags.items() if value is not None]
     if given and executor != "slurm":
         raise ConfigError(f"{', '.join(given)} only apply with --executor slurm")
+    if executor == "slurm" and (runner == "docker" or keep_failed or wait_for_devices):
+        flag = "--runner docker" if runner == "docker" else "--keep-failed" if keep_failed else "--wait-for-devices"
+        raise ConfigError(f"{flag} does not apply with --executor slurm: Slurm tasks run the local harness and "
+                          "Slurm allocates the devices")
     if resume_dir is not None and config is None and not overrides:
         snapshot, snapshot_dirs = read_study_snapshot(resume_dir)
         data = snapshot.model_dump(mode="json", exclude_none=True)

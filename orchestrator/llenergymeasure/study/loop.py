@@ -176,6 +176,7 @@ class StudyRun:
                                  "rerun": rerun, "skip_failed": skip_failed,
                                  "completed_before": sum(1 for e in manifest.entries if e.status == "completed")})
         manifest.status, manifest.stop_reason = "running", None
+        manifest.executor = "local"  # a Slurm study continued here (nothing of it is left in Slurm)
         return [(e, load_completed(study_dir, e)) for e in manifest.entries if e.status == "completed"]
 
     def _entry(self, expanded: ExpandedExperiment, cycle: int) -> ManifestEntry:

@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 
 from ..domain import StudyManifest
-from ..errors import StudyError
+from ..errors import ConfigError, StudyError
 from .manifest import ManifestWriter, manifest_path, utc_now
 from .observer import StudyObserver
 from .slurm import SLURM_DIR, SLURM_INTERRUPTED, SLURM_RUNNING, accounting_states, queue_states
@@ -115,8 +115,8 @@ def collect_into(writer: ManifestWriter, study_dir: Path, observer: StudyObserve
     return len(changes)
 
 
-def _final_status(manifest: StudyManifest) -> str:
-    c = manifest.counters
+def _final_status(c) -> str:
+    """From the writer's counters (kept from the entries), not the counters the file was read with."""
     if c.interrupted or c.pending:
         return "interrupted"  # cancelled runs remain: `llem run --resume` resubmits them
     return "failed" if c.failed and not c.completed else "completed"
@@ -137,7 +137,7 @@ def finalise(writer: ManifestWriter, study_dir: Path):
     from .summary import build_study_result
 
     manifest = writer.manifest
-    writer.set_status(_final_status(manifest))
+    writer.set_status(_final_status(writer.counters()))
     study, _ = read_study_snapshot(study_dir)
     outcomes = [(e, load_completed(study_dir, e)) for e in manifest.entries if e.status == "completed"]
     plan = local_plan({e.engine for e in manifest.entries if e.engine})
@@ -177,9 +177,20 @@ def collect_study(study_dir: Path, observer: StudyObserver | None = None) -> Col
 
 
 def wait_for_study(study_dir: Path, observer: StudyObserver | None = None, poll_s: float = 10.0) -> CollectReport:
-    """Collect every `poll_s` seconds until nothing of the study is left in Slurm."""
+    """Collect every `poll_s` seconds until nothing of the study is left in Slurm.
+
+    A failed `squeue` (slurmctld restarting) is retried; the third failure in a row is raised."""
+    failures = 0
     while True:
-        report = collect_study(study_dir, observer)
-        if report.finished:
+        try:
+            report = collect_study(study_dir, observer)
+            failures = 0
+        except ConfigError as error:
+            failures += 1
+            if failures >= 3 or "squeue failed" not in str(error):
+                raise
+            (observer or StudyObserver()).notice(f"{error}; retrying in {poll_s:g} s")
+            report = None
+        if report is not None and report.finished:
             return report
         time.sleep(poll_s)
