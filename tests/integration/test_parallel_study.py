@@ -16,6 +16,7 @@ import yaml
 from llenergymeasure import run_study
 from llenergymeasure.domain import StudyConfig, StudyManifest
 from llenergymeasure.errors import ConfigError
+from llenergymeasure.study.observer import StudyObserver
 from tests.helpers import REPO_ROOT, run_llem, small_measurement
 
 pytestmark = pytest.mark.slow
@@ -28,6 +29,14 @@ def _study(tiny_model_dir: Path, results_dir: Path, **execution) -> StudyConfig:
     data["results_dir"] = str(results_dir)
     data["execution"].update(execution)
     return StudyConfig.model_validate(data)
+
+
+class _Notices(StudyObserver):
+    def __init__(self):
+        self.messages: list[str] = []
+
+    def notice(self, message: str) -> None:
+        self.messages.append(message)
 
 
 def _shape(study_dir: Path) -> list[tuple]:
@@ -44,8 +53,13 @@ def test_parallel_cpu_refused_for_measurement_studies(tiny_model_dir, tmp_path):
 
 def test_parallel_two_matches_sequential(tiny_model_dir, tmp_path):
     sequential = run_study(_study(tiny_model_dir, tmp_path / "seq"))
+    notices = _Notices()
     parallel = run_study(_study(tiny_model_dir, tmp_path / "par", parallel=2, gpus=["fake0", "fake1"],
-                                allow_parallel_cpu=True))
+                                allow_parallel_cpu=True, experiment_gap_s=0.1, cycle_gap_s=0.2), observer=notices)
+    # Gaps are kept per GPU set: every run but the first on each set waits (4 runs on 2 sets: 2 waits).
+    waits = [m for m in notices.messages if m.startswith("waiting ")]
+    assert len(waits) == 2 and all(m in ("waiting 0.1 s before the next run", "waiting 0.2 s before the next run")
+                                   for m in waits), notices.messages
     assert _shape(Path(sequential.study_dir)) == _shape(Path(parallel.study_dir))
     assert parallel.summary.completed == sequential.summary.completed == 4
     used = []

@@ -60,3 +60,22 @@ def test_status_of_a_directory_that_is_not_a_study_exit_2(tmp_path):
 def test_local_only_flags_with_the_slurm_executor_exit_2(tmp_path):
     proc = run_llem("run", "-m", str(tmp_path), "--executor", "slurm", "--runner", "docker")
     assert proc.returncode == 2 and "--runner docker does not apply with --executor slurm" in proc.stderr
+
+
+def test_status_of_a_slurm_study_where_slurm_is_not_reachable(tmp_path):
+    """Results copied to a laptop: the manifest as last collected, and a note saying so; --wait cannot."""
+    from llenergymeasure.domain import ManifestEntry
+    from llenergymeasure.study.manifest import ManifestWriter, new_manifest
+
+    entries = [ManifestEntry(experiment_index=0, cycle=c, config_summary="tiny", config_hash="h", run_id=f"r{c}",
+                             status=status, slurm_job_id=f"5_{c - 1}") for c, status in ((1, "completed"),
+                                                                                         (2, "submitted"))]
+    manifest = new_manifest("s_1", "s", tmp_path, 2, "interleaved", entries)
+    manifest.executor, manifest.slurm_jobs = "slurm", [{"job_id": "5", "n_tasks": 2}]
+    ManifestWriter(manifest, tmp_path / "manifest.json").write()
+    no_slurm = {"PATH": str(tmp_path / "empty-bin")}
+    proc = run_llem("status", str(tmp_path), env=no_slurm)
+    assert proc.returncode == 0 and "Slurm is not reachable from here" in proc.stderr
+    assert "1 completed, 0 running, 1 queued in Slurm" in proc.stdout and "job arrays 5" in proc.stdout
+    waiting = run_llem("status", "--wait", str(tmp_path), env=no_slurm)
+    assert waiting.returncode == 2 and "sbatch and squeue" in waiting.stderr

@@ -88,6 +88,17 @@ def _local_hint(manifest, study_dir: Path) -> str | None:
     return f"No llem process is running this study (it was stopped or crashed): llem run --resume {study_dir}"
 
 
+def _slurm_here() -> bool:
+    from ..errors import ConfigError
+    from ..study.slurm import require_slurm
+
+    try:
+        require_slurm()
+        return True
+    except ConfigError:
+        return False
+
+
 @click.command("status")
 @click.argument("study_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--wait", is_flag=True, help="Slurm studies: collect until nothing is left in Slurm")
@@ -104,15 +115,17 @@ def status_cmd(study_dir, wait, interval, quiet, verbose):
     study_dir = study_dir.resolve()
     manifest = read_manifest(study_dir)  # exit 2 naming the path when it is not a study directory
     observer = SlurmObserver(quiet)
-    if manifest.executor == "slurm":
+    collected = None
+    if manifest.executor == "slurm" and not wait and not _slurm_here():
+        click.echo("note: Slurm is not reachable from here (no sbatch/squeue on PATH): showing the manifest as "
+                   "last collected", err=True)
+    elif manifest.executor == "slurm":
         from ..study.slurm import require_slurm
 
-        require_slurm()
+        require_slurm()  # --wait without Slurm: exit 2 naming what is missing
         # Without --wait the description below lists what failed; --wait reports each run as it ends.
         collected = wait_for_study(study_dir, observer, interval) if wait else collect_study(study_dir)
         manifest = collected.manifest
-    else:
-        collected = None
     if not quiet:
         for line in _describe(manifest):
             click.echo(line)
