@@ -21,3 +21,15 @@ def run_llem(*args: str, cwd: Path | None = None, env: dict | None = None, timeo
 def small_measurement() -> dict:
     """Measurement settings that keep a CPU run of the tiny model to a few seconds."""
     return {"baseline": {"duration_s": 0.5}, "warmup": {"min_batches": 1, "max_batches": 2, "window": 2}}
+
+
+def quickstart_data(tiny_model_dir: Path, results_dir: Path, **execution) -> dict:
+    """examples/quickstart.yaml on the tiny model, with small measurement settings, as a mapping."""
+    import yaml
+
+    data = yaml.safe_load((REPO_ROOT / "examples" / "quickstart.yaml").read_text())
+    data["base"]["model"] = str(tiny_model_dir)
+    data["base"]["measurement"].update(small_measurement())
+    data["results_dir"] = str(results_dir)
+    data["execution"].update(execution)
+    return data

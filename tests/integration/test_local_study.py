@@ -14,7 +14,7 @@ import yaml
 
 from llenergymeasure import run_study
 from llenergymeasure.domain import ExperimentResult, StudyConfig, StudyManifest
-from tests.helpers import REPO_ROOT, run_llem, small_measurement
+from tests.helpers import quickstart_data, run_llem, small_measurement
 
 pytestmark = pytest.mark.slow
 # Minutes of CPU work for the tiny model: a run that is certainly still going when we stop it.
@@ -23,12 +23,7 @@ LONG_WORKLOAD = {"n_prompts": 500, "max_output_tokens": 256, "decoding": {"ignor
 
 
 def _quickstart(tiny_model_dir: Path, results_dir: Path, **execution) -> StudyConfig:
-    data = yaml.safe_load((REPO_ROOT / "examples" / "quickstart.yaml").read_text())
-    data["base"]["model"] = str(tiny_model_dir)
-    data["base"]["measurement"].update(small_measurement())
-    data["results_dir"] = str(results_dir)
-    data["execution"].update(execution)
-    return StudyConfig.model_validate(data)
+    return StudyConfig.model_validate(quickstart_data(tiny_model_dir, results_dir, **execution))
 
 
 @pytest.fixture(scope="module")

@@ -11,24 +11,18 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 
 from llenergymeasure import run_study
 from llenergymeasure.domain import StudyConfig, StudyManifest
 from llenergymeasure.errors import ConfigError
 from llenergymeasure.study.observer import StudyObserver
-from tests.helpers import REPO_ROOT, run_llem, small_measurement
+from tests.helpers import quickstart_data, run_llem
 
 pytestmark = pytest.mark.slow
 
 
 def _study(tiny_model_dir: Path, results_dir: Path, **execution) -> StudyConfig:
-    data = yaml.safe_load((REPO_ROOT / "examples" / "quickstart.yaml").read_text())
-    data["base"]["model"] = str(tiny_model_dir)
-    data["base"]["measurement"].update(small_measurement())
-    data["results_dir"] = str(results_dir)
-    data["execution"].update(execution)
-    return StudyConfig.model_validate(data)
+    return StudyConfig.model_validate(quickstart_data(tiny_model_dir, results_dir, **execution))
 
 
 class _Notices(StudyObserver):

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from llenergymeasure.domain import StudyManifest
-from tests.helpers import REPO_ROOT, run_llem, small_measurement
+from tests.helpers import quickstart_data, run_llem
 
 pytestmark = pytest.mark.slow
 
@@ -44,10 +44,7 @@ def slurm():
 
 
 def _study_file(tiny_model_dir: Path, tmp_path: Path, results: str) -> Path:
-    data = yaml.safe_load((REPO_ROOT / "examples" / "quickstart.yaml").read_text())
-    data["base"]["model"] = str(tiny_model_dir)
-    data["base"]["measurement"].update(small_measurement())
-    data["results_dir"] = str(tmp_path / results)
+    data = quickstart_data(tiny_model_dir, tmp_path / results)
     path = tmp_path / f"{results}.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
