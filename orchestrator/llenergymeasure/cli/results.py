@@ -1,4 +1,4 @@
-"""`llem results show|compare|export|plot`: read a finished (or interrupted) study directory.
+"""`llem results show|compare|export|plot|report`: read a finished (or interrupted) study directory.
 
 Only click is imported at module level; the results package (pydantic models, and lazily
 pandas/scipy/matplotlib) is imported inside each command so `llem --help` stays fast.
@@ -226,3 +226,16 @@ def plot_cmd(study_dir: Path, output_dir: Path | None, cv_threshold: float) -> N
         click.echo(f"skipped: {message}")
     if not report.written:
         raise StudyError("no plot could be drawn from this study's data (see the messages above)")
+
+
+@results_group.command("report")
+@click.argument("study_dir", type=STUDY_DIR)
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
+              help="HTML file to write (default: STUDY_DIR/report.html)")
+@CV_OPTION
+def report_cmd(study_dir: Path, output: Path | None, cv_threshold: float) -> None:
+    """One self-contained HTML report: design, summary with CIs, figures, timelines, environment, warnings."""
+    from ..results.report import write_report
+
+    path = write_report(study_dir, output, cv_threshold=cv_threshold)
+    click.echo(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB; opens offline in any browser)")
