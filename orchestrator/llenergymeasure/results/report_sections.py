@@ -80,24 +80,21 @@ def design_section(data, configurations: list[dict[str, Any]], snapshot: dict[st
 
 
 def _configuration_table(manifest, configurations) -> str:
-    by_hash: dict[str, Counter] = {}
-    labels: dict[str, tuple[str, str | None, str | None]] = {}
+    """Every configuration the manifest planned: its number (when it has results), runner, outcomes."""
+    numbers = {c["config_hash"]: i for i, c in enumerate(configurations, start=1)}
+    counts: dict[str, Counter] = {c["config_hash"]: Counter() for c in configurations}
+    labels = {c["config_hash"]: (c["config_summary"], None) for c in configurations}
     for entry in manifest.entries:
         key = entry.config_hash or f"summary:{entry.config_summary}"
-        by_hash.setdefault(key, Counter())[entry.status] += 1
-        labels.setdefault(key, (entry.config_summary, entry.engine, entry.runner))
-    order = [c["config_hash"] for c in configurations] + [k for k in by_hash if k not in
-                                                         {c["config_hash"] for c in configurations}]
+        counts.setdefault(key, Counter())[entry.status] += 1
+        if labels.get(key, (None, None))[1] is None:
+            labels[key] = (entry.config_summary, entry.runner)
     rows = []
-    for key in order:
-        number = next((i for i, c in enumerate(configurations, start=1) if c["config_hash"] == key), None)
-        summary, engine, runner = labels.get(key, (next(c["config_summary"] for c in configurations
-                                                        if c["config_hash"] == key), None, None))
-        counts = by_hash.get(key, Counter())
-        outcome = ", ".join(f"{counts[s]} {s}" for s in STATUSES if counts[s]) or "—"
-        rows.append((esc(f"#{number}" if number else "no result"), esc(summary),
-                     f"<code>{esc('' if key.startswith('summary:') else key)}</code>",
-                     esc(runner or "—"), esc(outcome)))
+    for key, outcome in counts.items():
+        summary, runner = labels[key]
+        rows.append((esc(f"#{numbers[key]}" if key in numbers else "no result"), esc(summary),
+                     f"<code>{esc('' if key.startswith('summary:') else key)}</code>", esc(runner or "—"),
+                     esc(", ".join(f"{outcome[s]} {s}" for s in STATUSES if outcome[s]) or "—")))
     return table(("#", "configuration", "config hash", "runner", "runs"), rows)
 
 
