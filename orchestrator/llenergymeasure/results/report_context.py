@@ -3,11 +3,14 @@ measured (methods), and every warning the study raised — each said once, with 
 """
 from __future__ import annotations
 
+import re
 from collections import Counter
 from typing import Any
 
 from .report_html import banner, bullet_list, esc, para, table
 from .tables import run_row
+
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
 
 
 def readings_banners(data) -> list[str]:
@@ -81,7 +84,8 @@ def _yes(flag) -> str:
 
 def collect_warnings(data, study_result, configurations) -> list[str]:
     """Every warning, once: loader notes, the study's own warnings, failed/interrupted runs with their
-    error, each distinct measurement warning with the runs that raised it, statistical flags."""
+    error, each measurement warning with the runs that raised it (#configuration c<cycle>; warnings that
+    differ only in their figures are one item), statistical flags."""
     out = list(data.warnings)
     if data.manifest.stop_reason:
         out.append(f"study stopped early: {data.manifest.stop_reason}")
@@ -91,18 +95,22 @@ def collect_warnings(data, study_result, configurations) -> list[str]:
         if entry.status in ("failed", "interrupted"):
             why = ": ".join(x for x in (entry.error_type, entry.error_message) if x) or "no error recorded"
             out.append(f"run {entry.run_id or entry.config_summary} {entry.status}: {why}")
-    by_text: dict[str, list[str]] = {}
+    labels = {run_id: f"#{number} c{r.cycle}" for number, conf in enumerate(configurations, start=1)
+              for run_id in conf["run_ids"] for r in data.results if r.run_id == run_id}
+    groups: dict[str, dict[str, list[str]]] = {}  # text with its figures blanked -> text -> runs
     for r in data.results:
-        for warning in r.measurement_warnings:
-            by_text.setdefault(warning, []).append(r.run_id)
+        texts = list(r.measurement_warnings)
         if r.environment.foreign_processes:
-            by_text.setdefault("other processes were using the GPU during the run", []).append(r.run_id)
+            texts.append("other processes were using the GPU during the run")
         if r.throttle is not None and r.throttle.occurred:
-            reasons = ", ".join(sorted(r.throttle.reasons_s)) or "unspecified"
-            by_text.setdefault(f"the GPU throttled during the window ({reasons})", []).append(r.run_id)
-    for text, runs in by_text.items():
-        shown = ", ".join(runs[:6]) + (f" and {len(runs) - 6} more" if len(runs) > 6 else "")
-        out.append(f"{text} — {len(runs)} run(s): {shown}")
+            texts.append(f"the GPU throttled during the window ({', '.join(sorted(r.throttle.reasons_s)) or '?'})")
+        for text in texts:
+            groups.setdefault(_NUMBER.sub("#", text), {}).setdefault(text, []).append(labels.get(r.run_id, r.run_id))
+    for variants in groups.values():
+        first, runs = next(iter(variants)), [run for found in variants.values() for run in found]
+        similar = f" (and {len(variants) - 1} similar with other figures)" if len(variants) > 1 else ""
+        shown = ", ".join(runs[:12]) + (f" and {len(runs) - 12} more" if len(runs) > 12 else "")
+        out.append(f"{first}{similar} — {len(runs)} run(s): {shown}")
     for number, conf in enumerate(configurations, start=1):
         if conf.get("few_runs"):
             out.append(f"configuration #{number}: {conf['n_runs']} run(s), fewer than {conf['min_runs']}: "

@@ -47,6 +47,8 @@ tr:nth-child(even) td { background: #fafbfc; }
 .scroll { overflow-x: auto; }
 .ci { display: block; color: var(--muted); font-size: 11px; }
 .flag { color: #9a5b00; font-size: 11px; display: block; }
+.cols { display: flex; flex-wrap: wrap; gap: 8px 28px; align-items: flex-start; }
+.cols h3 { margin-top: 6px; }
 .figs { display: grid; grid-template-columns: repeat(auto-fill, minmax(520px, 1fr)); gap: 14px; }
 .figs.small { grid-template-columns: repeat(auto-fill, minmax(360px, 1fr)); }
 figure { margin: 0; border: 1px solid var(--line); border-radius: 6px; padding: 8px; background: #fff;
@@ -123,8 +125,13 @@ def table(headers: Iterable[str], rows: Iterable[Iterable[str]], numeric: Iterab
 
 def key_values(pairs: Iterable[tuple[str, Any]]) -> str:
     """A two-column table of (label, value) with both escaped; None values are left out."""
-    rows = [(esc(k), esc(v)) for k, v in pairs if v is not None and v != ""]
-    return table(("", ""), rows) if rows else ""
+    rows = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in pairs if v is not None and v != "")
+    return f'<div class="scroll"><table>{rows}</table></div>' if rows else ""
+
+
+def columns(*parts: str) -> str:
+    """Blocks side by side where the page is wide enough (one under the other in print or narrow)."""
+    return '<div class="cols">' + "".join(f"<div>{p}</div>" for p in parts if p) + "</div>"
 
 
 def bullet_list(items: Iterable[str], cls: str | None = None) -> str:

@@ -10,7 +10,7 @@ from collections import Counter
 from typing import Any
 
 from .report_figures import MIN_RUNS_FOR_INTERVAL, non_negative
-from .report_html import bullet_list, esc, key_values, para, table
+from .report_html import bullet_list, columns, esc, key_values, para, table
 from .stats import STAT_METRICS
 
 SUMMARY_METRICS = ("energy_per_output_token_j", "energy_per_output_token_adjusted_j", "output_tokens_per_s",
@@ -50,7 +50,7 @@ def design_section(data, configurations: list[dict[str, Any]], snapshot: dict[st
     """Cycles and order, the sweep, the base settings, and every configuration with its run outcomes."""
     manifest = data.manifest
     execution = (snapshot or {}).get("execution") or {}
-    parts = [key_values([
+    study = "<h3>Study</h3>" + key_values([
         ("study id", manifest.study_id), ("directory", str(data.study_dir)), ("status", manifest.status),
         ("started", manifest.created_at), ("last update", manifest.updated_at), ("executor", manifest.executor),
         ("cycles", manifest.n_cycles), ("cycle order", manifest.cycle_order),
@@ -60,23 +60,26 @@ def design_section(data, configurations: list[dict[str, Any]], snapshot: dict[st
         ("cool down to idle between runs", execution.get("cooldown_to_idle")),
         ("stopped early because", manifest.stop_reason),
         ("resumed", f"{len(manifest.resumes)} time(s)" if manifest.resumes else None),
-    ])]
+    ])
     if snapshot is None:
-        parts.append(para("The study file snapshot (study.json) is absent: sweep and base settings are shown "
-                          "through each configuration below.", "muted small"))
+        design = para("The study file snapshot (study.json) is absent: the settings are shown through each "
+                      "configuration below.", "muted small")
     else:
         sweep = snapshot.get("sweep") or {}
-        if sweep:
-            parts.append("<h3>Sweep</h3>" + table(("field", "values"), [
-                (f"<code>{esc(k)}</code>", esc(", ".join(json.dumps(v) for v in values))) for k, values in sweep.items()]))
+        design = ("<h3>Sweep</h3>" + key_values((k, ", ".join(map(_plain, v))) for k, v in sweep.items())
+                  if sweep else "")
         if snapshot.get("experiments"):
-            parts.append(para(f"{len(snapshot['experiments'])} explicit experiment(s) besides the sweep."))
+            design += para(f"{len(snapshot['experiments'])} explicit experiment(s) besides the sweep.")
         base = _flatten(snapshot.get("base") or {})
         if base:
-            parts.append("<h3>Base settings</h3>" + table(("field", "value"), [
-                (f"<code>{esc(k)}</code>", esc(json.dumps(v))) for k, v in base.items()]))
-    parts.append("<h3>Configurations</h3>" + _configuration_table(manifest, configurations))
-    return "\n".join(parts)
+            design += "<h3>Base settings</h3>" + key_values((k, _plain(v)) for k, v in base.items())
+    return "\n".join([columns(study, design),
+                      "<h3>Configurations</h3>" + _configuration_table(manifest, configurations)])
+
+
+def _plain(value: Any) -> str:
+    """A setting as written in a study file: strings bare, everything else as JSON."""
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def _configuration_table(manifest, configurations) -> str:
