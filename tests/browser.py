@@ -174,3 +174,25 @@ def pixel_stats(png: bytes) -> tuple[float, float]:
 
     grey = np.asarray(Image.open(io.BytesIO(png)).convert("L"), dtype=float)
     return float(grey.var()), float((grey < 240).mean())
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m tests.browser REPORT.html SCREENSHOT.png`: render, save the full-page screenshot,
+    print console errors and network requests (exit 1 when there are any)."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2:
+        print("usage: python -m tests.browser REPORT.html SCREENSHOT.png", file=sys.stderr)
+        return 2
+    seen = render(Path(args[0]), {"figures": "document.querySelectorAll('figure svg').length"})
+    Path(args[1]).write_bytes(seen.screenshot_png)
+    variance, inked = pixel_stats(seen.screenshot_png)
+    print(f"{args[1]}: {seen.values['figures']} SVG figures; grey variance {variance:.0f}, {inked:.1%} inked")
+    for line in seen.console_errors + [f"network request: {u}" for u in seen.network_requests]:
+        print(line)
+    return 1 if seen.console_errors or seen.network_requests else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
