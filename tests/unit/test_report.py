@@ -205,3 +205,13 @@ def test_report_cli(tmp_path):
     assert (tmp_path / "out" / "r.html").stat().st_size > 20_000 and "wrote" in proc.stdout
     bad = run_llem("results", "report", str(tmp_path / "nope"))
     assert bad.returncode == 2 and "is not a study directory" in bad.stderr and "Traceback" not in bad.stderr
+    (tmp_path / "a-file").write_text("")
+    unwritable = run_llem("results", "report", str(study), "-o", str(tmp_path / "a-file" / "r.html"))
+    assert unwritable.returncode == 2 and "cannot write the report" in unwritable.stderr
+    assert "Traceback" not in unwritable.stderr
+
+
+def test_report_into_a_directory(tmp_path):
+    study = _study(tmp_path)
+    (tmp_path / "reports").mkdir()
+    assert write_report(study, tmp_path / "reports") == tmp_path / "reports" / "report.html"

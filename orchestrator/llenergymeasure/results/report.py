@@ -24,12 +24,21 @@ TOC = (("design", "Design"), ("summary", "Summary"), ("figures", "Figures"), ("t
 
 
 def write_report(study_dir: Path, output: Path | None = None, cv_threshold: float = 0.1) -> Path:
-    """Render the report of `study_dir` into `output` (default STUDY_DIR/report.html), atomically."""
+    """Render the report of `study_dir` into `output` (default STUDY_DIR/report.html; a directory
+    gets report.html inside it), atomically. ConfigError (exit 2) when it cannot be written."""
     from ..domain.io import write_text_atomic
+    from ..errors import ConfigError
 
-    output = Path(output) if output else Path(study_dir) / REPORT_FILE
-    output.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(output, render_report(study_dir, cv_threshold))
+    output = Path(output).expanduser() if output else Path(study_dir) / REPORT_FILE
+    if output.is_dir():
+        output = output / REPORT_FILE
+    text = render_report(study_dir, cv_threshold)
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(output, text)
+    except OSError as exc:
+        raise ConfigError(f"cannot write the report to {output} ({exc.strerror or exc}); "
+                          "pass -o with a writable file path") from None
     return output
 
 
