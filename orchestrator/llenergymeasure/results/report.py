@@ -119,8 +119,8 @@ def _draw(result, key: str, caption: str) -> str:
 def _figures(configurations: list[dict[str, Any]]) -> str:
     labels = "Points are configurations (#n = row of the summary table); bars are 95% CIs."
     parts = [_draw(figs.energy_vs_throughput(configurations, "energy_per_output_token_j"), "fig-etp",
-                   f"Raw GPU energy per output token against output throughput. {labels} Dashed: the Pareto "
-                   "front (no other configuration is both faster and cheaper)."),
+                   f"Raw GPU energy per output token against output throughput. {labels} Dashed, where "
+                   "configurations trade off: the Pareto front (none other is both faster and cheaper)."),
              _draw(figs.energy_vs_latency(configurations, "energy_per_output_token_j"), "fig-elat",
                    f"Raw GPU energy per output token against median TTFT and end-to-end latency. {labels}")]
     if any(c["metrics"]["energy_per_output_token_adjusted_j"]["mean"] is not None for c in configurations):

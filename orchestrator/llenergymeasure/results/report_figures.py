@@ -102,7 +102,8 @@ def energy_vs_throughput(configurations: list[dict[str, Any]], energy_metric: st
         ax.plot([points[i][0] for i in front], [points[i][1] for i in front], "--", color="tab:red", linewidth=1)
     ax.set_xlabel(_label("output_tokens_per_s"), fontsize=8)
     ax.set_ylabel(_label(energy_metric), fontsize=8)
-    ax.set_title("Energy per output token vs throughput", fontsize=10)
+    idle = ", idle subtracted" if "adjusted" in energy_metric else ""
+    ax.set_title(f"Energy per output token vs throughput{idle}", fontsize=10)
     _legend_note(ax, configurations, pareto=len(front) > 1)
     _finish(fig, ax, energy_metric)
     fig.tight_layout()
