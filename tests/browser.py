@@ -74,7 +74,14 @@ class _Pipe:
         os.write(self.to_browser, json.dumps(message).encode() + b"\0")
         deadline = time.monotonic() + timeout_s
         while True:
-            reply = self.responses.get(timeout=max(0.01, deadline - time.monotonic()))
+            try:
+                reply = self.responses.get(timeout=0.2)
+            except queue.Empty:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"chromium exited with {self.proc.returncode} before answering {method}")
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"no answer to {method} within {timeout_s} s") from None
+                continue
             if reply["id"] == self.next_id:
                 if "error" in reply:
                     raise RuntimeError(f"{method}: {reply['error']}")
@@ -104,13 +111,18 @@ def render(html_path: Path, expressions: dict[str, str], width: int = 1280, heig
     with tempfile.TemporaryDirectory(prefix="llem-chromium-") as profile:
         command = ["bash", "-c", f'exec "$0" "$@" 3<&{to_browser_r} 4>&{from_browser_w}', chromium, *FLAGS,
                    f"--user-data-dir={profile}", f"--window-size={width},{height}", "about:blank"]
+        log = open(Path(profile) / "chromium.log", "w+b")  # a file, not a pipe: chromium's chatter never blocks it
         proc = subprocess.Popen(command, pass_fds=(to_browser_r, from_browser_w), stdin=subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                stdout=log, stderr=log)
         os.close(to_browser_r)
         os.close(from_browser_w)
         pipe = _Pipe(proc, to_browser_w, from_browser_r)
         try:
             return _inspect(pipe, html_path, expressions, width, height, settle_s)
+        except (TimeoutError, RuntimeError, OSError) as exc:
+            log.seek(0)
+            tail = log.read().decode(errors="replace")[-2000:]
+            raise RuntimeError(f"chromium did not answer ({exc!r}; exit code {proc.poll()}); its log:\n{tail}") from exc
         finally:
             try:
                 pipe.send("Browser.close", timeout_s=5)
@@ -122,6 +134,7 @@ def render(html_path: Path, expressions: dict[str, str], width: int = 1280, heig
                 proc.kill()
                 proc.wait()
             os.close(to_browser_w)
+            log.close()
 
 
 def _inspect(pipe: _Pipe, html_path: Path, expressions: dict[str, str], width: int, height: int,

@@ -65,10 +65,10 @@ def test_browser_check_detects_console_errors(chromium, tmp_path):
     """The checks below can fail: a page that logs an error, fetches a URL and draws nothing is caught."""
     page = tmp_path / "bad.html"
     page.write_text('<!DOCTYPE html><html><body><script>console.error("boom")</script>'
-                    '<img src="http://192.0.2.1/x.png"></body></html>')
+                    '<img src="http://127.0.0.1:9/x.png"></body></html>')
     seen = render(page, {"figures": "document.querySelectorAll('figure').length"}, chromium=chromium)
     assert any("boom" in e for e in seen.console_errors)
-    assert seen.network_requests == ["http://192.0.2.1/x.png"]
+    assert seen.network_requests == ["http://127.0.0.1:9/x.png"]
     variance, inked = pixel_stats(seen.screenshot_png)
     assert inked < 0.01  # a blank page is recognised as blank
 
