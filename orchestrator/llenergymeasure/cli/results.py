@@ -231,7 +231,7 @@ def plot_cmd(study_dir: Path, output_dir: Path | None, cv_threshold: float) -> N
 @results_group.command("report")
 @click.argument("study_dir", type=STUDY_DIR)
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
-              help="HTML file to write (default: STUDY_DIR/report.html)")
+              help="HTML file to write, or a directory for report.html (default: STUDY_DIR/report.html)")
 @CV_OPTION
 def report_cmd(study_dir: Path, output: Path | None, cv_threshold: float) -> None:
     """One self-contained HTML report: design, summary with CIs, figures, timelines, environment, warnings."""
