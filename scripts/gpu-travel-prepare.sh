@@ -8,12 +8,12 @@
 # pinned to the versions this checkout is tested with) into an ignored folder, checks that the
 # working tree plus the wheels stay within the size limit, and prints the command.
 #
-#   scripts/gpu-travel-prepare.sh [--check-only]      # env: LLEM_TRAVEL_LIMIT_MIB (default 64)
+#   scripts/gpu-travel-prepare.sh [--check-only]   # env: LLEM_TRAVEL_LIMIT_MIB (default 64), LLEM_TRAVEL_WHEELS
 #
 # --check-only: no download; size check of what is already there (used by the tests).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-WHEELS=.cache/gpu-travel/wheels          # .cache/ is git-ignored: carried explicitly, never committed
+WHEELS=${LLEM_TRAVEL_WHEELS:-.cache/gpu-travel/wheels}  # .cache/ is git-ignored: carried explicitly, never committed
 LIMIT_MIB=${LLEM_TRAVEL_LIMIT_MIB:-64}
 PYTHON=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}
 # name==version: pydantic and its parts, the Docker SDK and its HTTP stack (imported only by the
