@@ -50,10 +50,12 @@ class Budget:
     """The command's time limit: each stage gets what it needs at most, never past the end."""
 
     def __init__(self, total_s: float):
+        self.total_s = total_s
         self.end = time.monotonic() + total_s
 
-    def left(self, reserve_s: float = 0.0) -> float:
-        return max(0.0, self.end - time.monotonic() - reserve_s)
+    def left(self, reserve_share: float = 0.0) -> float:
+        """Seconds left, keeping `reserve_share` of the whole budget for the stages after this one."""
+        return max(1.0, self.end - time.monotonic() - reserve_share * self.total_s)
 
 
 def run_stage(cmd: list[str], log: Path, timeout_s: float, env: dict | None = None) -> dict:
@@ -99,8 +101,8 @@ def study_yaml(out: Path, model: Path, calibration: dict | None, cycles: int, wi
         "name": "gpu-validation", "results_dir": str(out / "study"),
         "base": {"model": str(model), "engine": "transformers", "dataset": "synthetic", "max_input_tokens": 32,
                  "max_output_tokens": new_tokens, "decoding": {"ignore_eos": True},
-                 "measurement": {"baseline": {"duration_s": 1.0 if replay else 10.0, "reuse_ttl_s": 900},
-                                 "warmup": {"min_batches": 1, "max_batches": 3, "window": 2, "cv_threshold": 0.2},
+                 "measurement": {"baseline": {"duration_s": 1.0 if replay else 5.0, "reuse_ttl_s": 900},
+                                 "warmup": {"min_batches": 1, "max_batches": 2, "window": 2, "cv_threshold": 0.2},
                                  "min_window_s": window_s * 0.8}},
         "experiments": sweep,
         "execution": {"n_cycles": cycles, "cycle_order": "interleaved"},
@@ -132,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("out_dir", type=Path)
     p.add_argument("--replay", nargs="?", const=str(REHEARSAL_SESSION), default=None, metavar="SESSION_TRACE",
                    help="CPU rehearsal: replay this session trace (default: the synthetic rehearsal trace)")
-    p.add_argument("--budget-s", type=float, default=480.0, help="hard limit for the whole command")
+    p.add_argument("--budget-s", type=float, default=470.0, help="hard limit for the whole command")
     p.add_argument("--cycles", type=int, default=5)
     p.add_argument("--shape", default=None, help="model shape (default llama-3.2-1b; rehearsal llama-test)")
     p.add_argument("--model-dir", type=Path, default=None, help="where the model is written (outside OUT_DIR)")
@@ -160,27 +162,27 @@ def main(argv: list[str] | None = None) -> int:
     report["stages"]["model"] = run_stage(
         [py, "-m", "llenergymeasure", "models", "make", "--shape", shape, "--dtype", "bf16",
          "--device", "cpu" if replay else "cuda",
-         str(model_dir)], out / "logs" / "model.log", budget.left(360), env)
+         str(model_dir)], out / "logs" / "model.log", budget.left(0.75), env)
     report["stages"]["pytest_gpu"] = run_stage(
         [py, "-m", "pytest", "-m", "gpu", "tests/gpu", "-q", "-p", "no:cacheprovider",
-         f"--junitxml={out / 'pytest-gpu.xml'}"], out / "logs" / "pytest-gpu.log", min(90.0, budget.left(330)), env)
+         f"--junitxml={out / 'pytest-gpu.xml'}"], out / "logs" / "pytest-gpu.log", min(90.0, budget.left(0.68)), env)
     report["pytest_gpu"] = pytest_counts(out / "pytest-gpu.xml")
     save()
     device_cmd = [py, str(BENCH / "gpu_validation_device.py"), str(out), "--model", str(model_dir)]
     if replay:
         device_cmd += ["--replay", a.replay, "--speed", "10", "--new-tokens", "16", "--overhead-reps", "4",
                        "--overhead-calls", "1"]
-    report["stages"]["device"] = run_stage(device_cmd, out / "logs" / "device.log", budget.left(150), env)
+    report["stages"]["device"] = run_stage(device_cmd, out / "logs" / "device.log", budget.left(0.45), env)
     device = json.loads((out / "device.json").read_text()) if (out / "device.json").is_file() else {}
     report["device"] = device
     save()
     study_env = dict(env)
     if replay:
         study_env["LLEM_NVML_REPLAY"] = str(REHEARSAL_STUDY)
-    window_s = 1.0 if replay else 12.0
+    window_s = 1.0 if replay else 10.5
     yaml_path = study_yaml(out, model_dir, device.get("calibration"), a.cycles, window_s, replay)
     report["stages"]["study"] = run_stage([py, "-m", "llenergymeasure", "run", str(yaml_path), "-q"],
-                                          out / "logs" / "study.log", budget.left(10), study_env)
+                                          out / "logs" / "study.log", max(1.0, budget.left() - 10), study_env)
     report["study"] = {**study_stats(out), "target_window_s": window_s}
     report["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     save()

@@ -240,13 +240,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--replay", help="session trace to replay (CPU rehearsal)")
     p.add_argument("--speed", type=float, default=1.0)
     p.add_argument("--idle-s", type=float, default=20.0)
-    p.add_argument("--steady-s", type=float, default=30.0)
+    p.add_argument("--steady-s", type=float, default=20.0)
     p.add_argument("--ramp-s", type=float, default=3.0)
-    p.add_argument("--cooldown-max-s", type=float, default=60.0)
+    p.add_argument("--cooldown-max-s", type=float, default=45.0)
     p.add_argument("--cooldown-delta-c", type=float, default=2.0)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--new-tokens", type=int, default=128)
-    p.add_argument("--overhead-reps", type=int, default=6)
+    p.add_argument("--overhead-reps", type=int, default=4)
     p.add_argument("--overhead-calls", type=int, default=2)
     p.add_argument("--study-batches", default="1,8")
     a = p.parse_args(argv)
@@ -266,7 +266,12 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         save()
 
-    rec = Recorder(a.replay, a.speed)
+    try:
+        rec = Recorder(a.replay, a.speed)
+    except Exception as exc:  # noqa: BLE001 - no device at all: say so in device.json, measure nothing
+        out["errors"]["device"] = f"{type(exc).__name__}: {exc}"
+        save()
+        return 1
     out["backend"] = rec.backend.description if rec.backend else f"replay of {a.replay}"
     device = "cpu" if a.replay else "cuda"
     model = Model(a.model, device)

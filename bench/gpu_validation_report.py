@@ -32,13 +32,15 @@ def rows(report: dict) -> list[tuple[str, str, str, str]]:
     env = report.get("environment") or {}
     dev = report.get("device") or {}
     errors = dev.get("errors") or {}
+    if "device" in errors:  # the device stage found no device: every row it owns says why
+        errors = {k: errors["device"] for k in ("idle_preload", "loaded_idle", "agreement", "overhead")}
     readings = env.get("readings") or {}
     mode = report.get("mode", "?")
     if mode.startswith("REHEARSAL"):
         mode += ": figures describe replayed traces and this CPU's speed, not a GPU"
     out = [("mode", mode, "", ""),
-           ("GPU / driver", f"{env.get('gpu_name')} / {env.get('driver_version')} (CUDA {env.get('cuda_driver_version')})",
-            "", ""),
+           ("GPU / driver", env["error"] if env.get("error") else
+            f"{env.get('gpu_name')} / {env.get('driver_version')} (CUDA {env.get('cuda_driver_version')})", "", ""),
            ("power limit / persistence", f"{_f((env.get('power_limit_mw') or 0) / 1000 or None, '{:.0f}', ' W')} / "
             f"{env.get('persistence_mode')}", "", ""),
            ("clocks SM / mem", f"{env.get('sm_clock_mhz')} / {env.get('mem_clock_mhz')} MHz "

@@ -61,5 +61,5 @@ fi
 cat <<EOF
 Carry: $WHEELS
 Run on the GPU host, from the repository root (one command; about 8 minutes; stops itself at 9):
-  T=\$(mktemp -d) && python3 -m pip install -q --no-index --no-deps --target "\$T" $WHEELS/*.whl && PYTHONPATH="\$T:\$PWD/orchestrator:\$PWD/harness:\$PWD" timeout -k 15 525 python3 bench/gpu_validation.py "\${OUT:-/tmp/llem-gpu-validation}/gpu-validation" --budget-s 450
+  T=\$(mktemp -d) && python3 -m pip install -q --no-index --no-deps --target "\$T" $WHEELS/*.whl && PYTHONPATH="\$T:\$PWD/orchestrator:\$PWD/harness:\$PWD" timeout -k 15 525 python3 bench/gpu_validation.py "\${OUT:-/tmp/llem-gpu-validation}/gpu-validation" --budget-s 470
 EOF
