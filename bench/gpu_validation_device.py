@@ -293,6 +293,7 @@ def main(argv: list[str] | None = None) -> int:
                    stop_when=(lambda s: s.temperature_c is not None and s.temperature_c <= target_c) if target_c else None)
     section("cooldown", lambda: cooldown_time(cool, target_c, a.cooldown_max_s))
     section("traces", lambda: rec.write_traces(a.out_dir / "traces"))
+    rec.sampler.stop()  # (again, if writing failed): the overhead's "off" side must have no sampler at all
     if a.replay:  # the overhead sampler polls a device; in rehearsal, the steady slice's replay device
         rec._open_slice("steady", start_sampler=False)
     section("overhead", lambda: sampler_overhead(model, rec, a.overhead_reps, a.overhead_calls, a.batch, a.new_tokens))

@@ -15,6 +15,13 @@ def _try(fn, *args):
         return None, f"{type(exc).__name__}: {exc}"
 
 
+def _fn(nvml, name: str):
+    """The pynvml function, or one that raises saying this pynvml lacks it (old nvidia-ml-py)."""
+    def missing(*_args):
+        raise AttributeError(f"pynvml has no {name}")
+    return getattr(nvml, name, missing)
+
+
 def _field(nvml, handle, field_id) -> dict:
     try:
         fv = nvml.nvmlDeviceGetFieldValues(handle, [field_id])[0]
@@ -37,37 +44,35 @@ def environment_nvml(index: int = 0) -> dict:
         return {"source": "nvml", "error": f"NVML unavailable: {type(exc).__name__}: {exc}"}
     try:
         env: dict = {"source": "nvml", "errors": {}}
-        for key, fn in (("driver_version", nvml.nvmlSystemGetDriverVersion),
-                        ("nvml_version", nvml.nvmlSystemGetNVMLVersion),
-                        ("cuda_driver_version", nvml.nvmlSystemGetCudaDriverVersion),
-                        ("gpu_count", nvml.nvmlDeviceGetCount)):
-            env[key], err = _try(fn)
+        system = {"driver_version": "nvmlSystemGetDriverVersion", "nvml_version": "nvmlSystemGetNVMLVersion",
+                  "cuda_driver_version": "nvmlSystemGetCudaDriverVersion", "gpu_count": "nvmlDeviceGetCount"}
+        for key, name in system.items():
+            env[key], err = _try(_fn(nvml, name))
             if err:
                 env["errors"][key] = err
         handle = nvml.nvmlDeviceGetHandleByIndex(index)
+        sm, mem = getattr(nvml, "NVML_CLOCK_SM", 1), getattr(nvml, "NVML_CLOCK_MEM", 2)
         queries = {
-            "gpu_name": (nvml.nvmlDeviceGetName,), "uuid": (nvml.nvmlDeviceGetUUID,),
-            "power_limit_mw": (nvml.nvmlDeviceGetEnforcedPowerLimit,),
-            "power_management_limit_mw": (nvml.nvmlDeviceGetPowerManagementLimit,),
-            "power_default_limit_mw": (nvml.nvmlDeviceGetPowerManagementDefaultLimit,),
-            "persistence_mode": (nvml.nvmlDeviceGetPersistenceMode,),
-            "mig_mode": (nvml.nvmlDeviceGetMigMode,), "compute_mode": (nvml.nvmlDeviceGetComputeMode,),
-            "sm_clock_mhz": (nvml.nvmlDeviceGetClockInfo, nvml.NVML_CLOCK_SM),
-            "mem_clock_mhz": (nvml.nvmlDeviceGetClockInfo, nvml.NVML_CLOCK_MEM),
-            "sm_clock_max_mhz": (nvml.nvmlDeviceGetMaxClockInfo, nvml.NVML_CLOCK_SM),
-            "mem_clock_max_mhz": (nvml.nvmlDeviceGetMaxClockInfo, nvml.NVML_CLOCK_MEM),
-            "sm_application_clock_mhz": (nvml.nvmlDeviceGetApplicationsClock, nvml.NVML_CLOCK_SM),
-            "temperature_c": (nvml.nvmlDeviceGetTemperature, nvml.NVML_TEMPERATURE_GPU),
-            "pstate": (nvml.nvmlDeviceGetPerformanceState,),
+            "gpu_name": ("nvmlDeviceGetName",), "uuid": ("nvmlDeviceGetUUID",),
+            "power_limit_mw": ("nvmlDeviceGetEnforcedPowerLimit",),
+            "power_management_limit_mw": ("nvmlDeviceGetPowerManagementLimit",),
+            "power_default_limit_mw": ("nvmlDeviceGetPowerManagementDefaultLimit",),
+            "persistence_mode": ("nvmlDeviceGetPersistenceMode",),
+            "mig_mode": ("nvmlDeviceGetMigMode",), "compute_mode": ("nvmlDeviceGetComputeMode",),
+            "sm_clock_mhz": ("nvmlDeviceGetClockInfo", sm), "mem_clock_mhz": ("nvmlDeviceGetClockInfo", mem),
+            "sm_clock_max_mhz": ("nvmlDeviceGetMaxClockInfo", sm), "mem_clock_max_mhz": ("nvmlDeviceGetMaxClockInfo", mem),
+            "sm_application_clock_mhz": ("nvmlDeviceGetApplicationsClock", sm),
+            "temperature_c": ("nvmlDeviceGetTemperature", getattr(nvml, "NVML_TEMPERATURE_GPU", 0)),
+            "pstate": ("nvmlDeviceGetPerformanceState",),
         }
-        for key, (fn, *args) in queries.items():
-            env[key], err = _try(fn, handle, *args)
+        for key, (name, *args) in queries.items():
+            env[key], err = _try(_fn(nvml, name), handle, *args)
             if err:
                 env["errors"][key] = err
         if isinstance(env.get("mig_mode"), (list, tuple)):
             env["mig_mode"] = env["mig_mode"][0]
-        energy, err = _try(nvml.nvmlDeviceGetTotalEnergyConsumption, handle)
-        usage, usage_err = _try(nvml.nvmlDeviceGetPowerUsage, handle)
+        energy, err = _try(_fn(nvml, "nvmlDeviceGetTotalEnergyConsumption"), handle)
+        usage, usage_err = _try(_fn(nvml, "nvmlDeviceGetPowerUsage"), handle)
         env["readings"] = {
             "energy_counter": {"readable": energy is not None, **({"value_mj": energy} if err is None else {"error": err})},
             "power_instant_field": _field(nvml, handle, getattr(nvml, "NVML_FI_DEV_POWER_INSTANT", -1)),

@@ -79,3 +79,57 @@ def test_jpt_summary_cv_verdict():
     assert steady["ci95"][0] < 1.0 < steady["ci95"][1]
     assert jpt_summary([1.0, 1.5, 1.2])["pass"] is False
     assert jpt_summary([1.0])["pass"] is None
+
+
+class _FakeNvml:
+    """A stand-in for pynvml (no GPU here): some queries work, one is refused as a container runtime
+    may refuse it, one function is missing as in an old nvidia-ml-py. Only the environment stage's
+    "record, never crash" contract is tested with it."""
+
+    NVML_SUCCESS, NVML_CLOCK_SM, NVML_CLOCK_MEM, NVML_TEMPERATURE_GPU = 0, 1, 2, 0
+    NVML_FI_DEV_POWER_INSTANT, NVML_FI_DEV_POWER_AVERAGE = 186, 185
+    NVML_VALUE_TYPE_DOUBLE, NVML_VALUE_TYPE_UNSIGNED_INT = 0, 1
+    NVML_VALUE_TYPE_UNSIGNED_LONG, NVML_VALUE_TYPE_UNSIGNED_LONG_LONG, NVML_VALUE_TYPE_SIGNED_LONG_LONG = 2, 3, 5
+
+    def __init__(self):
+        self.shut = False
+
+    def nvmlInit(self): pass
+    def nvmlShutdown(self): self.shut = True
+    def nvmlSystemGetDriverVersion(self): return b"570.00"
+    def nvmlSystemGetNVMLVersion(self): return "12.570"
+    def nvmlSystemGetCudaDriverVersion(self): return 12080
+    def nvmlDeviceGetCount(self): return 1
+    def nvmlDeviceGetHandleByIndex(self, i): return object()
+    def nvmlDeviceGetName(self, h): return b"NVIDIA H200"
+    def nvmlDeviceGetUUID(self, h): return "GPU-0"
+    def nvmlDeviceGetEnforcedPowerLimit(self, h): return 700000
+    def nvmlDeviceGetPersistenceMode(self, h): return 1
+    def nvmlDeviceGetMigMode(self, h): return (0, 0)
+    def nvmlDeviceGetClockInfo(self, h, which): return 1980 if which == 1 else 3201
+    def nvmlDeviceGetPowerUsage(self, h): return 95000
+
+    def nvmlDeviceGetTotalEnergyConsumption(self, h):
+        raise RuntimeError("NVMLError_NoPermission: Insufficient Permissions")
+
+    def nvmlDeviceGetFieldValues(self, h, ids):
+        ok = SimpleNamespace(nvmlReturn=0, valueType=1, value=SimpleNamespace(dVal=96500.0, uiVal=96500, ulVal=96500,
+                                                                          ullVal=96500, sllVal=96500))
+        return [ok if i == self.NVML_FI_DEV_POWER_INSTANT else SimpleNamespace(nvmlReturn=3) for i in ids]
+
+
+def test_environment_records_refused_and_missing_queries_without_crashing(monkeypatch):
+    from gpu_validation_env import environment_nvml
+
+    fake = _FakeNvml()
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    env = environment_nvml()
+    assert env["gpu_name"] == "NVIDIA H200" and env["driver_version"] == "570.00" and env["mig_mode"] == 0
+    assert env["power_limit_mw"] == 700000 and env["sm_clock_mhz"] == 1980 and env["persistence_mode"] == 1
+    assert "no nvmlDeviceGetApplicationsClock" in env["errors"]["sm_application_clock_mhz"]
+    readings = env["readings"]
+    assert readings["energy_counter"]["readable"] is False and "NoPermission" in readings["energy_counter"]["error"]
+    assert readings["power_instant_field"] == {"readable": True, "value_w": 96.5}
+    assert readings["power_average_field"]["readable"] is False
+    assert readings["power_usage"]["value_w"] == 95.0
+    assert fake.shut
