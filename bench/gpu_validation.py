@@ -118,7 +118,6 @@ def study_yaml(out: Path, model: Path, calibration: dict | None, cycles: int, wi
 def study_stats(out: Path) -> dict:
     """J/output token per configuration, from the result.json files the study wrote."""
     groups: dict[str, list[float]] = {}
-    failed = 0
     for result in sorted((out / "study").glob("*/runs/*/result.json")):
         data = json.loads(result.read_text())
         batch = str(data.get("config", {}).get("batch_size"))
@@ -179,9 +178,11 @@ def main(argv: list[str] | None = None) -> int:
     study_env = dict(env)
     if replay:
         study_env["LLEM_NVML_REPLAY"] = str(REHEARSAL_STUDY)
+        # A rehearsal measures nothing: it must not queue behind (or block) real studies of this CPU.
+        study_env.setdefault("LLEM_LOCK_DIR", str(out / "locks"))
     window_s = 1.0 if replay else 10.5
     yaml_path = study_yaml(out, model_dir, device.get("calibration"), a.cycles, window_s, replay)
-    report["stages"]["study"] = run_stage([py, "-m", "llenergymeasure", "run", str(yaml_path), "-q"],
+    report["stages"]["study"] = run_stage([py, "-m", "llenergymeasure", "run", str(yaml_path), "-q", "--wait-for-devices"],
                                           out / "logs" / "study.log", max(1.0, budget.left() - 10), study_env)
     report["study"] = {**study_stats(out), "target_window_s": window_s}
     report["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")

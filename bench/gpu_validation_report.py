@@ -82,7 +82,7 @@ def rows(report: dict) -> list[tuple[str, str, str, str]]:
                 if ov else f"n/a ({errors.get('overhead', 'not run')})",
                 f"<= {SAMPLER_OVERHEAD_MAX_PCT} %", _verdict(ov["overhead_pct"] <= SAMPLER_OVERHEAD_MAX_PCT) if ov else "n/a"))
     cd = dev.get("cooldown")
-    out.append(("cool-down to idle temp", f"{_f(cd['time_to_idle_s'], '{:.1f}', ' s')} ({cd['start_c']} -> {cd['end_c']} °C, "
+    out.append(("cool-down to idle temp", f"{_f(cd['time_to_idle_s'], '{:.1f}', ' s') if cd['reached'] else 'not reached'} ({cd['start_c']} -> {cd['end_c']} °C, "
                 f"target {_f(cd['target_c'], '{:.1f}')} °C, max {cd['max_s']:.0f} s)" if cd else "n/a", "reported", ""))
     traces = dev.get("traces") or []
     out.append(("traces written", f"{len(traces)} file(s) in traces/" if traces else "none", "", ""))
