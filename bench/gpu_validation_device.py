@@ -200,9 +200,12 @@ class Model:
         return (out.shape[1] - inputs["input_ids"].shape[1]) * out.shape[0]
 
 
-def steady_load(model: Model, batch: int, new_tokens: int, stop: threading.Event) -> None:
-    while not stop.is_set():
-        model.generate(batch, new_tokens)
+def steady_load(model: Model, batch: int, new_tokens: int, stop: threading.Event, errors: list[str]) -> None:
+    try:
+        while not stop.is_set():
+            model.generate(batch, new_tokens)
+    except Exception as exc:  # noqa: BLE001 - reported as the steady load's error; the window is then not a load
+        errors.append(f"{type(exc).__name__}: {exc}")
 
 
 def sampler_overhead(model: Model, rec: Recorder, reps: int, calls: int, batch: int, new_tokens: int) -> dict:
@@ -275,25 +278,38 @@ def main(argv: list[str] | None = None) -> int:
     out["backend"] = rec.backend.description if rec.backend else f"replay of {a.replay}"
     device = "cpu" if a.replay else "cuda"
     model = Model(a.model, device)
-    idle = rec.run("idle", a.idle_s)
-    section("idle_preload", lambda: idle_stats(idle))
-    rec.run("load", 2.0, work=model.load)
-    section("loaded_idle", lambda: idle_stats(rec.run("loaded_idle", a.idle_s)))
-    stop = threading.Event()
-    worker = threading.Thread(target=steady_load, args=(model, a.batch, a.new_tokens, stop), daemon=True)
-    rec.run("ramp", a.ramp_s, work=worker.start)
-    steady = rec.run("steady", a.steady_s)
-    stop.set()
-    worker.join()
-    section("agreement", lambda: {**agreement(steady), "workload": f"batch {a.batch} x {a.new_tokens} new tokens, "
-                                  "greedy, repeated", "update_periods": update_periods(steady)})
-    idle_temp = out.get("idle_preload", {}).get("temperature_c_mean")
-    target_c = idle_temp + a.cooldown_delta_c if idle_temp is not None else None
-    cool = rec.run("cooldown", a.cooldown_max_s,
-                   stop_when=(lambda s: s.temperature_c is not None and s.temperature_c <= target_c) if target_c else None)
-    section("cooldown", lambda: cooldown_time(cool, target_c, a.cooldown_max_s))
-    section("traces", lambda: rec.write_traces(a.out_dir / "traces"))
-    rec.sampler.stop()  # (again, if writing failed): the overhead's "off" side must have no sampler at all
+    load_errors: list[str] = []
+    try:
+        idle = rec.run("idle", a.idle_s)
+        section("idle_preload", lambda: idle_stats(idle))
+        rec.run("load", 2.0, work=model.load)
+        section("loaded_idle", lambda: idle_stats(rec.run("loaded_idle", a.idle_s)))
+        stop = threading.Event()
+        worker = threading.Thread(target=steady_load, args=(model, a.batch, a.new_tokens, stop, load_errors),
+                                  daemon=True)
+        rec.run("ramp", a.ramp_s, work=worker.start)
+        steady = rec.run("steady", a.steady_s)
+        stop.set()
+        worker.join()
+        if load_errors:
+            out["errors"]["steady_load"] = load_errors[0]
+        else:
+            section("agreement", lambda: {**agreement(steady), "update_periods": update_periods(steady),
+                                          "workload": f"batch {a.batch} x {a.new_tokens} new tokens, greedy, repeated"})
+        idle_temp = out.get("idle_preload", {}).get("temperature_c_mean")
+        target_c = idle_temp + a.cooldown_delta_c if idle_temp is not None else None
+        cool = rec.run("cooldown", a.cooldown_max_s, stop_when=(
+            lambda s: s.temperature_c is not None and s.temperature_c <= target_c) if target_c else None)
+        section("cooldown", lambda: cooldown_time(cool, target_c, a.cooldown_max_s))
+    except Exception as exc:  # noqa: BLE001 - e.g. the model does not load: keep what was sampled
+        out["errors"]["phases"] = f"{type(exc).__name__}: {exc}"
+        traceback.print_exc()
+    finally:
+        section("traces", lambda: rec.write_traces(a.out_dir / "traces"))
+        if rec.sampler is not None:
+            rec.sampler.stop()  # the overhead's "off" side must have no sampler at all
+    if "phases" in out["errors"]:
+        return 1
     if a.replay:  # the overhead sampler polls a device; in rehearsal, the steady slice's replay device
         rec._open_slice("steady", start_sampler=False)
     section("overhead", lambda: sampler_overhead(model, rec, a.overhead_reps, a.overhead_calls, a.batch, a.new_tokens))
