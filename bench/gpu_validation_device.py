@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import threading
 import time
@@ -33,7 +32,8 @@ for sub in ("orchestrator", "harness"):
     if str(REPO / sub) not in sys.path:
         sys.path.insert(0, str(REPO / sub))
 
-from gpu_validation_stats import agreement, cooldown_time, idle_stats, update_periods  # noqa: E402
+from gpu_validation_stats import (agreement, cooldown_time, idle_stats, overhead_verdict,  # noqa: E402
+                                  update_periods)
 
 RECORD_PERIOD_MS = 50.0     # the sampler's fastest allowed period: finest traces
 DEFAULT_PERIOD_MS = 100.0   # MeasurementConfig.sampling_period_ms default: what the overhead check uses
@@ -229,11 +229,8 @@ def sampler_overhead(model: Model, rec: Recorder, reps: int, calls: int, batch: 
         order = (True, False) if rep % 2 == 0 else (False, True)
         tput = {on: one(on) for on in order}
         rows.append({"on_tok_s": tput[True], "off_tok_s": tput[False], "ratio": tput[True] / tput[False]})
-    ratios = [r["ratio"] for r in rows]
-    median = statistics.median(ratios)
-    return {"period_ms": DEFAULT_PERIOD_MS, "reps": rows, "ratio_median": median,
-            "ratio_std": statistics.stdev(ratios) if len(ratios) > 1 else None,
-            "overhead_pct": (1.0 - median) * 100.0, "backend": rec.backend.source}
+    return {"period_ms": DEFAULT_PERIOD_MS, "reps": rows, **overhead_verdict([r["ratio"] for r in rows]),
+            "backend": rec.backend.source}
 
 
 def main(argv: list[str] | None = None) -> int:

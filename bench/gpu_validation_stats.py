@@ -86,3 +86,15 @@ def jpt_summary(values: list[float]) -> dict:
     return {"n": d["n"], "mean": d["mean"], "std": d["std"], "cv": d["cv"],
             "ci95": [d["ci95_low"], d["ci95_high"]] if d["ci95_low"] is not None else None,
             "pass": (d["cv"] <= JPT_CV_MAX) if d["cv"] is not None else None}
+
+
+def overhead_verdict(ratios: list[float]) -> dict:
+    """Sampler overhead from on/off throughput ratios: (1 - median) in %, and a verdict only when the
+    pairs are precise enough to decide (standard error of the ratio <= the threshold); else None."""
+    median = statistics.median(ratios)
+    std = statistics.stdev(ratios) if len(ratios) > 1 else None
+    se_pct = std / len(ratios) ** 0.5 * 100.0 if std is not None else None
+    overhead = (1.0 - median) * 100.0
+    decidable = se_pct is not None and se_pct <= SAMPLER_OVERHEAD_MAX_PCT
+    return {"ratio_median": median, "ratio_std": std, "overhead_pct": overhead, "standard_error_pct": se_pct,
+            "pass": (overhead <= SAMPLER_OVERHEAD_MAX_PCT) if decidable else None}

@@ -17,7 +17,8 @@ from llem_harness.measurement.sampler import Tick
 from tests.helpers import REPO_ROOT
 
 sys.path.insert(0, str(REPO_ROOT / "bench"))
-from gpu_validation_stats import agreement, cooldown_time, idle_stats, jpt_summary, update_periods  # noqa: E402
+from gpu_validation_stats import (agreement, cooldown_time, idle_stats, jpt_summary,  # noqa: E402
+                                  overhead_verdict, update_periods)
 
 SESSION = REPO_ROOT / "tests" / "fixtures" / "traces" / "rehearsal_session.jsonl"
 
@@ -71,6 +72,13 @@ def test_update_periods_of_the_readings():
     periods = update_periods(phase("steady"))
     assert periods["power_instant_w"]["median_change_interval_ms"] == pytest.approx(100.0, abs=1)
     assert periods["energy_mj"]["smallest_step_mj"] > 0
+
+
+def test_overhead_verdict_needs_precise_pairs():
+    assert overhead_verdict([0.999, 0.998, 1.000, 0.999])["pass"] is True          # 0.1 % loss, se 0.04 %
+    assert overhead_verdict([0.990, 0.991, 0.989, 0.990])["pass"] is False         # 1 % loss, precise
+    noisy = overhead_verdict([1.4, 0.7, 1.2, 0.9])                                 # CPU noise: undecided
+    assert noisy["pass"] is None and noisy["standard_error_pct"] > 0.5
 
 
 def test_jpt_summary_cv_verdict():
