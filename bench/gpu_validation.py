@@ -22,6 +22,7 @@ import argparse
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -59,20 +60,20 @@ class Budget:
 
 
 def run_stage(cmd: list[str], log: Path, timeout_s: float, env: dict | None = None) -> dict:
-    """Run a subprocess into a log file; on timeout stop it (TERM, then KILL) and say so."""
+    """Run a subprocess into a log file; on timeout stop its process group (TERM, then KILL) and say so."""
     t0 = time.monotonic()
     with open(log, "w") as fh:
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=REPO, env=env, start_new_session=True)
         try:
             rc = proc.wait(timeout=max(1.0, timeout_s))
             timed_out = False
-        except subprocess.TimeoutExpired:
+        except subprocess.TimeoutExpired:  # the stage's own process group: llem run's harness children too
             timed_out = True
-            proc.terminate()
+            os.killpg(proc.pid, signal.SIGTERM)
             try:
                 rc = proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
-                proc.kill()
+                os.killpg(proc.pid, signal.SIGKILL)
                 rc = proc.wait()
     return {"cmd": " ".join(cmd), "rc": rc, "timed_out": timed_out, "wall_s": round(time.monotonic() - t0, 1),
             "log": str(log)}
