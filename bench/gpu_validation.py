@@ -150,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     env["PYTHONPATH"] = os.pathsep.join([str(REPO / "orchestrator"), str(REPO / "harness"), str(REPO)]
                                         + [x for x in [env.get("PYTHONPATH")] if x])
     env.pop("LLEM_NVML_REPLAY", None)
+    env.setdefault("HF_HUB_OFFLINE", "1")  # local models only: never wait on a hub the host cannot reach
     report: dict = {"mode": "REHEARSAL (CPU, replayed traces)" if replay else "GPU",
                     "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "shape": shape,
                     "cycles": a.cycles, "stages": {}}
