@@ -1,0 +1,113 @@
+"""The table of bench/gpu_validation.py: one row per figure, the same rows in GPU runs and rehearsals.
+
+Missing figures print as "n/a" with the stage's error, never as 0. `summary.md` holds the same
+rows as a Markdown table, ready for the results section of docs/validation.md.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from gpu_validation_stats import COUNTER_VS_INSTANT_TOLERANCE, JPT_CV_MAX, SAMPLER_OVERHEAD_MAX_PCT
+
+
+def _f(value, fmt: str = "{:.2f}", unit: str = "") -> str:
+    return "n/a" if value is None else fmt.format(value) + unit
+
+
+def _verdict(ok) -> str:
+    return "n/a" if ok is None else ("PASS" if ok else "FAIL")
+
+
+def _power(stats: dict | None) -> str:
+    if not stats:
+        return "n/a"
+    inst, avg = stats.get("power_instant_w") or {}, stats.get("power_avg_w") or {}
+    return (f"instant {_f(inst.get('mean'))} ± {_f(inst.get('std'))} W (n={inst.get('n', 0)}); "
+            f"1-s avg {_f(avg.get('mean'))} ± {_f(avg.get('std'))} W; counter {_f(stats.get('counter_mean_power_w'))} W "
+            f"over {_f(stats.get('duration_s'), '{:.1f}', ' s')}")
+
+
+def rows(report: dict) -> list[tuple[str, str, str, str]]:
+    """(check, value, threshold, verdict)."""
+    env = report.get("environment") or {}
+    dev = report.get("device") or {}
+    errors = dev.get("errors") or {}
+    if "device" in errors:  # the device stage found no device: every row it owns says why
+        errors = {k: errors["device"] for k in ("idle_preload", "loaded_idle", "agreement", "overhead")}
+    readings = env.get("readings") or {}
+    mode = report.get("mode", "?")
+    if mode.startswith("REHEARSAL"):
+        mode += ": figures describe replayed traces and this CPU's speed, not a GPU"
+    out = [("mode", mode, "", ""),
+           ("GPU / driver", env["error"] if env.get("error") else
+            f"{env.get('gpu_name')} / {env.get('driver_version')} (CUDA {env.get('cuda_driver_version')})", "", ""),
+           ("power limit / persistence", f"{_f((env.get('power_limit_mw') or 0) / 1000 or None, '{:.0f}', ' W')} / "
+            f"{env.get('persistence_mode')}", "", ""),
+           ("clocks SM / mem", f"{env.get('sm_clock_mhz')} / {env.get('mem_clock_mhz')} MHz "
+            f"(max {env.get('sm_clock_max_mhz')} / {env.get('mem_clock_max_mhz')})", "", ""),
+           ("readable: counter / instant / 1-s avg",
+            " / ".join("yes" if (readings.get(k) or {}).get("readable") else "no"
+                       for k in ("energy_counter", "power_instant_field", "power_average_field")), "", "")]
+    pt = report.get("pytest_gpu") or {}
+    stage = (report.get("stages") or {}).get("pytest_gpu") or {}
+    out.append(("pytest -m gpu", ", ".join(f"{v} {k}" for k, v in pt.items()) or f"no report (rc {stage.get('rc')})",
+                "0 failed", _verdict(not pt.get("failed") and not pt.get("errors")) if pt else "n/a"))
+    out.append(("idle before load", _power(dev.get("idle_preload")) if "idle_preload" in dev
+                else f"n/a ({errors.get('idle_preload', 'not run')})", "reported", ""))
+    out.append(("idle, model loaded", _power(dev.get("loaded_idle")) if "loaded_idle" in dev
+                else f"n/a ({errors.get('loaded_idle', 'not run')})", "reported", ""))
+    ag = dev.get("agreement")
+    if ag:
+        out.append(("agreement (steady window)",
+                    f"counter {_f(ag['counter_j'], '{:.1f}', ' J')}, instant {_f(ag['instant_trapezoid_j'], '{:.1f}', ' J')} "
+                    f"(x{_f(ag['instant_over_counter'], '{:.4f}')}), 1-s avg {_f(ag['avg_trapezoid_j'], '{:.1f}', ' J')} "
+                    f"(x{_f(ag['avg_over_counter'], '{:.4f}')}) over {_f(ag['window_s'], '{:.1f}', ' s')}",
+                    f"instant/counter within {COUNTER_VS_INSTANT_TOLERANCE:.0%}", _verdict(ag.get("pass"))))
+    else:
+        out.append(("agreement (steady window)", f"n/a ({errors.get('agreement', 'not run')})", "", "n/a"))
+    study = report.get("study") or {}
+    for batch, s in sorted((study.get("per_batch_size") or {}).items(), key=lambda kv: int(kv[0])):
+        ci = s.get("ci95") or [None, None]
+        out.append((f"J/token, batch {batch} (n={s['n']})",
+                    f"{_f(s['mean'], '{:.5g}')} ± {_f(s['std'], '{:.2g}')} J, CV {_f(s['cv'] and s['cv'] * 100, '{:.2f}', ' %')}, "
+                    f"95 % CI [{_f(ci[0], '{:.5g}')}, {_f(ci[1], '{:.5g}')}]",
+                    f"CV <= {JPT_CV_MAX:.0%}", _verdict(s.get("pass"))))
+    if not study.get("per_batch_size"):
+        st = (report.get("stages") or {}).get("study") or {}
+        out.append(("J/token (study)", f"n/a (no energy results; study rc {st.get('rc')}, "
+                    f"{study.get('failed_runs', 0)} failed runs)", f"CV <= {JPT_CV_MAX:.0%}", "n/a"))
+    ov = dev.get("overhead")
+    out.append(("sampler overhead", f"{_f(ov['overhead_pct'], '{:.2f}', ' %')} (median on/off ratio "
+                f"{_f(ov['ratio_median'], '{:.4f}')}, std {_f(ov['ratio_std'], '{:.4f}')}, {len(ov['reps'])} pairs)"
+                if ov else f"n/a ({errors.get('overhead', 'not run')})",
+                f"<= {SAMPLER_OVERHEAD_MAX_PCT} %, standard error <= {SAMPLER_OVERHEAD_MAX_PCT} %",
+                ("INCONCLUSIVE (noise)" if ov.get("pass") is None else _verdict(ov["pass"])) if ov else "n/a"))
+    cd = dev.get("cooldown")
+    out.append(("cool-down to idle temp", f"{_f(cd['time_to_idle_s'], '{:.1f}', ' s') if cd['reached'] else 'not reached'} ({cd['start_c']} -> {cd['end_c']} °C, "
+                f"target {_f(cd['target_c'], '{:.1f}')} °C, max {cd['max_s']:.0f} s)" if cd else "n/a", "reported", ""))
+    traces = dev.get("traces") or []
+    out.append(("traces written", f"{len(traces)} file(s) in traces/" if traces else "none", "", ""))
+    for name, st in (report.get("stages") or {}).items():
+        if st.get("rc") != 0:
+            out.append((f"stage {name}", f"rc {st.get('rc')}{' TIMED OUT' if st.get('timed_out') else ''}; "
+                        f"see {Path(st.get('log', '')).name}", "rc 0", "FAIL"))
+    return out
+
+
+def print_table(report: dict) -> None:
+    table = rows(report)
+    widths = [max(len(r[i]) for r in table) for i in range(4)]
+    widths[1] = min(widths[1], 110)
+    line = "-+-".join("-" * w for w in widths)
+    print(f"GPU validation ({report.get('mode')}), started {report.get('started_at')}")
+    print(line)
+    for r in table:
+        print(" | ".join(c.ljust(w) for c, w in zip(r, widths)))
+    print(line)
+
+
+def write_summary(report: dict, path: Path) -> None:
+    lines = [f"GPU validation ({report.get('mode')}), started {report.get('started_at')}", "",
+             "| check | value | threshold | verdict |", "| --- | --- | --- | --- |"]
+    lines += ["| " + " | ".join(c.replace("|", "/") for c in r) + " |" for r in rows(report)]
+    path.write_text("\n".join(lines) + "\n")

@@ -1,0 +1,81 @@
+"""The GPU validation command, rehearsed end to end on CPU (`--replay`), and its travel preparation.
+
+The rehearsal replays synthetic session-layout traces (tests/fixtures/traces/rehearsal_*.jsonl)
+and runs the toy `llama-test` shape on CPU: it proves the command, its stages, the study through
+`llem run`, the trace writer and the table work together; its figures are not measurements.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from llem_harness.measurement.replay import ReplayBackend, read_trace
+from tests.helpers import REPO_ROOT
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def rehearsal(tmp_path_factory):
+    out = tmp_path_factory.mktemp("gpu-validation")
+    env = {k: v for k, v in os.environ.items() if k != "LLEM_NVML_REPLAY"}
+    proc = subprocess.run([sys.executable, "bench/gpu_validation.py", str(out), "--replay", "--cycles", "2",
+                           "--model-dir", str(out.parent / "model")],
+                          cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900)
+    return out, proc
+
+
+def test_rehearsal_runs_every_stage_and_prints_the_table(rehearsal):
+    out, proc = rehearsal
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = json.loads((out / "results.json").read_text())
+    assert report["mode"].startswith("REHEARSAL")
+    assert all(stage["rc"] == 0 for stage in report["stages"].values())
+    assert report["pytest_gpu"]["failed"] == 0 and report["pytest_gpu"]["skipped"] >= 1  # no NVML here
+    device = report["device"]
+    assert not device["errors"]
+    assert device["agreement"]["pass"] is True                      # the synthetic counter is the integral
+    assert device["idle_preload"]["power_instant_w"]["mean"] == pytest.approx(60, abs=1)
+    assert device["loaded_idle"]["power_instant_w"]["mean"] == pytest.approx(88, abs=1)
+    assert device["cooldown"]["reached"] is True
+    assert len(device["overhead"]["reps"]) >= 2
+    per_batch = report["study"]["per_batch_size"]
+    assert set(per_batch) == {"1", "8"} and all(s["n"] == 2 and s["mean"] > 0 for s in per_batch.values())
+    for check in ("REHEARSAL", "agreement (steady window)", "J/token, batch 8", "sampler overhead",
+                  "cool-down to idle temp", "idle, model loaded"):
+        assert check in proc.stdout
+    assert "| check | value |" in (out / "summary.md").read_text()
+
+
+def test_rehearsal_traces_replay_with_their_phases(rehearsal):
+    out, _ = rehearsal
+    session = next((out / "traces").glob("*_session.jsonl"))
+    header, rows = read_trace(session)
+    assert list(header["phases"]) == ["idle", "load", "loaded_idle", "ramp", "steady", "cooldown"]
+    assert "REHEARSAL" in header["note"]
+    backend = ReplayBackend(header, rows)
+    assert backend.devices()[0].read_energy().energy_mj is not None
+    for name in ("idle", "ramp", "steady", "cooldown"):
+        assert (out / "traces" / f"rehearsal_{name}.jsonl").is_file()
+
+
+def _prepare(env_extra: dict) -> subprocess.CompletedProcess:
+    env = {**os.environ, **env_extra}
+    return subprocess.run(["bash", "scripts/gpu-travel-prepare.sh", "--check-only"], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_travel_size_check_counts_the_wheels_and_refuses_over_the_limit(tmp_path):
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    (wheels / "big-1.0-py3-none-any.whl").write_bytes(b"\0" * (3 * 1024 * 1024))
+    ok = _prepare({"LLEM_TRAVEL_WHEELS": str(wheels)})
+    assert ok.returncode == 0, ok.stderr
+    assert "wheels 3.0 MiB (1 files)" in ok.stdout and "--no-index --no-deps --target" in ok.stdout
+    assert "timeout" in ok.stdout and "bench/gpu_validation.py" in ok.stdout
+    over = _prepare({"LLEM_TRAVEL_WHEELS": str(wheels), "LLEM_TRAVEL_LIMIT_MIB": "2"})
+    assert over.returncode == 1 and "over the limit" in over.stderr
