@@ -153,3 +153,27 @@ def test_server_commands_turn_prefix_caching_off(tmp_path):
     llama = ExperimentConfig(model=str(tmp_path), engine="llama_cpp", mode="serving", serving={"n_requests": 4})
     spec = server_spec(llama, 9000)
     assert spec.argv[spec.argv.index("--llem_prefix_caching") + 1] == "False" and spec.tokenize[0] == "/extras/tokenize"
+
+
+# -- serving window edges ----------------------------------------------------------------------
+
+def test_live_edges_read_only_counters_and_keep_the_window_at_the_edges(monkeypatch, tmp_path):
+    """The end edge is read during the load; the window built after the drain still ends at that edge."""
+    from _measurement_helpers import wait_until
+    from llem_harness.serving.window import LiveEdges
+
+    session, _ = replay_session(monkeypatch, tmp_path, "two_gpu_counter.jsonl", save_timeseries=True)
+    live = LiveEdges(session)
+    wait_until(session, 6.0)
+    live.on_edge("start")
+    wait_until(session, 16.0)
+    live.on_edge("end")
+    wait_until(session, 21.0)  # the drain: samples taken now are outside the window
+    window = live.finish()
+    session.close()
+    # Trace seconds (the replay runs 10x faster than the wall clock): 6 -> 16, not 6 -> 21.
+    assert window.window_s == pytest.approx(live.end_edge.clock_s - session._t0)
+    assert window.window_s == pytest.approx(10.0, abs=0.3)
+    assert window.energy.gpu_energy_raw_j == pytest.approx(500.0 * window.window_s, rel=0.03)
+    assert all(tk.t_s <= live.end_edge.clock_s for tk in session._window_ticks)
+    assert len(live.stalls_s) == 2 and window.timeseries_file

@@ -228,8 +228,9 @@ class MeasurementSession:
             if self.devices and not deferred:
                 self._sampler.sample_now()
             self._sampler.stop()
-            with self._sampler._lock:  # samples taken after a deferred edge are outside the window
-                self._sampler.ticks = [tk for tk in self._sampler.ticks if tk.t_s <= t1]
+            if deferred:  # samples taken after a deferred edge (during the drain) are outside the window
+                with self._sampler._lock:
+                    self._sampler.ticks = [tk for tk in self._sampler.ticks if tk.t_s <= t1]
             self._window_ticks = self._sampler.snapshot()
             for err in self._sampler.errors:
                 self._warn(f"sampler read error: {err}", warnings)

@@ -41,7 +41,7 @@ WINDOW_DEFINITION = {
 
 
 def run_serving(spec: RunSpec, run_dir: Path, phase, emit, now_iso) -> ExperimentResult:
-    from ..datasets import load_prompts
+    from ..datasets import load_prompts, warmup_prompts
     from ..measurement import MeasurementSession
 
     wall_start, started_at = time.monotonic(), now_iso()
@@ -73,8 +73,6 @@ def run_serving(spec: RunSpec, run_dir: Path, phase, emit, now_iso) -> Experimen
             words = text.split()
             count = counter(text) or len(words)
             return " ".join(words[:max(1, int(len(words) * n_tokens / count))])
-
-        from ..datasets import warmup_prompts
 
         prompts = load_prompts(config, fit)
         prompt_tokens = [counter(p) for p in prompts]
