@@ -67,6 +67,19 @@ def test_an_slo_that_needs_streaming_is_refused_without_it():
         ServingConfig(concurrency=1, n_requests=4, streaming=False, slo={"ttft_s": 1.0})
 
 
+def test_the_cli_refuses_an_slo_it_cannot_evaluate_with_exit_2(tmp_path):
+    from tests.helpers import run_llem
+
+    (tmp_path / "model.gguf").write_bytes(b"")
+    study = tmp_path / "study.yaml"
+    study.write_text(f"name: slo\nresults_dir: {tmp_path / 'results'}\nbase:\n  model: {tmp_path}\n"
+                     "  engine: llama_cpp\n  mode: serving\n"
+                     "  serving: {n_requests: 4, streaming: false, slo: {tpot_s: 0.1}}\n")
+    proc = run_llem("run", str(study), timeout=120)
+    assert proc.returncode == 2 and "serving.slo.tpot_s cannot be evaluated without streaming" in proc.stderr + proc.stdout
+    assert "Traceback" not in proc.stderr
+
+
 def test_gamma_arrivals_keep_the_rate_and_change_the_burstiness():
     poisson = send_offsets_s(3000, 5.0, 7)
     assert poisson == poisson_send_offsets_s(3000, 5.0, 7)  # burstiness 1 = the Poisson schedule
