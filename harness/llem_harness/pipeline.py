@@ -135,6 +135,7 @@ def run(spec: RunSpec, run_dir: Path) -> ExperimentResult:
         memory = adapter.memory()
         requests, itl_values, intervals = _requests_from_outputs(outputs, unix_origin_s - perf_origin_s,
                                                                  config.max_output_tokens)
+        _label_repeats(requests, prompts)
         phase_energy = session.phase_energy(intervals, window.energy.gpu_energy_raw_j)
         flops = _estimate_flops(adapter, requests)
         metrics = compute_metrics(requests, itl_values, window.window_s, window.energy, flops, memory)
@@ -190,6 +191,15 @@ def _requests_from_outputs(outputs: list[BatchOutput], to_unix: float, max_outpu
                                           exceeds_max_output_tokens=req.output_tokens > max_output_tokens))
             index += 1
     return requests, itl_values, intervals
+
+
+def _label_repeats(requests: list[RequestRecord], prompts: list[str]) -> None:
+    """`prompt_repeat`: how often a request's prompt text came earlier in the measured set (a dataset
+    with duplicates): a prefix cache could serve it."""
+    seen: dict[str, int] = {}
+    for record, prompt in zip(requests, prompts):
+        record.prompt_repeat = seen.get(prompt, 0)
+        seen[prompt] = record.prompt_repeat + 1
 
 
 def _estimate_flops(adapter, requests: list[RequestRecord]):

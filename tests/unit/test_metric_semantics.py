@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from _measurement_helpers import measure, replay_session
 from llem_harness.phases import OVERLAP_ATTRIBUTION, phase_energy, split_phases, union
-from llem_harness.pipeline import _requests_from_outputs
+from llem_harness.pipeline import _label_repeats, _requests_from_outputs
 from llem_harness.engines.base import BatchOutput, GeneratedRequest, completion_requests
 from llenergymeasure.domain import ExperimentConfig, RequestRecord, prompt_cache
 from llenergymeasure.domain.latency import request_latency
@@ -82,6 +82,8 @@ def test_offline_requests_take_latency_and_phases_from_their_submission():
     assert records[2].e2e_latency_s == 2.0 and records[2].cached_prompt_tokens == 3
     assert [r.exceeds_max_output_tokens for r in records] == [False, True, False]
     assert (100.5, 101.0, "prefill") in spans and (101.0, 102.5, "decode") in spans
+    _label_repeats(records, ["a", "b", "a"])  # a dataset with a duplicate prompt: labelled
+    assert [r.prompt_repeat for r in records] == [0, 0, 1]
 
 
 # -- prompt cache ------------------------------------------------------------------------------
