@@ -11,7 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from _measurement_helpers import measure, replay_session
-from llem_harness.phases import OVERLAP_ATTRIBUTION, phase_energy, split_phases, union
+from llem_harness.phases import OVERLAP_ATTRIBUTION, phase_energy, split_phases, subtract, union
 from llem_harness.pipeline import _label_repeats, _requests_from_outputs
 from llem_harness.engines.base import BatchOutput, GeneratedRequest, completion_requests
 from llenergymeasure.domain import ExperimentConfig, RequestRecord, prompt_cache
@@ -42,6 +42,7 @@ def test_phase_union_never_counts_concurrent_requests_twice():
     spans = _overlapping_spans()
     prefill, decode, overlap = split_phases(spans, (0.0, 10.0))
     assert union([(0, 1), (0.5, 2), (3, 4)]) == [(0, 2), (3, 4)]
+    assert subtract([(0, 10)], [(1, 2), (3, 4)]) == [(0, 1), (2, 3), (4, 10)]
     assert prefill == [(0.0, 1.07)] and decode == [(1.07, 10.0)] and overlap == pytest.approx(0.07)
     power_w = 150.0
     phase = phase_energy(spans, (0.0, 10.0), [0.5 * k for k in range(21)], lambda a, b: power_w * (b - a),
