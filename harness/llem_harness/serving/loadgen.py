@@ -107,7 +107,6 @@ async def drive(base_url: str, bodies: list[dict], plan: LoadPlan, tracker: Wind
     traces: list[RequestTrace] = []
     timeout = httpx.Timeout(plan.request_timeout_s, connect=10.0)
     limits = httpx.Limits(max_connections=max(plan.concurrency or 0, 64))
-    t0 = time.time()
 
     def edge(event: str | None) -> None:
         if event:
@@ -117,6 +116,8 @@ async def drive(base_url: str, bodies: list[dict], plan: LoadPlan, tracker: Wind
         return plan.duration_cap_s is not None and time.time() - t0 >= plan.duration_cap_s
 
     async with httpx.AsyncClient(base_url=base_url, timeout=timeout, limits=limits) as client:
+        t0 = time.time()  # once the client exists: its set-up (SSL context) must not shift the schedule
+
         async def send(i: int) -> None:
             trace = RequestTrace(index=i, prompt_index=i % len(bodies), send_s=time.time())
             traces.append(trace)

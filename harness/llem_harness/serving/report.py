@@ -79,7 +79,9 @@ def to_records(traces: list[RequestTrace], prompt_tokens: list[int | None],
 def window_figures(traces: list[RequestTrace], start_s: float, end_s: float, definition: str) -> ServingWindow:
     ok = [t for t in traces if t.ok]
     first = min(t.send_s for t in traces)
-    last = max(t.done_s for t in traces if t.done_s is not None)
+    # The end edge is read just after the completion that starts the drain: with one request in flight
+    # that is the last response, and the run ends at the later of the two instants.
+    last = max([t.done_s for t in traces if t.done_s is not None] + [end_s])
     run_s = last - first
     tokens = round(sum(tokens_in_window(t, start_s, end_s) for t in ok))
     all_tokens = sum(output_tokens(t) for t in ok)
