@@ -1,7 +1,8 @@
 """Load generator: drives an OpenAI-compatible /v1/completions endpoint over HTTP with httpx.
 
 Closed loop (concurrency C): C workers, each sends its next request when the previous one ends.
-Open loop (request_rate): each request is sent at its seeded Poisson offset, whatever is in flight.
+Open loop (request_rate): each request is sent at its seeded offset (gamma/Poisson arrivals, arrivals.py),
+whatever is in flight. A chunk without text is not a token unless the server's usage says so (`token_times`).
 Per request it records send time, every token's arrival time (streaming), the completion time,
 HTTP status and the server's usage fields when it sends them. Times are unix seconds
 (time.time(), the clock of the measurement window). SSE framing is read line by line from
@@ -78,9 +79,10 @@ async def _one_request(client: httpx.AsyncClient, body: dict, trace: RequestTrac
                 for choice in chunk.get("choices") or []:
                     if choice.get("text") or choice.get("finish_reason") is None:
                         trace.chunk_times_s.append(now)
-                        trace.empty_chunks += 0 if choice.get("text") else 1
                         if choice.get("text"):
                             trace.token_times_s.append(now)
+                        else:
+                            trace.empty_chunks += 1
                     if choice.get("finish_reason"):
                         trace.finish_reason = choice["finish_reason"]
             trace.token_times_s = token_times(trace.chunk_times_s, trace.token_times_s,

@@ -62,7 +62,7 @@ def _option(section, name: str):
     return section.get(name) if isinstance(section, dict) else getattr(section, name, None)
 
 
-def _llama_cpp(config: ExperimentConfig, host: str, port: int) -> ServerSpec:
+def _llama_cpp(config: ExperimentConfig, host: str, port: int, files_dir: Path) -> ServerSpec:
     opts = config.llama_cpp
     n_ctx = _option(opts, "n_ctx") or max(512, config.max_input_tokens + config.max_output_tokens + 64)
     n_gpu_layers = _option(opts, "n_gpu_layers")
@@ -83,7 +83,7 @@ def _llama_cpp(config: ExperimentConfig, host: str, port: int) -> ServerSpec:
                       tokenize=tokenize, prefix_caching={"llem_prefix_caching": config.prefix_caching})
 
 
-def _vllm(config: ExperimentConfig, host: str, port: int) -> ServerSpec:
+def _vllm(config: ExperimentConfig, host: str, port: int, files_dir: Path) -> ServerSpec:
     argv = ["vllm", "serve", config.model, "--host", host, "--port", str(port),
             "--served-model-name", SERVED_MODEL_NAME, "--dtype", _DTYPES[config.precision],
             "--seed", str(config.random_seed),
@@ -98,7 +98,7 @@ def _vllm(config: ExperimentConfig, host: str, port: int) -> ServerSpec:
 TRTLLM_OPTIONS_FILE = "trtllm_llm_api_options.yaml"
 
 
-def _tensorrt_llm(config: ExperimentConfig, host: str, port: int, files_dir: Path = Path(".")) -> ServerSpec:
+def _tensorrt_llm(config: ExperimentConfig, host: str, port: int, files_dir: Path) -> ServerSpec:
     options = files_dir / TRTLLM_OPTIONS_FILE
     argv = ["trtllm-serve", config.model, "--host", host, "--port", str(port), "--backend", "pytorch",
             "--served_model_name", SERVED_MODEL_NAME, "--extra_llm_api_options", str(options)]
@@ -110,7 +110,7 @@ def _tensorrt_llm(config: ExperimentConfig, host: str, port: int, files_dir: Pat
                       prefix_caching={"kv_cache_config.enable_block_reuse": config.prefix_caching})
 
 
-REGISTRY: dict[str, Callable[[ExperimentConfig, str, int], ServerSpec]] = {
+REGISTRY: dict[str, Callable[[ExperimentConfig, str, int, Path], ServerSpec]] = {
     "llama_cpp": _llama_cpp,
     "vllm": _vllm,
     "tensorrt_llm": _tensorrt_llm,
@@ -132,6 +132,6 @@ def server_spec(config: ExperimentConfig, port: int, host: str = "127.0.0.1", fi
     if builder is None:
         raise ServingUnsupported(f"engine '{config.engine}' has no OpenAI-compatible server in serving mode; "
                                  f"use one of {sorted(REGISTRY)} or mode: offline")
-    spec = builder(config, host, port, files_dir) if builder is _tensorrt_llm and files_dir else builder(config, host, port)
+    spec = builder(config, host, port, files_dir or Path("."))
     spec.argv += list(config.serving.server_args)
     return spec
