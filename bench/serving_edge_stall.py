@@ -11,7 +11,8 @@ one edge holds the loop with
 Devices: real NVML when available, else the replay device (LLEM_NVML_REPLAY, default
 tests/fixtures/traces/ci_idle_load.jsonl) — then only the Python-side cost is measured, not NVML
 call latency, and the output says so. `save_timeseries` is on (the worst case). Target: live edge
-stall <= 1 ms.
+stall <= 1 ms. On a loaded machine a single edge can be descheduled by the OS: read the medians
+beside the maxima, and rerun on a quiet one.
 
     python bench/serving_edge_stall.py [--reps 10] [--window-s 0.5]
 """
@@ -94,9 +95,10 @@ def main() -> None:
                 start, end = asyncio.run(_one(mode, args.window_s, Path(tmp)))
                 results[mode] += [start, end]
     for mode, values in results.items():
-        ms = [v * 1000 for v in values]
-        print(f"{mode:6s} edge stall: median {statistics.median(ms):.3f} ms, max {max(ms):.3f} ms "
-              f"over {len(ms)} edges")
+        for name, edge in (("start", values[0::2]), ("end", values[1::2])):
+            ms = [v * 1000 for v in edge]
+            print(f"{mode:6s} {name:5s} edge stall: median {statistics.median(ms):.3f} ms, max {max(ms):.3f} ms "
+                  f"over {len(ms)} edges")
     live_max = max(results["live"]) * 1000
     ratio = statistics.median(results["inline"]) / max(statistics.median(results["live"]), 1e-9)
     print(f"live edge stall max {live_max:.3f} ms (target <= 1 ms): {'OK' if live_max <= 1.0 else 'ABOVE TARGET'}; "
