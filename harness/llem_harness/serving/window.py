@@ -85,18 +85,27 @@ def window_from_trace(sends_s: list[float], dones_s: list[float | None], target_
 
 @dataclass
 class LiveEdges:
-    """Window edges read inside the load's event loop: only the counters there, the rest after the load.
+    """Window edges read inside the load's event loop: only the counters there, the rest elsewhere.
 
-    `on_edge("start")` reads the counters and starts the sampler thread; `on_edge("end")` reads the
-    counters (and RAPL) only. `finish()`, called after the load, stops the sampler, drops its samples
-    taken after the end edge and builds the window (files included). `stalls_s` records how long
-    each edge held the event loop (bench/serving_edge_stall.py).
+    `on_edge("start")` reads the counters and hands the rest of the window start (RAPL, sampler
+    thread) to a worker thread that exists before the load; `on_edge("end")` reads the counters (and
+    RAPL) only. `finish()`, called after the load, stops the sampler, drops its samples taken after
+    the end edge and builds the window (files included). `stalls_s` records how long each edge held
+    the event loop (bench/serving_edge_stall.py).
     """
 
     session: Any
     emit: Any = None
     end_edge: Any = None
     stalls_s: list[float] = field(default_factory=list)
+    _worker: Any = None
+    _started: Any = None
+
+    def __post_init__(self) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llem-window")
+        self._worker.submit(lambda: None).result()  # the thread exists before the load starts
 
     def on_edge(self, kind: str) -> None:
         import time
@@ -105,8 +114,10 @@ class LiveEdges:
         if kind == "start":
             edge = self.session.read_edge()
             edge.deferred = True
-            self.session.start_window(_no_sync, edge)
+            self._started = self._worker.submit(self.session.start_window, _no_sync, edge)
         elif self.end_edge is None:
+            if self._started is not None and not self._started.done():
+                self._started.result()  # the end came before the start finished (a window of milliseconds)
             self.end_edge = self.session.read_edge(end=True)
         else:
             return
@@ -115,7 +126,12 @@ class LiveEdges:
         self.stalls_s.append(time.perf_counter() - t)
 
     def finish(self):
-        return self.session.stop_window(_no_sync, self.end_edge)
+        try:
+            if self._started is not None:
+                self._started.result()
+            return self.session.stop_window(_no_sync, self.end_edge)
+        finally:
+            self._worker.shutdown(wait=True)
 
     @property
     def start_wall_s(self) -> float:
