@@ -33,6 +33,23 @@ def load_prompts(config: ExperimentConfig, fit_to_tokens: Callable[[str, int], s
     return prompts[:config.n_prompts]
 
 
+WARMUP_SEED_OFFSET = 7919  # warm-up prompts come from another seeded stream than the measured ones
+
+
+def warmup_prompts(config: ExperimentConfig, fit_to_tokens: Callable[[str, int], str], n: int,
+                   measured: list[str]) -> list[str]:
+    """`n` synthetic prompts disjoint from the measured set, at the measured target length.
+
+    Warm-up must not compute any measured prompt: an engine or server with a prefix cache would
+    then serve the measured request from it (a shorter prefill, a lower TTFT and less energy).
+    """
+    target = config.dataset.input_tokens or config.max_input_tokens
+    taken = set(measured)
+    prompts = [p for p in synthetic_prompts(2 * n + 1, target, config.random_seed + WARMUP_SEED_OFFSET, fit_to_tokens)
+               if p not in taken]
+    return prompts[:n]
+
+
 def synthetic_prompts(n: int, target_tokens: int, seed: int, fit_to_tokens: Callable[[str, int], str]) -> list[str]:
     """Deterministic pseudo-text cut to `target_tokens` tokens (controlled input length)."""
     rng = random.Random(seed)

@@ -1,8 +1,9 @@
 """One harness run: baseline, load, warm up, measure, write.
 
-Order matters for the measurement (METHODOLOGY.md): idle baseline before the model loads;
-warm-up until latency settles; a window synchronised at both edges with nothing but the
-workload inside it; the result written atomically, or error.json when anything fails.
+Order matters for the measurement (docs/methodology.md): idle baseline before the model loads;
+warm-up on prompts outside the measured set until latency settles; a window synchronised at both
+edges with nothing but the workload inside it; the result written atomically, or error.json when
+anything fails.
 """
 from __future__ import annotations
 
@@ -15,8 +16,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from llenergymeasure.domain import (ERROR_FILE, HARNESS_LOG_FILE, RESULT_FILE, RUN_SPEC_FILE, ExperimentResult,
-                                    HarnessError, RequestRecord, RunSpec, compute_metrics)
+                                    HarnessError, RequestRecord, RunSpec, compute_metrics, prompt_cache)
 from llenergymeasure.domain.io import write_json_atomic
+from llenergymeasure.domain.latency import LATENCY_REFERENCE, LATENCY_REFERENCE_DEFINITION, request_latency
 from llenergymeasure.domain.progress import encode_event
 
 from .engines.base import BatchOutput, create_adapter
@@ -75,7 +77,7 @@ def main(argv: list[str]) -> int:
 
 def run(spec: RunSpec, run_dir: Path) -> ExperimentResult:
     from .measurement import MeasurementSession
-    from .datasets import load_prompts
+    from .datasets import load_prompts, warmup_prompts
 
     if spec.config.mode == "serving":  # the engine's own server under HTTP load (serving/run.py)
         from .serving.run import run_serving
@@ -108,13 +110,14 @@ def run(spec: RunSpec, run_dir: Path) -> ExperimentResult:
                                              if g.cuda_driver_version), None)
         prompts = load_prompts(config, adapter.fit_to_tokens)
         batches = [prompts[i:i + config.batch_size] for i in range(0, len(prompts), config.batch_size)]
+        warm_batch = warmup_prompts(config, adapter.fit_to_tokens, len(batches[0]), prompts)
 
         Phase.enter("warmup")
 
         def warmup_batch() -> float:
-            # Always the first (full) batch: identical work each time, so the latency CV measures
-            # settling, not differences between batches (size of the last one, EOS stops).
-            out = adapter.generate_batch(batches[0])
+            # Always the same full batch, outside the measured set: identical work each time, so the
+            # latency CV measures settling, and no measured prompt is in any prefix cache.
+            out = adapter.generate_batch(warm_batch)
             return out.end_s - out.start_s
 
         warmup = session.warmup(warmup_batch)
@@ -130,15 +133,21 @@ def run(spec: RunSpec, run_dir: Path) -> ExperimentResult:
         window = session.stop_window(adapter.synchronize)
         window.thermal.cooldown_wait_s = spec.cooldown_wait_s
         memory = adapter.memory()
-        requests, itl_values, intervals = _requests_from_outputs(outputs, unix_origin_s - perf_origin_s)
-        phase_energy = session.phase_energy(intervals)
+        requests, itl_values, intervals = _requests_from_outputs(outputs, unix_origin_s - perf_origin_s,
+                                                                 config.max_output_tokens)
+        _label_repeats(requests, prompts)
+        phase_energy = session.phase_energy(intervals, window.energy.gpu_energy_raw_j)
         flops = _estimate_flops(adapter, requests)
         metrics = compute_metrics(requests, itl_values, window.window_s, window.energy, flops, memory)
-        warnings = list(window.warnings) + list(session.warnings())
+        cache, cache_warnings = prompt_cache(requests, config.prefix_caching, f"{config.engine} engine",
+                                             f"{config.engine} reports no cached prompt tokens")
+        warnings = list(window.warnings) + list(session.warnings()) + cache_warnings
         return ExperimentResult(
             run_id=spec.run_id, study_id=spec.study_id, experiment_index=spec.experiment_index, cycle=spec.cycle,
             config_hash=spec.config_hash, config=config, started_at=started_at, finished_at=now_iso(),
-            effective=adapter.effective_parameters(), n_requests=len(requests),
+            effective={**adapter.effective_parameters(), "prefix_caching": config.prefix_caching,
+                       "latency_reference": LATENCY_REFERENCE_DEFINITION["offline"]},
+            n_requests=len(requests), latency_reference=LATENCY_REFERENCE, prompt_cache=cache,
             input_tokens_total=sum(r.input_tokens for r in requests),
             output_tokens_total=sum(r.output_tokens for r in requests),
             window_s=window.window_s, model_load_s=model_load_s, harness_wall_s=time.monotonic() - wall_start,
@@ -152,52 +161,45 @@ def run(spec: RunSpec, run_dir: Path) -> ExperimentResult:
         session.close()
 
 
-def _requests_from_outputs(outputs: list[BatchOutput], to_unix: float):
+def _requests_from_outputs(outputs: list[BatchOutput], to_unix: float, max_output_tokens: int):
     """Per-request records, all inter-token gaps, and prefill/decode intervals in unix time.
 
     Adapters time with perf_counter; `to_unix` is the offset that converts it to unix seconds
-    (the clock of the power sampler), for integrating power over prefill and decode.
+    (the clock of the power sampler), for integrating power over prefill and decode. Latencies come
+    from domain/latency.py, from each request's submission (its own start where the engine reports
+    one, else its batch's start: a static batch hands all its requests to the engine at once).
     """
     requests: list[RequestRecord] = []
     itl_values: list[float] = []
     intervals: list[tuple[float, float, str]] = []
     index = 0
     for b, out in enumerate(outputs):
-        intervals.extend(_phase_intervals(out, to_unix))
         for req in out.requests:
             sent_s = req.start_s if req.start_s is not None else out.start_s
             first_s, last_s = req.first_and_last_s()
-            ttft = first_s - sent_s if first_s is not None else None
-            e2e = last_s - sent_s if last_s is not None else None
-            tpot = (e2e - ttft) / (req.output_tokens - 1) if ttft is not None and e2e is not None \
-                and req.output_tokens > 1 else None
-            times = req.token_times_s
-            itl_values.extend(b2 - a for a, b2 in zip(times, times[1:]))
+            lat = request_latency(sent_s, req.output_tokens, req.token_times_s, first_s, last_s)
+            itl_values.extend(lat.itl_s)
+            if first_s is not None and last_s is not None:
+                intervals += [(sent_s + to_unix, first_s + to_unix, "prefill"),
+                              (first_s + to_unix, last_s + to_unix, "decode")]
             requests.append(RequestRecord(index=index, batch_index=b, input_tokens=req.input_tokens,
-                                          output_tokens=req.output_tokens, ttft_s=ttft, e2e_latency_s=e2e,
-                                          tpot_s=tpot, finished_by=req.finished_by,
-                                          timing_unavailable_reason=req.timing_unavailable_reason))
+                                          output_tokens=req.output_tokens, ttft_s=lat.ttft_s,
+                                          e2e_latency_s=lat.e2e_latency_s, tpot_s=lat.tpot_s,
+                                          finished_by=req.finished_by,
+                                          timing_unavailable_reason=req.timing_unavailable_reason,
+                                          cached_prompt_tokens=req.cached_prompt_tokens,
+                                          exceeds_max_output_tokens=req.output_tokens > max_output_tokens))
             index += 1
     return requests, itl_values, intervals
 
 
-def _phase_intervals(out: BatchOutput, to_unix: float) -> list[tuple[float, float, str]]:
-    """Prefill = submission to first token, decode = first to last token, in unix seconds.
-
-    A static batch has one shared prefill; engines that serve requests one at a time (their
-    requests carry `start_s`) get one prefill and one decode interval per request.
-    """
-    spans = []
-    if any(r.start_s is not None for r in out.requests):
-        for r in out.requests:
-            first_s, last_s = r.first_and_last_s()
-            if first_s is not None and r.start_s is not None:
-                spans += [(r.start_s, first_s, "prefill"), (first_s, last_s, "decode")]
-    else:
-        first_s = min((t for t in (r.first_and_last_s()[0] for r in out.requests) if t is not None), default=None)
-        if first_s is not None:
-            spans += [(out.start_s, first_s, "prefill"), (first_s, out.end_s, "decode")]
-    return [(a + to_unix, b + to_unix, phase) for a, b, phase in spans]
+def _label_repeats(requests: list[RequestRecord], prompts: list[str]) -> None:
+    """`prompt_repeat`: how often a request's prompt text came earlier in the measured set (a dataset
+    with duplicates): a prefix cache could serve it."""
+    seen: dict[str, int] = {}
+    for record, prompt in zip(requests, prompts):
+        record.prompt_repeat = seen.get(prompt, 0)
+        seen[prompt] = record.prompt_repeat + 1
 
 
 def _estimate_flops(adapter, requests: list[RequestRecord]):

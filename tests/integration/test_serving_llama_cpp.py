@@ -37,11 +37,13 @@ def tiny_gguf_dir(tiny_model_dir) -> Path:
     return directory
 
 
-def _study(model_dir: Path, results: Path, sweep: dict, **serving) -> StudyConfig:
+def _study(model_dir: Path, results: Path, sweep: dict, base: dict | None = None, **serving) -> StudyConfig:
     data = yaml.safe_load((REPO_ROOT / "examples" / "serving.yaml").read_text())
     data["base"]["model"] = str(model_dir)
     data["base"]["measurement"].update(small_measurement())
-    data["base"]["serving"].update({"n_requests": 12, **serving})
+    data["base"]["serving"].update({"n_requests": 12, "slo": {"e2e_s": 30.0}, **serving})
+    data["base"]["n_prompts"] = data["base"]["serving"]["n_requests"] if "duration_s" not in serving else 8
+    data["base"].update(base or {})
     data["results_dir"] = str(results)
     data["sweep"] = sweep
     return StudyConfig.model_validate(data)
@@ -71,25 +73,53 @@ def test_concurrency_sweep_completes(serving_study):
     assert set(runs) == {(1, True), (4, True), (1, False), (4, False)}
     for res, run_dir in runs.values():
         assert res.serving.n_sent == 12 and res.serving.n_ok == 12 and res.serving.n_errors == 0
-        assert res.serving.server_command_verified and "llama_cpp.server" in res.serving.server_command
+        assert res.serving.server_command_verified and "llem_harness.serving.llama_cpp_server" in res.serving.server_command
         assert (run_dir / "server.log").stat().st_size > 0
         assert res.environment.engine_version == "0.3.36"
 
 
 def test_streamed_token_counts_match_the_servers_usage_fields(serving_study):
-    """Streaming (llama.cpp sends no usage then) counts one event per token chunk; the same greedy
-    requests without streaming return the server's usage.completion_tokens: they must agree."""
+    """Streaming and not, the token counts are the server's usage (llem's llama.cpp launcher adds usage
+    to the stream), never a count of chunks; the same greedy requests agree either way."""
     _, runs = serving_study
     for c in (1, 4):
-        streamed = {r["prompt_index"]: r["stream_token_events"] for r in _requests(runs[(c, True)][1])}
+        streamed = {r["prompt_index"]: r["usage"]["completion_tokens"] for r in _requests(runs[(c, True)][1])}
         usage = {r["prompt_index"]: r["usage"]["completion_tokens"] for r in _requests(runs[(c, False)][1])}
         assert streamed == usage
         assert all(v > 0 for v in usage.values())
+        for r in _requests(runs[(c, True)][1]):
+            assert r["stream_token_events"] <= r["usage"]["completion_tokens"] <= 16
         res_stream, res_plain = runs[(c, True)][0], runs[(c, False)][0]
         assert res_stream.output_tokens_total == res_plain.output_tokens_total
         assert res_stream.input_tokens_total == res_plain.input_tokens_total > 0
-        assert "streamed token chunks" in res_stream.serving.output_tokens_source
+        assert "usage" in res_stream.serving.output_tokens_source
         assert "usage" in res_plain.serving.output_tokens_source
+        assert res_stream.serving.requests_over_max_output_tokens == 0
+
+
+def test_measured_requests_hit_no_cache_llem_primed(serving_study):
+    """Prompts counted by the tokenize endpoint, warm-up on other prompts, the server's prefix match off."""
+    _, runs = serving_study
+    for res, _run_dir in runs.values():
+        cache = res.prompt_cache
+        assert res.latency_reference == "submission" and res.effective["prefix_caching"] is False
+        assert cache.requests_reporting == res.serving.n_ok == 12
+        assert cache.cached_prompt_tokens_total == 0 and cache.repeated_prompt_requests == 0
+        assert all(r.cached_prompt_tokens == 0 and r.prompt_repeat == 0 for r in res.requests)
+        assert len(res.effective["window_edge_stall_ms"]) == 2  # both edges read in the event loop
+
+
+def test_the_server_reports_cached_prompt_tokens_when_caching_is_asked_for(tiny_gguf_dir, tmp_path):
+    from tests.integration.test_metric_semantics_engines import shared_prefix_prompts
+
+    base = {"prefix_caching": True, "n_prompts": 4, "max_input_tokens": 48,
+            "dataset": str(shared_prefix_prompts(tmp_path / "p.jsonl", 4))}
+    result = run_study(_study(tiny_gguf_dir, tmp_path / "results", {}, base, concurrency=1, n_requests=4))
+    res = ExperimentResult.model_validate_json((Path(result.study_dir) / result.result_files[0]).read_text())
+    cache = res.prompt_cache
+    assert cache.prefix_caching and cache.requests_reporting == 4
+    assert cache.cached_prompt_tokens_total > 3 * 10  # requests after the first reuse the shared head
+    assert not any("did not ask for" in w for w in res.measurement_warnings)
 
 
 def test_steady_state_window_is_inside_the_run_and_not_empty(serving_study):
@@ -109,9 +139,10 @@ def test_steady_state_window_is_inside_the_run_and_not_empty(serving_study):
             assert res.metrics.ttft_s.p50 <= res.metrics.ttft_s.p99
         else:
             assert res.metrics.ttft_s.n == 0  # no token times without streaming: null, not invented
-            assert res.serving.goodput_share is None and "streaming" in res.serving.goodput_unavailable_reason
-        if c == 4:
-            assert w.start_s >= sorted(r["send_s"] for r in reqs)[3]  # opens once 4 are in flight
+        assert res.serving.goodput_share is not None  # the e2e SLO needs no streaming
+        assert 0 < w.output_token_share <= 1 if streaming else w.request_share > 0
+        if c == 4:  # opens at the first refill: the first wave of 4 cold prefills is outside
+            assert w.start_s >= sorted(r["send_s"] for r in reqs)[4] - 0.02
 
 
 def test_results_and_summary_carry_the_serving_figures(serving_study):
@@ -149,8 +180,8 @@ def test_poisson_rate_run_opens_after_the_ramp_and_closes_at_the_last_send(tiny_
     assert res.serving.load == "request_rate" and res.serving.request_rate_offered_per_s == 20.0
     assert w.start_s == pytest.approx(sends[2], abs=0.01) and w.end_s == pytest.approx(sends[-1], abs=0.01)
     # The schedule is the seeded Poisson one: sends follow the planned offsets (sleep precision aside).
-    from llem_harness.serving.arrivals import poisson_send_offsets_s
-    planned = poisson_send_offsets_s(12, 20.0, res.config.random_seed)
+    from llem_harness.serving.arrivals import send_offsets_s
+    planned = send_offsets_s(12, 20.0, res.config.random_seed)
     assert sends == pytest.approx(planned, abs=0.05)
 
 

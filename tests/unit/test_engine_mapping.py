@@ -45,7 +45,8 @@ def test_every_vllm_argument_is_a_real_vllm_0_33_parameter(decoding):
 def test_vllm_greedy_means_temperature_zero_and_unset_options_stay_engine_defaults():
     cfg = ExperimentConfig(model="org/m", engine="vllm")
     assert vllm.sampling_kwargs(cfg)["temperature"] == 0.0
-    assert set(vllm.engine_kwargs(cfg)) == {"model", "dtype", "seed", "disable_log_stats"}
+    # enable_prefix_caching is always explicit: the study's prefix_caching (default off), not vLLM's default (on)
+    assert set(vllm.engine_kwargs(cfg)) == {"model", "dtype", "seed", "disable_log_stats", "enable_prefix_caching"}
 
 
 def test_vllm_request_timings_use_vllm_clocks_and_never_a_batch_total():

@@ -1,4 +1,4 @@
-"""The layering rules of DESIGN.md, enforced.
+"""The project's layering rules, enforced.
 
 - host code (orchestrator/) never imports torch, engines or NVML at import time;
 - the contract (domain/) imports only pydantic and the standard library;

@@ -30,6 +30,7 @@ class GeneratedRequest:
     first_token_s: float | None = None   # only when token_times_s is empty
     last_token_s: float | None = None    # only when token_times_s is empty
     timing_unavailable_reason: str | None = None
+    cached_prompt_tokens: int | None = None  # prompt tokens served from the engine's cache; None = not reported
 
     def first_and_last_s(self) -> tuple[float | None, float | None]:
         if self.token_times_s:
@@ -40,14 +41,15 @@ class GeneratedRequest:
 def completion_requests(outputs, timing) -> list[GeneratedRequest]:
     """Requests from engines whose offline `generate` returns vLLM-shaped outputs (vLLM, TensorRT-LLM):
     `prompt_token_ids`, and `outputs[0]` with `token_ids` and `finish_reason`. Real counts: the
-    token ids the engine returned. `timing(output, completion)` gives the timing fields."""
+    token ids the engine returned. `timing(output, completion)` gives the timing fields.
+    `RequestOutput.num_cached_tokens` (vLLM) is the count of prompt tokens served from the prefix cache."""
     requests = []
     for out in outputs:
         completion = out.outputs[0]
         requests.append(GeneratedRequest(
             input_tokens=len(out.prompt_token_ids or []), output_tokens=len(completion.token_ids),
             finished_by={"stop": "eos", "length": "length"}.get(str(completion.finish_reason), "unknown"),
-            **timing(out, completion)))
+            cached_prompt_tokens=getattr(out, "num_cached_tokens", None), **timing(out, completion)))
     return requests
 
 

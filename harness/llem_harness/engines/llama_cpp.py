@@ -4,9 +4,10 @@ Requests run one at a time (the high-level `Llama` object holds one sequence), s
 has its own start time and its own prefill: TTFT is per request, not per batch. Tokens come from
 `Llama.generate`, which yields one token id per decoding step; the time taken right after each
 yield is when that token was ready (the CPU/GPU work for it has returned). EOS counts as an output
-token, as in the transformers adapter. The KV cache is reset before every request so a repeated
-prompt (warm-up always reuses the first batch) is never served from llama-cpp-python's prefix
-cache: every measured request does its full prefill.
+token, as in the transformers adapter. With `prefix_caching: false` (the default) the KV cache is
+reset before every request, so no request is served from llama-cpp-python's prefix match: every
+measured request does its full prefill. With `prefix_caching: true` the prefix the previous request
+left in the KV cache is reused (llama-cpp-python's own rule) and counted as cached prompt tokens.
 """
 from __future__ import annotations
 
@@ -33,6 +34,19 @@ def find_gguf(model: str) -> Path:
         raise FileNotFoundError(f"model '{model}' {detail}; llama_cpp needs one GGUF file: set model to its path")
     raise FileNotFoundError(f"model '{model}' is not a .gguf file or a directory with one; llama_cpp loads GGUF "
                             "files only (`llem models make-tiny DIR` writes DIR/model.gguf)")
+
+
+def longest_reused_prefix(cached: list[int], prompt: list[int]) -> int:
+    """Prompt tokens llama-cpp-python 0.3.36's `Llama.generate` reuses from the KV cache (its own rule:
+    the common prefix, less one when the whole prompt is cached, so the last token is recomputed)."""
+    n = 0
+    for a, b in zip(cached, prompt):
+        if a != b:
+            break
+        n += 1
+    if cached and n == len(prompt) and len(cached) == len(prompt):
+        return n  # exact hit: sampled without any decode
+    return n - 1 if n == len(prompt) else n
 
 
 class LlamaCppAdapter:
@@ -84,7 +98,9 @@ class LlamaCppAdapter:
 
         cfg, llm = self.config, self.llm
         tokens = llm.tokenize(prompt.encode("utf-8"), add_bos=True)[: cfg.max_input_tokens]
-        llm.reset()  # no prefix-cache reuse between requests (see module docstring)
+        cached = longest_reused_prefix(list(llm._input_ids), tokens) if cfg.prefix_caching and llm.n_tokens else 0
+        if not cfg.prefix_caching:
+            llm.reset()  # no prefix-cache reuse between requests (see module docstring)
         times: list[float] = []
         finished = "length"
         start = time.perf_counter()
@@ -96,7 +112,7 @@ class LlamaCppAdapter:
             if len(times) >= cfg.max_output_tokens:
                 break
         return GeneratedRequest(input_tokens=len(tokens), output_tokens=len(times), token_times_s=times,
-                                finished_by=finished, start_s=start)
+                                finished_by=finished, start_s=start, cached_prompt_tokens=cached)
 
     def generate_batch(self, prompts: list[str]) -> BatchOutput:
         start = time.perf_counter()
@@ -109,7 +125,7 @@ class LlamaCppAdapter:
         return {
             "model_file": str(self.model_file) if self.model_file else None,
             "batching": "sequential",
-            "prefix_cache": False,
+            "prefix_cache": self.config.prefix_caching,
             "n_gpu_layers": self.n_gpu_layers,
             "gpu_offload_supported": self.gpu_offload_supported,
             "n_ctx": llm.n_ctx() if llm else None,

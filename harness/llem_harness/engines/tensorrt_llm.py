@@ -34,6 +34,14 @@ def engine_kwargs(config: ExperimentConfig) -> dict[str, Any]:
     return kwargs
 
 
+def kv_cache_kwargs(config: ExperimentConfig) -> dict[str, Any]:
+    """`KvCacheConfig(**kwargs)`: KV-block reuse (TensorRT-LLM's prefix cache) follows `prefix_caching`."""
+    kwargs: dict[str, Any] = {"enable_block_reuse": config.prefix_caching}
+    if config.tensorrt_llm.kv_cache_free_gpu_memory_fraction is not None:
+        kwargs["free_gpu_memory_fraction"] = config.tensorrt_llm.kv_cache_free_gpu_memory_fraction
+    return kwargs
+
+
 def sampling_kwargs(config: ExperimentConfig) -> dict[str, Any]:
     d = config.decoding
     kwargs: dict[str, Any] = {"max_tokens": config.max_output_tokens, "ignore_eos": d.ignore_eos,
@@ -72,8 +80,7 @@ class TensorRtLlmAdapter:
 
         t = self.config.tensorrt_llm
         kwargs = dict(self.kwargs)
-        if t.kv_cache_free_gpu_memory_fraction is not None:
-            kwargs["kv_cache_config"] = KvCacheConfig(free_gpu_memory_fraction=t.kv_cache_free_gpu_memory_fraction)
+        kwargs["kv_cache_config"] = KvCacheConfig(**kv_cache_kwargs(self.config))
         if t.quantization is not None:
             kwargs["quant_config"] = QuantConfig(quant_algo=QuantAlgo[t.quantization.upper()])
         self.llm = LLM(**kwargs)
@@ -100,7 +107,8 @@ class TensorRtLlmAdapter:
         params: dict[str, Any] = {"batching": "inflight", "engine_kwargs": self.kwargs,
                                   "kv_cache_free_gpu_memory_fraction":
                                       self.config.tensorrt_llm.kv_cache_free_gpu_memory_fraction,
-                                  "quantization": self.config.tensorrt_llm.quantization}
+                                  "quantization": self.config.tensorrt_llm.quantization,
+                                  "kv_cache_config": kv_cache_kwargs(self.config)}
         if self.llm is not None:
             args = self.llm.args
             params.update(max_batch_size=args.max_batch_size, max_num_tokens=args.max_num_tokens,

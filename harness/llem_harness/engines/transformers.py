@@ -124,8 +124,10 @@ class TransformersAdapter:
                 if token in eos_ids:
                     n_out, finished = pos + 1, "eos"
                     break
+            # generate() keeps no cache across calls: every prompt token is computed (0 cached).
             requests.append(GeneratedRequest(input_tokens=int(n_in), output_tokens=n_out,
-                                             token_times_s=step_times[:n_out], finished_by=finished))
+                                             token_times_s=step_times[:n_out], finished_by=finished,
+                                             cached_prompt_tokens=0))
         return requests
 
     def _eos_ids(self) -> set[int]:

@@ -28,7 +28,7 @@ def engine_kwargs(config: ExperimentConfig) -> dict[str, Any]:
     """`vllm.LLM(**kwargs)` from the config; None options are left to vLLM."""
     options = {k: v for k, v in config.vllm.model_dump().items() if v is not None}
     return {"model": config.model, "dtype": _DTYPES[config.precision], "seed": config.random_seed,
-            "disable_log_stats": False, **options}
+            "disable_log_stats": False, "enable_prefix_caching": config.prefix_caching, **options}
 
 
 def sampling_kwargs(config: ExperimentConfig) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Idle baseline: power of the assigned GPUs before the model loads (METHODOLOGY.md fact 8).
+"""Idle baseline: power of the assigned GPUs before the model loads (docs/methodology.md, "Idle baseline").
 
 Mean: from the energy-counter delta over the baseline when every GPU has a counter, so that
 `energy_adjusted_j = raw - baseline_power_w * window_s` subtracts a figure measured the same way

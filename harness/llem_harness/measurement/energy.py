@@ -1,6 +1,6 @@
 """Window energy per GPU: the counter first, integrated instant power as the fallback.
 
-Rules (METHODOLOGY.md facts 1, 2): energy = counter(end) - counter(start) per GPU, mapped by
+Rules (docs/methodology.md, "Energy source and window"): energy = counter(end) - counter(start) per GPU, mapped by
 UUID; a negative delta means the driver reloaded, so that delta is discarded with a warning —
 never clamped — and the GPU falls back to integrating its instant-power samples if it has them.
 Only `power_instant_w` is ever integrated (the averaged power is a 1 s running mean). A total is

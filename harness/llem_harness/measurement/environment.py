@@ -1,7 +1,7 @@
 """GPU environment of a run: static facts per GPU, foreign processes, and a one-line summary.
 
 Why record it: J/token depends on driver, power limit, clocks and persistence mode
-(METHODOLOGY.md facts 7, 11); a foreign process on an assigned GPU adds its energy to ours.
+(docs/methodology.md, "Environment, temperature and cool-down"); a foreign process on an assigned GPU adds its energy to ours.
 """
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 Power: `NVML_FI_DEV_POWER_INSTANT` for the timeline (what we integrate in the fallback) and
 `NVML_FI_DEV_POWER_AVERAGE` for the averaged value; `nvmlDeviceGetPowerUsage` is used only as the
 averaged value where the field API is missing, never integrated — on Ampere and newer it is a
-1-second running average (METHODOLOGY.md, fact 2).
+1-second running average (docs/methodology.md, "Energy source and window").
 Energy: `nvmlDeviceGetTotalEnergyConsumption` (mJ since driver load, Volta+).
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""CPU package and DRAM energy from RAPL under /sys/class/powercap (METHODOLOGY.md fact 10).
+"""CPU package and DRAM energy from RAPL under /sys/class/powercap (docs/methodology.md, "CPU energy").
 
 Each zone's `energy_uj` is a counter that wraps at `max_energy_range_uj`. The meter polls (the
 sampler calls `poll()` every tick, so a window spanning several wraps is still counted as long as

@@ -4,7 +4,7 @@ Why a thread with deadline scheduling: the achieved period is what matters for i
 throttle durations, so the sampler aims at fixed deadlines (t0 + k*period, skipping missed ones
 rather than bursting) and reports what it achieved — median period, largest gap, count — instead
 of the requested value. Periods under 50 ms are refused (NVML returns zeros or errors that fast;
-METHODOLOGY.md fact 4). Edge samples taken synchronously at window start/stop (`sample_now`) are
+docs/methodology.md, "Power sampling"). Edge samples taken synchronously at window start/stop (`sample_now`) are
 kept in the data but excluded from the period statistics.
 """
 from __future__ import annotations

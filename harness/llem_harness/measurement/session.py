@@ -64,6 +64,17 @@ class WindowMeasurement:
     warnings: list[str] = field(default_factory=list)
 
 
+@dataclass
+class WindowEdge:
+    """Counter readings at one window edge: per-GPU energy, the device clock, unix time."""
+
+    energies: list
+    clock_s: float
+    wall_s: float
+    cpu: CpuEnergy | None = None
+    deferred: bool = False  # read in the load's event loop: no synchronous sample beside it
+
+
 class _HostClock:
     """Clock for CPU-only runs (no device backend): the RAPL poller still needs a sampler thread."""
 
@@ -90,7 +101,7 @@ class MeasurementSession:
         self._foreign: list[dict] = []
         self._sampler: Sampler | None = None
         self._window_ticks: list[Tick] = []
-        self._t0 = self._wall0 = 0.0
+        self._t0 = self._wall0 = self._t1 = 0.0
         self._start_energy: list = []
         choice = open_backend()
         self.backend: DeviceBackend | None = choice.backend
@@ -174,38 +185,58 @@ class MeasurementSession:
             self._warn(w)
         return result
 
-    def start_window(self, sync: Callable[[], None]) -> None:
+    def read_edge(self, end: bool = False) -> "WindowEdge":
+        """A window edge alone: the energy counters and clocks (and RAPL at the end), nothing else.
+
+        Serving reads its edges inside the load generator's event loop, where any slower work
+        (sampler thread, files) would stall the requests in flight; the rest is done by
+        `start_window`/`stop_window` given the edge (bench/serving_edge_stall.py measures the stall).
+        """
+        energies = [d.read_energy() for d in self.devices]
+        edge = WindowEdge(energies, self._clock(), time.time())
+        if end:
+            edge.cpu = self.rapl.stop(edge.clock_s - self._t0)
+        return edge
+
+    def start_window(self, sync: Callable[[], None], edge: "WindowEdge | None" = None) -> None:
         sync()
-        self._start_energy = [d.read_energy() for d in self.devices]
-        self._t0 = self._clock()
-        self._wall0 = time.time()
+        if edge is None:
+            edge = self.read_edge()
+        self._start_energy, self._t0, self._wall0 = edge.energies, edge.clock_s, edge.wall_s
         if self.rapl.available:
             self.rapl.start()
         self._window_ticks = []
         if self.devices or self.rapl.available:
             poll = self.rapl.poll if self.rapl.available else None
             self._sampler = Sampler(self.backend or _HostClock(), self.devices, self.cfg.sampling_period_ms, poll)
-            if self.devices:
+            if self.devices and not edge.deferred:
                 self._sampler.sample_now()
             self._sampler.start()
 
-    def stop_window(self, sync: Callable[[], None]) -> WindowMeasurement:
-        sync()
-        end_energy = [d.read_energy() for d in self.devices]  # the end reading comes first (fact 5)
-        t1 = self._clock()
+    def stop_window(self, sync: Callable[[], None], edge: "WindowEdge | None" = None) -> WindowMeasurement:
+        """Close the window at `edge` (read earlier by `read_edge(end=True)`) or now."""
+        deferred = edge is not None
+        if edge is None:
+            sync()
+            edge = self.read_edge(end=True)  # the end reading comes first (docs/methodology.md)
+        end_energy, t1 = edge.energies, edge.clock_s
+        self._t1 = t1
         window_s = t1 - self._t0
         warnings: list[str] = []
         stats = None
         if self._sampler is not None:
-            if self.devices:
+            if self.devices and not deferred:
                 self._sampler.sample_now()
             self._sampler.stop()
+            if deferred:  # samples taken after a deferred edge (during the drain) are outside the window
+                with self._sampler._lock:
+                    self._sampler.ticks = [tk for tk in self._sampler.ticks if tk.t_s <= t1]
             self._window_ticks = self._sampler.snapshot()
             for err in self._sampler.errors:
                 self._warn(f"sampler read error: {err}", warnings)
             if self.devices:
                 stats = self._sampler.stats()
-        cpu = self.rapl.stop(window_s)
+        cpu = edge.cpu if edge.cpu is not None else self.rapl.stop(window_s)
 
         if self.backend is None or not self.devices:
             reason = self.unavailable_reason or "no GPU"
@@ -257,33 +288,29 @@ class MeasurementSession:
                               temperature_max_c=max(v[2] for v in per_gpu.values()),
                               temperature_per_gpu_c=per_gpu)
 
-    def phase_energy(self, intervals: list[tuple[float, float, str]]) -> PhaseEnergy:
-        """Split window energy into prefill/decode by integrating the summed instant-power timeline.
+    def phase_energy(self, intervals: list[tuple[float, float, str]],
+                     window_energy_j: float | None = None) -> PhaseEnergy:
+        """Split window energy into prefill/decode over the union of each phase's intervals (phases.py).
 
         An estimate from ~100 ms samples against intervals that can be shorter (method
         `timeline_integration`); the window total stays the counter value.
         """
+        from ..phases import phase_energy
+
         if not self.devices or not self._window_ticks:
             return PhaseEnergy(unavailable_reason=self.unavailable_reason or "no power timeline")
         points = [(tk.t_s, sum(s.power_instant_w for s in tk.samples)) for tk in self._window_ticks
                   if all(s.power_instant_w is not None for s in tk.samples)]
         if len(points) < 2:
             return PhaseEnergy(unavailable_reason="fewer than 2 instant-power samples in the window")
-        if not intervals:
-            return PhaseEnergy(unavailable_reason="no prefill/decode intervals reported by the engine")
-        speed = self._speed
-        energy = {"prefill": 0.0, "decode": 0.0}
-        seconds = {"prefill": 0.0, "decode": 0.0}
-        for start_u, end_u, phase in intervals:
-            if phase not in energy or end_u <= start_u:
-                continue
-            c0 = self._t0 + (start_u - self._wall0) * speed
-            c1 = self._t0 + (end_u - self._wall0) * speed
-            energy[phase] += integrate_power_j(points, c0, c1) or 0.0
-            seconds[phase] += end_u - start_u
-        return PhaseEnergy(method="timeline_integration", prefill_energy_j=energy["prefill"],
-                           decode_energy_j=energy["decode"], prefill_time_s=seconds["prefill"],
-                           decode_time_s=seconds["decode"])
+        speed, t0, wall0 = self._speed, self._t0, self._wall0
+
+        def clock(u: float) -> float:  # unix seconds -> device clock (replay runs `speed` times faster)
+            return t0 + (u - wall0) * speed
+
+        return phase_energy(intervals, (wall0, wall0 + (self._t1 - t0) / speed),
+                            [wall0 + (t - t0) / speed for t, _ in points],
+                            lambda a, b: integrate_power_j(points, clock(a), clock(b)), window_energy_j)
 
     def close(self) -> None:
         if self._sampler is not None:

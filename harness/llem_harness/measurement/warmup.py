@@ -1,4 +1,4 @@
-"""Warm-up until per-batch latency settles (METHODOLOGY.md fact 6).
+"""Warm-up until per-batch latency settles (docs/methodology.md, "Warm-up").
 
 Converged when the coefficient of variation (population std / mean) of the last `window` batch
 latencies is under `cv_threshold`, checked once at least max(min_batches, window) batches ran;

@@ -1,7 +1,8 @@
 """Load generator: drives an OpenAI-compatible /v1/completions endpoint over HTTP with httpx.
 
 Closed loop (concurrency C): C workers, each sends its next request when the previous one ends.
-Open loop (request_rate): each request is sent at its seeded Poisson offset, whatever is in flight.
+Open loop (request_rate): each request is sent at its seeded offset (gamma/Poisson arrivals, arrivals.py),
+whatever is in flight. A chunk without text is not a token unless the server's usage says so (`token_times`).
 Per request it records send time, every token's arrival time (streaming), the completion time,
 HTTP status and the server's usage fields when it sends them. Times are unix seconds
 (time.time(), the clock of the measurement window). SSE framing is read line by line from
@@ -31,6 +32,8 @@ class RequestTrace:
     error: str | None = None
     usage: dict | None = None
     finish_reason: str | None = None
+    chunk_times_s: list[float] = field(default_factory=list)  # every streamed chunk that is not a closing one
+    empty_chunks: int = 0                                       # of those, chunks without text
 
     @property
     def ok(self) -> bool:
@@ -74,16 +77,29 @@ async def _one_request(client: httpx.AsyncClient, body: dict, trace: RequestTrac
                 if chunk.get("usage"):
                     trace.usage = chunk["usage"]
                 for choice in chunk.get("choices") or []:
-                    # One chunk per generated token; a token can decode to "" (llama.cpp), while a
-                    # closing chunk has no text and a finish_reason: that one is not a token.
                     if choice.get("text") or choice.get("finish_reason") is None:
-                        trace.token_times_s.append(now)
+                        trace.chunk_times_s.append(now)
+                        if choice.get("text"):
+                            trace.token_times_s.append(now)
+                        else:
+                            trace.empty_chunks += 1
                     if choice.get("finish_reason"):
                         trace.finish_reason = choice["finish_reason"]
+            trace.token_times_s = token_times(trace.chunk_times_s, trace.token_times_s,
+                                              (trace.usage or {}).get("completion_tokens"))
     except (httpx.HTTPError, json.JSONDecodeError) as exc:
         trace.error = f"{type(exc).__name__}: {exc}"
     finally:
         trace.done_s = time.time()
+
+
+def token_times(chunk_times_s: list[float], text_times_s: list[float], completion_tokens: int | None) -> list[float]:
+    """Arrival times of tokens: a chunk without text is not a token (a role or keep-alive chunk is not a
+    first token), unless the server's usage proves every chunk carried one (a token can decode to "",
+    e.g. half of a multi-byte character)."""
+    if completion_tokens is not None and completion_tokens == len(chunk_times_s):
+        return list(chunk_times_s)
+    return list(text_times_s)
 
 
 async def drive(base_url: str, bodies: list[dict], plan: LoadPlan, tracker: WindowTracker,
@@ -93,7 +109,6 @@ async def drive(base_url: str, bodies: list[dict], plan: LoadPlan, tracker: Wind
     traces: list[RequestTrace] = []
     timeout = httpx.Timeout(plan.request_timeout_s, connect=10.0)
     limits = httpx.Limits(max_connections=max(plan.concurrency or 0, 64))
-    t0 = time.time()
 
     def edge(event: str | None) -> None:
         if event:
@@ -103,6 +118,8 @@ async def drive(base_url: str, bodies: list[dict], plan: LoadPlan, tracker: Wind
         return plan.duration_cap_s is not None and time.time() - t0 >= plan.duration_cap_s
 
     async with httpx.AsyncClient(base_url=base_url, timeout=timeout, limits=limits) as client:
+        t0 = time.time()  # once the client exists: its set-up (SSL context) must not shift the schedule
+
         async def send(i: int) -> None:
             trace = RequestTrace(index=i, prompt_index=i % len(bodies), send_s=time.time())
             traces.append(trace)
@@ -135,13 +152,16 @@ async def drive(base_url: str, bodies: list[dict], plan: LoadPlan, tracker: Wind
     return sorted(traces, key=lambda t: t.index)
 
 
-def probe_prompt_tokens(base_url: str, model_name: str, prompt: str) -> int | None:
-    """The server's own count of a prompt's tokens (usage.prompt_tokens of a 1-token completion).
+def count_prompt_tokens(base_url: str, tokenize, prompt: str) -> int | None:
+    """The server's own count of a prompt's tokens from its tokenize endpoint, never a completion.
 
-    Run before the window, once per distinct prompt: streaming responses of some servers
-    (llama.cpp) carry no usage, and the input side should still be the server's count.
+    A completion would compute (and cache) the prompt before the load: every measured request
+    would then be a prefix-cache hit. `tokenize` = (path, body builder, count reader) of the server
+    (servers.py); None when the server has no such endpoint.
     """
-    body = {"model": model_name, "prompt": prompt, "max_tokens": 1, "stream": False}
-    response = httpx.post(base_url + "/v1/completions", json=body, timeout=120.0)
+    if tokenize is None:
+        return None
+    path, body, read = tokenize
+    response = httpx.post(base_url + path, json=body(prompt), timeout=120.0)
     response.raise_for_status()
-    return (response.json().get("usage") or {}).get("prompt_tokens")
+    return read(response.json())

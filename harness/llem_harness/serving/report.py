@@ -1,10 +1,14 @@
 """From request traces to the result: per-request records, latency metrics, the window figures.
 
-Energy attribution (documented in README "Serving mode", labelled in the result):
+Energy attribution (docs/metrics.md, labelled in the result):
 `output_token_share_in_window` — the counter's window energy is split over requests in
 proportion to the output tokens each received inside the window (a request's energy_j =
 its tokens in the window x window J/token). Requests with no token in the window get 0. It is an
 attribution, not a per-request measurement: concurrent requests share the device.
+
+Tokens, not chunks: a request's output tokens are the server's usage.completion_tokens where it sends
+them; its tokens inside the window are that count times the share of its streamed token arrivals
+that fall in the window (a chunk may carry several tokens).
 """
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from pathlib import Path
 
 from llenergymeasure.domain import (EnergyResult, Metrics, RequestRecord, ServingConfig, ServingWindow,
                                     compute_metrics)
+from llenergymeasure.domain.latency import request_latency
 from llenergymeasure.domain.metrics import MemoryStats
 
 from .loadgen import RequestTrace
@@ -28,40 +33,65 @@ def output_tokens(trace: RequestTrace) -> int:
     return len(trace.token_times_s)
 
 
-def to_records(traces: list[RequestTrace], prompt_tokens: list[int | None]) -> tuple[list[RequestRecord], list[float]]:
+def tokens_in_window(trace: RequestTrace, start_s: float, end_s: float) -> float:
+    """Output tokens of a request inside [start_s, end_s]: its token count x the share of its token
+    arrivals in the window (equal to the arrivals when each chunk is one token)."""
+    times = trace.token_times_s
+    if not times:
+        return 0.0
+    inside = sum(1 for x in times if start_s <= x <= end_s)
+    return output_tokens(trace) * inside / len(times)
+
+
+def cached_tokens(trace: RequestTrace) -> int | None:
+    """usage.prompt_tokens_details.cached_tokens (OpenAI field; vLLM with --enable-prompt-tokens-details)."""
+    details = (trace.usage or {}).get("prompt_tokens_details") or {}
+    value = details.get("cached_tokens")
+    return None if value is None else int(value)
+
+
+def to_records(traces: list[RequestTrace], prompt_tokens: list[int | None],
+               max_output_tokens: int) -> tuple[list[RequestRecord], list[float]]:
     """RequestRecords (ok requests only) with latencies from the send time, and all inter-token gaps."""
     records: list[RequestRecord] = []
     itl: list[float] = []
-    for tr in traces:
+    seen: dict[int, int] = {}
+    for tr in sorted(traces, key=lambda t: t.send_s):
+        repeat = seen.get(tr.prompt_index, 0)
+        seen[tr.prompt_index] = repeat + 1
         if not tr.ok:
             continue
         n_out = output_tokens(tr)
         usage = tr.usage or {}
         n_in = usage.get("prompt_tokens", prompt_tokens[tr.prompt_index]) or 0
-        times = tr.token_times_s
-        ttft = times[0] - tr.send_s if times else None
-        e2e = (times[-1] if times else tr.done_s) - tr.send_s
-        tpot = (e2e - ttft) / (n_out - 1) if ttft is not None and n_out > 1 else None
-        itl.extend(b - a for a, b in zip(times, times[1:]))
+        lat = request_latency(tr.send_s, n_out, tr.token_times_s, done_s=tr.done_s)
+        itl.extend(lat.itl_s)
         records.append(RequestRecord(
-            index=tr.index, batch_index=tr.index, input_tokens=int(n_in), output_tokens=n_out, ttft_s=ttft,
-            e2e_latency_s=e2e, tpot_s=tpot,
+            index=tr.index, batch_index=tr.index, input_tokens=int(n_in), output_tokens=n_out, ttft_s=lat.ttft_s,
+            e2e_latency_s=lat.e2e_latency_s, tpot_s=lat.tpot_s,
             finished_by={"stop": "eos", "length": "length"}.get(tr.finish_reason or "", "unknown"),
-            timing_unavailable_reason=None if times else "streaming off: no token times"))
-    return records, itl
+            timing_unavailable_reason=None if tr.token_times_s else "streaming off: no token times",
+            cached_prompt_tokens=cached_tokens(tr), prompt_repeat=repeat,
+            exceeds_max_output_tokens=n_out > max_output_tokens))
+    return sorted(records, key=lambda r: r.index), itl
 
 
 def window_figures(traces: list[RequestTrace], start_s: float, end_s: float, definition: str) -> ServingWindow:
     ok = [t for t in traces if t.ok]
     first = min(t.send_s for t in traces)
-    last = max(t.done_s for t in traces if t.done_s is not None)
+    # The end edge is read just after the completion that starts the drain: with one request in flight
+    # that is the last response, and the run ends at the later of the two instants.
+    last = max([t.done_s for t in traces if t.done_s is not None] + [end_s])
     run_s = last - first
-    tokens = sum(1 for t in ok for x in t.token_times_s if start_s <= x <= end_s)
+    tokens = round(sum(tokens_in_window(t, start_s, end_s) for t in ok))
+    all_tokens = sum(output_tokens(t) for t in ok)
     completed = sum(1 for t in ok if t.done_s is not None and start_s <= t.done_s <= end_s)
     duration = end_s - start_s
     return ServingWindow(definition=definition, start_s=start_s - first, end_s=end_s - first, duration_s=duration,
                          run_s=run_s, steady_state_share=duration / run_s if run_s > 0 else 0.0,
-                         output_tokens=tokens, requests_completed=completed)
+                         output_tokens=tokens, requests_completed=completed,
+                         output_token_share=tokens / all_tokens if all_tokens else None,
+                         request_share=completed / len(ok) if ok else None)
 
 
 def serving_metrics(records: list[RequestRecord], itl: list[float], window: ServingWindow,
@@ -89,20 +119,23 @@ def serving_metrics(records: list[RequestRecord], itl: list[float], window: Serv
 
 
 def goodput(records: list[RequestRecord], cfg: ServingConfig, run_s: float):
-    """(requests/s meeting the SLO, their share, reason when not computed)."""
-    if cfg.slo is None or (cfg.slo.ttft_s is None and cfg.slo.tpot_s is None):
+    """(requests/s meeting every SLO threshold set, their share, reason when not computed).
+
+    The rate is over `run_s`, the same denominator as the achieved request rate. A request that
+    lacks the figure a threshold tests (no TPOT for a one-token answer, no TTFT) does not meet it.
+    SLOs that need streaming are refused at config time when streaming is off.
+    """
+    slo = cfg.slo
+    if slo is None or (slo.ttft_s is None and slo.tpot_s is None and slo.e2e_s is None):
         return None, None, "no serving.slo set"
     if not records:
         return None, None, "no successful request"
-    if cfg.slo.ttft_s is not None and not cfg.streaming:
-        return None, None, "serving.slo.ttft_s needs streaming: TTFT is not measured without it"
 
-    def meets(r: RequestRecord) -> bool:
-        if cfg.slo.ttft_s is not None and (r.ttft_s is None or r.ttft_s > cfg.slo.ttft_s):
-            return False
-        return cfg.slo.tpot_s is None or r.tpot_s is None or r.tpot_s <= cfg.slo.tpot_s
+    def within(value: float | None, limit: float | None) -> bool:
+        return limit is None or (value is not None and value <= limit)
 
-    good = sum(1 for r in records if meets(r))
+    good = sum(1 for r in records if within(r.ttft_s, slo.ttft_s) and within(r.tpot_s, slo.tpot_s)
+               and within(r.e2e_latency_s, slo.e2e_s))
     return (good / run_s if run_s > 0 else None), good / len(records), None
 
 
@@ -112,11 +145,12 @@ def write_requests_file(path: Path, traces: list[RequestTrace],
     first = min(t.send_s for t in traces)
     with open(path, "w", encoding="utf-8") as fh:
         for tr in traces:
-            in_window = sum(1 for x in tr.token_times_s if start_s <= x <= end_s)
+            in_window = tokens_in_window(tr, start_s, end_s)
             fh.write(json.dumps({
                 "index": tr.index, "prompt_index": tr.prompt_index, "status": tr.status, "error": tr.error,
                 "send_s": tr.send_s - first, "done_s": None if tr.done_s is None else tr.done_s - first,
-                "token_times_s": [x - first for x in tr.token_times_s], "stream_token_events": len(tr.token_times_s),
+                "token_times_s": [x - first for x in tr.token_times_s], "stream_token_events": len(tr.token_times_s), "stream_chunks": len(tr.chunk_times_s),
+                "empty_chunks": tr.empty_chunks,
                 "usage": tr.usage, "finish_reason": tr.finish_reason, "output_tokens_in_window": in_window,
                 "energy_j": None if energy_per_token_j is None else in_window * energy_per_token_j,
                 "energy_attribution": ATTRIBUTION}) + "\n")

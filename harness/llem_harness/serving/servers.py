@@ -4,12 +4,19 @@ Each entry builds the argv of the engine's own maintained OpenAI-compatible serv
 whether that command has been run by this project (`verified`). The pipeline never branches on
 the engine name; it looks the engine up here.
 
-- llama.cpp: `python -m llama_cpp.server` (llama-cpp-python 0.3.36), verified on CPU with the
-  tiny GGUF. `--interrupt_requests False` is required: by default the server aborts a streaming
+- llama.cpp: llama-cpp-python 0.3.36's `llama_cpp.server`, started through
+  `llem_harness.serving.llama_cpp_server` (which adds prefix-cache control and cached-token
+  counts, see there), verified on CPU with the tiny GGUF. `--interrupt_requests False` is required: by default the server aborts a streaming
   request as soon as another one arrives, which would truncate every concurrent request.
   The server runs one request at a time (a lock around the model): queueing shows up in TTFT.
 - vLLM: `vllm serve` (0.33.0 docs) and TensorRT-LLM: `trtllm-serve` (1.2.x docs). Written against
   their documented CLIs; UNVERIFIED here (no GPU) until run on one.
+
+Prefix caching follows the study's `prefix_caching` (default off) on every server: vLLM
+`--[no-]enable-prefix-caching` (with `--enable-prompt-tokens-details`, so usage reports
+`prompt_tokens_details.cached_tokens`), TensorRT-LLM `kv_cache_config.enable_block_reuse` in an
+`--extra_llm_api_options` file, llama.cpp through its launcher. Prompt tokens are counted with each
+server's tokenize endpoint (`tokenize`), never with a completion (which would prime the cache).
 - transformers: no maintained OpenAI-compatible server fits (text-generation-inference is a
   separate product), so serving mode refuses it with a message.
 """
@@ -18,7 +25,8 @@ from __future__ import annotations
 import shutil
 import sys
 from dataclasses import dataclass, field
-from typing import Callable
+from pathlib import Path
+from typing import Any, Callable
 
 from llenergymeasure.domain import ExperimentConfig
 
@@ -42,6 +50,9 @@ class ServerSpec:
     extra_body: dict = field(default_factory=dict)  # request fields this server needs
     usage_in_stream: bool = True            # sends usage in the last chunk with stream_options
     package: str | None = None              # distribution whose version is reported as engine_version
+    tokenize: tuple[str, Callable[[str], dict], Callable[[Any], int]] | None = None  # path, body, count
+    files: dict[str, str] = field(default_factory=dict)  # path -> text, written before the server starts
+    prefix_caching: dict[str, Any] = field(default_factory=dict)  # how caching was set, for `effective`
 
 
 def _option(section, name: str):
@@ -51,13 +62,14 @@ def _option(section, name: str):
     return section.get(name) if isinstance(section, dict) else getattr(section, name, None)
 
 
-def _llama_cpp(config: ExperimentConfig, host: str, port: int) -> ServerSpec:
+def _llama_cpp(config: ExperimentConfig, host: str, port: int, files_dir: Path) -> ServerSpec:
     opts = config.llama_cpp
     n_ctx = _option(opts, "n_ctx") or max(512, config.max_input_tokens + config.max_output_tokens + 64)
     n_gpu_layers = _option(opts, "n_gpu_layers")
     if n_gpu_layers is None:  # default: every layer on the GPU when there is one, else CPU
         n_gpu_layers = -1 if shutil.which("nvidia-smi") else 0
-    argv = [sys.executable, "-m", "llama_cpp.server", "--model", str(find_gguf(config.model)),
+    argv = [sys.executable, "-m", "llem_harness.serving.llama_cpp_server",
+            "--llem_prefix_caching", str(config.prefix_caching), "--model", str(find_gguf(config.model)),
             "--model_alias", SERVED_MODEL_NAME, "--host", host, "--port", str(port),
             "--interrupt_requests", "False", "--seed", str(config.random_seed),
             "--n_ctx", str(n_ctx), "--n_gpu_layers", str(n_gpu_layers)]
@@ -66,26 +78,39 @@ def _llama_cpp(config: ExperimentConfig, host: str, port: int) -> ServerSpec:
         if value is not None:
             argv += [f"--{name}", str(_GGML_TYPES[value] if name.startswith("type_") else value)]
     extra = {"min_tokens": config.max_output_tokens} if config.decoding.ignore_eos else {}
-    return ServerSpec(argv, verified=True, extra_body=extra, usage_in_stream=False,
-                      package="llama-cpp-python")
+    tokenize = ("/extras/tokenize", lambda p: {"input": p, "model": SERVED_MODEL_NAME}, lambda j: len(j["tokens"]))
+    return ServerSpec(argv, verified=True, extra_body=extra, usage_in_stream=False, package="llama-cpp-python",
+                      tokenize=tokenize, prefix_caching={"llem_prefix_caching": config.prefix_caching})
 
 
-def _vllm(config: ExperimentConfig, host: str, port: int) -> ServerSpec:
+def _vllm(config: ExperimentConfig, host: str, port: int, files_dir: Path) -> ServerSpec:
     argv = ["vllm", "serve", config.model, "--host", host, "--port", str(port),
             "--served-model-name", SERVED_MODEL_NAME, "--dtype", _DTYPES[config.precision],
-            "--seed", str(config.random_seed)]
+            "--seed", str(config.random_seed),
+            "--enable-prefix-caching" if config.prefix_caching else "--no-enable-prefix-caching",
+            "--enable-prompt-tokens-details"]
     extra = {"ignore_eos": True} if config.decoding.ignore_eos else {}
-    return ServerSpec(argv, verified=False, ready_path="/health", extra_body=extra, package="vllm")
+    tokenize = ("/tokenize", lambda p: {"model": SERVED_MODEL_NAME, "prompt": p}, lambda j: int(j["count"]))
+    return ServerSpec(argv, verified=False, ready_path="/health", extra_body=extra, package="vllm",
+                      tokenize=tokenize, prefix_caching={"enable_prefix_caching": config.prefix_caching})
 
 
-def _tensorrt_llm(config: ExperimentConfig, host: str, port: int) -> ServerSpec:
+TRTLLM_OPTIONS_FILE = "trtllm_llm_api_options.yaml"
+
+
+def _tensorrt_llm(config: ExperimentConfig, host: str, port: int, files_dir: Path) -> ServerSpec:
+    options = files_dir / TRTLLM_OPTIONS_FILE
     argv = ["trtllm-serve", config.model, "--host", host, "--port", str(port), "--backend", "pytorch",
-            "--served_model_name", SERVED_MODEL_NAME]
+            "--served_model_name", SERVED_MODEL_NAME, "--extra_llm_api_options", str(options)]
     extra = {"ignore_eos": True} if config.decoding.ignore_eos else {}
-    return ServerSpec(argv, verified=False, ready_path="/health", extra_body=extra, package="tensorrt_llm")
+    reuse = "true" if config.prefix_caching else "false"
+    # trtllm-serve has no tokenize endpoint: prompts are counted with the model's tokenizer (run.py).
+    return ServerSpec(argv, verified=False, ready_path="/health", extra_body=extra, package="tensorrt_llm",
+                      files={str(options): f"kv_cache_config:\n  enable_block_reuse: {reuse}\n"},
+                      prefix_caching={"kv_cache_config.enable_block_reuse": config.prefix_caching})
 
 
-REGISTRY: dict[str, Callable[[ExperimentConfig, str, int], ServerSpec]] = {
+REGISTRY: dict[str, Callable[[ExperimentConfig, str, int, Path], ServerSpec]] = {
     "llama_cpp": _llama_cpp,
     "vllm": _vllm,
     "tensorrt_llm": _tensorrt_llm,
@@ -101,11 +126,12 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
-def server_spec(config: ExperimentConfig, port: int, host: str = "127.0.0.1") -> ServerSpec:
+def server_spec(config: ExperimentConfig, port: int, host: str = "127.0.0.1", files_dir: Path | None = None) -> ServerSpec:
+    """The server command; files it needs (`spec.files`) go under `files_dir` (the run directory)."""
     builder = REGISTRY.get(config.engine)
     if builder is None:
         raise ServingUnsupported(f"engine '{config.engine}' has no OpenAI-compatible server in serving mode; "
                                  f"use one of {sorted(REGISTRY)} or mode: offline")
-    spec = builder(config, host, port)
+    spec = builder(config, host, port, files_dir or Path("."))
     spec.argv += list(config.serving.server_args)
     return spec

@@ -1,8 +1,10 @@
 """Steady-state window: where the measured load is at its target, not ramping up or draining.
 
-Definition (README "Serving mode"):
-- closed loop (concurrency C): opens when the in-flight count first reaches C; closes when, with
-  no request left to send, the in-flight count first drops below C (the drain starts).
+Definition (docs/methodology.md, "Steady state"):
+- closed loop (concurrency C): opens at the first refill, the send that brings the in-flight count
+  back to C after the first completion, so the first wave of C simultaneous cold prefills is outside
+  the window; closes when, with no request left to send, the in-flight count first drops below C
+  (the drain starts).
 - open loop (Poisson rate): opens at the send of request number `ramp` (the arrival process has
   run for its ramp); closes at the last send (arrivals end, the drain starts).
 
@@ -12,7 +14,8 @@ finished trace through the same machine (tests, and a check of the live edges).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass
@@ -34,8 +37,8 @@ class WindowTracker:
             self.arrivals_closed = True
         event = None
         if self.start_s is None:
-            reached = (self.in_flight >= self.target_concurrency if self.target_concurrency is not None
-                       else self.sent >= self.ramp_sends)
+            reached = (self.in_flight >= self.target_concurrency and self.sent > self.target_concurrency
+                       if self.target_concurrency is not None else self.sent >= self.ramp_sends)
             if reached:
                 self.start_s = t_s
                 event = "start"
@@ -78,3 +81,66 @@ def window_from_trace(sends_s: list[float], dones_s: list[float | None], target_
     for t, _order, kind in events:
         (tracker.on_send if kind == "send" else tracker.on_done)(t)
     return tracker.start_s, tracker.end_s
+
+
+@dataclass
+class LiveEdges:
+    """Window edges read inside the load's event loop: only the counters there, the rest elsewhere.
+
+    `on_edge("start")` reads the counters and hands the rest of the window start (RAPL, sampler
+    thread) to a worker thread that exists before the load; `on_edge("end")` reads the counters (and
+    RAPL) only. `finish()`, called after the load, stops the sampler, drops its samples taken after
+    the end edge and builds the window (files included). `stalls_s` records how long each edge held
+    the event loop (bench/serving_edge_stall.py).
+    """
+
+    session: Any
+    emit: Any = None
+    end_edge: Any = None
+    stalls_s: list[float] = field(default_factory=list)
+    _worker: Any = None
+    _started: Any = None
+
+    def __post_init__(self) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llem-window")
+        self._worker.submit(lambda: None).result()  # the thread exists before the load starts
+
+    def on_edge(self, kind: str) -> None:
+        import time
+
+        t = time.perf_counter()
+        if kind == "start":
+            edge = self.session.read_edge()
+            edge.deferred = True
+            self._started = self._worker.submit(self.session.start_window, _no_sync, edge)
+        elif self.end_edge is None:
+            if self._started is not None and not self._started.done():
+                self._started.result()  # the end came before the start finished (a window of milliseconds)
+            self.end_edge = self.session.read_edge(end=True)
+        else:
+            return
+        if self.emit is not None:
+            self.emit("phase", phase="measuring", window="open" if kind == "start" else "closed")
+        self.stalls_s.append(time.perf_counter() - t)
+
+    def finish(self):
+        try:
+            if self._started is not None:
+                self._started.result()
+            return self.session.stop_window(_no_sync, self.end_edge)
+        finally:
+            self._worker.shutdown(wait=True)
+
+    @property
+    def start_wall_s(self) -> float:
+        return self.session._wall0
+
+    @property
+    def end_wall_s(self) -> float:
+        return self.end_edge.wall_s
+
+
+def _no_sync() -> None:
+    """Serving's work runs in the server process: there is nothing to synchronise here."""

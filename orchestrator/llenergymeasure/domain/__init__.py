@@ -4,7 +4,8 @@ from .config import (ENGINES, BaselineConfig, DatasetConfig, DecodingConfig, Exp
 from .manifest import MANIFEST_FILE, ManifestCounters, ManifestEntry, StudyManifest
 from .measurement import (BaselineResult, CpuEnergy, EnergyResult, GpuEnergy, GpuInfo, PhaseEnergy, SamplerStats,
                           ThermalSummary, ThrottleSummary, WarmupResult)
-from .metrics import Distribution, FlopsEstimate, MemoryStats, Metrics, RequestRecord, compute_metrics
+from .metrics import (Distribution, FlopsEstimate, MemoryStats, Metrics, PromptCache, RequestRecord, compute_metrics,
+                      prompt_cache)
 from .result import EnvironmentInfo, ExperimentResult, HarnessError
 from .run_spec import (CONTAINER_RUN_DIR, ERROR_FILE, HARNESS_LOG_FILE, RESULT_FILE, RUN_SPEC_FILE, TIMESERIES_FILE,
                        RunSpec)

@@ -129,6 +129,9 @@ class ExperimentConfig(StrictModel):
     batch_size: int = Field(1, ge=1, le=1 << 16)
     decoding: DecodingConfig = Field(default_factory=DecodingConfig)
     random_seed: int = 42
+    prefix_caching: bool = Field(
+        False, description="let the engine reuse cached prompt prefixes (vLLM enable_prefix_caching, TensorRT-LLM "
+                           "KV-block reuse, llama.cpp prefix match); off by default so every measured prefill is cold")
     transformers: TransformersConfig | None = None
     vllm: VllmConfig | None = None
     tensorrt_llm: TensorRtLlmConfig | None = None
@@ -175,6 +178,11 @@ class ExperimentConfig(StrictModel):
         if self.mode == "serving" and self.engine == "transformers":
             raise ValueError("mode: serving needs an engine with an OpenAI-compatible server (llama_cpp, vllm, "
                              "tensorrt_llm); transformers has none: set engine or use mode: offline")
+        vllm_prefix = self.vllm.enable_prefix_caching if self.vllm is not None else None
+        if vllm_prefix is not None and vllm_prefix != self.prefix_caching:
+            raise ValueError(f"vllm.enable_prefix_caching ({vllm_prefix}) disagrees with prefix_caching "
+                             f"({self.prefix_caching}); set prefix_caching: {str(vllm_prefix).lower()} and remove "
+                             "vllm.enable_prefix_caching")
         if self.mode == "serving" and self.serving is None:
             object.__setattr__(self, "serving", ServingConfig())
         defaults = {"transformers": TransformersConfig, "llama_cpp": LlamaCppConfig, "vllm": VllmConfig,
@@ -187,7 +195,14 @@ class ExperimentConfig(StrictModel):
         """sha256 (hex, 16 chars) of canonical JSON of every field that changes the measurement."""
         # Offline configs hash as before serving existed (mode/serving excluded), so hashes stay stable.
         excluded = {"name"} if self.mode == "serving" else {"name", "mode", "serving"}
+        if not self.prefix_caching:  # the default: hashes stay those of configs written before the field
+            excluded.add("prefix_caching")
         payload = self.model_dump(mode="json", exclude=excluded)
+        serving = payload.get("serving") or {}
+        if serving.get("burstiness") == 1.0:  # fields added later hash only when set (stable hashes)
+            del serving["burstiness"]
+        if (serving.get("slo") or {}).get("e2e_s", 0) is None:
+            del serving["slo"]["e2e_s"]
         canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 

@@ -125,7 +125,12 @@ class GpuInfo(OpenModel):
 
 
 class PhaseEnergy(OpenModel):
-    """Prefill vs decode split of window energy (see README for the method)."""
+    """Prefill vs decode split of window energy (docs/methodology.md, "Phase split").
+
+    Each phase is the union over requests of their prefill (or decode) intervals, clipped to the
+    window, so concurrent requests never count the same joules twice; where a prefill overlaps a
+    decode the time goes to the phase named in `overlap_attribution`.
+    """
 
     method: Literal["timeline_integration", "unavailable"] = "unavailable"
     unavailable_reason: str | None = None
@@ -133,3 +138,7 @@ class PhaseEnergy(OpenModel):
     decode_energy_j: float | None = None
     prefill_time_s: float | None = None
     decode_time_s: float | None = None
+    prefill_samples: int | None = Field(None, description="power samples inside the prefill time")
+    decode_samples: int | None = Field(None, description="power samples inside the decode time")
+    overlap_s: float | None = Field(None, description="time when a prefill and a decode ran at once")
+    overlap_attribution: str | None = Field(None, description="which phase the overlap time was given to")

@@ -19,11 +19,11 @@ WH_PER_J = 1.0 / 3600.0
 class RequestRecord(OpenModel):
     """One request as measured: real token counts (EOS stops count) and its timings.
 
-    Timings are relative to when the request was submitted: for static batches, the start of
-    its batch (every request shares the batch's prefill, so TTFT is the time until the batch's
-    first generated token); for engines that take requests one at a time, the request's own
-    start. `e2e_latency_s` ends when the request's last token was ready. Latencies an engine
-    does not report are null, with `timing_unavailable_reason`.
+    Every latency runs from the request's submission (domain/latency.py, recorded in the result as
+    `latency_reference`): offline, when the harness handed it to the engine (a static batch hands
+    all its requests at once and they share one prefill); serving, when the HTTP request was sent.
+    `e2e_latency_s` ends when the request's last token was ready. Latencies an engine does not
+    report are null, with `timing_unavailable_reason`.
     """
 
     index: int
@@ -35,6 +35,48 @@ class RequestRecord(OpenModel):
     tpot_s: float | None = Field(None, description="(e2e - ttft) / (output_tokens - 1); null for 1 token")
     finished_by: Literal["eos", "length", "unknown"] = "unknown"
     timing_unavailable_reason: str | None = None
+    cached_prompt_tokens: int | None = Field(
+        None, description="prompt tokens the engine served from a cache; null where the engine does not say")
+    prompt_repeat: int = Field(0, ge=0, description="times this prompt was already sent in the measured set")
+    exceeds_max_output_tokens: bool = Field(False, description="output_tokens > max_output_tokens")
+
+
+class PromptCache(OpenModel):
+    """Whether measured requests were served from a prompt (prefix) cache, and by how many tokens.
+
+    `prefix_caching` is what the study asked for; the counts are what the engine reported. A
+    request counted here reused a prompt prefix the engine had already computed, so its prefill
+    (and TTFT) is shorter than a cold one.
+    """
+
+    prefix_caching: bool = False
+    source: str | None = Field(None, description="where the cached-token counts come from")
+    requests_reporting: int = Field(0, description="measured requests whose cached-token count is known")
+    requests_with_cached_tokens: int | None = None
+    cached_prompt_tokens_total: int | None = None
+    repeated_prompt_requests: int = Field(0, description="measured requests whose prompt was sent before")
+    unavailable_reason: str | None = None
+
+
+def prompt_cache(requests: list[RequestRecord], prefix_caching: bool, source: str | None,
+                 unavailable_reason: str | None = None) -> tuple[PromptCache, list[str]]:
+    """Aggregate the per-request cached counts; a warning when a cache the study did not ask for was hit."""
+    known = [r.cached_prompt_tokens for r in requests if r.cached_prompt_tokens is not None]
+    report = PromptCache(
+        prefix_caching=prefix_caching, source=source if known else None, requests_reporting=len(known),
+        requests_with_cached_tokens=sum(1 for n in known if n > 0) if known else None,
+        cached_prompt_tokens_total=sum(known) if known else None,
+        repeated_prompt_requests=sum(1 for r in requests if r.prompt_repeat > 0),
+        unavailable_reason=None if known else (unavailable_reason or "the engine reports no cached prompt tokens"))
+    warnings = []
+    if not prefix_caching and report.requests_with_cached_tokens:
+        warnings.append(f"{report.requests_with_cached_tokens} measured request(s) were served {report.cached_prompt_tokens_total} "
+                        "prompt tokens from a prefix cache the study did not ask for (prefix_caching: false): "
+                        "their prefill energy and TTFT are understated")
+    if report.repeated_prompt_requests:
+        warnings.append(f"{report.repeated_prompt_requests} measured request(s) repeat a prompt already sent "
+                        "(more requests than prompts): a prefix cache may serve them")
+    return report, warnings
 
 
 class Distribution(OpenModel):

@@ -9,7 +9,7 @@ from .base import OpenModel
 from .config import ExperimentConfig
 from .measurement import (BaselineResult, CpuEnergy, EnergyResult, GpuInfo, PhaseEnergy, SamplerStats,
                           ThermalSummary, ThrottleSummary, WarmupResult)
-from .metrics import Metrics, RequestRecord
+from .metrics import Metrics, PromptCache, RequestRecord
 from .serving import ServingResult
 
 RESULT_SCHEMA_VERSION = 1
@@ -55,6 +55,9 @@ class ExperimentResult(OpenModel):
     model_load_s: float | None = None
     harness_wall_s: float | None = None
     requests: list[RequestRecord] = Field(default_factory=list)
+    latency_reference: str | None = Field(
+        None, description="what every latency is measured from (domain/latency.py); null in older results")
+    prompt_cache: PromptCache | None = Field(None, description="prompt-cache use of the measured requests")
     metrics: Metrics = Field(default_factory=Metrics)
     energy: EnergyResult = Field(default_factory=EnergyResult)
     phase_energy: PhaseEnergy = Field(default_factory=PhaseEnergy)

@@ -18,6 +18,11 @@ class ServingSlo(StrictModel):
 
     ttft_s: float | None = Field(None, gt=0, description="time to first token at most this")
     tpot_s: float | None = Field(None, gt=0, description="time per output token at most this")
+    e2e_s: float | None = Field(None, gt=0, description="end-to-end latency at most this")
+
+    def streaming_only(self) -> list[str]:
+        """Thresholds that need token arrival times (measured only when streaming)."""
+        return [f"slo.{k}" for k in ("ttft_s", "tpot_s") if getattr(self, k) is not None]
 
 
 class ServingConfig(StrictModel):
@@ -25,7 +30,10 @@ class ServingConfig(StrictModel):
     flight) or `request_rate` (open loop: Poisson arrivals seeded by `random_seed`); default C=1."""
 
     concurrency: int | None = Field(None, ge=1, description="requests kept in flight (closed loop)")
-    request_rate: float | None = Field(None, gt=0, description="mean arrivals per second (Poisson, seeded)")
+    request_rate: float | None = Field(None, gt=0, description="mean arrivals per second (seeded)")
+    burstiness: float = Field(
+        1.0, gt=0, description="request_rate only: shape of the gamma inter-arrival distribution; 1 = Poisson, "
+                               "< 1 burstier, > 1 more regular (as vllm bench serve --burstiness)")
     n_requests: int = Field(32, ge=2, description="requests sent in total (prompts cycle if fewer)")
     duration_s: float | None = Field(None, gt=0, description="cap: no new request is sent after this")
     streaming: bool = Field(True, description="stream tokens (needed for TTFT and inter-token latency)")
@@ -46,6 +54,11 @@ class ServingConfig(StrictModel):
         if self.concurrency is not None and self.n_requests <= self.concurrency:
             raise ValueError(f"serving.n_requests ({self.n_requests}) must exceed serving.concurrency "
                              f"({self.concurrency}) so the steady-state window is not empty")
+        if self.request_rate is None and self.burstiness != 1.0:
+            raise ValueError("serving.burstiness shapes open-loop arrivals: set serving.request_rate or remove it")
+        if self.slo is not None and not self.streaming and self.slo.streaming_only():
+            raise ValueError(f"serving.{', serving.'.join(self.slo.streaming_only())} cannot be evaluated without "
+                             "streaming (no token times): set serving.streaming: true or use serving.slo.e2e_s")
         if self.request_rate is not None and self.ramp() >= self.n_requests:
             raise ValueError(f"serving.ramp_requests ({self.ramp()}) must be below serving.n_requests "
                              f"({self.n_requests}) so the steady-state window is not empty")
@@ -67,6 +80,8 @@ class ServingWindow(OpenModel):
     steady_state_share: float = Field(..., description="duration_s / run_s")
     output_tokens: int = Field(..., description="output tokens whose arrival time lies in the window")
     requests_completed: int = Field(..., description="requests whose last token arrived in the window")
+    output_token_share: float | None = Field(None, description="output_tokens / output tokens of every ok request")
+    request_share: float | None = Field(None, description="requests_completed / ok requests")
 
 
 class ServingResult(OpenModel):
@@ -85,6 +100,11 @@ class ServingResult(OpenModel):
     n_errors: int = Field(..., description="HTTP errors, broken streams and timeouts")
     error_examples: list[str] = Field(default_factory=list)
     achieved_request_rate_per_s: float | None = Field(None, description="ok responses / run_s")
+    output_tokens_per_s_run: float | None = Field(None, description="output tokens of ok requests / run_s")
+    rate_denominator: str = Field("run_s: first send to last response",
+                                  description="the time goodput, achieved rate and run throughput are divided by")
+    requests_over_max_output_tokens: int = Field(
+        0, description="ok requests whose output exceeded max_output_tokens (flagged per request)")
     output_tokens_source: str = Field(..., description="where output token counts come from")
     window: ServingWindow
     energy_per_output_token_window_j: float | None = None

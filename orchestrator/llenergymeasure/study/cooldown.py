@@ -1,7 +1,7 @@
 """Cool down between experiments: wait until the GPUs are back near their idle temperature.
 
-Why: leakage power rises with temperature, so back-to-back runs read higher (METHODOLOGY.md fact
-7); a fixed sleep is either too short or wasteful. We poll the assigned GPUs' temperature until
+Why: leakage power rises with temperature, so back-to-back runs read higher (docs/methodology.md,
+"Environment, temperature and cool-down"); a fixed sleep is either too short or wasteful. We poll the assigned GPUs' temperature until
 every one is within `delta_c` of its idle temperature, capped at `max_wait_s`.
 
 Host side: pynvml is imported lazily, and the harness is never imported. With

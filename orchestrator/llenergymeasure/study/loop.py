@@ -27,12 +27,25 @@ log = logging.getLogger(__name__)
 
 
 def default_timeout_s(spec: RunSpec) -> float:
-    """Generous wall-clock limit derived from the workload (override: execution.timeout_s)."""
+    """Generous wall-clock limit derived from the workload (override: execution.timeout_s).
+
+    Serving: the server's ready timeout, then every request as if the server ran them one at a time
+    (llama.cpp's does), open-loop sends spread over n_requests / rate, a duration cap bounding the
+    sends; offline: every batch of the prompts and of the warm-up.
+    """
     cfg = spec.config
-    n_batches = -(-cfg.n_prompts // cfg.batch_size)
     warmup = cfg.measurement.warmup.max_batches if cfg.measurement.warmup.enabled else 0
     baseline = cfg.measurement.baseline.duration_s if cfg.measurement.baseline.enabled else 0.0
     per_batch_s = 5.0 + 0.25 * cfg.max_output_tokens
+    if cfg.mode == "serving" and cfg.serving is not None:
+        s = cfg.serving
+        load_s = s.n_requests * per_batch_s + (s.n_requests / s.request_rate if s.request_rate else 0.0)
+        if s.duration_s is not None:  # no send after the cap; what is in flight then still finishes
+            in_flight = s.concurrency if s.concurrency is not None else s.n_requests
+            load_s = min(load_s, s.duration_s + in_flight * per_batch_s)
+        prompts_s = 0.5 * cfg.n_prompts  # counting each prompt's tokens with the server
+        return 600.0 + baseline + s.ready_timeout_s + prompts_s + warmup * per_batch_s + load_s
+    n_batches = -(-cfg.n_prompts // cfg.batch_size)
     return 600.0 + baseline + (n_batches + warmup) * per_batch_s
 
 

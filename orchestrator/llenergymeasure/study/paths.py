@@ -1,4 +1,4 @@
-"""Study and run directory names (DESIGN.md: `runs/<NNN>_c<cycle>_<slug>_<hash8>/`)."""
+"""Study and run directory names (`runs/<NNN>_c<cycle>_<slug>_<hash8>/`)."""
 from __future__ import annotations
 
 import re

@@ -1,0 +1,182 @@
+"""One definition per metric: latency, phase energy, cache accounting, serving figures (pure functions).
+
+Each test pins a definition that differed between engines or modes before (see docs/metrics.md).
+"""
+from __future__ import annotations
+
+import statistics
+from types import SimpleNamespace
+
+import pytest
+from pydantic import ValidationError
+
+from _measurement_helpers import measure, replay_session
+from llem_harness.phases import OVERLAP_ATTRIBUTION, phase_energy, split_phases, subtract, union
+from llem_harness.pipeline import _label_repeats, _requests_from_outputs
+from llem_harness.engines.base import BatchOutput, GeneratedRequest, completion_requests
+from llenergymeasure.domain import ExperimentConfig, RequestRecord, prompt_cache
+from llenergymeasure.domain.latency import request_latency
+
+
+# -- latency -----------------------------------------------------------------------------------
+
+def test_one_latency_definition_from_submission():
+    lat = request_latency(10.0, 4, [10.5, 10.7, 10.8, 11.1])
+    assert lat.ttft_s == pytest.approx(0.5) and lat.e2e_latency_s == pytest.approx(1.1)
+    assert lat.tpot_s == pytest.approx(0.6 / 3) and lat.itl_s == pytest.approx([0.2, 0.1, 0.3])
+    first_last = request_latency(10.0, 4, first_token_s=10.5, last_token_s=11.1)
+    assert (first_last.ttft_s, first_last.e2e_latency_s, first_last.itl_s) == (lat.ttft_s, lat.e2e_latency_s, [])
+    plain = request_latency(10.0, 4, done_s=12.0)  # non-streamed response: e2e only
+    assert plain.ttft_s is None and plain.tpot_s is None and plain.e2e_latency_s == pytest.approx(2.0)
+    assert request_latency(10.0, 1, [10.5]).tpot_s is None
+
+
+# -- phase energy ------------------------------------------------------------------------------
+
+def _overlapping_spans(n: int = 8):
+    """n requests submitted together to a continuous-batching engine: prefill 0-1 s, decode to 10 s."""
+    return [s for i in range(n) for s in ((0.0, 1.0 + 0.01 * i, "prefill"), (1.0 + 0.01 * i, 10.0, "decode"))]
+
+
+def test_phase_union_never_counts_concurrent_requests_twice():
+    spans = _overlapping_spans()
+    prefill, decode, overlap = split_phases(spans, (0.0, 10.0))
+    assert union([(0, 1), (0.5, 2), (3, 4)]) == [(0, 2), (3, 4)]
+    assert subtract([(0, 10)], [(1, 2), (3, 4)]) == [(0, 1), (2, 3), (4, 10)]
+    assert prefill == [(0.0, 1.07)] and decode == [(1.07, 10.0)] and overlap == pytest.approx(0.07)
+    power_w = 150.0
+    phase = phase_energy(spans, (0.0, 10.0), [0.5 * k for k in range(21)], lambda a, b: power_w * (b - a),
+                         window_energy_j=1496.0)
+    # Before: 8 x (prefill + decode) = 12,000 J inside a 1,496 J window. Now the phases partition it.
+    assert phase.prefill_energy_j + phase.decode_energy_j == pytest.approx(1496.0)
+    assert phase.prefill_time_s + phase.decode_time_s <= 10.0 + 1e-9
+    assert phase.prefill_samples == 3 and phase.decode_samples == 18 and phase.overlap_attribution == OVERLAP_ATTRIBUTION
+
+
+def test_phase_intervals_outside_the_window_are_clipped():
+    phase = phase_energy([(-5.0, 1.0, "prefill"), (1.0, 50.0, "decode")], (0.0, 10.0), [], lambda a, b: b - a)
+    assert phase.prefill_time_s == pytest.approx(1.0) and phase.decode_time_s == pytest.approx(9.0)
+
+
+def test_session_phase_energy_of_overlapping_requests_stays_inside_the_window(monkeypatch, tmp_path):
+    """Through the real session on a replayed power trace (synthetic, hardware we lack)."""
+    session, _ = replay_session(monkeypatch, tmp_path, "instant_only.jsonl")
+    window = measure(session, 1.0, 11.0)
+    w0 = window.start_unix_s
+    spans = [(w0 + a / 10, w0 + b / 10, p) for a, b, p in _overlapping_spans()]
+    phase = session.phase_energy(spans, window.energy.gpu_energy_raw_j)
+    session.close()
+    raw = window.energy.gpu_energy_raw_j
+    assert phase.method == "timeline_integration" and raw > 0
+    assert phase.prefill_energy_j + phase.decode_energy_j <= raw * (1 + 1e-9)
+    assert phase.prefill_time_s + phase.decode_time_s <= window.window_s + 1e-6
+    assert phase.prefill_samples is not None and phase.decode_samples >= 1
+
+
+def test_offline_requests_take_latency_and_phases_from_their_submission():
+    batch = BatchOutput(start_s=100.0, end_s=103.0, requests=[
+        GeneratedRequest(4, 3, token_times_s=[101.0, 101.5, 102.0]),            # static batch member
+        GeneratedRequest(4, 40, token_times_s=[101.0] * 40),                     # over the limit
+        GeneratedRequest(4, 2, start_s=100.5, first_token_s=101.0, last_token_s=102.5, cached_prompt_tokens=3)])
+    records, itl, spans = _requests_from_outputs([batch], to_unix=0.0, max_output_tokens=32)
+    assert [r.ttft_s for r in records] == [1.0, 1.0, 0.5]
+    assert records[2].e2e_latency_s == 2.0 and records[2].cached_prompt_tokens == 3
+    assert [r.exceeds_max_output_tokens for r in records] == [False, True, False]
+    assert (100.5, 101.0, "prefill") in spans and (101.0, 102.5, "decode") in spans
+    _label_repeats(records, ["a", "b", "a"])  # a dataset with a duplicate prompt: labelled
+    assert [r.prompt_repeat for r in records] == [0, 0, 1]
+
+
+# -- prompt cache ------------------------------------------------------------------------------
+
+def _record(i: int, cached: int | None, repeat: int = 0) -> RequestRecord:
+    return RequestRecord(index=i, batch_index=i, input_tokens=8, output_tokens=4, cached_prompt_tokens=cached,
+                         prompt_repeat=repeat)
+
+
+def test_cache_hits_the_study_did_not_ask_for_are_a_warning():
+    report, warnings = prompt_cache([_record(0, 0), _record(1, 6)], False, "engine")
+    assert report.cached_prompt_tokens_total == 6 and report.requests_with_cached_tokens == 1
+    assert any("did not ask for" in w for w in warnings)
+    report, warnings = prompt_cache([_record(0, 6)], True, "engine")
+    assert report.prefix_caching and not warnings
+    report, warnings = prompt_cache([_record(0, None), _record(1, None, repeat=1)], False, "engine", "no counts")
+    assert report.cached_prompt_tokens_total is None and report.unavailable_reason == "no counts"
+    assert report.repeated_prompt_requests == 1 and any("repeat" in w for w in warnings)
+
+
+def test_vllm_cached_tokens_come_from_request_output():
+    out = SimpleNamespace(prompt_token_ids=[1, 2, 3], num_cached_tokens=2,
+                          outputs=[SimpleNamespace(token_ids=[4, 5], finish_reason="length")])
+    (req,) = completion_requests([out], lambda o, c: {})
+    assert req.cached_prompt_tokens == 2 and req.input_tokens == 3
+
+
+def test_prefix_caching_is_off_by_default_and_reaches_every_engine():
+    from llem_harness.engines import tensorrt_llm as trt
+    from llem_harness.engines import vllm
+
+    assert vllm.engine_kwargs(ExperimentConfig(model="m", engine="vllm"))["enable_prefix_caching"] is False
+    assert vllm.engine_kwargs(ExperimentConfig(model="m", engine="vllm", prefix_caching=True))["enable_prefix_caching"]
+    assert trt.kv_cache_kwargs(ExperimentConfig(model="m", engine="tensorrt_llm")) == {"enable_block_reuse": False}
+    with pytest.raises(ValidationError, match="prefix_caching"):
+        ExperimentConfig(model="m", engine="vllm", vllm={"enable_prefix_caching": True})
+
+
+def test_new_fields_at_their_defaults_keep_the_config_hashes_of_earlier_versions():
+    # Hashes computed with the code before prefix_caching, burstiness and slo.e2e_s existed.
+    assert ExperimentConfig(model="m").config_hash() == "a686e8fed37c4330"
+    assert ExperimentConfig(model="m", engine="llama_cpp", mode="serving", serving={
+        "concurrency": 2, "n_requests": 8, "slo": {"ttft_s": 1.0}}).config_hash() == "bb5ae479667f9f51"
+    assert ExperimentConfig(model="m", engine="vllm", mode="serving", serving={
+        "request_rate": 2.0, "n_requests": 8}).config_hash() == "757aaadb8fef0983"
+    assert ExperimentConfig(model="m", prefix_caching=True).config_hash() != "a686e8fed37c4330"
+
+
+def test_llama_cpp_prefix_reuse_rule():
+    from llem_harness.engines.llama_cpp import longest_reused_prefix
+
+    assert longest_reused_prefix([1, 5, 6, 7], [1, 5, 9]) == 2
+    assert longest_reused_prefix([1, 5, 6], [1, 5]) == 1  # the last prompt token is recomputed
+    assert longest_reused_prefix([1, 5], [1, 5]) == 2     # exact hit: nothing recomputed
+    assert longest_reused_prefix([], [1, 5]) == 0
+
+
+def test_server_commands_turn_prefix_caching_off(tmp_path):
+    from llem_harness.serving.servers import server_spec
+
+    vllm_cfg = ExperimentConfig(model="org/m", engine="vllm", mode="serving", serving={"n_requests": 4})
+    argv = server_spec(vllm_cfg, 9000).argv
+    assert "--no-enable-prefix-caching" in argv and "--enable-prompt-tokens-details" in argv
+    trt_cfg = ExperimentConfig(model="org/m", engine="tensorrt_llm", mode="serving", serving={"n_requests": 4})
+    spec = server_spec(trt_cfg, 9000, files_dir=tmp_path)
+    options = spec.argv[spec.argv.index("--extra_llm_api_options") + 1]
+    assert "enable_block_reuse: false" in spec.files[options]
+    (tmp_path / "model.gguf").write_bytes(b"")
+    llama = ExperimentConfig(model=str(tmp_path), engine="llama_cpp", mode="serving", serving={"n_requests": 4})
+    spec = server_spec(llama, 9000)
+    assert spec.argv[spec.argv.index("--llem_prefix_caching") + 1] == "False" and spec.tokenize[0] == "/extras/tokenize"
+
+
+# -- serving window edges ----------------------------------------------------------------------
+
+def test_live_edges_read_only_counters_and_keep_the_window_at_the_edges(monkeypatch, tmp_path):
+    """The end edge is read during the load; the window built after the drain still ends at that edge."""
+    from _measurement_helpers import wait_until
+    from llem_harness.serving.window import LiveEdges
+
+    session, _ = replay_session(monkeypatch, tmp_path, "two_gpu_counter.jsonl", save_timeseries=True)
+    live = LiveEdges(session)
+    wait_until(session, 6.0)
+    live.on_edge("start")
+    wait_until(session, 16.0)
+    live.on_edge("end")
+    wait_until(session, 21.0)  # the drain: samples taken now are outside the window
+    window = live.finish()
+    session.close()
+    # Trace seconds (the replay runs 10x faster than the wall clock): 6 -> 16, not 6 -> 21.
+    assert window.window_s == pytest.approx(live.end_edge.clock_s - session._t0)
+    assert window.window_s == pytest.approx(10.0, abs=0.3)
+    assert window.energy.gpu_energy_raw_j == pytest.approx(500.0 * window.window_s, rel=0.03)
+    assert all(tk.t_s <= live.end_edge.clock_s for tk in session._window_ticks)
+    assert len(live.stalls_s) == 2 and window.timeseries_file
