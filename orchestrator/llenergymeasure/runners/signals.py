@@ -1,0 +1,28 @@
+"""SIGINT and SIGTERM stop llem the same way, whatever the process inherited, and are remembered.
+
+Why explicit: a non-interactive shell starts background jobs (`&`, nohup, cron, scripts) with
+SIGINT ignored, and Python then installs no KeyboardInterrupt handler — `kill -INT` would do
+nothing. Both signals raise KeyboardInterrupt here (the study loop stops its runs, marks the
+manifest interrupted), and the name of the signal is kept so the manifest can say which one.
+"""
+from __future__ import annotations
+
+import signal
+
+_received: list[str] = []
+
+
+def _interrupt(signum, frame):
+    _received.append(signal.Signals(signum).name)
+    raise KeyboardInterrupt
+
+
+def install() -> None:
+    """Call from the main thread (signal handlers can only be set there)."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _interrupt)
+
+
+def stop_signal() -> str:
+    """The signal that stopped this process (SIGINT when a KeyboardInterrupt came another way)."""
+    return _received[-1] if _received else "SIGINT"
