@@ -230,7 +230,7 @@ def disk_full_during_run(campaign) -> None:
 
     mount = campaign.workdir / "full-during-run"
     mount.mkdir(parents=True)
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mount)],
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=260m", "tmpfs", str(mount)],
                       capture_output=True).returncode != 0:
         campaign._record("disk full during a run", True, "skipped: mounting a small tmpfs needs root")
         return
@@ -249,6 +249,9 @@ def disk_full_during_run(campaign) -> None:
         out = proc.communicate(timeout=300)[0]
         campaign._no_traceback("disk full during a run", out)
         study_dir, manifest = campaign._manifest(results)
+        if manifest is None:
+            campaign._record("disk full during a run", False, f"manifest unreadable: {out[-300:]}")
+            return
         entry = manifest["entries"][0]
         temps = [p.name for p in study_dir.rglob("*.tmp")]
         ok = entry.get("error_type") == "StorageError" and not temps
