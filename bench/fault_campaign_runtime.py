@@ -20,6 +20,7 @@ HARNESS_GONE_WITHIN_S = 10.0  # a harness whose llem is gone must stop itself wi
 def run_runtime_cases(campaign, short: bool = False) -> None:
     double_count_after_crash(campaign, tries=2 if short else 5)
     signals_from_scripts(campaign)
+    ctrl_c_of_a_parallel_study(campaign)
     made_up_gpu_id(campaign)
     harness_stops_with_its_llem(campaign)
     leftovers_stopped_at_next_start(campaign)
@@ -96,6 +97,35 @@ def signals_from_scripts(campaign) -> None:
                          f"exit {proc.returncode}, manifest {manifest['status']} ({manifest.get('stop_reason')}), "
                          f"error.json {'written' if error_json else 'missing'}, stopped in {took:.1f} s")
         campaign._check_orphans(f"background {sig.name}")
+
+
+def ctrl_c_of_a_parallel_study(campaign) -> None:
+    """Ctrl-C reaches only the main thread: the runs that worker threads wait on must stop too, and no
+    queued run may start (else the study would go on measuring after the user stopped it)."""
+    from fault_campaign import LONG, _harness_pids
+
+    path, results = campaign._study("parallel-ctrl-c", base=LONG, sweep={"batch_size": [1, 2, 4]},
+                                    execution={"parallel": 2, "gpus": ["fake0", "fake1"], "allow_parallel_cpu": True})
+    proc = campaign._start("run", str(path))
+    campaign._wait(results, lambda m: sum(e["status"] == "running" for e in m["entries"]) == 2)
+    time.sleep(1.5)
+    started = time.monotonic()
+    os.killpg(proc.pid, signal.SIGINT)
+    try:
+        out = proc.communicate(timeout=60)[0]
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out = proc.communicate()[0]
+    took = time.monotonic() - started
+    campaign._no_traceback("parallel Ctrl-C", out)
+    _, manifest = campaign._manifest(results)
+    statuses = sorted(e["status"] for e in manifest["entries"])
+    left = _harness_pids(results)
+    ok = proc.returncode == 130 and manifest["status"] == "interrupted" and not left \
+        and statuses == ["interrupted", "interrupted", "pending"]
+    campaign._record("Ctrl-C of a parallel study", ok, f"exit {proc.returncode} in {took:.1f} s, entries {statuses}, "
+                                                       f"{len(left)} harness(es) left")
+    campaign._check_orphans("parallel Ctrl-C")
 
 
 # -- 3. a made-up GPU id must not bypass the device lock -------------------------------------------------

@@ -24,6 +24,7 @@ from .docker_support import (CONTAINER_HF_HOME, ENGINE_DEFAULT_SHM, KEPT_PREFIX,
                              container_labels, container_name, device_requests, docker_client, host_has_gpu,
                              model_cache_dir, nvidia_runtime_available, parse_extra_mount, split_lines)
 from .image_build import default_image
+from .signals import stop_requested
 from .watchdog import secrets_prefix, secrets_root
 
 CONTAINER_LOG_FILE = "container.log"  # stdout + stderr of the container (progress lines included)
@@ -142,6 +143,8 @@ class DockerRunner:
                 state = _state(container)
                 if state.get("Status") in ("exited", "dead"):
                     break
+                if stop_requested.is_set():  # the study is stopping (a worker thread of a parallel study)
+                    raise KeyboardInterrupt
                 reason = check_timeouts(started, pump, request.timeout_s, request.silence_timeout_s)
                 if reason:
                     state = _kill(container)

@@ -15,6 +15,7 @@ from pathlib import Path
 from . import oom_evidence
 from .base import ExitInfo, LinePump, RunRequest, check_timeouts
 from .local_orphans import marker_env
+from .signals import stop_requested
 
 KILL_GRACE_S = 5.0
 RUNNER_LOG_FILE = "runner.log"  # stdout (progress lines) and stderr of the harness process
@@ -48,6 +49,8 @@ class LocalRunner:
         started = time.monotonic()
         try:
             while proc.poll() is None:
+                if stop_requested.is_set():  # the study is stopping (a worker thread of a parallel study)
+                    raise KeyboardInterrupt
                 reason = check_timeouts(started, pump, request.timeout_s, request.silence_timeout_s)
                 if reason:
                     _kill_group(proc)

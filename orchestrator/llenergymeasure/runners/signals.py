@@ -8,8 +8,12 @@ manifest interrupted), and the name of the signal is kept so the manifest can sa
 from __future__ import annotations
 
 import signal
+import threading
 
 _received: list[str] = []
+# Set when the study is stopping: runs waited on by worker threads (parallel studies) never see the
+# KeyboardInterrupt of the main thread, so their runners poll this and stop their process/container.
+stop_requested = threading.Event()
 
 
 def _interrupt(signum, frame):

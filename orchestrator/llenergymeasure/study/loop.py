@@ -15,7 +15,7 @@ from pathlib import Path
 from ..domain import RUN_SPEC_FILE, BaselineResult, ManifestEntry, RunSpec, StudyConfig, StudyResult
 from ..domain.io import write_json_atomic
 from ..runners.base import RunOutcome, RunRequest, collect_outcome
-from ..runners.signals import stop_signal
+from ..runners.signals import stop_requested, stop_signal
 from .expand import ExpandedExperiment, expand, run_order
 from .manifest import ManifestWriter, manifest_path, new_manifest, utc_now
 from .observer import StudyObserver
@@ -81,6 +81,7 @@ class StudyRun:
 
         study, ex = self.study, self.study.execution
         started_at, t0 = utc_now(), time.monotonic()
+        stop_requested.clear()  # a previous study of this process may have been interrupted
         order, planned = self.planned_entries()
         # Runners, pre-flight, storage and device locks first: nothing is created or run before they pass.
         plan = resolve_runners(study, {e.config.engine for e in self.valid()}, self.cli_runner)
