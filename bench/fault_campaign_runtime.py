@@ -70,11 +70,11 @@ def double_count_after_crash(campaign, tries: int) -> None:
 
 # -- 7. SIGINT/SIGTERM sent by a script to an llem started in the background ------------------------------
 def signals_from_scripts(campaign) -> None:
-    """A background job starts with SIGINT ignored: `kill -INT` and `kill -TERM` must still stop the
-    study gracefully — exit 130, the harness writes error.json, the manifest names the signal."""
+    """A background job starts with SIGINT ignored: `kill -INT`, `kill -TERM` and a hang-up must still
+    stop the study gracefully — exit 130, the harness writes error.json, the manifest names the signal."""
     from fault_campaign import LONG
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # SIGHUP: the SSH session closed
         path, results = campaign._study(f"bg-{sig.name}", base=LONG)
         proc = campaign._start("run", str(path), preexec=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
         campaign._wait(results, lambda m: m["entries"][0]["status"] == "running")

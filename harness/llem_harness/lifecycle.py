@@ -40,6 +40,12 @@ def install_signal_handlers() -> None:
         signal.signal(sig, _raise_for)
 
 
+def ignore_further_signals() -> None:
+    """While error.json is written: the host's SIGKILL after its grace is the only way to cut it short."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+
+
 def stop_with_parent() -> None:
     """Ask the kernel for SIGTERM when llem dies; stop now if it is already gone."""
     owner = os.environ.get(ORCHESTRATOR_PID_ENV, "")

@@ -21,7 +21,7 @@ from llenergymeasure.domain.progress import encode_event
 
 from .engines.base import BatchOutput, create_adapter
 from .host_info import base_environment
-from .lifecycle import install_signal_handlers, stop_with_parent, storage_failure
+from .lifecycle import ignore_further_signals, install_signal_handlers, stop_with_parent, storage_failure
 
 log = logging.getLogger("llem_harness")
 
@@ -65,6 +65,7 @@ def main(argv: list[str]) -> int:
         emit("done", ok=True)
         return 0
     except BaseException as exc:  # noqa: BLE001 - every failure must leave error.json behind
+        ignore_further_signals()  # a second signal must not cut the writing of error.json short
         log.exception("run failed in phase %s", Phase.name)
         storage = storage_failure(exc)
         kind = "StorageError" if storage is not None else type(exc).__name__

@@ -22,9 +22,14 @@ def _interrupt(signum, frame):
 
 
 def install() -> None:
-    """Call from the main thread (signal handlers can only be set there)."""
+    """Call from the main thread (signal handlers can only be set there).
+
+    SIGHUP (the terminal or SSH session closed) stops the study the same way, unless it was
+    ignored on purpose (`nohup`): then it stays ignored."""
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, _interrupt)
+    if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
+        signal.signal(signal.SIGHUP, _interrupt)
 
 
 def stop_signal() -> str:
