@@ -26,6 +26,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
+sys.path.insert(0, str(REPO_ROOT / "bench"))
 SECRET = "hf_llemFaultCampaignSecret0123456789"
 SMALL = {"baseline": {"duration_s": 0.5}, "warmup": {"min_batches": 1, "max_batches": 2, "window": 2}}
 LONG = {"n_prompts": 500, "max_output_tokens": 256, "decoding": {"ignore_eos": True},
@@ -44,6 +45,9 @@ class Tally:
     orphans_left: list = field(default_factory=list)
     secrets_leaked: list = field(default_factory=list)
     problems: list = field(default_factory=list)
+    double_counted: int = 0        # results counted that no completed manifest entry names
+    overlapping: list = field(default_factory=list)  # a measurement that ran alongside another one
+    tracebacks: list = field(default_factory=list)   # llem printed a traceback (never without --verbose)
 
 
 class Campaign:
@@ -72,17 +76,22 @@ class Campaign:
         path.write_text(yaml.safe_dump(data))
         return path, results
 
-    def _start(self, *args: str) -> subprocess.Popen:
+    def _start(self, *args: str, preexec=None) -> subprocess.Popen:
         entry = "main_docker" if self.docker and "--docker" in args else "main"
         args = tuple(a for a in args if a != "--docker")
         return subprocess.Popen([sys.executable, "-c", f"from llenergymeasure.cli.main import {entry}; {entry}()",
                                  *args], env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                start_new_session=True)
+                                start_new_session=True, preexec_fn=preexec)
 
     def _run(self, *args: str, timeout: float = 600) -> tuple[int, str]:
         proc = self._start(*args)
         out, _ = proc.communicate(timeout=timeout)
+        self._no_traceback(" ".join(args[:2]), out)
         return proc.returncode, out
+
+    def _no_traceback(self, context: str, out: str | None) -> None:
+        if out and "Traceback (most recent call last)" in out:
+            self.tally.tracebacks.append(f"{context}: {out[-300:]}")
 
     @staticmethod
     def _manifest(results: Path) -> tuple[Path | None, dict | None]:
@@ -168,16 +177,17 @@ class Campaign:
         entry = self._manifest(results)[1]["entries"][0]
         self._record("silence", entry.get("error_type") == "silent", entry.get("error_type"))
 
-        path, results = self._study("oom-like-kill", base=LONG)
+        path, results = self._study("harness-kill", base=LONG)
         proc = self._start("run", str(path))
         if self._wait(results, lambda m: m["entries"][0]["status"] == "running"):
             time.sleep(1.5)
             harness = _harness_pids(results)
             for pid in harness:
                 os.kill(pid, signal.SIGKILL)
-        proc.communicate(timeout=300)
+        self._no_traceback("harness kill", proc.communicate(timeout=300)[0])
         entry = self._manifest(results)[1]["entries"][0]
-        self._record("oom-like kill", entry.get("error_type") == "OOMKilled", entry.get("error_type"))
+        # Not the OOM killer (the kernel's counters say so): a kill of unknown origin, not OOMKilled.
+        self._record("kill -9 of the harness", entry.get("error_type") == "Killed", entry.get("error_type"))
 
         path, results = self._study("engine-error", base={"model": str(self.workdir / "no-such-model")})
         code, _ = self._run("run", str(path))
@@ -193,7 +203,7 @@ class Campaign:
             for _ in range(presses):
                 os.killpg(proc.pid, signal.SIGINT)
                 time.sleep(0.2)
-            proc.communicate(timeout=120)
+            self._no_traceback(f"SIGINT x{presses}", proc.communicate(timeout=120)[0])
             took = time.monotonic() - started
             manifest = self._manifest(results)[1]
             ok = proc.returncode == 130 and manifest["status"] == "interrupted"
@@ -256,9 +266,15 @@ class Campaign:
             self.tally.bad_input_problems += [(kind, p) for p in check_bad_input(data, folder)]
 
     def secrets(self) -> None:
-        for path in self.workdir.rglob("*"):
-            if path.is_file() and SECRET.encode() in path.read_bytes():
-                self.tally.secrets_leaked.append(str(path))
+        """The token in any file of the campaign, or in a token directory no live llem owns."""
+        from llenergymeasure.runners.watchdog import secrets_root
+
+        for path in list(self.workdir.rglob("*")) + list(secrets_root().glob("llem-secrets-*/*")):
+            try:
+                if path.is_file() and SECRET.encode() in path.read_bytes():
+                    self.tally.secrets_leaked.append(str(path))
+            except OSError:
+                pass
 
 
 def _sha(path: Path) -> str | None:
@@ -275,16 +291,22 @@ def _harness_pids(results: Path) -> list[int]:
 
 def print_table(t: Tally) -> None:
     rows = [("kill -9 points tried", t.kill_points, f"(of which {t.kill_before_study_dir} before the manifest existed)"),
-            ("faults injected", len(t.faults), "; ".join(f"{k} → {v}" for k, v in t.faults.items())),
+            ("faults injected", len(t.faults), ""),
             ("bad inputs tried", t.bad_inputs, f"{len(t.bad_input_problems)} misbehaved"),
             ("results lost", t.results_lost, "target 0"),
             ("reruns of completed runs", t.completed_rerun, "target 0"),
+            ("double-counted results", t.double_counted, "target 0"),
+            ("overlapping measurements", len(t.overlapping), "target 0"),
             ("orphan containers/processes left", len(t.orphans_left), "target 0"),
-            ("secrets leaked", len(t.secrets_leaked), "target 0")]
+            ("secrets on disk", len(t.secrets_leaked), "target 0"),
+            ("tracebacks", len(t.tracebacks), "target 0")]
     width = max(len(r[0]) for r in rows)
     for name, value, note in rows:
         print(f"{name:<{width}}  {value:>6}  {note}")
-    for problem in t.problems + t.orphans_left + t.secrets_leaked + t.bad_input_problems[:10]:
+    for fault, seen in t.faults.items():
+        print(f"  case: {fault} → {seen}")
+    for problem in t.problems + t.orphans_left + t.secrets_leaked + t.overlapping + t.tracebacks \
+            + t.bad_input_problems[:10]:
         print(f"  problem: {problem}")
 
 
@@ -302,12 +324,13 @@ def main(argv: list[str] | None = None) -> int:
         campaign = Campaign(model, Path(tmp) / "work", seed=args.seed, docker=args.docker)
         campaign.kill9_points(args.kill_points)
         campaign.faults()
+        run_runtime_cases(campaign)
         campaign.bad_inputs(args.bad_inputs)
         campaign.secrets()
         print_table(campaign.tally)
         t = campaign.tally
         failed = t.results_lost or t.completed_rerun or t.orphans_left or t.secrets_leaked or t.problems \
-            or t.bad_input_problems
+            or t.bad_input_problems or t.double_counted or t.overlapping or t.tracebacks
         shutil.rmtree(tmp, ignore_errors=True)
     return 1 if failed else 0
 

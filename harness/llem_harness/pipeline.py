@@ -15,14 +15,16 @@ import traceback
 from datetime import datetime, timezone
 from pathlib import Path
 
-from llenergymeasure.domain import (ERROR_FILE, HARNESS_LOG_FILE, RESULT_FILE, RUN_SPEC_FILE, ExperimentResult,
-                                    HarnessError, RequestRecord, RunSpec, compute_metrics, prompt_cache)
+from llenergymeasure.domain import (ERROR_FILE, HARNESS_EXIT_STORAGE, HARNESS_LOG_FILE, RESULT_FILE, RUN_SPEC_FILE,
+                                    ExperimentResult, HarnessError, RequestRecord, RunSpec, compute_metrics,
+                                    prompt_cache)
 from llenergymeasure.domain.io import write_json_atomic
 from llenergymeasure.domain.latency import LATENCY_REFERENCE, LATENCY_REFERENCE_DEFINITION, request_latency
 from llenergymeasure.domain.progress import encode_event
 
 from .engines.base import BatchOutput, create_adapter
 from .host_info import base_environment
+from .lifecycle import ignore_further_signals, install_signal_handlers, stop_with_parent, storage_failure
 
 log = logging.getLogger("llem_harness")
 
@@ -54,9 +56,11 @@ def main(argv: list[str]) -> int:
         print("usage: python -m llem_harness RUN_DIR", file=sys.stderr)
         return 2
     run_dir = Path(argv[0])
-    logging.basicConfig(filename=str(run_dir / HARNESS_LOG_FILE), level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    install_signal_handlers()  # before anything slow: a stop must always reach the except below
+    stop_with_parent()
     try:
+        logging.basicConfig(filename=str(run_dir / HARNESS_LOG_FILE), level=logging.INFO,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         spec = RunSpec.model_validate_json((run_dir / RUN_SPEC_FILE).read_text())
         result = run(spec, run_dir)
         Phase.enter("writing")
@@ -64,14 +68,20 @@ def main(argv: list[str]) -> int:
         emit("done", ok=True)
         return 0
     except BaseException as exc:  # noqa: BLE001 - every failure must leave error.json behind
+        ignore_further_signals()  # a second signal must not cut the writing of error.json short
         log.exception("run failed in phase %s", Phase.name)
-        error = HarnessError(type=type(exc).__name__, message=str(exc) or type(exc).__name__,
-                             traceback=traceback.format_exc(), phase=Phase.name)
+        storage = storage_failure(exc)
+        kind = "StorageError" if storage is not None else type(exc).__name__
+        message = (f"out of storage: {storage.strerror or storage} ({storage.filename or run_dir})"
+                   if storage is not None else str(exc) or type(exc).__name__)
+        error = HarnessError(type=kind, message=message, traceback=traceback.format_exc(), phase=Phase.name)
         try:
             write_json_atomic(run_dir / ERROR_FILE, error)
         except OSError:
-            pass
+            pass  # disk full: the exit status below still says StorageError
         emit("done", ok=False, error_type=error.type, message=error.message)
+        if storage is not None:
+            return HARNESS_EXIT_STORAGE
         return 130 if isinstance(exc, KeyboardInterrupt) else 1
 
 

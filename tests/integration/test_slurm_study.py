@@ -144,3 +144,30 @@ def test_a_local_study_is_continued_on_slurm(slurm, tiny_model_dir, tmp_path):
     assert [e.run_id for e in after.entries[:2]] == [e["run_id"] for e in manifest["entries"][:2]]  # kept
     assert [e.run_id.endswith("_r2") for e in after.entries] == [False, False, True, True]
     assert [e.slurm_job_id is not None for e in after.entries] == [False, False, True, True]
+
+
+SPOOL_DIRS = ("/var/spool/slurmctld", "/var/spool/slurmd")  # StateSaveLocation, SlurmdSpoolDir (slurm-up.sh)
+
+
+def test_token_never_reaches_slurms_spool(slurm, tiny_model_dir, tmp_path):
+    """sbatch exports its environment (`--export=ALL`) and slurmctld stores it with the job: the token
+    must not be in it. The tasks get it as a 0600 file, removed when nothing is left in Slurm."""
+    token = "hf_slurmSpoolToken0123456789abc"
+    submitted = run_llem("run", str(_study_file(tiny_model_dir, tmp_path, "token")), "--executor", "slurm",
+                         "--slurm-gpus-per-task", "0", "--slurm-sbatch-arg=--hold", "-q", env={"HF_TOKEN": token})
+    study_dir = _study_dir(submitted)
+    try:
+        spooled = [p for d in SPOOL_DIRS for p in Path(d).rglob("*")
+                   if p.is_file() and token.encode() in p.read_bytes()]
+        env_files = [p for p in Path(SPOOL_DIRS[0]).rglob("environment")]
+        assert env_files, "the job's environment is not where slurm-up.sh puts the state: check StateSaveLocation"
+        assert spooled == []
+        token_file = study_dir / "slurm" / "secrets" / "hf_token"
+        assert token_file.read_text() == token and (token_file.stat().st_mode & 0o777) == 0o600
+        tasks = json.loads((study_dir / "slurm" / "tasks-1.json").read_text())
+        assert tasks["token_file"] == str(token_file)
+    finally:
+        subprocess.run(["scancel", "--name", f"llem-{study_dir.name}"], check=True, timeout=60)
+    status = run_llem("status", str(study_dir))
+    assert status.returncode == 0 and _manifest(study_dir).status == "interrupted", status.stderr
+    assert not (study_dir / "slurm" / "secrets").exists()

@@ -6,7 +6,6 @@ ExperimentError, StudyError -> 1; SIGINT -> 130. Tracebacks only with --verbose.
 from __future__ import annotations
 
 import os
-import signal
 import sys
 
 import click
@@ -37,15 +36,14 @@ def format_validation_error(exc, model=None, source: str | None = None) -> str:
     return "\n".join(lines)
 
 
-def _sigterm_as_interrupt(signum, frame):
-    raise KeyboardInterrupt
-
-
 def run_cli(cli: click.Group, docker: bool) -> None:
     if docker:
         os.environ[FORCE_DOCKER_ENV] = "1"
-    # `kill PID` takes the same path as Ctrl-C: stop the run's process/container, manifest interrupted.
-    signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    # `kill PID` takes the same path as Ctrl-C, and SIGINT works even where it was inherited ignored
+    # (background, nohup, cron): stop the run's process/container, manifest interrupted by that signal.
+    from ..runners import signals
+
+    signals.install()
     verbose = "-v" in sys.argv or "--verbose" in sys.argv
     try:
         code = cli.main(standalone_mode=False, prog_name="llem-docker" if docker else "llem")

@@ -7,8 +7,8 @@ from .measurement import (BaselineResult, CpuEnergy, EnergyResult, GpuEnergy, Gp
 from .metrics import (Distribution, FlopsEstimate, MemoryStats, Metrics, PromptCache, RequestRecord, compute_metrics,
                       prompt_cache)
 from .result import EnvironmentInfo, ExperimentResult, HarnessError
-from .run_spec import (CONTAINER_RUN_DIR, ERROR_FILE, HARNESS_LOG_FILE, RESULT_FILE, RUN_SPEC_FILE, TIMESERIES_FILE,
-                       RunSpec)
+from .run_spec import (CONTAINER_RUN_DIR, ERROR_FILE, HARNESS_EXIT_STORAGE, HARNESS_LOG_FILE, RESULT_FILE,
+                       RUN_SPEC_FILE, TIMESERIES_FILE, RunSpec)
 from .serving import ServingConfig, ServingResult, ServingSlo, ServingWindow
 from .study import DockerConfig, ExecutionConfig, StudyConfig
 from .study_result import StudyResult, StudySummary

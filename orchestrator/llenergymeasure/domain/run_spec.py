@@ -16,6 +16,9 @@ ERROR_FILE = "error.json"
 TIMESERIES_FILE = "timeseries.parquet"
 HARNESS_LOG_FILE = "harness.log"
 CONTAINER_RUN_DIR = "/llem/run"
+# The harness's exit status when it failed for want of storage (disk full, quota): the host records
+# `StorageError` from it even when error.json itself could not be written (sysexits EX_IOERR).
+HARNESS_EXIT_STORAGE = 74
 
 
 class RunSpec(StrictModel):

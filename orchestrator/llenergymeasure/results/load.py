@@ -1,8 +1,10 @@
-"""Read a study directory back: manifest.json plus every runs/*/result.json.
+"""Read a study directory back: manifest.json plus the result.json of every completed entry.
 
-The run directories are the source of truth for measurements (study_result.json is a summary
-written at the end, absent when a study was interrupted), so `llem results` works on a study
-that is still running or was cut short.
+The manifest decides which runs count: each completed entry names its `result_file`. Run
+directories are never globbed — a run attempt abandoned by a crash (its result.json written, the
+manifest not yet updated, the run then redone by `--resume`) stays on disk as evidence but must
+never be counted twice. study_result.json is a summary written at the end (absent when a study
+was interrupted), so `llem results` works on a study that is still running or was cut short.
 """
 from __future__ import annotations
 
@@ -40,6 +42,19 @@ def _not_a_study(path: Path, why: str) -> ConfigError:
                        f"Pass a directory like results/<study>_<timestamp> containing {MANIFEST_FILE}.")
 
 
+def result_path_of(study_dir: Path, entry) -> Path:
+    """The result.json a completed manifest entry names; ValueError when it points outside the study.
+
+    A manifest is a file users (and tools) can edit: `result_file: ../../etc/x` or an absolute
+    path must not make `llem results` read, or a resume count, a file from elsewhere."""
+    relative = entry.result_file or f"runs/{entry.run_id}/{RESULT_FILE}"
+    root = Path(study_dir).resolve()
+    path = (root / relative).resolve()
+    if not path.is_relative_to(root):
+        raise ValueError(f"result_file '{relative}' points outside the study directory {root}")
+    return path
+
+
 def load_study(path: str | Path) -> StudyData:
     """Load a study directory; ConfigError (exit 2) when `path` is not one."""
     study_dir = Path(path).expanduser()
@@ -54,11 +69,14 @@ def load_study(path: str | Path) -> StudyData:
         raise ConfigError(f"{manifest_path} is not a readable study manifest: {exc}") from exc
     results: list[ExperimentResult] = []
     warnings: list[str] = []
-    for result_path in sorted(study_dir.glob(f"runs/*/{RESULT_FILE}")):
+    for entry in manifest.entries:
+        if entry.status != "completed":
+            continue
         try:
+            result_path = result_path_of(study_dir, entry)
             results.append(ExperimentResult.model_validate_json(result_path.read_text(encoding="utf-8")))
         except (OSError, ValueError) as exc:
-            warnings.append(f"skipped unreadable {result_path.relative_to(study_dir)}: {str(exc)[:200]}")
+            warnings.append(f"skipped run {entry.run_id}: {str(exc).splitlines()[0][:200]}")
     results.sort(key=lambda r: (r.experiment_index, r.cycle, r.run_id))
     return StudyData(study_dir=study_dir, manifest=manifest, results=results, warnings=warnings)
 

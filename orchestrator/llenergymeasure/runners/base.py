@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Literal, Protocol
 
-from ..domain import ERROR_FILE, RESULT_FILE, ExperimentConfig, ExperimentResult, HarnessError, RunSpec
+from ..domain import ERROR_FILE, HARNESS_EXIT_STORAGE, RESULT_FILE, ExperimentConfig, ExperimentResult, HarnessError, RunSpec
 
 EventCallback = Callable[[dict], None]
 
@@ -36,8 +36,9 @@ class ExitInfo:
     exit_code: int | None
     timed_out: bool = False
     timeout_reason: str | None = None
-    oom_killed: bool = False
+    oom_killed: bool = False  # only on the kernel's evidence (container state, cgroup/host OOM counters)
     detail: str | None = None
+    log_error: str | None = None  # the run's output could not be logged (disk full)
 
 
 @dataclass
@@ -69,9 +70,11 @@ class Runner(Protocol):
 def load_completed(study_dir: Path, entry) -> RunOutcome:
     """The outcome of a run a previous process completed (resume): its result.json, read-only."""
     from ..errors import ConfigError
+    from ..results.load import result_path_of
 
     path = Path(study_dir) / (entry.result_file or f"runs/{entry.run_id}/{RESULT_FILE}")
     try:
+        path = result_path_of(study_dir, entry)
         return RunOutcome("completed", ExperimentResult.model_validate_json(path.read_bytes()))
     except (OSError, ValueError) as exc:
         raise ConfigError(f"{path} (a completed run of this study) is unreadable or corrupt "
@@ -86,7 +89,7 @@ def collect_outcome(run_dir: Path, exit_info: ExitInfo) -> RunOutcome:
         kind = "silent" if (exit_info.timeout_reason or "").startswith("silence") else "timeout"
         return RunOutcome("failed", None, kind, exit_info.timeout_reason or "timed out", exit_info)
     if exit_info.oom_killed:
-        return RunOutcome("failed", None, "OOMKilled",
+        return RunOutcome("failed", None, "OOMKilled", exit_info.detail or
                           "the container was killed for exceeding its memory limit", exit_info)
     if exit_info.exit_code == 0 and result_path.is_file():
         try:
@@ -101,13 +104,20 @@ def collect_outcome(run_dir: Path, exit_info: ExitInfo) -> RunOutcome:
         except ValueError:
             pass
     code = exit_info.exit_code
+    if code == HARNESS_EXIT_STORAGE:
+        return RunOutcome("failed", None, "StorageError", "the harness ran out of storage writing the run "
+                          f"({exit_info.detail or 'disk full or quota reached'}); free space and resume", exit_info)
     reason = f"harness exited with code {code} without writing {ERROR_FILE}"
     if code is not None and code < 0:
         reason = f"harness killed by signal {-code}"
-        if -code == 9:  # llem's own kills are timeouts (handled above): SIGKILL came from outside
-            return RunOutcome("failed", None, "OOMKilled",
-                              "harness killed by SIGKILL from outside llem — the kernel OOM killer does this when "
-                              "memory runs out (see `dmesg`); reduce batch size or model size", exit_info)
+    if code in (-9, 137):  # llem's own kills are timeouts (handled above): SIGKILL came from outside
+        return RunOutcome("failed", None, "Killed",
+                          "harness killed by SIGKILL from outside llem, and the kernel recorded no OOM kill "
+                          f"({exit_info.detail or 'no OOM counter readable'}): another process or a user killed "
+                          "it", exit_info)
+    if exit_info.log_error is not None:
+        return RunOutcome("failed", None, "StorageError", f"{reason}; its output could not be logged "
+                          f"({exit_info.log_error})", exit_info)
     if exit_info.detail:
         reason += f" ({exit_info.detail})"
     return RunOutcome("failed", None, "HarnessCrashed", reason, exit_info)
@@ -124,21 +134,47 @@ class LinePump:
         self._log_path = log_path
         self._on_event = on_event
         self.last_activity = time.monotonic()
+        self.log_error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, daemon=True, name="llem-line-pump")
         self._thread.start()
 
     def _run(self) -> None:
-        with open(self._log_path, "a", encoding="utf-8") as log:
-            for line in self._lines:
-                self.last_activity = time.monotonic()
-                log.write(line if line.endswith("\n") else line + "\n")
-                log.flush()
-                event = self._decode(line)
-                if event is not None:
-                    try:
-                        self._on_event(event)
-                    except Exception:  # a progress display must never kill a measurement
-                        pass
+        """Drain every line whatever happens to the log: a pump that stopped reading would leave
+        the harness blocked on a full pipe until the silence timeout. A failed log write (disk
+        full) stops the logging only, and is kept in `log_error` for the run's outcome."""
+        log = self._open_log()
+        for line in self._lines:
+            self.last_activity = time.monotonic()
+            if log is not None:
+                try:
+                    log.write(line if line.endswith("\n") else line + "\n")
+                    log.flush()
+                except (OSError, ValueError) as exc:
+                    self.log_error = exc
+                    log = self._close_log(log)
+            event = self._decode(line)
+            if event is not None:
+                try:
+                    self._on_event(event)
+                except Exception:  # a progress display must never kill a measurement
+                    pass
+        self._close_log(log)
+
+    def _open_log(self):
+        try:
+            return open(self._log_path, "a", encoding="utf-8")
+        except OSError as exc:
+            self.log_error = exc
+            return None
+
+    @staticmethod
+    def _close_log(log) -> None:
+        if log is not None:
+            try:
+                log.close()
+            except OSError:  # the buffered tail could not be written either: already recorded
+                pass
+        return None
 
     def join(self, timeout: float = 5.0) -> None:
         self._thread.join(timeout)

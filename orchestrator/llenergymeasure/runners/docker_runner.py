@@ -24,6 +24,8 @@ from .docker_support import (CONTAINER_HF_HOME, ENGINE_DEFAULT_SHM, KEPT_PREFIX,
                              container_labels, container_name, device_requests, docker_client, host_has_gpu,
                              model_cache_dir, nvidia_runtime_available, parse_extra_mount, split_lines)
 from .image_build import default_image
+from .signals import stop_requested
+from .watchdog import secrets_prefix, secrets_root
 
 CONTAINER_LOG_FILE = "container.log"  # stdout + stderr of the container (progress lines included)
 STOP_GRACE_S = 3  # SIGTERM -> SIGKILL grace on interrupt
@@ -35,7 +37,8 @@ HARNESS_COMMAND = ["python", "-u", "-m", "llem_harness", CONTAINER_RUN_DIR]
 PASS_THROUGH_ENV = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_ENDPOINT")
 # Tokens never go into the container's environment (it shows in `docker inspect`): they are written
 # to a mode-0600 file in a private host directory, mounted read-only, and named by HF_TOKEN_PATH,
-# which huggingface_hub reads. The directory is deleted when the runner closes.
+# which huggingface_hub reads. The directory is deleted when the runner closes, or by the watchdog
+# the moment a killed llem is gone (runners/watchdog.py).
 SECRET_ENV = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
 CONTAINER_SECRETS_DIR = "/run/llem-secrets"
 
@@ -140,6 +143,8 @@ class DockerRunner:
                 state = _state(container)
                 if state.get("Status") in ("exited", "dead"):
                     break
+                if stop_requested.is_set():  # the study is stopping (a worker thread of a parallel study)
+                    raise KeyboardInterrupt
                 reason = check_timeouts(started, pump, request.timeout_s, request.silence_timeout_s)
                 if reason:
                     state = _kill(container)
@@ -147,8 +152,10 @@ class DockerRunner:
                     return ExitInfo(exit_code=state.get("ExitCode"), timed_out=True, timeout_reason=reason,
                                     detail="container killed")
                 time.sleep(POLL_S)
+            pump.join()
             info = ExitInfo(exit_code=state.get("ExitCode"), oom_killed=bool(state.get("OOMKilled")),
-                            detail=state.get("Error") or None)
+                            detail=state.get("Error") or None,
+                            log_error=str(pump.log_error) if pump.log_error else None)
             keep = self.config.keep_failed and (info.exit_code != 0 or info.oom_killed)
             return info
         except BaseException:
@@ -168,7 +175,8 @@ class DockerRunner:
         if getattr(self, "_secrets", None) is None:
             import tempfile
 
-            self._secrets = Path(tempfile.mkdtemp(prefix="llem-secrets-"))  # mode 0700
+            # mode 0700, named with our pid: the watchdog (or the next start) removes it if we are killed
+            self._secrets = Path(tempfile.mkdtemp(prefix=secrets_prefix(), dir=secrets_root()))
             fd = os.open(self._secrets / "hf_token", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as handle:
                 handle.write(token)

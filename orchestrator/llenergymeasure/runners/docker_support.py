@@ -15,6 +15,7 @@ from typing import Any, Iterable, Iterator
 
 from ..domain import CONTAINER_RUN_DIR, RunSpec
 from ..errors import PreFlightError
+from .local_orphans import pid_alive
 
 LABEL_PREFIX = "llem."
 LABEL_STUDY = "llem.study_id"
@@ -195,16 +196,6 @@ def split_lines(chunks: Iterable[bytes]) -> Iterator[str]:
             yield line.decode("utf-8", errors="replace") + "\n"
     if pending:
         yield pending.decode("utf-8", errors="replace") + "\n"
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def cleanup_orphans(client) -> list[str]:

@@ -76,3 +76,40 @@ def gpu_only_unavailable(engines: set[str] | list[str]) -> dict[str, str]:
     if count:
         return {}
     return {e: f"{e} runs only on NVIDIA GPUs and none is visible on this host ({how})" for e in needs}
+
+
+def check_gpu_ids(gpu_ids: list[str], field: str, allow_fake: bool) -> list[str]:
+    """The device-lock keys of `gpu_ids` after checking them against the GPUs that exist.
+
+    Why: the device lock is keyed by id, so a made-up id (`fake0`) would take a lock no other
+    study takes and measure alongside it. An id must be a visible GPU's index or UUID; both
+    spellings of one GPU map to its UUID, so `0` and `GPU-…` lock the same device. Ids on a host
+    without GPUs are accepted only under `execution.allow_parallel_cpu` (machinery tests), and
+    then the study still takes the CPU's lock. ConfigError (exit 2) names the field and the fix.
+    """
+    from ..errors import ConfigError
+
+    ids = [str(g) for g in gpu_ids]
+    count, how = visible_nvidia_gpus()
+    if count == 0:
+        if allow_fake:
+            return ["cpu"]
+        raise ConfigError(f"{field}: {ids} names GPUs, but this host has no visible NVIDIA GPU ({how}). Remove "
+                          f"{field} to measure on the CPU (ids on a GPU-less host are accepted only with "
+                          "execution.allow_parallel_cpu: true, for machinery tests)")
+    uuids = visible_gpu_uuids()
+    keys, unknown = [], []
+    for gpu in ids:
+        if gpu.isdigit() and int(gpu) < count:
+            keys.append(uuids[int(gpu)] if int(gpu) < len(uuids) else gpu)
+        elif gpu in uuids:
+            keys.append(gpu)
+        else:
+            unknown.append(gpu)
+    if unknown:
+        known = ", ".join([f"0-{count - 1}" if count > 1 else "0"] + uuids)
+        raise ConfigError(f"{field}: no GPU {', '.join(unknown)} on this host; use an index or UUID of the "
+                          f"visible GPUs ({known}; `nvidia-smi -L` lists them)")
+    if len(set(keys)) != len(keys):
+        raise ConfigError(f"{field}: {ids} names the same GPU twice (by index and by UUID); name each once")
+    return keys

@@ -12,8 +12,10 @@ import sys
 import time
 from pathlib import Path
 
+from . import oom_evidence
 from .base import ExitInfo, LinePump, RunRequest, check_timeouts
 from .local_orphans import marker_env
+from .signals import stop_requested
 
 KILL_GRACE_S = 5.0
 RUNNER_LOG_FILE = "runner.log"  # stdout (progress lines) and stderr of the harness process
@@ -27,10 +29,8 @@ class LocalRunner:
         self.extra_env = env or {}
 
     def preflight(self, configs: list) -> None:
-        """Kill harness processes a crashed llem left behind (they would load the devices we measure)."""
-        from .local_orphans import kill_orphans
-
-        self.orphans_removed = kill_orphans()
+        """Nothing to check: what a crashed llem left running is stopped by the study loop at every
+        start, whatever the runner (runners/watchdog.py: stop_leftovers)."""
 
     def command(self, run_dir: Path) -> list[str]:
         return [self.python, "-u", "-m", "llem_harness", str(run_dir)]
@@ -41,6 +41,7 @@ class LocalRunner:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(request.spec.gpu_ids)
         log_path = request.run_dir / RUNNER_LOG_FILE
         stderr_log = open(log_path, "ab")
+        oom_before = oom_evidence.snapshot()
         proc = subprocess.Popen(self.command(request.run_dir), stdout=subprocess.PIPE, stderr=stderr_log,
                                 stdin=subprocess.DEVNULL, text=True, bufsize=1, env=env,
                                 start_new_session=True)
@@ -48,6 +49,8 @@ class LocalRunner:
         started = time.monotonic()
         try:
             while proc.poll() is None:
+                if stop_requested.is_set():  # the study is stopping (a worker thread of a parallel study)
+                    raise KeyboardInterrupt
                 reason = check_timeouts(started, pump, request.timeout_s, request.silence_timeout_s)
                 if reason:
                     _kill_group(proc)
@@ -61,10 +64,29 @@ class LocalRunner:
             raise
         finally:
             pump.join()
-            stderr_log.close()
-        return ExitInfo(exit_code=proc.returncode)
+            _close_quietly(stderr_log)
+        return _exit_info(proc.returncode, oom_before, pump)
 
     def close(self) -> None:
+        pass
+
+
+def _exit_info(code: int | None, oom_before: dict[str, int], pump: LinePump) -> ExitInfo:
+    """How the harness ended; a SIGKILL from outside counts as an OOM kill only on the kernel's word."""
+    info = ExitInfo(exit_code=code, log_error=str(pump.log_error) if pump.log_error else None)
+    if code == -9:
+        after = oom_evidence.snapshot()
+        evidence = oom_evidence.oom_evidence(oom_before, after)
+        info.oom_killed = evidence is not None
+        info.detail = (f"killed by the kernel's OOM killer: {evidence}; reduce batch size or model size"
+                       if evidence else f"OOM counters unchanged: {', '.join(after)}" if after else None)
+    return info
+
+
+def _close_quietly(handle) -> None:
+    try:
+        handle.close()
+    except OSError:  # disk full: what could not be flushed is lost, the run's outcome is not
         pass
 
 

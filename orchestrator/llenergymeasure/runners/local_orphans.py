@@ -29,14 +29,19 @@ def _environ(pid: int) -> dict[str, str]:
     return {k.decode(errors="replace"): v.decode(errors="replace") for k, v in pairs}
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Running (a zombie — killed, not yet reaped by its parent — counts as gone)."""
     try:
         os.kill(pid, 0)
-        return True
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
+        pass
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc: trust kill(0)
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]
 
 
 def find_orphans() -> list[tuple[int, int]]:
@@ -47,7 +52,7 @@ def find_orphans() -> list[tuple[int, int]]:
             continue
         env = _environ(int(entry.name))
         owner = env.get(PID_ENV)
-        if owner and owner.isdigit() and env.get(HOST_ENV) == host and not _alive(int(owner)):
+        if owner and owner.isdigit() and env.get(HOST_ENV) == host and not pid_alive(int(owner)):
             found.append((int(entry.name), int(owner)))
     return found
 

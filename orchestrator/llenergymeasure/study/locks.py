@@ -115,11 +115,12 @@ class StudyLock:
         self.lock.release()
 
 
-def device_keys(gpu_ids: list[str] | None) -> list[str]:
-    """What a study measures on: its explicit GPUs, else every visible GPU, else the host CPU."""
-    if gpu_ids:
-        return [str(g) for g in gpu_ids]
-    from ..runners.gpu_presence import visible_nvidia_gpus
+def device_keys(gpu_ids: list[str] | None, field: str = "execution.gpus", allow_fake: bool = False) -> list[str]:
+    """What a study measures on: its explicit GPUs (checked against those that exist, by UUID), else
+    every visible GPU, else the host CPU. Fake ids (allowed only for machinery tests) lock the CPU."""
+    from ..runners.gpu_presence import check_gpu_ids, visible_gpu_uuids, visible_nvidia_gpus
 
+    if gpu_ids:
+        return check_gpu_ids(gpu_ids, field, allow_fake)
     count, _ = visible_nvidia_gpus()
-    return [str(i) for i in range(count)] or ["cpu"]
+    return visible_gpu_uuids() or [str(i) for i in range(count)] or ["cpu"]

@@ -15,6 +15,7 @@ from pathlib import Path
 from ..domain import RUN_SPEC_FILE, BaselineResult, ManifestEntry, RunSpec, StudyConfig, StudyResult
 from ..domain.io import write_json_atomic
 from ..runners.base import RunOutcome, RunRequest, collect_outcome
+from ..runners.signals import stop_requested, stop_signal
 from .expand import ExpandedExperiment, expand, run_order
 from .manifest import ManifestWriter, manifest_path, new_manifest, utc_now
 from .observer import StudyObserver
@@ -93,6 +94,7 @@ class StudyRun:
 
         study, ex = self.study, self.study.execution
         started_at, t0 = utc_now(), time.monotonic()
+        stop_requested.clear()  # a previous study of this process may have been interrupted
         order, planned = self.planned_entries()
         # Runners, pre-flight, storage and device locks first: nothing is created or run before they pass.
         plan = resolve_runners(study, {e.config.engine for e in self.valid()}, self.cli_runner)
@@ -103,7 +105,9 @@ class StudyRun:
                 study_dir, manifest = open_for_resume(resume_dir, planned, ex.n_cycles, ex.cycle_order)
             else:
                 check_storage(study.results_dir)
-            locks.append(GpuLock(device_keys(ex.gpus or study.docker.gpus), str(resume_dir or study.results_dir),
+            keys = device_keys(ex.gpus or study.docker.gpus, "execution.gpus" if ex.gpus else "docker.gpus",
+                               allow_fake=ex.allow_parallel_cpu)
+            locks.append(GpuLock(keys, str(resume_dir or study.results_dir),
                                  wait=wait_for_devices, on_wait=self.observer.notice))
             locks[-1].acquire()
             if resume_dir is None:
@@ -153,6 +157,7 @@ class StudyRun:
                 self.observer.notice(breaker.reason)
         except KeyboardInterrupt:
             status = "interrupted"
+            writer.manifest.stop_reason = f"interrupted by {stop_signal()}"
             raise
         except BaseException:
             status = "failed"  # a runner error: what was measured so far is kept and summarised
@@ -201,7 +206,16 @@ class StudyRun:
                              config_summary=cfg.summary(), engine=cfg.engine)
 
     def _preflight(self, plan) -> None:
-        """PreFlightError (missing image, no GPU runtime) stops the study before any run starts."""
+        """PreFlightError (missing image, no GPU runtime) stops the study before any run starts.
+
+        First, whatever the runner: stop what dead llem processes left running (harness processes,
+        containers) — it would load the devices this study measures — and remove their secrets."""
+        from ..runners import watchdog
+
+        watchdog.start()
+        left = watchdog.stop_leftovers()
+        if left:
+            self.observer.notice(f"stopped what a crashed llem left behind: {', '.join(left)}")
         if self.study.execution.parallel != 1:
             from .parallel import plan_gpu_sets
 
@@ -282,7 +296,7 @@ class StudyRun:
         except KeyboardInterrupt:
             writer.update(index, status="interrupted", finished_at=utc_now(),
                           duration_s=time.monotonic() - started, error_type="Interrupted",
-                          error_message="interrupted by the user (SIGINT)")
+                          error_message=f"interrupted by {stop_signal()}")
             raise
         outcome = collect_outcome(run_dir, exit_info)
         changes = dict(status=outcome.status, finished_at=utc_now(), duration_s=round(time.monotonic() - started, 3),

@@ -15,6 +15,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from ..errors import ConfigError
+from ..runners.signals import stop_requested
 from .gpu_alloc import AllocationError, GpuAllocator, effective_gpus_per_run, gpu_sets, n_parallel
 
 
@@ -90,6 +91,14 @@ def run_parallel(study_run, writer, order, todo: list[int], sequence: dict[int, 
 
     with ThreadPoolExecutor(max_workers=allocator.limit, thread_name_prefix="llem-run") as pool:
         futures = [(index, pool.submit(one, index, position)) for position, index in enumerate(todo, 1)]
-        done = [(index, future.result()) for index, future in futures]
+        try:
+            done = [(index, future.result()) for index, future in futures]
+        except KeyboardInterrupt:
+            # Only this thread sees Ctrl-C/SIGTERM: start no queued run, and make the running ones stop
+            # their processes (their runners poll `stop_requested`) before the pool is left.
+            stop_requested.set()
+            for _, future in futures:
+                future.cancel()
+            raise
     return [(writer.manifest.entries[index], outcome) for index, outcome in done
             if writer.manifest.entries[index].status != "pending"]

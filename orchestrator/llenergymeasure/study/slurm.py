@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import subprocess
 import sys
@@ -24,6 +25,8 @@ from pathlib import Path
 from ..errors import ConfigError
 
 SLURM_DIR = "slurm"
+SECRETS_DIR = "secrets"  # under SLURM_DIR: the hub token for the tasks, mode 0600, removed when collected
+SECRET_ENV = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
 TASK_MARGIN_S = 300  # Slurm's time limit = the longest run's own timeout + this margin
 # Slurm task states -> how the run ended when the task left the queue without recording an outcome.
 SLURM_INTERRUPTED = ("CANCELLED", "PREEMPTED", "NODE_FAIL", "BOOT_FAIL", "DEADLINE", "REQUEUED")
@@ -93,10 +96,15 @@ def time_limit_for(timeouts_s: list[float]) -> str:
 
 
 def sbatch(script: Path, extra_args: list[str]) -> str:
-    """Submit; returns the array job id. sbatch's refusal (bad partition, account…) is exit 2."""
+    """Submit; returns the array job id. sbatch's refusal (bad partition, account…) is exit 2.
+
+    sbatch exports its environment to the job (`--export=ALL`), and slurmctld stores it in its
+    state directory: tokens are removed from it here and reach the tasks as a 0600 file instead
+    (`write_secret_file`)."""
     cmd = ["sbatch", "--parsable", *extra_args, str(script)]
+    env = {k: v for k, v in os.environ.items() if k not in SECRET_ENV}
     try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
     except subprocess.TimeoutExpired:
         raise ConfigError("sbatch did not answer within 120 s; is slurmctld reachable? (`sinfo`)") from None
     if done.returncode != 0:
@@ -139,7 +147,30 @@ def accounting_states(job_ids: list[str]) -> dict[str, str]:
     return states
 
 
-def write_tasks_file(path: Path, study_dir: Path, runs: list[dict]) -> None:
+def write_secret_file(study_dir: Path) -> str | None:
+    """The hub token as STUDY_DIR/slurm/secrets/hf_token (dir 0700, file 0600) for the tasks, which
+    run on nodes that share the study directory; None without a token. Never in the job's
+    environment or script, which Slurm keeps in its state directory."""
+    token = next((os.environ[k] for k in SECRET_ENV if os.environ.get(k)), None)
+    if token is None:
+        return None
+    folder = study_dir / SLURM_DIR / SECRETS_DIR
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(folder, 0o700)
+    path = folder / "hf_token"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(token)
+    return str(path)
+
+
+def remove_secret_file(study_dir: Path) -> None:
+    """Called when nothing of the study is left in Slurm: no task needs the token any more."""
+    shutil.rmtree(study_dir / SLURM_DIR / SECRETS_DIR, ignore_errors=True)
+
+
+def write_tasks_file(path: Path, study_dir: Path, runs: list[dict], token_file: str | None = None) -> None:
     from ..domain.io import write_text_atomic
 
-    write_text_atomic(path, json.dumps({"study_dir": str(study_dir), "runs": runs}, indent=1) + "\n")
+    payload = {"study_dir": str(study_dir), "runs": runs, "token_file": token_file}
+    write_text_atomic(path, json.dumps(payload, indent=1) + "\n")

@@ -20,7 +20,7 @@ from ..domain import StudyManifest
 from ..errors import ConfigError, StudyError
 from .manifest import ManifestWriter, manifest_path, utc_now
 from .observer import StudyObserver
-from .slurm import SLURM_DIR, SLURM_INTERRUPTED, SLURM_RUNNING, accounting_states, queue_states
+from .slurm import SLURM_DIR, SLURM_INTERRUPTED, SLURM_RUNNING, accounting_states, queue_states, remove_secret_file
 from .slurm_task import EXIT_FILE, TASK_FILE
 
 LIVE = ("submitted", "running")
@@ -168,6 +168,8 @@ def collect_study(study_dir: Path, observer: StudyObserver | None = None) -> Col
         writer = ManifestWriter(manifest, manifest_path(study_dir))
         collect_into(writer, study_dir, observer)
         finished = not any(e.status in LIVE for e in manifest.entries)
+        if finished:
+            remove_secret_file(study_dir)
         result = None
         if finished and manifest.status == "running":
             result = finalise(writer, study_dir)

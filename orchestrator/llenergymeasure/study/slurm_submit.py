@@ -15,7 +15,7 @@ from pathlib import Path
 from ..errors import ConfigError
 from .manifest import ManifestWriter, manifest_path, new_manifest, utc_now
 from .slurm import (SLURM_DIR, SlurmOptions, batch_script, require_slurm, sbatch, time_limit_for,
-                    write_tasks_file)
+                    write_secret_file, write_tasks_file)
 
 RERUN_STATUSES = ("pending", "interrupted")  # + failed unless --skip-failed; never submitted/running
 
@@ -147,7 +147,7 @@ def _submit(run, writer: ManifestWriter, todo: list[int], planned, order, study_
     slurm_dir = study_dir / SLURM_DIR
     (slurm_dir / "logs").mkdir(parents=True, exist_ok=True)
     tasks_file, script = slurm_dir / f"tasks-{k}.json", slurm_dir / f"submit-{k}.sh"
-    write_tasks_file(tasks_file, study_dir, tasks)
+    write_tasks_file(tasks_file, study_dir, tasks, write_secret_file(study_dir))
     gpus = options.gpus_per_task
     if gpus is None:
         gpus = _gpus_per_task(ex.gpus_per_run, [e.config for e in run.valid()])
