@@ -17,6 +17,7 @@ from pathlib import Path
 
 from llenergymeasure.domain import ExperimentResult, PhaseEnergy, RunSpec, ServingResult
 
+from ..after_window import AfterWindow, attach_window_records
 from ..host_info import base_environment
 from .arrivals import poisson_send_offsets_s
 from .loadgen import LoadPlan, RequestTrace, drive, probe_prompt_tokens
@@ -61,6 +62,8 @@ def run_serving(spec: RunSpec, run_dir: Path, phase, emit, now_iso) -> Experimen
         phase.enter("server_starting", command=" ".join(server_def.argv[:4]))
         server.start()
         ready_s = server.wait_ready(cfg.ready_timeout_s)
+        phase.enter("loaded_idle")
+        loaded_idle = session.after_load()
 
         def fit(text: str, n_tokens: int) -> str:  # cut by the server's own token count
             words = text.split()
@@ -138,7 +141,7 @@ def run_serving(spec: RunSpec, run_dir: Path, phase, emit, now_iso) -> Experimen
         warnings = list(window.warnings) + list(session.warnings()) + extra_warnings
         if not server_def.verified:
             warnings.append(f"server command for engine '{config.engine}' is unverified (written from its docs)")
-        return ExperimentResult(
+        result = ExperimentResult(
             run_id=spec.run_id, study_id=spec.study_id, experiment_index=spec.experiment_index, cycle=spec.cycle,
             config_hash=spec.config_hash, config=config, started_at=started_at, finished_at=now_iso(),
             effective={"server_command": server_def.argv, "request_body": _body(config, "<prompt>", server_def)},
@@ -151,6 +154,7 @@ def run_serving(spec: RunSpec, run_dir: Path, phase, emit, now_iso) -> Experimen
             thermal=window.thermal, cpu_energy=window.cpu_energy, environment=environment,
             timeseries_file=window.timeseries_file, measurement_warnings=list(dict.fromkeys(warnings)),
             serving=serving, assigned_gpu_ids=spec.gpu_ids)
+        return attach_window_records(result, loaded_idle, window.contention, AfterWindow(emit))
     finally:
         server.stop()
         session.close()
