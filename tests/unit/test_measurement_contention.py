@@ -1,0 +1,128 @@
+"""Contention: foreign GPU processes sampled over the window (NVML replay) and host CPU time (/proc)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from _measurement_helpers import measure, replay_session
+from llem_harness.measurement.contention import ContentionMonitor, tree_cpu_s
+from llem_harness.measurement.replay import write_trace
+
+UUID = "GPU-c0c0c0c0-0000-4000-8000-000000000000"
+FOREIGN = {"pid": 4242, "type": "compute", "used_memory_mb": 2048.0}
+DESKTOP = {"pid": 77, "type": "graphics", "used_memory_mb": 12.0}
+
+
+def _trace(path, processes_at):
+    """1 GPU at 200 W for 20 s; `processes_at(t)` is the process list in force from sample t on."""
+    rows = []
+    for i in range(200):
+        t = i * 0.1
+        rows.append({"t_s": round(t, 3), "gpu": 0, "energy_mj": 1_000_000 + int(t * 200_000),
+                     "power_instant_w": 200.0, "temperature_c": 50.0, "processes": processes_at(t)})
+    write_trace(path, {"source": "synthetic", "loop": False,
+                       "gpus": [{"index": 0, "uuid": UUID, "name": "Synthetic GPU (no real device)"}]}, rows)
+    return path.name
+
+
+def _session(monkeypatch, tmp_path, processes_at):
+    name = _trace(tmp_path / "procs.jsonl", processes_at)
+    monkeypatch.setattr("_measurement_helpers.TRACES", tmp_path)
+    return replay_session(monkeypatch, tmp_path, name)
+
+
+def test_foreign_compute_process_that_appears_during_the_window_marks_the_run(monkeypatch, tmp_path):
+    session, events = _session(monkeypatch, tmp_path, lambda t: [DESKTOP] + ([FOREIGN] if 6.0 <= t < 9.0 else []))
+    session.gpu_environment()  # t = 0: only the desktop process
+    window = measure(session, 2.0, 12.0)
+    session.close()
+    c = window.contention
+    assert c.gpu_process_samples >= 8  # about once per device second, plus both edges
+    by_pid = {p["pid"]: p for p in c.gpu_foreign_processes}
+    assert set(by_pid) == {77, 4242}
+    assert by_pid[4242]["type"] == "compute" and by_pid[4242]["used_memory_mb"] == 2048.0
+    assert by_pid[4242]["gpu_uuid"] == UUID and 2 <= by_pid[4242]["samples_seen"] <= 4
+    assert c.significant is True and "pid 4242 on GPU 0" in c.reasons[0]
+    assert not any("pid 77" in r for r in c.reasons)  # a desktop's graphics process is recorded, not judged
+    assert any(w.startswith("contention: foreign compute processes") for w in window.warnings)
+    assert any(name == "warning" and "pid 4242" in f["message"] for name, f in events)
+
+
+def test_a_graphics_process_alone_is_recorded_but_not_significant(monkeypatch, tmp_path):
+    session, _ = _session(monkeypatch, tmp_path, lambda t: [DESKTOP])
+    window = measure(session, 2.0, 5.0)
+    session.close()
+    assert [p["pid"] for p in window.contention.gpu_foreign_processes] == [77]
+    assert not any("foreign compute" in r for r in window.contention.reasons)
+
+
+def test_processes_that_appeared_while_loading_are_ours_in_a_pid_namespace(monkeypatch, tmp_path):
+    # NVML inside a container reports host PIDs: ours (here 900001) never matches os.getpid().
+    ours = {"pid": 900001, "type": "compute", "used_memory_mb": 900.0}
+    session, _ = _session(monkeypatch, tmp_path, lambda t: [] if t < 3.0 else [ours])
+    session.gpu_environment()  # before the load: no process
+    measure(session, 0.1, 0.2)  # (a window before the load must not teach anything)
+    while session.backend.clock() < 4.0:
+        time.sleep(0.005)
+    session.after_load()  # baseline disabled: returns None, still learns the PIDs
+    window = measure(session, 5.0, 8.0)
+    session.close()
+    assert window.contention.gpu_foreign_processes == []
+    assert any("appeared while the model loaded" in w for w in window.warnings)
+
+
+def _spin_seconds(seconds: float) -> str:
+    return f"import time\nend = time.time() + {seconds}\nwhile time.time() < end: pass\n"
+
+
+def start_foreign_spinner(seconds: float) -> int:
+    """A CPU-bound process that is not a descendant of this one (its launcher exits at once)."""
+    code = ("import subprocess, sys; print(subprocess.Popen([sys.executable, '-c', sys.argv[1]], "
+            "stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, "
+            "start_new_session=True).pid)")
+    launcher = subprocess.run([sys.executable, "-c", code, _spin_seconds(seconds)], capture_output=True,
+                              text=True, check=True, timeout=30)
+    return int(launcher.stdout.strip())
+
+
+def stop(pid: int) -> None:
+    try:
+        os.kill(pid, 9)
+    except ProcessLookupError:
+        pass
+
+
+def _cpu_s(pid: int) -> float:
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_host_cpu_time_separates_this_process_tree_from_other_processes():
+    """Real processes: a child's CPU time is ours; a process started elsewhere is foreign."""
+    monitor = ContentionMonitor([], time.monotonic)
+    foreign_pid = start_foreign_spinner(30)
+    try:
+        time.sleep(0.3)
+        _, tree = tree_cpu_s()
+        assert foreign_pid not in tree and os.getpid() in tree
+        foreign_before = _cpu_s(foreign_pid)
+        monitor.start()
+        # Ours: a descendant that burns 0.6 s of CPU (CPU time, not wall time: this host may be busy).
+        subprocess.run([sys.executable, "-c", "import time\nwhile time.process_time() < 0.6: pass\n"], check=True)
+        result, warnings = monitor.stop()
+        foreign_used = _cpu_s(foreign_pid) - foreign_before
+    finally:
+        stop(foreign_pid)
+    assert result.host_cpu_unavailable_reason is None
+    assert result.host_cpu_own_s >= 0.6  # the reaped child's CPU time (cutime) is counted as ours
+    assert foreign_used > 0.2
+    # Foreign = everything else on the host: at least the spinner (tick rounding: 2 ticks per read).
+    assert result.host_cpu_foreign_s >= foreign_used - 0.05
+    assert result.host_cpu_foreign_cores is not None and result.host_cpu_count == os.cpu_count()
+    assert result.thresholds["host_cpu_foreign_cores"] == 0.5
+    assert result.significant == (result.host_cpu_foreign_cores >= 0.5)
+    assert any("CPU cores busy" in w for w in warnings) == result.significant
