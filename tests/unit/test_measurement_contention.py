@@ -11,6 +11,7 @@ import pytest
 from _measurement_helpers import measure, replay_session
 from llem_harness.measurement.contention import ContentionMonitor, tree_cpu_s
 from llem_harness.measurement.replay import write_trace
+from tests.foreign_load import cpu_s, start_foreign_spinner, stop
 
 UUID = "GPU-c0c0c0c0-0000-4000-8000-000000000000"
 FOREIGN = {"pid": 4242, "type": "compute", "used_memory_mb": 2048.0}
@@ -75,32 +76,6 @@ def test_processes_that_appeared_while_loading_are_ours_in_a_pid_namespace(monke
     assert any("appeared while the model loaded" in w for w in window.warnings)
 
 
-def _spin_seconds(seconds: float) -> str:
-    return f"import time\nend = time.time() + {seconds}\nwhile time.time() < end: pass\n"
-
-
-def start_foreign_spinner(seconds: float) -> int:
-    """A CPU-bound process that is not a descendant of this one (its launcher exits at once)."""
-    code = ("import subprocess, sys; print(subprocess.Popen([sys.executable, '-c', sys.argv[1]], "
-            "stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, "
-            "start_new_session=True).pid)")
-    launcher = subprocess.run([sys.executable, "-c", code, _spin_seconds(seconds)], capture_output=True,
-                              text=True, check=True, timeout=30)
-    return int(launcher.stdout.strip())
-
-
-def stop(pid: int) -> None:
-    try:
-        os.kill(pid, 9)
-    except ProcessLookupError:
-        pass
-
-
-def _cpu_s(pid: int) -> float:
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def test_host_cpu_time_separates_this_process_tree_from_other_processes():
     """Real processes: a child's CPU time is ours; a process started elsewhere is foreign."""
     monitor = ContentionMonitor([], time.monotonic)
@@ -109,12 +84,12 @@ def test_host_cpu_time_separates_this_process_tree_from_other_processes():
         time.sleep(0.3)
         _, tree = tree_cpu_s()
         assert foreign_pid not in tree and os.getpid() in tree
-        foreign_before = _cpu_s(foreign_pid)
+        foreign_before = cpu_s(foreign_pid)
         monitor.start()
         # Ours: a descendant that burns 0.6 s of CPU (CPU time, not wall time: this host may be busy).
         subprocess.run([sys.executable, "-c", "import time\nwhile time.process_time() < 0.6: pass\n"], check=True)
         result, warnings = monitor.stop()
-        foreign_used = _cpu_s(foreign_pid) - foreign_before
+        foreign_used = cpu_s(foreign_pid) - foreign_before
     finally:
         stop(foreign_pid)
     assert result.host_cpu_unavailable_reason is None
