@@ -56,5 +56,8 @@ def attach_window_records(result: ExperimentResult, loaded_idle, contention,
     cpu = result.cpu_energy
     if cpu.package_energy_j is not None and result.output_tokens_total > 0:
         cpu.package_energy_per_output_token_j = cpu.package_energy_j / result.output_tokens_total
-    result.measurement_warnings = list(dict.fromkeys(result.measurement_warnings + after.warnings))
+    extra = list(after.warnings)
+    if cpu.method == "unavailable" and result.environment.device == "cpu":  # the run's only energy: say why
+        extra.append(f"CPU energy not measured: {cpu.unavailable_reason or 'no RAPL reading'}")
+    result.measurement_warnings = list(dict.fromkeys(result.measurement_warnings + extra))
     return result

@@ -150,3 +150,5 @@ def test_cpu_package_energy_per_token_from_rapl_with_wraps(disturbed_run):
     assert cpu.package_energy_per_output_token_j == pytest.approx(cpu.package_energy_j / result.output_tokens_total)
     assert result.energy.gpu_energy_raw_j is None  # never mixed with GPU energy
     assert result.metrics.energy_per_output_token_j is None
+    assert not any(w.startswith("CPU energy not measured") for w in result.measurement_warnings)
+
