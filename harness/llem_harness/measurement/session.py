@@ -205,6 +205,7 @@ class MeasurementSession:
         return result
 
     def start_window(self, sync: Callable[[], None]) -> None:
+        self.contention.start()  # reads /proc and the process lists: before the window's first reading
         sync()
         self._start_energy = [d.read_energy() for d in self.devices]
         self._t0 = self._clock()
@@ -212,7 +213,6 @@ class MeasurementSession:
         if self.rapl.available:
             self.rapl.start()
         self._window_ticks = []
-        self.contention.start()
         if self.devices or self.rapl.available:
             poll = self._poll_rapl_and_contention
             self._sampler = Sampler(self.backend or _HostClock(), self.devices, self.cfg.sampling_period_ms, poll)
