@@ -10,9 +10,10 @@ thread, plus once at each window edge. A process is this run's when its PID is i
 tree; inside a PID namespace NVML reports host PIDs, so PIDs that appeared on the GPUs while the
 model loaded (`learn_own_gpu_pids`) are counted as this run's when none of our own PIDs is listed.
 
-Host CPU: /proc/stat busy time (user, nice, system, irq, softirq, steal) over the window, minus the
-CPU time of this process tree (utime + stime + reaped children's cutime + cstime of every process
-descending from this one). The difference is what other processes used.
+Host CPU: /proc/stat busy time (user, nice, system, steal) over the window, minus the CPU time of
+this process tree (utime + stime + reaped children's cutime + cstime of every process descending
+from this one). The difference is what other processes (and, as steal, other virtual machines)
+used. Interrupt time is left out: it is not any process's, and our own I/O causes much of it.
 """
 from __future__ import annotations
 
@@ -39,10 +40,13 @@ def _clock_ticks() -> int:
 
 
 def host_busy_s(proc: Path = PROC) -> float:
-    """All CPUs' busy seconds since boot (the `cpu` line of /proc/stat; iowait and idle excluded)."""
+    """All CPUs' process and steal seconds since boot (`cpu` line of /proc/stat: user nice system steal).
+
+    guest time is already inside user; idle, iowait, irq and softirq are left out.
+    """
     fields = (proc / "stat").read_text().splitlines()[0].split()
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[1:9])
-    return (user + nice + system + irq + softirq + steal) / _clock_ticks()
+    user, nice, system, _idle, _iowait, _irq, _softirq, steal = (int(v) for v in fields[1:9])
+    return (user + nice + system + steal) / _clock_ticks()
 
 
 def _stat_fields(pid_dir: Path) -> list[str] | None:
