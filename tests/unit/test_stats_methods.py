@@ -70,3 +70,18 @@ def test_cpu_package_energy_per_token_is_its_own_metric_with_its_reason():
         r.cpu_energy = CpuEnergy(unavailable_reason="RAPL unavailable: energy_uj unreadable (PermissionError)")
     metric = configuration_stats(unread)[0]["metrics"]["cpu_energy.package_energy_per_output_token_j"]
     assert metric["n"] == 0 and "PermissionError" in metric["unavailable_reason"]
+
+
+def test_loaded_idle_and_contention_are_columns_of_the_run_table():
+    from llenergymeasure.domain import BaselineResult, ContentionResult
+    from llenergymeasure.results.tables import run_row
+
+    result = make_result(1, 1, 1.0, 100.0)
+    result.loaded_idle = BaselineResult(kind="loaded", power_mean_w=80.0, power_std_w=1.0, n_samples=20,
+                                        method="counter_delta", gpu_uuids=["GPU-1"])
+    result.contention = ContentionResult(host_cpu_foreign_cores=0.8, significant=True, reasons=["busy host"])
+    row = run_row(result)
+    assert row["loaded_idle.power_mean_w"] == 80.0 and row["loaded_idle.kind"] == "loaded"
+    assert "loaded_idle.gpu_uuids" not in row
+    assert row["contention.significant"] is True and row["contention.host_cpu_foreign_cores"] == 0.8
+    assert row["contention.reasons"] == '["busy host"]'
