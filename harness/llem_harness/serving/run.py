@@ -155,9 +155,10 @@ def run_serving(spec: RunSpec, run_dir: Path, phase, emit, now_iso) -> Experimen
             timeseries_file=window.timeseries_file, measurement_warnings=list(dict.fromkeys(warnings)),
             serving=serving, assigned_gpu_ids=spec.gpu_ids)
         return attach_window_records(result, loaded_idle, window.contention, AfterWindow(emit))
-    finally:
-        server.stop()
-        session.close()
+    finally:  # a failing cleanup is reported, never allowed to replace the measured result
+        cleanup = AfterWindow(emit)
+        cleanup.call("server.stop", server.stop)
+        cleanup.call("session.close", session.close)
 
 
 async def _single(base_url: str, body: dict, trace: RequestTrace) -> None:
