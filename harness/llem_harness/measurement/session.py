@@ -17,7 +17,8 @@ Contract (the pipeline in `llem_harness.pipeline` relies on exactly this):
 Warnings: `session.warnings()` holds those raised outside the window (device selection,
 persistence off, MIG, foreign processes, baseline, warm-up not converged); `window.warnings` holds
 the window's own (short window, < 10 samples, throttling, temperature drift, energy unavailable,
-counter reset). They do not overlap: result.measurement_warnings = session.warnings() + window.warnings.
+counter reset, contention). They do not overlap:
+result.measurement_warnings = session.warnings() + window.warnings.
 Each warning is also emitted as a `warning` progress event when raised. Phase events are the
 pipeline's job; the session emits only `warning` and warm-up `batch` events.
 
@@ -33,8 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from llenergymeasure.domain import (TIMESERIES_FILE, BaselineResult, ContentionResult, CpuEnergy, EnergyResult, GpuInfo,
-                                    MeasurementConfig, PhaseEnergy, SamplerStats, ThermalSummary, ThrottleSummary,
+from llenergymeasure.domain import (TIMESERIES_FILE, BaselineResult, ContentionResult, CpuEnergy, EnergyResult,
+                                    GpuInfo, MeasurementConfig, PhaseEnergy, SamplerStats, ThermalSummary, ThrottleSummary,
                                     WarmupResult)
 
 from .baseline import measure_gated, try_reuse
