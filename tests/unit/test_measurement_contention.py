@@ -66,7 +66,6 @@ def test_processes_that_appeared_while_loading_are_ours_in_a_pid_namespace(monke
     ours = {"pid": 900001, "type": "compute", "used_memory_mb": 900.0}
     session, _ = _session(monkeypatch, tmp_path, lambda t: [] if t < 3.0 else [ours])
     session.gpu_environment()  # before the load: no process
-    measure(session, 0.1, 0.2)  # (a window before the load must not teach anything)
     while session.backend.clock() < 4.0:
         time.sleep(0.005)
     session.after_load()  # baseline disabled: returns None, still learns the PIDs
@@ -74,6 +73,24 @@ def test_processes_that_appeared_while_loading_are_ours_in_a_pid_namespace(monke
     session.close()
     assert window.contention.gpu_foreign_processes == []
     assert any("appeared while the model loaded" in w for w in window.warnings)
+
+
+def test_a_visible_process_that_appeared_while_loading_stays_foreign(monkeypatch, tmp_path):
+    # On the host (no PID namespace) a new PID that exists here and is not our descendant is foreign.
+    spinner = start_foreign_spinner(20)
+    try:
+        other = {"pid": spinner, "type": "compute", "used_memory_mb": 900.0}
+        session, _ = _session(monkeypatch, tmp_path, lambda t: [] if t < 3.0 else [other])
+        session.gpu_environment()
+        while session.backend.clock() < 4.0:
+            time.sleep(0.005)
+        session.after_load()
+        window = measure(session, 5.0, 8.0)
+        session.close()
+    finally:
+        stop(spinner)
+    assert [p["pid"] for p in window.contention.gpu_foreign_processes] == [spinner]
+    assert window.contention.significant is True
 
 
 def test_host_cpu_time_separates_this_process_tree_from_other_processes():

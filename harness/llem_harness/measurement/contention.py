@@ -8,7 +8,8 @@ GPU: each measured GPU's running-process lists (NVML compute + graphics; the rep
 them from the trace), read at most every GPU_POLL_INTERVAL_S of device time from the sampler
 thread, plus once at each window edge. A process is this run's when its PID is in this process
 tree; inside a PID namespace NVML reports host PIDs, so PIDs that appeared on the GPUs while the
-model loaded (`learn_own_gpu_pids`) are counted as this run's when none of our own PIDs is listed.
+model loaded and do not exist in this namespace (`learn_own_gpu_pids`) are counted as this run's
+when none of our own PIDs is listed.
 
 Host CPU: /proc/stat busy time (user, nice, system, steal) over the window, minus the CPU time of
 this process tree (utime + stime + reaped children's cutime + cstime of every process descending
@@ -111,9 +112,11 @@ class ContentionMonitor:
         _, tree = self._own_tree()
         now = {int(p["pid"]) for d in self.devices for p in self._processes(d) if p.get("pid") is not None}
         earlier = {int(p["pid"]) for p in before_load if p.get("pid") is not None}
-        if now & tree or not (now - earlier):
+        # A PID visible here is a process of this namespace, ours (in the tree) or not: never learnt.
+        invisible = {pid for pid in now - earlier if not (self.proc / str(pid)).exists()}
+        if now & tree or not invisible:
             return
-        self._own_gpu_pids = now - earlier
+        self._own_gpu_pids = invisible
         self._notes.append(f"GPU processes {sorted(self._own_gpu_pids)} appeared while the model loaded and are "
                            "not visible in this PID namespace: counted as this run's")
 
