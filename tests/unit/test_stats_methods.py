@@ -56,6 +56,13 @@ def test_few_runs_flag_counts_each_metrics_own_n():
     assert "energy_per_output_token_j" in conf["few_runs_metrics"]
     assert conf["metrics"]["output_tokens_per_s"]["few_runs"] is False
     assert "output_tokens_per_s" not in conf["few_runs_metrics"]
+    # A run without energy is counted as its own group, not silently dropped.
+    four = configuration_stats(runs + [make_result(1, 4, 1.0, 102.0)])[0]
+    energy = four["metrics"]["energy_per_output_token_j"]
+    assert energy["n"] == 3 and energy["mixed_methods"] == {"counter": 3, "unavailable": 1}
+    assert "by_method" not in energy  # only one measured method: nothing to choose between
+    assert any(f.startswith("energy_per_output_token_j: runs measured by different methods (counter: 3, "
+                            "unavailable: 1)") for f in four["flags"])
 
 
 def test_cpu_package_energy_per_token_is_its_own_metric_with_its_reason():

@@ -90,17 +90,21 @@ def describe_by_method(metric: str, rows: list[dict[str, Any]], cv_threshold: fl
         value = row.get(metric)
         if value is not None:
             groups.setdefault(metric_method(metric, row), []).append(value)
+    # Energy runs that measured nothing (method `unavailable`) are a group of their own: counted, never averaged.
+    unmeasured = sum(1 for row in rows if row.get(metric) is None and metric_method(metric, row) is not None)
     if len(groups) <= 1:
         method = next(iter(groups), None)
         stats = describe(groups.get(method, []), cv_threshold)
         if method is not None:
             stats["method"] = method
-        return stats
-    chosen = min(groups, key=lambda k: (-len(groups[k]), _method_rank(str(k))))
-    stats = describe(groups[chosen], cv_threshold)
-    stats["method"] = chosen
-    stats["by_method"] = {str(k): describe(v, cv_threshold) for k, v in groups.items()}
-    stats["mixed_methods"] = {str(k): len(v) for k, v in groups.items()}
+    else:
+        method = min(groups, key=lambda k: (-len(groups[k]), _method_rank(str(k))))
+        stats = describe(groups[method], cv_threshold)
+        stats["method"] = method
+        stats["by_method"] = {str(k): describe(v, cv_threshold) for k, v in groups.items()}
+        stats["mixed_methods"] = {str(k): len(v) for k, v in groups.items()}
+    if unmeasured and groups:
+        stats.setdefault("mixed_methods", {str(k): len(v) for k, v in groups.items()})["unavailable"] = unmeasured
     return stats
 
 
@@ -162,7 +166,7 @@ def configuration_stats(results: Iterable[ExperimentResult], cv_threshold: float
             if "mixed_methods" in stats:
                 counts = ", ".join(f"{k}: {v}" for k, v in sorted(stats["mixed_methods"].items()))
                 flags.append(f"{metric}: runs measured by different methods ({counts}); statistics over the "
-                             f"{stats['method']} runs only, never pooled (each method in by_method)")
+                             f"{stats['method']} runs only, never pooled")
             if stats["cv_exceeds_threshold"]:
                 flags.append(f"{metric}: CV {stats['cv']:.3f} > {cv_threshold:g}")
             metrics[metric] = stats
