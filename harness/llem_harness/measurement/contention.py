@@ -58,31 +58,60 @@ def _stat_fields(pid_dir: Path) -> list[str] | None:
     return text[text.rfind(")") + 2:].split()  # after "pid (comm) ": state ppid ...
 
 
-def tree_cpu_s(root_pid: int | None = None, proc: Path = PROC) -> tuple[float, set[int]]:
-    """CPU seconds of `root_pid` and all its descendants (reaped children included), and their PIDs."""
-    root_pid = os.getpid() if root_pid is None else root_pid
-    parents: dict[int, int] = {}
-    times: dict[int, int] = {}
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
+def _children(pid: int, proc: Path) -> list[int] | None:
+    """Direct children of every thread of `pid` (/proc/PID/task/TID/children); None where the kernel lacks it."""
+    kids: list[int] = []
+    try:
+        tasks = list((proc / str(pid) / "task").iterdir())
+    except OSError:
+        return []  # the process exited
+    for task in tasks:
+        try:
+            kids.extend(int(k) for k in (task / "children").read_text().split())
+        except FileNotFoundError:
+            if not (task / "stat").exists():
+                continue  # the thread exited
+            return None  # no children files (CONFIG_PROC_CHILDREN off): scan instead
+        except OSError:
             continue
-        fields = _stat_fields(entry)
-        if fields is None or len(fields) < 15:
-            continue
-        pid = int(entry.name)
-        parents[pid] = int(fields[1])
-        times[pid] = sum(int(v) for v in fields[11:15])  # utime stime cutime cstime
+    return kids
+
+
+def _scan_children(proc: Path) -> dict[int, list[int]]:
+    """Parent -> children for every process on the host (the fallback: costs a read per process)."""
     children: dict[int, list[int]] = {}
-    for pid, ppid in parents.items():
-        children.setdefault(ppid, []).append(pid)
-    tree, todo = set(), [root_pid]
+    for entry in proc.iterdir():
+        if entry.name.isdigit():
+            fields = _stat_fields(entry)
+            if fields is not None and len(fields) > 1:
+                children.setdefault(int(fields[1]), []).append(int(entry.name))
+    return children
+
+
+def tree_cpu_s(root_pid: int | None = None, proc: Path = PROC) -> tuple[float, set[int]]:
+    """CPU seconds of `root_pid` and all its descendants (reaped children included), and their PIDs.
+
+    Walks the tree through the children files, so the cost grows with this run's threads, not with
+    the host's processes (it runs at the window edges, inside the serving load generator's loop).
+    """
+    root_pid = os.getpid() if root_pid is None else root_pid
+    scanned: dict[int, list[int]] | None = None
+    ticks, tree, todo = 0, set(), [root_pid]
     while todo:
         pid = todo.pop()
-        if pid in tree or pid not in times:
+        if pid in tree:
+            continue
+        fields = _stat_fields(proc / str(pid))
+        if fields is None or len(fields) < 15:
             continue
         tree.add(pid)
-        todo.extend(children.get(pid, []))
-    return sum(times[p] for p in tree) / _clock_ticks(), tree
+        ticks += sum(int(v) for v in fields[11:15])  # utime stime cutime cstime
+        kids = _children(pid, proc)
+        if kids is None:
+            scanned = scanned if scanned is not None else _scan_children(proc)
+            kids = scanned.get(pid, [])
+        todo.extend(kids)
+    return ticks / _clock_ticks(), tree
 
 
 class ContentionMonitor:
