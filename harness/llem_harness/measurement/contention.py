@@ -139,7 +139,11 @@ class ContentionMonitor:
     def learn_own_gpu_pids(self, before_load: list[dict]) -> None:
         """After the model loaded: in a PID namespace, the GPU PIDs that appeared are this run's."""
         _, tree = self._own_tree()
-        now = {int(p["pid"]) for d in self.devices for p in self._processes(d) if p.get("pid") is not None}
+        try:
+            now = {int(p["pid"]) for d in self.devices for p in d.processes() if p.get("pid") is not None}
+        except Exception as exc:  # noqa: BLE001 - a failed read only means nothing is learnt
+            self._notes.append(f"GPU process lists unreadable after the load ({type(exc).__name__}: {exc})")
+            return
         earlier = {int(p["pid"]) for p in before_load if p.get("pid") is not None}
         # A PID visible here is a process of this namespace, ours (in the tree) or not: never learnt.
         invisible = {pid for pid in now - earlier if not (self.proc / str(pid)).exists()}
@@ -155,9 +159,6 @@ class ContentionMonitor:
         except (OSError, ValueError) as exc:
             self._cpu_error = f"process tree unreadable: {type(exc).__name__}: {exc}"
             return None, {os.getpid()}
-
-    def _processes(self, dev: GpuDevice) -> list[dict]:
-        return dev.processes()
 
     def start(self) -> None:
         with self._lock:
@@ -182,7 +183,7 @@ class ContentionMonitor:
             self._gpu_samples += 1
             for dev in self.devices:
                 try:
-                    procs = self._processes(dev)
+                    procs = dev.processes()
                 except Exception as exc:  # noqa: BLE001 - a failed read must not stop the sampler
                     self._gpu_error = f"GPU {dev.index} process list unreadable: {type(exc).__name__}: {exc}"
                     continue
@@ -201,21 +202,26 @@ class ContentionMonitor:
                         entry["used_memory_mb"] = mem
 
     def stop(self) -> tuple[ContentionResult, list[str]]:
-        self._read_gpus()
         wall_s = time.monotonic() - self._wall0
         with self._lock:
             foreign_s = own_s = cores = None
             cpu_reason = self._cpu_error
-            if cpu_reason is None and self._busy0 is not None and self._own0 is not None:
+            own1, tree1 = self._own_tree()
+            self._tree |= tree1  # a process this run started during the window is ours, not foreign
+            for key in [k for k in self._seen if k[1] in self._tree]:
+                del self._seen[key]
+            if cpu_reason is None and self._busy0 is not None and self._own0 is not None and own1 is not None:
                 try:
                     busy1 = host_busy_s(self.proc)
-                    own1, _ = tree_cpu_s(proc=self.proc)
                     own_s = own1 - self._own0
                     # Tick rounding can make the difference slightly negative on an idle host.
                     foreign_s = max(0.0, busy1 - self._busy0 - own_s)
                     cores = foreign_s / wall_s if wall_s > 0 else None
                 except (OSError, ValueError, IndexError) as exc:
                     cpu_reason = f"/proc unreadable at the window's end: {type(exc).__name__}: {exc}"
+            cpu_reason = cpu_reason or self._cpu_error
+        self._read_gpus()
+        with self._lock:
             gpu_reason = self._gpu_error if self.devices else "no GPU measured"
             result = ContentionResult(
                 gpu_foreign_processes=sorted(self._seen.values(), key=lambda e: (e["gpu_index"], e["pid"])),
