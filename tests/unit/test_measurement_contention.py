@@ -120,3 +120,30 @@ def test_host_cpu_time_separates_this_process_tree_from_other_processes():
     assert result.thresholds["host_cpu_foreign_cores"] == 0.5
     assert result.significant == (result.host_cpu_foreign_cores >= 0.5)
     assert any("CPU cores busy" in w for w in warnings) == result.significant
+
+
+class _GpuProcessList:
+    """The process list of a GPU this machine does not have (only what ContentionMonitor reads)."""
+
+    index, uuid = 0, UUID
+
+    def __init__(self):
+        self.pids: list[int] = []
+
+    def processes(self) -> list[dict]:
+        return [{"pid": pid, "type": "compute", "used_memory_mb": 100.0} for pid in self.pids]
+
+
+def test_a_process_the_run_starts_during_the_window_is_its_own():
+    gpu = _GpuProcessList()
+    monitor = ContentionMonitor([gpu], time.monotonic)
+    monitor.start()
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])  # e.g. an engine worker
+    try:
+        gpu.pids = [child.pid]
+        monitor._read_gpus()  # what the sampler thread's poll does
+        result, _ = monitor.stop()
+    finally:
+        child.kill()
+        child.wait()
+    assert result.gpu_foreign_processes == [] and result.significant is (result.host_cpu_foreign_cores >= 0.5)
