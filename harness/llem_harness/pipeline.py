@@ -16,12 +16,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from llenergymeasure.domain import (ERROR_FILE, HARNESS_EXIT_STORAGE, HARNESS_LOG_FILE, RESULT_FILE, RUN_SPEC_FILE,
-                                    ExperimentResult, HarnessError, RequestRecord, RunSpec, compute_metrics,
-                                    prompt_cache)
+                                    ExperimentResult, FlopsEstimate, HarnessError, MemoryStats, PhaseEnergy,
+                                    RequestRecord, RunSpec, compute_metrics, prompt_cache)
 from llenergymeasure.domain.io import write_json_atomic
 from llenergymeasure.domain.latency import LATENCY_REFERENCE, LATENCY_REFERENCE_DEFINITION, request_latency
 from llenergymeasure.domain.progress import encode_event
 
+from .after_window import AfterWindow, attach_window_records
 from .engines.base import BatchOutput, create_adapter
 from .host_info import base_environment
 from .lifecycle import ignore_further_signals, install_signal_handlers, stop_with_parent, storage_failure
@@ -102,6 +103,7 @@ def run(spec: RunSpec, run_dir: Path) -> ExperimentResult:
     gpu_ids = None if os.environ.get("LLEM_GPUS_ISOLATED") == "1" else spec.gpu_ids
     session = MeasurementSession(config.measurement, gpu_ids, spec.baseline, run_dir, emit)
     adapter = create_adapter(config)
+    after = AfterWindow(emit)
     try:
         Phase.enter("environment")
         environment = base_environment()
@@ -113,8 +115,10 @@ def run(spec: RunSpec, run_dir: Path) -> ExperimentResult:
         load_start = time.monotonic()
         adapter.load()
         model_load_s = time.monotonic() - load_start
-        for key, value in adapter.versions().items():
+        for key, value in after.read("versions", adapter.versions, lambda _reason: {}).items():
             setattr(environment, key, value)
+        Phase.enter("loaded_idle")
+        loaded_idle = session.after_load()
         if environment.cuda_version is None:  # no CUDA torch build: report the driver's CUDA version
             environment.cuda_version = next((g.cuda_driver_version for g in environment.gpus
                                              if g.cuda_driver_version), None)
@@ -142,22 +146,27 @@ def run(spec: RunSpec, run_dir: Path) -> ExperimentResult:
             emit("batch", phase="measuring", done=i + 1, total=len(batches))
         window = session.stop_window(adapter.synchronize)
         window.thermal.cooldown_wait_s = spec.cooldown_wait_s
-        memory = adapter.memory()
+        memory = after.read("memory", adapter.memory, lambda why: MemoryStats(unavailable_reason=why))
         requests, itl_values, intervals = _requests_from_outputs(outputs, unix_origin_s - perf_origin_s,
                                                                  config.max_output_tokens)
         _label_repeats(requests, prompts)
-        phase_energy = session.phase_energy(intervals, window.energy.gpu_energy_raw_j)
-        flops = _estimate_flops(adapter, requests)
+        phase_energy = after.read("phase_energy",
+                                  lambda: session.phase_energy(intervals, window.energy.gpu_energy_raw_j),
+                                  lambda why: PhaseEnergy(unavailable_reason=why))
+        flops = after.read("flops", lambda: _estimate_flops(adapter, requests),
+                           lambda why: FlopsEstimate(unavailable_reason=why))
+        engine_effective = after.read("effective", adapter.effective_parameters, lambda _why: None)
+        effective = None if engine_effective is None else {
+            **engine_effective, "prefix_caching": config.prefix_caching,
+            "latency_reference": LATENCY_REFERENCE_DEFINITION["offline"]}
         metrics = compute_metrics(requests, itl_values, window.window_s, window.energy, flops, memory)
         cache, cache_warnings = prompt_cache(requests, config.prefix_caching, f"{config.engine} engine",
                                              f"{config.engine} reports no cached prompt tokens")
         warnings = list(window.warnings) + list(session.warnings()) + cache_warnings
-        return ExperimentResult(
+        result = ExperimentResult(
             run_id=spec.run_id, study_id=spec.study_id, experiment_index=spec.experiment_index, cycle=spec.cycle,
             config_hash=spec.config_hash, config=config, started_at=started_at, finished_at=now_iso(),
-            effective={**adapter.effective_parameters(), "prefix_caching": config.prefix_caching,
-                       "latency_reference": LATENCY_REFERENCE_DEFINITION["offline"]},
-            n_requests=len(requests), latency_reference=LATENCY_REFERENCE, prompt_cache=cache,
+            effective=effective, n_requests=len(requests), latency_reference=LATENCY_REFERENCE, prompt_cache=cache,
             input_tokens_total=sum(r.input_tokens for r in requests),
             output_tokens_total=sum(r.output_tokens for r in requests),
             window_s=window.window_s, model_load_s=model_load_s, harness_wall_s=time.monotonic() - wall_start,
@@ -166,9 +175,10 @@ def run(spec: RunSpec, run_dir: Path) -> ExperimentResult:
             thermal=window.thermal, cpu_energy=window.cpu_energy, environment=environment,
             timeseries_file=window.timeseries_file, measurement_warnings=_dedupe(warnings),
             assigned_gpu_ids=spec.gpu_ids)
+        return attach_window_records(result, loaded_idle, window.contention, after)
     finally:
-        adapter.close()
-        session.close()
+        after.call("adapter.close", adapter.close)
+        after.call("session.close", session.close)
 
 
 def _requests_from_outputs(outputs: list[BatchOutput], to_unix: float, max_output_tokens: int):

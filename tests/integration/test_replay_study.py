@@ -45,8 +45,12 @@ def test_energy_is_measured_by_counter_with_consistent_normalisations(replay_res
         assert e.method == "counter" and e.gpu_energy_raw_j > 0
         assert r.metrics.energy_per_output_token_j * r.output_tokens_total == pytest.approx(e.gpu_energy_raw_j)
         assert r.metrics.energy_per_request_j * r.n_requests == pytest.approx(e.gpu_energy_raw_j)
-        expected_adjusted = e.gpu_energy_raw_j - r.baseline.power_mean_w * r.energy.window_s
+        # Adjusted subtracts the loaded idle (model resident, before warm-up), reported beside the pre-load one.
+        assert r.loaded_idle.kind == "loaded" and r.loaded_idle.fresh is True and r.loaded_idle.n_samples > 0
+        assert r.baseline.kind == "pre_load" and e.baseline_subtracted == "loaded_idle"
+        expected_adjusted = e.gpu_energy_raw_j - r.loaded_idle.power_mean_w * r.energy.window_s
         assert e.gpu_energy_adjusted_j == pytest.approx(expected_adjusted, rel=1e-6)
+        assert r.contention.gpu_process_samples >= 2 and r.contention.gpu_foreign_processes == []
         assert r.sampler.n_samples >= 1
         assert (Path(replay_result.study_dir) / "runs" / r.run_id / "timeseries.parquet").is_file()
     assert replay_result.summary.gpu_energy_raw_j == pytest.approx(

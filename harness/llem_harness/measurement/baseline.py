@@ -1,4 +1,11 @@
-"""Idle baseline: power of the assigned GPUs before the model loads (docs/methodology.md, "Idle baseline").
+"""Idle baselines: power of the assigned GPUs before the model loads, and again once it is loaded.
+
+Two idles (docs/energy-window.md; docs/methodology.md, "Idle baseline"): `pre_load` (no CUDA context yet) and `loaded` (model resident,
+engine idle, before warm-up). A loaded GPU idles higher, so `energy_adjusted_j` subtracts the
+loaded idle when it was measured. Temperature gate: a baseline whose own per-GPU temperature range
+exceeds TEMPERATURE_TOLERANCE_C (the GPU is still cooling or heating, so its idle power drifts) is
+measured again, for at most TEMPERATURE_MAX_WAIT_S in all; if it never settles, the last one is kept
+with `temperature_settled=False` and a warning.
 
 Mean: from the energy-counter delta over the baseline when every GPU has a counter, so that
 `energy_adjusted_j = raw - baseline_power_w * window_s` subtracts a figure measured the same way
@@ -47,6 +54,30 @@ def try_reuse(previous: BaselineResult | None, gpu_uuids: list[str], ttl_s: floa
     return previous.model_copy(update={"fresh": False, "age_s": age_s}), f"reused (age {age_s:.0f} s)"
 
 
+TEMPERATURE_TOLERANCE_C = 1.0   # NVML reports whole degrees: a range of 1 is flicker, 2 a trend
+TEMPERATURE_MAX_WAIT_S = 60.0   # bound on re-measuring a drifting baseline
+
+
+def measure_gated(backend: DeviceBackend, devices: list[GpuDevice], duration_s: float, period_ms: float,
+                  kind: str = "pre_load") -> tuple[BaselineResult, list[str]]:
+    """A baseline measured again until its temperature range is within tolerance (bounded wait)."""
+    max_wait_s, tolerance_c = TEMPERATURE_MAX_WAIT_S, TEMPERATURE_TOLERANCE_C
+    t_start = backend.clock()
+    while True:
+        result, warnings = measure_baseline(backend, devices, duration_s, period_ms)
+        drift = result.temperature_drift_c
+        waited_s = max(0.0, backend.clock() - t_start - result.duration_s)
+        settled = None if drift is None else drift <= tolerance_c
+        if settled is not False or backend.clock() - t_start + duration_s > max_wait_s:
+            break
+    result = result.model_copy(update={"kind": kind, "temperature_settled": settled, "temperature_wait_s": waited_s})
+    label = "loaded idle" if kind == "loaded" else "pre-load idle"
+    if settled is False:
+        warnings.append(f"{label} baseline: GPU temperature still moving ({drift:.0f} °C range > "
+                        f"{tolerance_c:g} °C) after {waited_s:.0f} s of waiting; idle power may be off")
+    return result, warnings
+
+
 def measure_baseline(backend: DeviceBackend, devices: list[GpuDevice], duration_s: float,
                      period_ms: float) -> tuple[BaselineResult, list[str]]:
     uuids = [d.uuid for d in devices]
@@ -67,13 +98,15 @@ def measure_baseline(backend: DeviceBackend, devices: list[GpuDevice], duration_
     sums = [sum(s.power_instant_w for s in tk.samples) for tk in ticks
             if all(s.power_instant_w is not None for s in tk.samples)]
     temps: dict[str, float] = {}
+    ranges: list[float] = []
     for pos, dev in enumerate(devices):
         vals = [tk.samples[pos].temperature_c for tk in ticks if tk.samples[pos].temperature_c is not None]
         if vals:
             temps[dev.uuid] = statistics.fmean(vals)
+            ranges.append(max(vals) - min(vals))
     common = dict(n_samples=len(sums), duration_s=t1 - t0, gpu_uuids=uuids, measured_at=measured_at, fresh=True,
                   age_s=0.0, idle_temperature_c=max(temps.values()) if temps else None,
-                  idle_temperature_per_gpu_c=temps,
+                  idle_temperature_per_gpu_c=temps, temperature_drift_c=max(ranges) if ranges else None,
                   power_std_w=statistics.stdev(sums) if len(sums) >= 2 else None)
     deltas = [(e.energy_mj - s.energy_mj) if s.energy_mj is not None and e.energy_mj is not None else None
               for s, e in zip(start_e, end_e)]

@@ -125,12 +125,14 @@ class NvmlDevice:
         which is why the session calls this before the model creates its CUDA context.
         """
         found: dict[int, dict] = {}
-        for fn in ("nvmlDeviceGetComputeRunningProcesses", "nvmlDeviceGetGraphicsRunningProcesses"):
+        for fn, kind in (("nvmlDeviceGetComputeRunningProcesses", "compute"),
+                         ("nvmlDeviceGetGraphicsRunningProcesses", "graphics")):
             for proc in self._try(fn) or []:
-                if proc.pid == os.getpid():
+                if proc.pid == os.getpid() or proc.pid in found:
                     continue
                 used = getattr(proc, "usedGpuMemory", None)
                 found[proc.pid] = {"gpu_uuid": self.uuid, "gpu_index": self.index, "pid": int(proc.pid),
+                                   "type": kind,
                                    "used_memory_mb": used / 2**20 if isinstance(used, int) and used >= 0 else None}
         return list(found.values())
 

@@ -7,9 +7,13 @@ Zones: `intel-rapl:N` is a package, `intel-rapl:N:M` a sub-zone named by its `na
 (`dram`, `core`, `uncore`); `package_energy_j` sums `package-*` zones, `dram_energy_j` the `dram`
 ones. Where the tree is absent or `energy_uj` is unreadable (root-only since Linux 5.10), the
 result is `unavailable` with the reason — never a TDP guess.
+
+`LLEM_POWERCAP_ROOT` points the meter at another directory laid out like /sys/class/powercap: the
+tests use a fake tree there (RAPL hardware is not available to them), never a measurement.
 """
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +21,7 @@ from pathlib import Path
 from llenergymeasure.domain import CpuEnergy
 
 DEFAULT_POWERCAP_ROOT = Path("/sys/class/powercap")
+POWERCAP_ROOT_ENV = "LLEM_POWERCAP_ROOT"
 
 
 @dataclass
@@ -35,8 +40,8 @@ def _read_int(path: Path) -> int:
 
 
 class RaplMeter:
-    def __init__(self, root: Path | str = DEFAULT_POWERCAP_ROOT):
-        self.root = Path(root)
+    def __init__(self, root: Path | str | None = None):
+        self.root = Path(root if root is not None else os.environ.get(POWERCAP_ROOT_ENV) or DEFAULT_POWERCAP_ROOT)
         self.zones: list[_Zone] = []
         self.unavailable_reason: str | None = None
         self._lock = threading.Lock()

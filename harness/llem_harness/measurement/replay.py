@@ -7,7 +7,9 @@ Trace format (JSON lines, documented in tests/fixtures/traces/README.md):
                              "ecc_enabled", "memory_total_mb", "processes": [...]}, ...]}
   then one line per sample per GPU: {"t_s", "gpu" (NVML index), "energy_mj", "power_instant_w",
                    "power_avg_w", "temperature_c", "sm_clock_mhz", "mem_clock_mhz", "memory_used_mb",
-                   "utilization_pct", "throttle_reasons"}; a missing/null quantity is unsupported.
+                   "utilization_pct", "throttle_reasons"}; a missing/null quantity is unsupported;
+                   optional "processes": [{"pid", "type", "used_memory_mb"}] replaces the header's list
+                   from that sample on (foreign processes that come and go).
 
 Why time-driven: the sampler thread, window edges and baseline must run on a real clock, exactly
 as with NVML; a reading at device time t returns the latest trace sample at or before t (values
@@ -84,7 +86,10 @@ class ReplayDevice:
         return GpuSample(t_s=t, **values)
 
     def processes(self) -> list[dict]:
-        return [dict(p, gpu_uuid=self.uuid, gpu_index=self.index) for p in self._static.get("processes", [])]
+        """The header's `processes`, unless the sample in force carries its own list (foreign load over time)."""
+        row, _ = self._at(self._backend.clock())
+        procs = row["processes"] if "processes" in row else self._static.get("processes", [])
+        return [dict(p, gpu_uuid=self.uuid, gpu_index=self.index) for p in procs]
 
 
 class ReplayBackend:

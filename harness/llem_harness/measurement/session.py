@@ -5,6 +5,7 @@ Contract (the pipeline in `llem_harness.pipeline` relies on exactly this):
     gpus, foreign = session.gpu_environment()          # GpuInfo list, foreign GPU processes
     session.summary()                                  # one-line environment summary (CLI event)
     baseline = session.baseline()                      # before the model loads; None if disabled
+    loaded_idle = session.after_load()                 # model resident, before warm-up; None if disabled
     warmup = session.warmup(run_batch)                 # run_batch() -> latency_s of one batch
     session.start_window(sync)                         # sync() = device synchronise
     ... measured work ...
@@ -16,7 +17,8 @@ Contract (the pipeline in `llem_harness.pipeline` relies on exactly this):
 Warnings: `session.warnings()` holds those raised outside the window (device selection,
 persistence off, MIG, foreign processes, baseline, warm-up not converged); `window.warnings` holds
 the window's own (short window, < 10 samples, throttling, temperature drift, energy unavailable,
-counter reset). They do not overlap: result.measurement_warnings = session.warnings() + window.warnings.
+counter reset, contention). They do not overlap:
+result.measurement_warnings = session.warnings() + window.warnings.
 Each warning is also emitted as a `warning` progress event when raised. Phase events are the
 pipeline's job; the session emits only `warning` and warm-up `batch` events.
 
@@ -32,11 +34,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from llenergymeasure.domain import (TIMESERIES_FILE, BaselineResult, CpuEnergy, EnergyResult, GpuInfo,
-                                    MeasurementConfig, PhaseEnergy, SamplerStats, ThermalSummary, ThrottleSummary,
+from llenergymeasure.domain import (TIMESERIES_FILE, BaselineResult, ContentionResult, CpuEnergy, EnergyResult,
+                                    GpuInfo, MeasurementConfig, PhaseEnergy, SamplerStats, ThermalSummary, ThrottleSummary,
                                     WarmupResult)
 
-from .baseline import measure_baseline, try_reuse
+from .baseline import measure_gated, try_reuse
+from .contention import ContentionMonitor
 from .devices import DeviceBackend, GpuDevice, open_backend, select_devices
 from .energy import integrate_power_j, window_energy
 from .environment import environment_summary, read_environment
@@ -57,6 +60,7 @@ class WindowMeasurement:
     end_unix_s: float
     energy: EnergyResult
     cpu_energy: CpuEnergy
+    contention: ContentionResult | None = None
     sampler: SamplerStats | None = None
     throttle: ThrottleSummary | None = None
     thermal: ThermalSummary = field(default_factory=ThermalSummary)
@@ -115,7 +119,9 @@ class MeasurementSession:
                 self._warn(note)
             if not self.devices:
                 self.unavailable_reason = "no GPU assigned to or visible in this process"
-        self.rapl = RaplMeter(powercap_root) if powercap_root is not None else RaplMeter()
+        self.rapl = RaplMeter(powercap_root)
+        self.contention = ContentionMonitor(self.devices, self._clock)
+        self._loaded_idle: BaselineResult | None = None
         if self.backend is not None and self.backend.source == "replay":
             self._warn(f"GPU readings are replayed from {self.backend.description}: "
                        "not a measurement of this machine")
@@ -172,12 +178,37 @@ class MeasurementSession:
         if reused is not None:
             self._baseline = reused
             return reused
-        result, warnings = measure_baseline(self.backend, self.devices, self.cfg.baseline.duration_s,
-                                            self.cfg.sampling_period_ms)
+        result, warnings = measure_gated(self.backend, self.devices, self.cfg.baseline.duration_s,
+                                         self.cfg.sampling_period_ms, kind="pre_load")
         for w in warnings:
             self._warn(w)
         self._baseline = result
         return result
+
+    def after_load(self) -> BaselineResult | None:
+        """Loaded idle: the model is resident and the engine idle (never reused: it depends on both)."""
+        if self.devices:
+            self.contention.learn_own_gpu_pids(self._foreign)
+        if not self.cfg.baseline.enabled:
+            return None
+        if self.backend is None or not self.devices:
+            self._loaded_idle = BaselineResult(method="unavailable", kind="loaded",
+                                               unavailable_reason=self.unavailable_reason)
+            return self._loaded_idle
+        result, warnings = measure_gated(self.backend, self.devices, self.cfg.baseline.duration_s,
+                                         self.cfg.sampling_period_ms, kind="loaded")
+        for w in warnings:
+            self._warn(w)
+        self._loaded_idle = result
+        return result
+
+    def _subtracted_baseline(self) -> tuple[BaselineResult | None, str | None]:
+        """Loaded idle when measured (what the GPU draws with the engine resident), else pre-load idle."""
+        if self._loaded_idle is not None and self._loaded_idle.power_mean_w is not None:
+            return self._loaded_idle, "loaded_idle"
+        if self._baseline is not None and self._baseline.power_mean_w is not None:
+            return self._baseline, "pre_load_idle"
+        return None, None
 
     def warmup(self, run_batch: Callable[[], float]) -> WarmupResult:
         result, warnings = run_warmup(self.cfg.warmup, run_batch, self.emit)
@@ -199,6 +230,7 @@ class MeasurementSession:
         return edge
 
     def start_window(self, sync: Callable[[], None], edge: "WindowEdge | None" = None) -> None:
+        self.contention.start()  # reads /proc and the process lists: before the window's first reading
         sync()
         if edge is None:
             edge = self.read_edge()
@@ -207,7 +239,7 @@ class MeasurementSession:
             self.rapl.start()
         self._window_ticks = []
         if self.devices or self.rapl.available:
-            poll = self.rapl.poll if self.rapl.available else None
+            poll = self._poll_rapl_and_contention
             self._sampler = Sampler(self.backend or _HostClock(), self.devices, self.cfg.sampling_period_ms, poll)
             if self.devices and not edge.deferred:
                 self._sampler.sample_now()
@@ -237,17 +269,22 @@ class MeasurementSession:
             if self.devices:
                 stats = self._sampler.stats()
         cpu = edge.cpu if edge.cpu is not None else self.rapl.stop(window_s)
+        contention, notes = self.contention.stop()
+        for note in notes:
+            self._warn(note, warnings)
 
         if self.backend is None or not self.devices:
             reason = self.unavailable_reason or "no GPU"
             energy = EnergyResult(method="unavailable", unavailable_reason=reason, window_s=window_s)
             self._warn(f"GPU energy unavailable: {reason}", warnings)
         else:
+            subtracted, kind = self._subtracted_baseline()
             energy, notes = window_energy(self.devices, self._start_energy, end_energy, self._window_ticks,
-                                          self._t0, t1, self._baseline)
+                                          self._t0, t1, subtracted)
             energy.readings_source = self.backend.description
-            if energy.gpu_energy_adjusted_j is not None and self._baseline is not None:
-                energy.baseline_power_w = self._baseline.power_mean_w
+            if energy.gpu_energy_adjusted_j is not None and subtracted is not None:
+                energy.baseline_power_w = subtracted.power_mean_w
+                energy.baseline_subtracted = kind
             for note in notes:
                 self._warn(note, warnings)
             if getattr(self.backend, "exhausted", lambda: False)():
@@ -266,8 +303,14 @@ class MeasurementSession:
             write_timeseries(self.run_dir / TIMESERIES_FILE, self._window_ticks, self.devices, self._t0)
             ts_file = TIMESERIES_FILE
         return WindowMeasurement(window_s=window_s, start_unix_s=self._wall0, end_unix_s=self._wall0 + window_s,
-                                 energy=energy, cpu_energy=cpu, sampler=stats, throttle=throttle, thermal=thermal,
+                                 energy=energy, cpu_energy=cpu, contention=contention, sampler=stats,
+                                 throttle=throttle, thermal=thermal,
                                  timeseries_file=ts_file, warnings=warnings)
+
+    def _poll_rapl_and_contention(self) -> None:
+        if self.rapl.available:
+            self.rapl.poll()
+        self.contention.poll()
 
     def _thermal(self, warnings: list[str]) -> ThermalSummary:
         per_gpu: dict[str, list[float | None]] = {}

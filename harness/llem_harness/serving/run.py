@@ -23,6 +23,7 @@ from pathlib import Path
 from llenergymeasure.domain import ExperimentResult, PhaseEnergy, RunSpec, ServingResult, prompt_cache
 from llenergymeasure.domain.latency import LATENCY_REFERENCE, LATENCY_REFERENCE_DEFINITION
 
+from ..after_window import AfterWindow, attach_window_records
 from ..host_info import base_environment
 from .arrivals import send_offsets_s
 from .loadgen import LoadPlan, RequestTrace, count_prompt_tokens, drive
@@ -66,6 +67,8 @@ def run_serving(spec: RunSpec, run_dir: Path, phase, emit, now_iso) -> Experimen
         phase.enter("server_starting", command=" ".join(server_def.argv[:4]))
         server.start()
         ready_s = server.wait_ready(cfg.ready_timeout_s)
+        phase.enter("loaded_idle")
+        loaded_idle = session.after_load()
 
         counter = _token_counter(config, base_url, server_def)
 
@@ -148,7 +151,7 @@ def run_serving(spec: RunSpec, run_dir: Path, phase, emit, now_iso) -> Experimen
         warnings = list(window.warnings) + list(session.warnings()) + extra_warnings + cache_warnings
         if not server_def.verified:
             warnings.append(f"server command for engine '{config.engine}' is unverified (written from its docs)")
-        return ExperimentResult(
+        result = ExperimentResult(
             run_id=spec.run_id, study_id=spec.study_id, experiment_index=spec.experiment_index, cycle=spec.cycle,
             config_hash=spec.config_hash, config=config, started_at=started_at, finished_at=now_iso(),
             effective={"server_command": server_def.argv, "request_body": _body(config, "<prompt>", server_def),
@@ -164,9 +167,11 @@ def run_serving(spec: RunSpec, run_dir: Path, phase, emit, now_iso) -> Experimen
             thermal=window.thermal, cpu_energy=window.cpu_energy, environment=environment,
             timeseries_file=window.timeseries_file, measurement_warnings=list(dict.fromkeys(warnings)),
             serving=serving, assigned_gpu_ids=spec.gpu_ids)
-    finally:
-        server.stop()
-        session.close()
+        return attach_window_records(result, loaded_idle, window.contention, AfterWindow(emit))
+    finally:  # a failing cleanup is reported, never allowed to replace the measured result
+        cleanup = AfterWindow(emit)
+        cleanup.call("server.stop", server.stop)
+        cleanup.call("session.close", session.close)
 
 
 async def _single(base_url: str, body: dict, trace: RequestTrace) -> None:

@@ -70,6 +70,10 @@ def _short_gpu(gpu_set: str) -> str:
 
 def _short_flags(conf: dict[str, Any]) -> str:
     parts = [f"n={conf['n_runs']}<{conf['min_runs']}"] if conf.get("few_runs") else []
+    if not conf.get("few_runs") and conf.get("few_runs_metrics"):  # some runs did not measure these
+        parts.append(f"n<{conf['min_runs']}: {', '.join(conf['few_runs_metrics'][:3])}")
+    if conf.get("mixed_method_metrics"):
+        parts.append(f"methods not pooled: {', '.join(conf['mixed_method_metrics'][:3])}")
     noisy = conf.get("high_cv_metrics") or []
     if noisy:
         shown = [m for m in SHOW_COLUMNS if m in noisy][:3] or noisy[:3]

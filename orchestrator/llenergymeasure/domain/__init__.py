@@ -1,6 +1,7 @@
 """The contract between host and harness: pydantic models and the standard library only."""
 from .config import (ENGINES, BaselineConfig, DatasetConfig, DecodingConfig, ExperimentConfig, MeasurementConfig,
                      TransformersConfig, WarmupConfig, LlamaCppConfig)
+from .contention import ContentionResult
 from .manifest import MANIFEST_FILE, ManifestCounters, ManifestEntry, StudyManifest
 from .measurement import (BaselineResult, CpuEnergy, EnergyResult, GpuEnergy, GpuInfo, PhaseEnergy, SamplerStats,
                           ThermalSummary, ThrottleSummary, WarmupResult)

@@ -38,10 +38,12 @@ class EnergyResult(OpenModel):
     readings_source: str | None = Field(
         None, description="where the GPU readings came from: real NVML, or a replayed trace (not a measurement)")
     baseline_power_w: float | None = Field(None, description="idle power subtracted for the adjusted value")
+    baseline_subtracted: Literal["loaded_idle", "pre_load_idle"] | None = Field(
+        None, description="which idle baseline the adjusted value subtracts (loaded idle when it was measured)")
 
 
 class BaselineResult(OpenModel):
-    """Idle power of the assigned GPUs, measured before the model loads."""
+    """Idle power of the assigned GPUs: before the model loads (`pre_load`) or with it resident (`loaded`)."""
 
     power_mean_w: float | None = Field(None, description="summed over GPUs")
     power_std_w: float | None = None
@@ -55,6 +57,13 @@ class BaselineResult(OpenModel):
     measured_at: str | None = Field(None, description="ISO-8601 UTC")
     fresh: bool = True
     age_s: float | None = Field(None, description="age when used (0 when fresh)")
+    kind: Literal["pre_load", "loaded"] = Field(
+        "pre_load", description="pre_load: no CUDA context yet; loaded: model resident, before warm-up")
+    temperature_settled: bool | None = Field(
+        None, description="the temperature gate passed before the baseline (null: no temperature readings)")
+    temperature_wait_s: float | None = Field(None, description="time waited for the temperature to settle")
+    temperature_drift_c: float | None = Field(
+        None, description="largest per-GPU temperature range (max - min) during the baseline")
 
 
 class WarmupResult(OpenModel):
@@ -106,6 +115,8 @@ class CpuEnergy(OpenModel):
     dram_energy_j: float | None = None
     domains: dict[str, float] = Field(default_factory=dict, description="RAPL domain name -> joules")
     window_s: float | None = None
+    package_energy_per_output_token_j: float | None = Field(
+        None, description="CPU package energy (whole socket, RAPL) / output tokens; never includes GPU energy")
 
 
 class GpuInfo(OpenModel):

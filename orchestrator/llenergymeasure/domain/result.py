@@ -7,6 +7,7 @@ from pydantic import Field
 
 from .base import OpenModel
 from .config import ExperimentConfig
+from .contention import ContentionResult
 from .measurement import (BaselineResult, CpuEnergy, EnergyResult, GpuInfo, PhaseEnergy, SamplerStats,
                           ThermalSummary, ThrottleSummary, WarmupResult)
 from .metrics import Metrics, PromptCache, RequestRecord
@@ -47,7 +48,9 @@ class ExperimentResult(OpenModel):
     config: ExperimentConfig
     started_at: str
     finished_at: str
-    effective: dict[str, Any] = Field(default_factory=dict, description="parameters the engine actually used")
+    effective: dict[str, Any] | None = Field(
+        default_factory=dict, description="parameters the engine actually used; null when unreadable "
+        "(reason in after_window_unavailable)")
     n_requests: int
     input_tokens_total: int
     output_tokens_total: int
@@ -73,6 +76,13 @@ class ExperimentResult(OpenModel):
     assigned_gpu_ids: list[str] | None = Field(
         None, description="GPUs the orchestrator (or Slurm) assigned to this run; None = all visible")
     serving: ServingResult | None = Field(None, description="mode: serving only")
+    # Energy window: loaded idle, contention, reads after the window.
+    loaded_idle: BaselineResult | None = Field(
+        None, description="idle power with the model resident, before warm-up; `baseline` is the pre-load idle")
+    contention: ContentionResult | None = Field(None, description="foreign GPU processes and host CPU load "
+                                                "during the window")
+    after_window_unavailable: dict[str, str] = Field(
+        default_factory=dict, description="read after the window -> why it could not be read (the value is null)")
 
 
 class HarnessError(OpenModel):

@@ -3,8 +3,15 @@
 For each metric in STAT_METRICS: n (runs that measured it), mean, sample std (ddof=1), a 95%
 confidence interval for the mean with Student's t (scipy.stats.t, n-1 degrees of freedom) and
 the coefficient of variation std/|mean|. A configuration is flagged when it has fewer than
-`min_runs` (3) runs, and per metric when CV exceeds `cv_threshold` (default 0.1): such figures
+`min_runs` (3) runs; otherwise a metric is flagged when its own n (the runs that measured it) is
+below `min_runs`; and per metric when CV exceeds `cv_threshold` (default 0.1): such figures
 should not be published without more cycles. numpy/scipy are imported lazily.
+
+Methods are never pooled: an energy figure measured with the counter, one integrated from instant
+power and one from RAPL are different measurements (and adjusted figures subtract either the loaded
+or the pre-load idle). When a configuration's runs measured a metric by more than one method, the
+metric's statistics cover the most common method's runs only (`method`), every method's own
+statistics are in `by_method`, and the configuration is flagged.
 """
 from __future__ import annotations
 
@@ -50,9 +57,55 @@ STAT_METRICS: dict[str, tuple[str, str]] = {
     "serving.goodput_requests_per_s": ("requests/s", "goodput req/s"),
     "serving.window.steady_state_share": ("fraction of run", "steady-state share"),
     "serving.n_errors": ("requests", "server errors"),
+    # CPU package energy (RAPL, whole socket): never pooled with GPU energy.
+    "cpu_energy.package_energy_per_output_token_j": ("J/output token (CPU package)", "CPU energy/token"),
 }
 # Where to find why a metric is missing, when no run measured it.
-_REASON_COLUMNS = {"energy": "energy.unavailable_reason", "adjusted": "baseline.unavailable_reason"}
+_REASON_COLUMNS = {"energy": "energy.unavailable_reason", "adjusted": "baseline.unavailable_reason",
+                   "cpu_energy": "cpu_energy.unavailable_reason"}
+_METHOD_PREFERENCE = ("counter", "integrated_instant_power", "rapl")
+
+
+def metric_method(metric: str, row: dict[str, Any]) -> str | None:
+    """How a run measured `metric`: the energy method (and, adjusted, the idle subtracted); None if not energy."""
+    if metric.startswith("cpu_energy."):
+        return row.get("cpu_energy.method")
+    if not metric.startswith("energy"):
+        return None
+    method = row.get("energy.method")
+    if "adjusted" in metric and method is not None:
+        return f"{method}-{row.get('energy.baseline_subtracted') or 'pre_load_idle'}"
+    return method
+
+
+def _method_rank(key: str) -> tuple[int, str]:
+    base = key.split("-")[0]
+    return (_METHOD_PREFERENCE.index(base) if base in _METHOD_PREFERENCE else len(_METHOD_PREFERENCE), key)
+
+
+def describe_by_method(metric: str, rows: list[dict[str, Any]], cv_threshold: float) -> dict[str, Any]:
+    """`describe` over the runs of one method; with several, the most common (ties: counter first)."""
+    groups: dict[str | None, list[float]] = {}
+    for row in rows:
+        value = row.get(metric)
+        if value is not None:
+            groups.setdefault(metric_method(metric, row), []).append(value)
+    # Energy runs that measured nothing (method `unavailable`) are a group of their own: counted, never averaged.
+    unmeasured = sum(1 for row in rows if row.get(metric) is None and metric_method(metric, row) is not None)
+    if len(groups) <= 1:
+        method = next(iter(groups), None)
+        stats = describe(groups.get(method, []), cv_threshold)
+        if method is not None:
+            stats["method"] = method
+    else:
+        method = min(groups, key=lambda k: (-len(groups[k]), _method_rank(str(k))))
+        stats = describe(groups[method], cv_threshold)
+        stats["method"] = method
+        stats["by_method"] = {str(k): describe(v, cv_threshold) for k, v in groups.items()}
+        stats["mixed_methods"] = {str(k): len(v) for k, v in groups.items()}
+    if unmeasured and groups:
+        stats.setdefault("mixed_methods", {str(k): len(v) for k, v in groups.items()})["unavailable"] = unmeasured
+    return stats
 
 
 def describe(values: Iterable[float | None], cv_threshold: float = DEFAULT_CV_THRESHOLD,
@@ -103,10 +156,17 @@ def configuration_stats(results: Iterable[ExperimentResult], cv_threshold: float
         if len(rows) < min_runs:
             flags.append(f"n={len(rows)} < {min_runs} runs: confidence interval unreliable")
         for metric, (unit, _label) in STAT_METRICS.items():
-            stats = describe((row.get(metric) for row in rows), cv_threshold)
+            stats = describe_by_method(metric, rows, cv_threshold)
             stats["unit"] = unit
+            stats["few_runs"] = 0 < stats["n"] < min_runs
             if stats["n"] == 0:
                 stats["unavailable_reason"] = _missing_reason(metric, rows)
+            elif stats["few_runs"] and len(rows) >= min_runs:
+                flags.append(f"{metric}: n={stats['n']} < {min_runs} runs measured it: confidence interval unreliable")
+            if "mixed_methods" in stats:
+                counts = ", ".join(f"{k}: {v}" for k, v in sorted(stats["mixed_methods"].items()))
+                flags.append(f"{metric}: runs measured by different methods ({counts}); statistics over the "
+                             f"{stats['method']} runs only, never pooled")
             if stats["cv_exceeds_threshold"]:
                 flags.append(f"{metric}: CV {stats['cv']:.3f} > {cv_threshold:g}")
             metrics[metric] = stats
@@ -124,6 +184,8 @@ def configuration_stats(results: Iterable[ExperimentResult], cv_threshold: float
             "flags": flags,
             "min_runs": min_runs,
             "few_runs": len(rows) < min_runs,
+            "few_runs_metrics": [m for m, st in metrics.items() if st["few_runs"]],
+            "mixed_method_metrics": [m for m, st in metrics.items() if "mixed_methods" in st],
             "high_cv_metrics": [m for m, st in metrics.items() if st["cv_exceeds_threshold"]],
         })
     return out
@@ -132,7 +194,9 @@ def configuration_stats(results: Iterable[ExperimentResult], cv_threshold: float
 def _missing_reason(metric: str, rows: list[dict[str, Any]]) -> str:
     """Why no run has `metric`: the energy reason, then (adjusted figures) the baseline reason."""
     columns = []
-    if metric.startswith("energy"):
+    if metric.startswith("cpu_energy."):
+        columns.append(_REASON_COLUMNS["cpu_energy"])
+    elif metric.startswith("energy"):
         columns.append(_REASON_COLUMNS["energy"])
         if "adjusted" in metric:
             columns.append(_REASON_COLUMNS["adjusted"])

@@ -18,8 +18,9 @@ COUNT_COLUMNS = ("n_requests", "input_tokens_total", "output_tokens_total", "win
                  "harness_wall_s")
 # Sub-records flattened with their name as prefix; lists inside them become JSON strings.
 PREFIXED_SECTIONS = ("energy", "phase_energy", "baseline", "warmup", "sampler", "throttle", "thermal",
-                     "cpu_energy", "serving")
-DROPPED_LISTS = {"energy": ("per_gpu",), "warmup": ("latencies_s",), "baseline": ("gpu_uuids",)}
+                     "cpu_energy", "serving", "loaded_idle", "contention")
+DROPPED_LISTS = {"energy": ("per_gpu",), "warmup": ("latencies_s",), "baseline": ("gpu_uuids",),
+                 "loaded_idle": ("gpu_uuids",)}
 
 
 def flatten(value: Any, prefix: str, out: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,103 @@
+"""Pre-load and loaded idle, which one `adjusted` subtracts, and the temperature gate (NVML replay).
+
+The traces are synthetic, written per test (no GPU here): the energy counter is the exact integral
+of the power beside it, so the expected watts are known.
+"""
+from __future__ import annotations
+
+import pytest
+
+from _measurement_helpers import measure, replay_session, wait_until
+from llem_harness.measurement import baseline as baseline_module
+from llem_harness.measurement.replay import write_trace
+
+UUID = "GPU-1d1e1d1e-0000-4000-8000-000000000000"
+PERIOD_S = 0.1
+
+
+def _trace(path, segments, loop=False):
+    """segments: [(t_end_s, watts, temp_start_c, temp_end_c)], one GPU, counter = integral of power."""
+    rows, energy_mj, t, start = [], 1_000_000.0, 0.0, 0.0
+    for t_end, watts, temp0, temp1 in segments:
+        while t < t_end - 1e-9:
+            temp = temp0 + (temp1 - temp0) * (t - start) / (t_end - start)
+            rows.append({"t_s": round(t, 3), "gpu": 0, "energy_mj": int(energy_mj), "power_instant_w": watts,
+                         "power_avg_w": watts, "temperature_c": round(temp), "throttle_reasons": 0})
+            energy_mj += watts * PERIOD_S * 1000
+            t += PERIOD_S
+        start = t_end
+    header = {"source": "synthetic", "gpu_model": "synthetic", "loop": loop,
+              "gpus": [{"index": 0, "uuid": UUID, "name": "Synthetic GPU (no real device)", "processes": []}]}
+    write_trace(path, header, rows)
+    return path.name
+
+
+def test_loaded_idle_is_measured_after_load_and_is_what_adjusted_subtracts(monkeypatch, tmp_path):
+    # 0-5 s pre-load idle 60 W at 40 °C; 5-8 s loading 150 W warming to 47 °C; 8-12 s loaded idle
+    # 80 W cooling 47 -> 43 °C; 12-20 s loaded idle steady at 43 °C; 20-40 s work at 300 W.
+    name = _trace(tmp_path / "load.jsonl", [(5, 60.0, 40, 40), (8, 150.0, 40, 47), (12, 80.0, 47, 43),
+                                            (20, 80.0, 43, 43), (40, 300.0, 43, 50)])
+    monkeypatch.setattr("_measurement_helpers.TRACES", tmp_path)
+    session, _ = replay_session(monkeypatch, tmp_path, name, baseline={"enabled": True, "duration_s": 2.0})
+    pre = session.baseline()
+    assert pre.kind == "pre_load" and pre.power_mean_w == pytest.approx(60.0, rel=0.02)
+    assert pre.temperature_settled is True and pre.temperature_drift_c == 0.0
+    assert pre.temperature_wait_s == pytest.approx(0.0, abs=0.3)
+    wait_until(session, 8.2)  # the model has just loaded: the GPU is still cooling from the load
+    loaded = session.after_load()
+    assert loaded.kind == "loaded" and loaded.method == "counter_delta"
+    assert loaded.power_mean_w == pytest.approx(80.0, rel=0.02)
+    assert loaded.power_std_w is not None and loaded.n_samples >= 10 and loaded.idle_temperature_c == 43.0
+    # The gate re-measured while the range exceeded 1 °C (8.2-10.2 s, 10.2-12.2 s), then accepted.
+    assert loaded.temperature_settled is True and loaded.temperature_drift_c <= 1.0
+    assert loaded.temperature_wait_s == pytest.approx(4.0, abs=1.0)
+    window = measure(session, 21.0, 29.0)
+    session.close()
+    energy = window.energy
+    assert energy.baseline_subtracted == "loaded_idle" and energy.baseline_power_w == loaded.power_mean_w
+    assert energy.gpu_energy_adjusted_j == pytest.approx(energy.gpu_energy_raw_j - loaded.power_mean_w
+                                                         * window.window_s, rel=1e-12)
+    assert energy.gpu_energy_adjusted_j == pytest.approx(220.0 * window.window_s, rel=0.03)
+
+
+def test_pre_load_idle_is_subtracted_when_no_loaded_idle_was_measured(monkeypatch, tmp_path):
+    name = _trace(tmp_path / "flat.jsonl", [(5, 60.0, 40, 40), (20, 300.0, 40, 40)])
+    monkeypatch.setattr("_measurement_helpers.TRACES", tmp_path)
+    session, _ = replay_session(monkeypatch, tmp_path, name, baseline={"enabled": True, "duration_s": 2.0})
+    pre = session.baseline()
+    window = measure(session, 6.0, 12.0)
+    session.close()
+    assert window.energy.baseline_subtracted == "pre_load_idle"
+    assert window.energy.baseline_power_w == pre.power_mean_w
+
+
+def test_temperature_gate_is_bounded_and_flags_a_baseline_that_never_settles(monkeypatch, tmp_path):
+    monkeypatch.setattr(baseline_module, "TEMPERATURE_MAX_WAIT_S", 7.0)
+    name = _trace(tmp_path / "cooling.jsonl", [(30, 70.0, 80, 50)])  # cools 1 °C/s throughout
+    monkeypatch.setattr("_measurement_helpers.TRACES", tmp_path)
+    session, events = replay_session(monkeypatch, tmp_path, name, baseline={"enabled": True, "duration_s": 2.0})
+    pre = session.baseline()
+    session.close()
+    assert pre.temperature_settled is False and pre.temperature_drift_c >= 2.0
+    assert pre.duration_s == pytest.approx(2.0, abs=0.3)
+    # Attempts of 2 s while the next one still fits in 7 s: 0-2, 2-4, 4-6; the wait is the first two.
+    assert pre.temperature_wait_s == pytest.approx(4.0, abs=0.6)
+    assert pre.power_mean_w == pytest.approx(70.0, rel=0.02)  # kept, flagged — not discarded
+    assert any("temperature still moving" in w for w in session.warnings())
+    assert any(name == "warning" and "temperature still moving" in f["message"] for name, f in events)
+
+
+def test_loaded_idle_without_gpu_is_unavailable_and_disabled_is_none(monkeypatch, tmp_path):
+    from llem_harness.measurement import MeasurementSession
+    from llenergymeasure.domain import MeasurementConfig
+
+    monkeypatch.delenv("LLEM_NVML_REPLAY", raising=False)
+    session = MeasurementSession(MeasurementConfig(), None, None, tmp_path, lambda *a, **k: None)
+    if session.backend is not None:
+        session.close()
+        pytest.skip("a GPU is visible here: this test is about machines without one")
+    loaded = session.after_load()
+    assert loaded.kind == "loaded" and loaded.method == "unavailable" and loaded.unavailable_reason
+    off = MeasurementSession(MeasurementConfig(baseline={"enabled": False}), None, None, tmp_path,
+                             lambda *a, **k: None)
+    assert off.after_load() is None
