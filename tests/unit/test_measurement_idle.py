@@ -40,13 +40,14 @@ def test_loaded_idle_is_measured_after_load_and_is_what_adjusted_subtracts(monke
     monkeypatch.setattr("_measurement_helpers.TRACES", tmp_path)
     session, _ = replay_session(monkeypatch, tmp_path, name, baseline={"enabled": True, "duration_s": 2.0})
     pre = session.baseline()
-    assert pre.kind == "pre_load" and pre.power_mean_w == pytest.approx(60.0, rel=0.02)
+    # The replayed counter steps every 0.1 s: over a 2 s baseline one step is 5 % of the delta.
+    assert pre.kind == "pre_load" and pre.power_mean_w == pytest.approx(60.0, rel=0.055)
     assert pre.temperature_settled is True and pre.temperature_drift_c == 0.0
     assert pre.temperature_wait_s == pytest.approx(0.0, abs=0.3)
     wait_until(session, 8.2)  # the model has just loaded: the GPU is still cooling from the load
     loaded = session.after_load()
     assert loaded.kind == "loaded" and loaded.method == "counter_delta"
-    assert loaded.power_mean_w == pytest.approx(80.0, rel=0.02)
+    assert loaded.power_mean_w == pytest.approx(80.0, rel=0.055)
     assert loaded.power_std_w is not None and loaded.n_samples >= 10 and loaded.idle_temperature_c == 43.0
     # The gate re-measured while the range exceeded 1 °C (8.2-10.2 s, 10.2-12.2 s), then accepted.
     assert loaded.temperature_settled is True and loaded.temperature_drift_c <= 1.0
