@@ -21,7 +21,7 @@ from .errors import FORCE_DOCKER_ENV
 @click.option("-p", "--precision", type=click.Choice(["auto", "fp32", "fp16", "bf16"]))
 @click.option("--max-input-tokens", type=int)
 @click.option("--max-output-tokens", type=int)
-@click.option("--cycles", type=int, help="repeat every configuration this many times")
+@click.option("--cycles", type=click.IntRange(1, 1000), help="repeat every configuration this many times")
 @click.option("-o", "--output", type=click.Path(file_okay=False), help="results directory")
 @click.option("--runner", type=click.Choice(["local", "docker"]), help="force one runner for every engine")
 @click.option("--keep-failed", is_flag=True, help="Docker: keep a failed run's container for inspection")

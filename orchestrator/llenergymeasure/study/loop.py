@@ -71,7 +71,7 @@ class StudyRun:
         self.cooldown_waits: dict[tuple, float] = {}  # GPU set -> cool-down waited before its next run
 
     def valid(self) -> list[ExpandedExperiment]:
-        return [e for e in self.expanded if e.config is not None]
+        return [e for e in self.expanded if e.valid]
 
     def execute(self, resume_dir: Path | None = None, skip_failed: bool = False,
                 wait_for_devices: bool = False) -> StudyResult:
@@ -82,7 +82,7 @@ class StudyRun:
         started_at, t0 = utc_now(), time.monotonic()
         order, planned = self.planned_entries()
         # Runners, pre-flight, storage and device locks first: nothing is created or run before they pass.
-        plan = resolve_runners(study, {e.config.engine for e in self.valid()}, self.cli_runner)
+        plan = resolve_runners(study, {e.engine for e in self.valid()}, self.cli_runner)
         locks: list = []
         try:
             self._preflight(plan)
@@ -180,12 +180,11 @@ class StudyRun:
         return [(e, load_completed(study_dir, e)) for e in manifest.entries if e.status == "completed"]
 
     def _entry(self, expanded: ExpandedExperiment, cycle: int) -> ManifestEntry:
-        cfg = expanded.config
-        if cfg is None:
+        if not expanded.valid:
             return ManifestEntry(experiment_index=expanded.index, cycle=cycle, config_summary=expanded.label,
                                  status="skipped", error_type="ConfigError", error_message=expanded.skip_reason)
-        return ManifestEntry(experiment_index=expanded.index, cycle=cycle, config_hash=cfg.config_hash(),
-                             config_summary=cfg.summary(), engine=cfg.engine)
+        return ManifestEntry(experiment_index=expanded.index, cycle=cycle, config_hash=expanded.config_hash,
+                             config_summary=expanded.summary, engine=expanded.engine)
 
     def _preflight(self, plan) -> None:
         """PreFlightError (missing image, no GPU runtime) stops the study before any run starts."""
@@ -193,10 +192,10 @@ class StudyRun:
             from .parallel import plan_gpu_sets
 
             plan_gpu_sets(self.study, [e.config for e in self.valid()])  # ConfigError (no GPUs, too few) before the study dir exists
-        for engine in sorted({e.config.engine for e in self.valid()}):
+        for engine in sorted({e.engine for e in self.valid()}):
             runner = plan.runner_for(engine)
             if runner is not None:
-                runner.preflight([e.config for e in self.valid() if e.config.engine == engine])
+                runner.preflight([e.config for e in self.valid() if e.engine == engine])
                 if getattr(runner, "orphans_removed", None):
                     self.observer.notice(f"removed what a crashed llem left running: {', '.join(runner.orphans_removed)}")
 

@@ -68,7 +68,7 @@ def submit_study(run, options: SlurmOptions, resume_dir: Path | None = None,
         run.observer.notice("execution.parallel does not apply under Slurm: every run is its own array task and "
                             "Slurm places them (use --slurm-array-limit to cap how many run at once)")
     order, planned = run.planned_entries()
-    plan = local_plan({e.config.engine for e in run.valid()})
+    plan = local_plan({e.engine for e in run.valid()})
     if resume_dir is not None:
         study_dir, manifest = open_for_resume(resume_dir, planned, ex.n_cycles, ex.cycle_order)
     else:
