@@ -110,11 +110,22 @@ def run_cmd(config, model, engine, dataset, n_prompts, batch_size, precision, ma
     from .progress import SlurmObserver, make_observer
 
     observer = SlurmObserver(quiet) if executor == "slurm" else make_observer(quiet)
-    run = StudyRun(study, observer=observer, cli_runner=forced, search_dirs=search_dirs)
+    start_cwd = None
+    if resume_dir is not None:  # relative paths resolve as at the first start, whatever the directory now
+        from ..study.resume import snapshot_cwd
+
+        start_cwd = snapshot_cwd(resume_dir)
+    run = StudyRun(study, observer=observer, cli_runner=forced, search_dirs=search_dirs, cwd=start_cwd)
     if dry_run:
         from .dry_run import print_dry_run
 
         print_dry_run(study, run.expanded)
+        from .dry_run_checks import start_problems
+
+        problems = start_problems(study, run)
+        if problems:
+            raise ConfigError(f"--dry-run: {len(problems)} problem(s) would stop or fail runs of this study:\n  "
+                              + "\n  ".join(problems))
         return 0
     if not run.valid():
         reasons = "; ".join(f"#{e.index}: {e.skip_reason}" for e in run.expanded if e.skip_reason)

@@ -163,10 +163,12 @@ class Grid:
 class Plan(Sequence):
     """The study's configurations in order, validated once in a streaming pass."""
 
-    def __init__(self, study: StudyConfig, search_dirs: list[Path] | None = None, cwd: Path | None = None):
+    def __init__(self, study: StudyConfig, search_dirs: list[Path] | None = None, cwd: Path | None = None,
+                 stream: bool = True):
+        """`stream=False`: no validation pass (a caller that needs one point's config, e.g. to explain a change)."""
         self.study = study
         self.grid = Grid(study)
-        self.bases = [Path(cwd or Path.cwd()), *(search_dirs or [])]
+        self.bases = list(dict.fromkeys([Path(cwd or Path.cwd()), *(Path(p) for p in search_dirs or [])]))
         self._n = self.grid.n
         self._found: dict[str, str | None] = {}
         self._cache: OrderedDict[int, ExperimentConfig] = OrderedDict()
@@ -176,7 +178,7 @@ class Plan(Sequence):
         self.summaries: list[str] = []
         self.engines: list[str | None] = []
         self.skip_reasons: dict[int, str] = {}
-        for index in range(self._n):
+        for index in range(self._n if stream else 0):
             config = self.config(index)
             self.hashes.append(config.config_hash(self._section_json) if config else None)
             self.summaries.append(config.summary() if config else "")

@@ -61,14 +61,18 @@ class StudyRun:
     """State of one study execution (kept small; the heavy lifting is in runners and harness)."""
 
     def __init__(self, study: StudyConfig, observer: StudyObserver | None = None, cli_runner: str | None = None,
-                 search_dirs: list[Path] | None = None):
+                 search_dirs: list[Path] | None = None, cwd: Path | None = None):
         self.study = study
+        self.cwd = Path(cwd or Path.cwd()).resolve()  # relative paths resolve here first (a resume: the start's)
         self.observer = observer or StudyObserver()
         self.cli_runner = cli_runner
         self.search_dirs = [Path(p).resolve() for p in search_dirs or []]
-        self.expanded = expand(study, search_dirs)
+        self.expanded = expand(study, self.search_dirs, self.cwd)
         self.baselines: dict[tuple, BaselineResult] = {}
         self.cooldown_waits: dict[tuple, float] = {}  # GPU set -> cool-down waited before its next run
+
+    def _config_now(self, index: int):
+        return self.expanded.config(index) if index < len(self.expanded) else None
 
     def valid(self) -> list[ExpandedExperiment]:
         return [e for e in self.expanded if e.valid]
@@ -87,7 +91,8 @@ class StudyRun:
         try:
             self._preflight(plan)
             if resume_dir is not None:
-                study_dir, manifest = open_for_resume(resume_dir, planned, ex.n_cycles, ex.cycle_order)
+                study_dir, manifest = open_for_resume(resume_dir, planned, ex.n_cycles, ex.cycle_order,
+                                                      self._config_now)
             else:
                 check_storage(study.results_dir)
             locks.append(GpuLock(device_keys(ex.gpus or study.docker.gpus), str(resume_dir or study.results_dir),
@@ -96,7 +101,7 @@ class StudyRun:
             if resume_dir is None:
                 study_dir = create_study_dir(study.results_dir, study.name)
                 manifest = new_manifest(study_dir.name, study.name, study_dir, ex.n_cycles, ex.cycle_order, planned)
-                write_study_snapshot(study_dir, study, self.search_dirs)
+                write_study_snapshot(study_dir, study, self.search_dirs, self.cwd)
             locks.append(StudyLock(study_dir))
             locks[-1].acquire()
             previous = self._resume(manifest, skip_failed, study_dir) if resume_dir is not None else []
