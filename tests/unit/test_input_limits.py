@@ -157,10 +157,10 @@ def test_an_uncreatable_lock_dir_is_a_config_error(tmp_path, tiny_model_dir, mon
 # -- local paths, checked before anything starts ---------------------------------------------------
 
 @pytest.mark.parametrize("model", ["./models/nope", "/no/such/dir", "~/no-such-llem-model", "../up/nope",
-                                   "a/b/c"])
+                                   "a/b/c", "/" + "x" * 5000, "a\\0b", "ünï/cødé", "org/name with spaces"])
 def test_a_missing_local_model_is_refused_before_starting(tmp_path, model):
     for flags in ((), ("--dry-run",)):
-        _refused(_cli(tmp_path, _study(model), *flags), "model:", "not found", "org/name")
+        _refused(_cli(tmp_path, _study(model), *flags), "model:", "not an existing local directory", "org/name")
 
 
 def test_a_hub_id_is_not_taken_for_a_missing_path(tmp_path):
@@ -193,3 +193,16 @@ def test_the_documented_limits_are_the_code_s():
     from llenergymeasure.study import expand as module
 
     assert (module.MAX_CONFIGURATIONS, module.MAX_RUNS) == (MAX_CONFIGURATIONS, MAX_RUNS)
+
+
+# -- found by fuzzing the loader and the flags ----------------------------------------------------
+
+def test_paths_too_long_for_the_file_system_are_config_errors(tmp_path):
+    _refused(_cli(tmp_path, _study(results_dir="r/" * 3000), "--dry-run"), "results_dir")
+    text = _study().replace("n_prompts: 1", "n_prompts: 1\n  dataset: {source: jsonl, path: " + "x" * 5000 + "}")
+    _refused(_cli(tmp_path, text, "--dry-run"), "dataset.path")
+
+
+def test_dry_run_names_a_bad_mount_and_an_impossible_parallel_plan(tmp_path):
+    _refused(_cli(tmp_path, _study(docker={"extra_mounts": ["nocolon"]}), "--dry-run"), "extra_mounts")
+    _refused(_cli(tmp_path, _study(execution={"parallel": 10**14}), "--dry-run"), "parallel")

@@ -31,13 +31,34 @@ def start_problems(study, run) -> list[str]:
     for engine, reason in sorted(no_gpu.items()):
         problems.append(f"engine {engine}: its runs would be recorded failed: {reason}")
     for check in (lambda: check_storage(study.results_dir), check_lock_dir):
-        try:
-            check()
-        except LLEMError as exc:
-            problems.append(str(exc))
+        problems += _catch(check)
     if engines:
         problems += _runner_problems(study, run, engines, set(no_gpu))
+    if engines and study.execution.parallel != 1:
+        problems += _catch(lambda: _parallel_sets(study, run))
+    for mount in study.docker.extra_mounts:
+        problems += _catch(lambda: _mount(mount))
     return problems
+
+
+def _catch(check) -> list[str]:
+    try:
+        check()
+    except LLEMError as exc:
+        return [str(exc)]
+    return []
+
+
+def _parallel_sets(study, run) -> None:
+    from ..study.parallel import plan_gpu_sets
+
+    plan_gpu_sets(study, [e.config for e in run.valid()])
+
+
+def _mount(text: str) -> None:
+    from ..runners.docker_support import parse_extra_mount
+
+    parse_extra_mount(text)
 
 
 def _runner_problems(study, run, engines: set[str], already_named: set[str]) -> list[str]:

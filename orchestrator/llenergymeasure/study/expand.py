@@ -16,6 +16,7 @@ import copy
 import math
 import os
 import random
+import re
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -253,14 +254,15 @@ class Plan(Sequence):
         model = self._find(config.model)
         if model:
             updates["model"] = model
-        elif looks_like_path(config.model):
-            raise ConfigError(f"model: local model directory '{config.model}' not found (looked in "
-                              f"{', '.join(str(b) for b in self.bases)}); fix the path, or give a Hugging Face hub "
-                              "id as org/name")
+        elif looks_like_path(config.model) or not _HUB_ID.match(config.model):
+            shown = config.model if len(config.model) <= 200 else config.model[:200] + "…"
+            raise ConfigError(f"model: {shown!r} is not an existing local directory (looked in "
+                              f"{', '.join(str(b) for b in self.bases)}) nor a Hugging Face hub id; fix the path, "
+                              "or give a hub id as org/name")
         if config.dataset.source == "jsonl":
             path = self._find(config.dataset.path)
             if path is None:
-                raise ConfigError(f"dataset.path: JSONL file '{config.dataset.path}' not found (looked in "
+                raise ConfigError(f"dataset.path: JSONL file {config.dataset.path[:200]!r} not found (looked in "
                                   f"{', '.join(str(b) for b in self.bases)}); fix the path")
             if not Path(path).is_file() or os.path.getsize(path) == 0:
                 raise ConfigError(f"dataset.path: '{path}' is empty or not a file; give a JSONL file with one "
@@ -274,6 +276,10 @@ class Plan(Sequence):
         if value not in self._found:
             self._found[value] = _find(value, self.bases)
         return self._found[value]
+
+
+# Hugging Face repo ids: `name` or `namespace/name`, letters, digits, - _ . (at most 96 characters each).
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}(/[A-Za-z0-9][\w.-]{0,95})?$", re.ASCII)
 
 
 def looks_like_path(value: str) -> bool:
@@ -295,12 +301,16 @@ def expand(study: StudyConfig, search_dirs: list[Path] | None = None, cwd: Path 
 
 
 def _find(value: str, bases: list[Path]) -> str | None:
-    candidate = Path(os.path.expanduser(value))
-    if candidate.is_absolute():
-        return str(candidate) if candidate.exists() else None
-    for base in bases:
-        if (base / candidate).exists():
-            return str((base / candidate).resolve())
+    """The absolute path `value` names here, or None (also for a name the file system cannot hold)."""
+    try:
+        candidate = Path(os.path.expanduser(value))
+        if candidate.is_absolute():
+            return str(candidate) if candidate.exists() else None
+        for base in bases:
+            if (base / candidate).exists():
+                return str((base / candidate).resolve())
+    except (OSError, ValueError):  # too long for the file system, a NUL byte
+        return None
     return None
 
 
