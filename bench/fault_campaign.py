@@ -274,7 +274,7 @@ INPUT_CASES = {  # name -> (study YAML with MODEL/DATA placeholders, extra CLI f
     "shm_size notasize": ("name: m\nbase: {model: MODEL}\ndocker: {shm_size: notasize}\n", (), ("shm_size",)),
     "--cycles 0": ("name: c\nbase: {model: MODEL}\n", ("--cycles", "0"), ("--cycles",)),
     "name of 300 characters": ("name: " + "n" * 300 + "\nbase: {model: MODEL}\n", (), ("name",)),
-    "missing local model": ("name: l\nbase: {model: ./no/such/model}\n", (), ("model:", "not found")),
+    "missing local model": ("name: l\nbase: {model: ./no/such/model}\n", (), ("model:", "not an existing local directory")),
     "0-byte dataset": ("name: e\nbase: {model: MODEL, dataset: DATA}\n", (), ("dataset.path", "empty")),
     "all configurations invalid (--dry-run)": ("name: v\nbase: {model: MODEL}\nsweep: {batch_size: [0, -1]}\n",
                                                ("--dry-run",), ("configuration #0", "configuration #1")),
