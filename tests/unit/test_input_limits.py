@@ -131,6 +131,11 @@ def test_experiment_numbers_are_bounded(tmp_path, path, value):
     _refused(_cli(tmp_path, text, "--dry-run"), parts[-1])
 
 
+def test_a_shared_section_of_a_grid_is_checked_too(tmp_path):
+    text = "name: f\nbase: {model: org/m, measurement: {baseline: {duration_s: .inf}}}\nsweep: {batch_size: [1, 2]}\n"
+    _refused(_cli(tmp_path, text, "--dry-run"), "measurement.baseline.duration_s", "configuration #1")
+
+
 def test_shm_size_is_validated_in_the_config(tmp_path):
     _refused(_cli(tmp_path, _study(docker={"shm_size": "notasize"}), "--dry-run"), "docker.shm_size", "'8g'")
     assert StudyConfig.model_validate({"docker": {"shm_size": "8g"}}).docker.shm_size == "8g"
@@ -170,7 +175,8 @@ def test_a_hub_id_is_not_taken_for_a_missing_path(tmp_path):
 
 def test_an_empty_or_missing_dataset_is_refused_before_the_model_loads(tmp_path, tiny_model_dir):
     (tmp_path / "empty.jsonl").write_bytes(b"")
-    for dataset, words in (("empty.jsonl", ("dataset.path", "empty")), ("missing.jsonl", ("dataset.path", "not found"))):
+    for dataset, words in (("empty.jsonl", ("dataset.path", "empty")),
+                           ("missing.jsonl", ("dataset.path", "not found"))):
         text = _study(str(tiny_model_dir)).replace("n_prompts: 1", f"n_prompts: 1\n  dataset: {dataset}")
         for flags in ((), ("--dry-run",)):
             _refused(_cli(tmp_path, text, *flags), *words)

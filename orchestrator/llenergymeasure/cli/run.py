@@ -101,7 +101,7 @@ def run_cmd(config, model, engine, dataset, n_prompts, batch_size, precision, ma
         study.results_dir = output
     if keep_failed:
         study.docker.keep_failed = True
-    study = study_from_mapping(study.model_dump(mode="json", exclude_none=True, exclude_unset=False),
+    study = study_from_mapping(study.model_dump(exclude_none=True, exclude_unset=False),  # python mode: .inf stays .inf
                                source=str(config) if config else "command-line flags")
     forced = "docker" if os.environ.get(FORCE_DOCKER_ENV) == "1" else runner
     search_dirs = [config.resolve().parent] if config else []

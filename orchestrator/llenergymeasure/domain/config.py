@@ -10,7 +10,7 @@ import json
 from json.encoder import encode_basestring_ascii as _encode_str
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
 from .base import StrictModel
 from .engine_options import TensorRtLlmConfig, VllmConfig
@@ -200,9 +200,10 @@ class ExperimentConfig(StrictModel):
         raise ValueError(f"dataset '{value}' is not 'synthetic', a .jsonl path or 'hf:<id>[:split]'")
 
     @model_validator(mode="after")
-    def _engine_section(self) -> "ExperimentConfig":
-        for name, value in self.__dict__.items():
-            if type(value) not in _SCALARS:
+    def _engine_section(self, info: ValidationInfo) -> "ExperimentConfig":
+        checked = (info.context or {}).get("floats_checked", ()) if info is not None else ()
+        for name, value in self.__dict__.items():  # a planner's shared sections were checked once (context)
+            if type(value) not in _SCALARS and id(value) not in checked:
                 check_floats_bounded(value, name)
         for engine in ENGINES:
             if engine != self.engine and getattr(self, engine) is not None:

@@ -26,7 +26,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from ..domain import ExperimentConfig, StudyConfig
-from ..domain.config import ENGINE_ALIASES, canonical_json
+from ..domain.config import ENGINE_ALIASES, canonical_json, check_floats_bounded
 from ..errors import ConfigError
 
 MAX_CONFIGURATIONS = 100_000   # grid points + explicit experiments of one study
@@ -175,6 +175,7 @@ class Plan(Sequence):
         self._cache: OrderedDict[int, ExperimentConfig] = OrderedDict()
         self._sections = self._shared_sections() if self.grid.n_grid > 1 else {}
         self._section_json = {id(v): canonical_json(v.model_dump(mode="json")) for v in self._sections.values()}
+        self._context = {"floats_checked": frozenset(self._section_json)}
         self.hashes: list[str | None] = []
         self.summaries: list[str] = []
         self.engines: list[str | None] = []
@@ -218,8 +219,8 @@ class Plan(Sequence):
             if value is None and (name in self.study.base or not default_section):
                 continue  # absent and not created by default (another engine's section, serving)
             try:
-                shared[name] = model.model_validate(value if value is not None else {})
-            except ValidationError:
+                shared[name] = check_floats_bounded(model.model_validate(value if value is not None else {}), name)
+            except (ValidationError, ValueError):
                 continue  # every point fails on it: the normal path names the field
         return shared
 
@@ -235,7 +236,7 @@ class Plan(Sequence):
 
         try:
             raw = self.grid.raw(index, self._sections)
-            config = self._resolve(ExperimentConfig.model_validate(raw))
+            config = self._resolve(ExperimentConfig.model_validate(raw, context=self._context))
         except ValidationError as exc:
             self.skip_reasons[index] = format_validation_error(exc, ExperimentConfig).split("\n", 1)[-1].strip()
             return None
