@@ -98,7 +98,7 @@ def test_a_corrupt_manifest_is_rebuilt_from_runs(measured, tmp_path):
 
     rebuilt = run_llem("results", "rebuild-manifest", str(study_dir))
     assert rebuilt.returncode == 0, rebuilt.stderr
-    assert list(study_dir.glob("manifest.json.corrupt-*"))
+    assert list(study_dir.glob("manifest.json.before-rebuild-*"))
     manifest = _manifest(study_dir)
     assert [(e["run_id"], e["status"], e["result_file"]) for e in manifest["entries"]] == \
         [(e["run_id"], "completed", e["result_file"]) for e in entries]

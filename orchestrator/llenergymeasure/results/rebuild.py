@@ -12,7 +12,7 @@ and study.json says what the study planned, so the manifest can be rebuilt witho
   as evidence and are not counted;
 - a run whose configuration hash is not the one planned is left out, and said so.
 
-The corrupt file is kept beside it (`manifest.json.corrupt-<time>`); the rebuilt study is marked
+The previous file is kept beside it (`manifest.json.before-rebuild-<time>`); the rebuilt study is marked
 `interrupted`, so `llem run --resume` continues it and `llem results` reads it.
 """
 from __future__ import annotations
@@ -67,7 +67,7 @@ def _rebuild(study_dir: Path) -> tuple[Path, list[str]]:
         n_cycles = max((e.cycle for e in planned), default=1)
     path = study_dir / MANIFEST_FILE
     if path.exists():
-        kept = path.with_name(f"{MANIFEST_FILE}.corrupt-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}")
+        kept = path.with_name(f"{MANIFEST_FILE}.before-rebuild-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}")
         shutil.copy2(path, kept)
         notes.append(f"the previous manifest is kept as {kept.name}")
     manifest = new_manifest(study_dir.name, name, study_dir, n_cycles, cycle_order, planned)
