@@ -212,3 +212,47 @@ def test_paths_too_long_for_the_file_system_are_config_errors(tmp_path):
 def test_dry_run_names_a_bad_mount_and_an_impossible_parallel_plan(tmp_path):
     _refused(_cli(tmp_path, _study(docker={"extra_mounts": ["nocolon"]}), "--dry-run"), "extra_mounts")
     _refused(_cli(tmp_path, _study(execution={"parallel": 10**14}), "--dry-run"), "parallel")
+
+
+# -- the streaming plan against plain validation, on random studies ----------------------------------
+
+def _plain(raw):
+    from llenergymeasure.domain import ExperimentConfig
+
+    try:
+        return ExperimentConfig.model_validate(raw).config_hash()
+    except ValueError:
+        return None
+
+
+_FIELDS = {"batch_size": [1, 2, 0], "precision": ["fp32", "bf16", "fp8"], "engine": ["transformers", "llama_cpp",
+           "pytorch", "vllm"], "decoding.temperature": [0.5, float("inf")], "decoding.top_k": [0, 5, -1],
+           "measurement.warmup.min_batches": [1, 40], "measurement.warmup.max_batches": [2, 30],
+           "measurement.baseline.duration_s": [0.5, 1e12], "mode": ["offline", "serving"],
+           "llama_cpp.n_ctx": [64, 8], "dataset": ["synthetic", "hf:org/d"], "random_seed": [1, -1]}
+
+
+def test_random_studies_plan_as_plain_validation_would():
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    keys = st.lists(st.sampled_from(sorted(_FIELDS)), min_size=1, max_size=4, unique=True)
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(sweep_keys=keys, base_keys=keys, data=st.data())
+    def check(sweep_keys, base_keys, data):
+        from llenergymeasure.study.expand import set_dotted
+
+        base = {"model": "org/m"}
+        for key in base_keys:
+            if key not in sweep_keys:
+                set_dotted(base, key, data.draw(st.sampled_from(_FIELDS[key])))
+        sweep = {k: data.draw(st.lists(st.sampled_from(_FIELDS[k]), min_size=1, max_size=3)) for k in sweep_keys}
+        try:
+            study = StudyConfig.model_validate({"base": base, "sweep": sweep})
+        except ValueError:
+            return
+        plan = expand(study)
+        assert [e.config_hash for e in plan] == [_plain(raw) for raw in raw_points(study)]
+
+    check()
