@@ -179,6 +179,7 @@ class Campaign:
         entry = self._manifest(results)[1]["entries"][0]
         self._record("oom-like kill", entry.get("error_type") == "OOMKilled", entry.get("error_type"))
 
+        (self.workdir / "no-such-model").mkdir()  # exists (a missing path is refused before starting): no model
         path, results = self._study("engine-error", base={"model": str(self.workdir / "no-such-model")})
         code, _ = self._run("run", str(path))
         entry = self._manifest(results)[1]["entries"][0]

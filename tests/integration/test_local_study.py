@@ -82,6 +82,7 @@ def test_single_experiment_from_flags_without_yaml(tiny_model_dir, tmp_path):
 
 
 def test_failing_experiment_is_recorded_and_the_study_goes_on(tiny_model_dir, tmp_path):
+    (tmp_path / "no-such-model").mkdir()  # exists (so the run starts) but holds no model: the harness fails
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text("".join(json.dumps({"prompt": f"question number {i} about energy"}) + "\n" for i in range(3)))
     study = StudyConfig.model_validate({
