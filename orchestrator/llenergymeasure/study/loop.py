@@ -71,7 +71,7 @@ class StudyRun:
         self.baselines: dict[tuple, BaselineResult] = {}
         self.cooldown_waits: dict[tuple, float] = {}  # GPU set -> cool-down waited before its next run
 
-    def _config_now(self, index: int):
+    def config_now(self, index: int):
         return self.expanded.config(index) if index < len(self.expanded) else None
 
     def valid(self) -> list[ExpandedExperiment]:
@@ -92,7 +92,7 @@ class StudyRun:
             self._preflight(plan)
             if resume_dir is not None:
                 study_dir, manifest = open_for_resume(resume_dir, planned, ex.n_cycles, ex.cycle_order,
-                                                      self._config_now)
+                                                      self.config_now)
             else:
                 check_storage(study.results_dir)
             locks.append(GpuLock(device_keys(ex.gpus or study.docker.gpus), str(resume_dir or study.results_dir),

@@ -70,7 +70,7 @@ def submit_study(run, options: SlurmOptions, resume_dir: Path | None = None,
     order, planned = run.planned_entries()
     plan = local_plan({e.engine for e in run.valid()})
     if resume_dir is not None:
-        study_dir, manifest = open_for_resume(resume_dir, planned, ex.n_cycles, ex.cycle_order, run._config_now)
+        study_dir, manifest = open_for_resume(resume_dir, planned, ex.n_cycles, ex.cycle_order, run.config_now)
     else:
         check_storage(study.results_dir)
         study_dir = create_study_dir(study.results_dir, study.name)
