@@ -72,6 +72,7 @@ class StudyRun:
         self.cooldown_waits: dict[tuple, float] = {}  # GPU set -> cool-down waited before its next run
 
     def config_now(self, index: int):
+        """Configuration `index` as planned now (a refused resume compares it with the start's)."""
         return self.expanded.config(index) if index < len(self.expanded) else None
 
     def valid(self) -> list[ExpandedExperiment]:
