@@ -76,7 +76,8 @@ def explain_change(study_dir: Path, experiment_index: int, new_config) -> str:
     except ConfigError:
         return ""
     if old is None or new_config is None:
-        return f"; configuration #{experiment_index} is {'new' if old is None else 'now invalid'}"
+        was = "absent or invalid at the start" if old is None else "invalid now"
+        return f"; configuration #{experiment_index} is {was}"
     before, after = _flat(old.model_dump(mode="json")), _flat(new_config.model_dump(mode="json"))
     changed = [f"{k}: was {before.get(k)!r}, now {after.get(k)!r}" for k in sorted(set(before) | set(after))
                if before.get(k) != after.get(k) and k != "name"]
