@@ -189,6 +189,7 @@ class Campaign:
         # Not the OOM killer (the kernel's counters say so): a kill of unknown origin, not OOMKilled.
         self._record("kill -9 of the harness", entry.get("error_type") == "Killed", entry.get("error_type"))
 
+        (self.workdir / "no-such-model").mkdir()  # exists (a missing path is refused before starting): no model
         path, results = self._study("engine-error", base={"model": str(self.workdir / "no-such-model")})
         code, _ = self._run("run", str(path))
         entry = self._manifest(results)[1]["entries"][0]
@@ -277,6 +278,97 @@ class Campaign:
                 pass
 
 
+# -- hostile input and recovery ----------------------------------------------------------------------
+INPUT_CASES = {  # name -> (study YAML with MODEL/DATA placeholders, extra CLI flags, words the refusal must contain)
+    "grid of 10^7 points": ("name: g\nbase: {model: MODEL}\nsweep: {batch_size: &v [1,2,3,4,5,6,7,8,9,10], "
+                            "n_prompts: *v, max_output_tokens: *v, max_input_tokens: *v, random_seed: *v, "
+                            "decoding.top_k: *v, measurement.warmup.max_batches: *v}\n", (), ("10,000,000",)),
+    "recursive alias": ("name: r\nbase: &b {model: MODEL, x: *b}\n", (), ("recursive",)),
+    "duplicate key": ("name: d\nbase:\n  model: MODEL\n  batch_size: 1\n  batch_size: 2\n", (), ("given twice",)),
+    "gap .inf": ("name: i\nbase: {model: MODEL}\nexecution: {experiment_gap_s: .inf}\n", (), ("experiment_gap_s",)),
+    "cool-down .inf": ("name: i\nbase: {model: MODEL}\nexecution: {cooldown_max_s: .inf}\n", (), ("cooldown_max_s",)),
+    "random_seed 1e33": ("name: s\nbase: {model: MODEL, random_seed: 1e33}\n", (), ("random_seed",)),
+    "shm_size notasize": ("name: m\nbase: {model: MODEL}\ndocker: {shm_size: notasize}\n", (), ("shm_size",)),
+    "--cycles 0": ("name: c\nbase: {model: MODEL}\n", ("--cycles", "0"), ("--cycles",)),
+    "name of 300 characters": ("name: " + "n" * 300 + "\nbase: {model: MODEL}\n", (), ("name",)),
+    "missing local model": ("name: l\nbase: {model: ./no/such/model}\n", (),
+                            ("model:", "not an existing local directory")),
+    "0-byte dataset": ("name: e\nbase: {model: MODEL, dataset: DATA}\n", (), ("dataset.path", "empty")),
+    "all configurations invalid (--dry-run)": ("name: v\nbase: {model: MODEL}\nsweep: {batch_size: [0, -1]}\n",
+                                               ("--dry-run",), ("configuration #0", "configuration #1")),
+}
+
+
+def input_cases(campaign: Campaign) -> None:
+    """Hostile study files and flags (each refused with exit 2, the field named, no traceback, no study
+    directory), an uncreatable lock directory, then recovery: a resume from another working directory,
+    a corrupt manifest rebuilt from runs/, unreadable runs warned about, no disk reserve left."""
+    folder = campaign.workdir / "input-cases"
+    folder.mkdir(parents=True)
+    empty = folder / "empty.jsonl"
+    empty.write_bytes(b"")
+    cases = {name: (text.replace("MODEL", str(campaign.model_dir)).replace("DATA", str(empty)), flags, words)
+             for name, (text, flags, words) in INPUT_CASES.items()}
+    cases["LLEM_LOCK_DIR uncreatable"] = (f"name: k\nbase: {{model: {campaign.model_dir}}}\n", (), ("LLEM_LOCK_DIR",))
+    for name, (text, flags, words) in cases.items():
+        path = folder / "study.yaml"
+        path.write_text(text)
+        env = {**campaign.env, "LLEM_LOCK_DIR": str(empty / "locks")} if "LLEM_LOCK_DIR" in name else campaign.env
+        started = time.monotonic()
+        code, out = _cli(["run", str(path), *flags], folder, env)
+        took = time.monotonic() - started
+        left = list((folder / "results").glob("*")) if (folder / "results").is_dir() else []
+        ok = code == 2 and "Traceback" not in out and all(w in out for w in words) and not left and took < 60
+        campaign.tally.bad_inputs += 1
+        campaign._record(f"input: {name}", ok, f"exit {code} in {took:.1f} s" + ("" if ok else f": {out[-300:]}"))
+    _recovery_cases(campaign)
+
+
+def _cli(args: list[str], cwd: Path, env: dict) -> tuple[int, str]:
+    proc = subprocess.run([sys.executable, "-c", "from llenergymeasure.cli.main import main; main()", *args],
+                          cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def _recovery_cases(campaign: Campaign) -> None:
+    start = campaign.workdir / "recovery-start"
+    (start / "models").mkdir(parents=True)
+    (start / "models" / "tiny").symlink_to(campaign.model_dir)
+    path, results = campaign._study("recovery", base={"model": "models/tiny"}, sweep={"batch_size": [1, 2]})
+    code, out = _cli(["run", str(path)], start, campaign.env)
+    study_dir, manifest = campaign._manifest(results)
+    if code != 0 or manifest is None:
+        campaign._record("recovery: first start", False, f"exit {code}: {out[-300:]}")
+        return
+    campaign._record("recovery: disk reserve removed at the end", not (study_dir / ".manifest-reserve").exists(),
+                     "absent" if not (study_dir / ".manifest-reserve").exists() else "left behind")
+    before = {e["run_id"]: _sha(study_dir / e["result_file"]) for e in manifest["entries"]}
+    elsewhere = campaign.workdir / "recovery-elsewhere"
+    elsewhere.mkdir()
+    code, out = _cli(["run", "--resume", str(study_dir)], elsewhere, campaign.env)
+    campaign._record("recovery: resume from another directory", code == 0, f"exit {code}")
+
+    (study_dir / "manifest.json").write_bytes((study_dir / "manifest.json").read_bytes()[:50])
+    code, out = _cli(["results", "rebuild-manifest", str(study_dir)], elsewhere, campaign.env)
+    shown, shown_out = _cli(["results", "show", str(study_dir)], elsewhere, campaign.env)
+    resumed, _ = _cli(["run", "--resume", str(study_dir)], elsewhere, campaign.env)
+    _, after = campaign._manifest(results)
+    now = {e["run_id"]: _sha(study_dir / e["result_file"]) for e in (after or {}).get("entries", [])
+           if e.get("result_file")}
+    campaign.tally.results_lost += sum(1 for run_id, digest in before.items() if now.get(run_id) != digest)
+    campaign.tally.completed_rerun += sum(1 for run_id in now if run_id not in before)
+    campaign._record("recovery: corrupt manifest rebuilt", (code, shown, resumed) == (0, 0, 0) and now == before,
+                     f"rebuild exit {code}, show exit {shown}, resume exit {resumed}, {len(now)}/{len(before)} results")
+
+    broken = study_dir / manifest["entries"][1]["result_file"]
+    broken.write_text("{not json")
+    warned = []
+    for args in (["export", str(study_dir), "--format", "csv"], ["plot", str(study_dir)]):
+        _, out = _cli(["results", *args], elsewhere, campaign.env)
+        warned.append(broken.parent.name in out and "warning" in out)
+    campaign._record("recovery: export/plot warn about an unreadable run", all(warned), f"warned: {warned}")
+
+
 def _sha(path: Path) -> str | None:
     try:
         return hashlib.sha256(path.read_bytes()).hexdigest()
@@ -326,6 +418,7 @@ def main(argv: list[str] | None = None) -> int:
         campaign.faults()
         run_runtime_cases(campaign)
         campaign.bad_inputs(args.bad_inputs)
+        input_cases(campaign)
         campaign.secrets()
         print_table(campaign.tally)
         t = campaign.tally

@@ -24,7 +24,8 @@ def _manifest(tmp_path) -> tuple:
 
 def test_dry_run_says_which_runs_cannot_run_here(tmp_path, tiny_model_dir):
     proc = run_llem("run", str(_study(tmp_path, tiny_model_dir, ["vllm", "tensorrt_llm"])), "--dry-run")
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 2, proc.stderr  # runs that would be recorded failed: --dry-run refuses, naming each
+    assert "engine vllm" in proc.stderr and "engine tensorrt_llm" in proc.stderr
     assert proc.stdout.count("UNAVAILABLE here") == 2 and "runs only on NVIDIA GPUs" in proc.stdout
     assert not (tmp_path / "results").exists()
 

@@ -76,6 +76,7 @@ def test_docker_quickstart_runs_every_experiment_in_a_container(docker_client, l
 def test_a_failing_experiment_is_recorded_with_the_harness_error_and_the_others_complete(
         docker_client, llem_image, tiny_model_dir, tmp_path):
     workdir = _workdir(tmp_path, tiny_model_dir)
+    (workdir / "models" / "no-such-model").mkdir()  # exists (so the run starts) but holds no model
     study = _write_study(workdir, "one-fails", [{"model": "models/tiny-llm"},
                                                 {"model": str(workdir / "models" / "no-such-model")},
                                                 {"model": "models/tiny-llm", "batch_size": 2}])

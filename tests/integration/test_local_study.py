@@ -82,6 +82,7 @@ def test_single_experiment_from_flags_without_yaml(tiny_model_dir, tmp_path):
 
 
 def test_failing_experiment_is_recorded_and_the_study_goes_on(tiny_model_dir, tmp_path):
+    (tmp_path / "no-such-model").mkdir()  # exists (so the run starts) but holds no model: the harness fails
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text("".join(json.dumps({"prompt": f"question number {i} about energy"}) + "\n" for i in range(3)))
     study = StudyConfig.model_validate({
@@ -103,7 +104,8 @@ def test_failing_experiment_is_recorded_and_the_study_goes_on(tiny_model_dir, tm
     ends = [datetime.fromisoformat(e["finished_at"]) for e in manifest["entries"]]
     starts = [datetime.fromisoformat(e["started_at"]) for e in manifest["entries"] if "started_at" in e]
     assert (starts[-1] - ends[1]).total_seconds() >= 1.0
-    assert statuses[0][0] == "failed" and statuses[0][1] in ("OSError", "HFValidationError", "RepositoryNotFoundError")
+    assert statuses[0][0] == "failed" and statuses[0][1] in ("OSError", "ValueError", "HFValidationError",
+                                                         "RepositoryNotFoundError")
     failed_dir = Path(result.study_dir) / "runs" / manifest["entries"][0]["run_id"]
     error = json.loads((failed_dir / "error.json").read_text())
     assert error["type"] == statuses[0][1] and error["traceback"] and error["phase"] == "loading"

@@ -80,6 +80,7 @@ def test_parallel_two_matches_sequential(tiny_model_dir, tmp_path):
 
 
 def test_parallel_circuit_breaker_stops_dispatching(tmp_path):
+    (tmp_path / "model-not-there").mkdir()  # exists (so runs start) but holds no model: every run fails
     study = _study(tmp_path / "model-not-there", tmp_path, parallel=2, gpus=["fake0", "fake1"],
                    allow_parallel_cpu=True, max_consecutive_failures=2)
     result = run_study(study)

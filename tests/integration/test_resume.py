@@ -89,11 +89,13 @@ def test_resume_refuses_a_changed_design_and_corrupt_files(tiny_model_dir, tmp_p
 
 def test_circuit_breaker_stops_the_study_and_resume_continues(tiny_model_dir, tmp_path):
     missing = tmp_path / "model-not-there-yet"
+    missing.mkdir()  # a directory without a model: valid to start, every run fails in the harness
     proc = run_llem("run", str(_write(tmp_path, missing, max_consecutive_failures=2)))
     assert proc.returncode == 1, proc.stderr[-2000:]
     study_dir, manifest = _study(tmp_path)
     assert manifest["status"] == "stopped" and "2 runs failed in a row" in manifest["stop_reason"]
     assert [e["status"] for e in manifest["entries"]] == ["failed", "failed", "pending", "pending"]
+    missing.rmdir()
     missing.symlink_to(tiny_model_dir)  # the cause is fixed
     proc = run_llem("run", "--resume", str(study_dir))
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -13,13 +13,13 @@ def print_dry_run(study, expanded) -> None:
     from ..runners.gpu_presence import gpu_only_unavailable
 
     ex = study.execution
-    valid = [e for e in expanded if e.config is not None]
-    no_gpu = gpu_only_unavailable({e.config.engine for e in valid})
+    valid = [e for e in expanded if e.valid]
+    no_gpu = gpu_only_unavailable({e.engine for e in valid})
     click.echo(f"Study '{study.name}': {len(expanded)} configurations ({len(valid)} valid, "
                f"{len(expanded) - len(valid)} skipped) × {ex.n_cycles} cycles = {len(valid) * ex.n_cycles} runs")
     total_s = 0.0
     for e in expanded:
-        if e.config is None:
+        if not e.valid:
             click.echo(f"  #{e.index}: SKIPPED {e.label}: {e.skip_reason}")
             continue
         cfg = e.config
@@ -40,6 +40,6 @@ def print_dry_run(study, expanded) -> None:
             click.echo(f"      UNAVAILABLE here (runs will be recorded failed, EngineUnavailable): {no_gpu[cfg.engine]}")
         total_s += estimate_run_wall_time_s(cfg, model_config)["estimated_wall_time_s"] * ex.n_cycles
     order = run_order(len(expanded), ex.n_cycles, ex.cycle_order, ex.shuffle_seed)
-    shown = [f"#{i}c{c}" for i, c in order if expanded[i].config is not None]
+    shown = [f"#{i}c{c}" for i, c in order if expanded[i].valid]
     click.echo(f"Cycle order ({ex.cycle_order}): {' '.join(shown[:60])}{' …' if len(shown) > 60 else ''}")
     click.echo(f"Estimated study wall time (crude estimate, not a measurement): {total_s / 60:.1f} min")

@@ -65,3 +65,14 @@ def run_cli(cli: click.Group, docker: bool) -> None:
         label = "Configuration error" if isinstance(exc, ConfigError) else type(exc).__name__
         click.echo(f"{label}: {exc}", err=True)
         sys.exit(exc.exit_code)
+    except Exception as exc:  # an in-place edit of a validated config (e.g. a flag) that is out of range
+        from pydantic import ValidationError  # imported here: `llem --help` stays fast
+
+        if not isinstance(exc, ValidationError):
+            raise
+        if verbose:
+            import traceback
+
+            traceback.print_exc()
+        click.echo(f"Configuration error: {format_validation_error(exc)}", err=True)
+        sys.exit(2)

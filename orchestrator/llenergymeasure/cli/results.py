@@ -94,6 +94,12 @@ def _header(console, data) -> None:
         console.print(f"[yellow]warning:[/yellow] {escape(warning)}")
 
 
+def _warn_unreadable(data) -> None:
+    """On stderr, so an export written to stdout-driven pipelines still says what it left out."""
+    for warning in data.warnings:
+        click.echo(f"warning: {warning}", err=True)
+
+
 @click.group("results")
 def results_group() -> None:
     """Summaries, comparisons, exports and plots of a study directory."""
@@ -198,6 +204,7 @@ def export_cmd(study_dir: Path, fmt: str, which: str, output: Path | None, cv_th
     from ..results.tables import run_rows, summary_rows
 
     data, configurations = _load(study_dir, cv_threshold, require_results=False)
+    _warn_unreadable(data)
     output = output or study_dir / "export" / f"{which}.{fmt}"
     output.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "json" and which == "runs":
@@ -223,6 +230,7 @@ def plot_cmd(study_dir: Path, output_dir: Path | None, cv_threshold: float) -> N
     from ..results.plots import render_study_plots
 
     data, configurations = _load(study_dir, cv_threshold)
+    _warn_unreadable(data)
     report = render_study_plots(data, configurations, output_dir or study_dir / "plots")
     for path in report.written:
         click.echo(f"wrote {path}")
@@ -243,3 +251,14 @@ def report_cmd(study_dir: Path, output: Path | None, cv_threshold: float) -> Non
 
     path = write_report(study_dir, output, cv_threshold=cv_threshold)
     click.echo(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB; opens offline in any browser)")
+@results_group.command("rebuild-manifest")
+@click.argument("study_dir", type=STUDY_DIR)
+def rebuild_manifest_cmd(study_dir: Path) -> None:
+    """Rebuild STUDY_DIR/manifest.json from runs/ and study.json (after a corrupt or lost manifest)."""
+    from ..results.rebuild import rebuild_manifest
+
+    path, notes = rebuild_manifest(study_dir)
+    for note in notes:
+        click.echo(f"note: {note}", err=True)
+    click.echo(f"rebuilt {path}; read it with `llem results show {study_dir}`, continue it with "
+               f"`llem run --resume {study_dir}`")

@@ -21,7 +21,7 @@ from .errors import FORCE_DOCKER_ENV
 @click.option("-p", "--precision", type=click.Choice(["auto", "fp32", "fp16", "bf16"]))
 @click.option("--max-input-tokens", type=int)
 @click.option("--max-output-tokens", type=int)
-@click.option("--cycles", type=int, help="repeat every configuration this many times")
+@click.option("--cycles", type=click.IntRange(1, 1000), help="repeat every configuration this many times")
 @click.option("-o", "--output", type=click.Path(file_okay=False), help="results directory")
 @click.option("--runner", type=click.Choice(["local", "docker"]), help="force one runner for every engine")
 @click.option("--keep-failed", is_flag=True, help="Docker: keep a failed run's container for inspection")
@@ -101,7 +101,7 @@ def run_cmd(config, model, engine, dataset, n_prompts, batch_size, precision, ma
         study.results_dir = output
     if keep_failed:
         study.docker.keep_failed = True
-    study = study_from_mapping(study.model_dump(mode="json", exclude_none=True, exclude_unset=False),
+    study = study_from_mapping(study.model_dump(exclude_none=True, exclude_unset=False),  # python mode: .inf stays .inf
                                source=str(config) if config else "command-line flags")
     forced = "docker" if os.environ.get(FORCE_DOCKER_ENV) == "1" else runner
     search_dirs = [config.resolve().parent] if config else []
@@ -110,11 +110,22 @@ def run_cmd(config, model, engine, dataset, n_prompts, batch_size, precision, ma
     from .progress import SlurmObserver, make_observer
 
     observer = SlurmObserver(quiet) if executor == "slurm" else make_observer(quiet)
-    run = StudyRun(study, observer=observer, cli_runner=forced, search_dirs=search_dirs)
+    start_cwd = None
+    if resume_dir is not None:  # relative paths resolve as at the first start, whatever the directory now
+        from ..study.resume import snapshot_cwd
+
+        start_cwd = snapshot_cwd(resume_dir)
+    run = StudyRun(study, observer=observer, cli_runner=forced, search_dirs=search_dirs, cwd=start_cwd)
     if dry_run:
         from .dry_run import print_dry_run
 
         print_dry_run(study, run.expanded)
+        from .dry_run_checks import start_problems
+
+        problems = start_problems(study, run)
+        if problems:
+            raise ConfigError(f"--dry-run: {len(problems)} problem(s) would stop or fail runs of this study:\n  "
+                              + "\n  ".join(problems))
         return 0
     if not run.valid():
         reasons = "; ".join(f"#{e.index}: {e.skip_reason}" for e in run.expanded if e.skip_reason)

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Literal
+from json.encoder import encode_basestring_ascii as _encode_str
+from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
 from .base import StrictModel
 from .engine_options import TensorRtLlmConfig, VllmConfig
@@ -20,6 +21,40 @@ ENGINES: tuple[str, ...] = ("transformers", "vllm", "tensorrt_llm", "llama_cpp")
 ENGINE_ALIASES = {"pytorch": "transformers", "hf": "transformers", "trtllm": "tensorrt_llm",
                   "tensorrt": "tensorrt_llm", "llamacpp": "llama_cpp", "llama.cpp": "llama_cpp"}
 Precision = Literal["auto", "fp32", "fp16", "bf16"]
+MAX_CONFIG_FLOAT = 1e9  # no setting is meaningful beyond this (seconds, rates, ratios): bigger is a typo or .inf
+
+
+def check_floats_bounded(value: Any, where: str) -> Any:
+    """Every float of a config is finite and |x| <= MAX_CONFIG_FLOAT: `.inf`/`.nan` in a gap or timeout would
+    otherwise pass validation and fail mid-study (OverflowError in sleep) with runs left pending."""
+    kind = type(value)
+    if kind is float:
+        if not (-MAX_CONFIG_FLOAT <= value <= MAX_CONFIG_FLOAT):  # also false for nan
+            raise ValueError(f"{where} must be a finite number of magnitude <= {MAX_CONFIG_FLOAT:g} (got {value!r})")
+    elif isinstance(value, BaseModel):
+        for name, item in value.__dict__.items():
+            if type(item) not in _SCALARS:
+                check_floats_bounded(item, f"{where}.{name}")
+    elif kind in (list, tuple):
+        for i, item in enumerate(value):
+            check_floats_bounded(item, f"{where}[{i}]")
+    return value
+
+
+_SCALARS = frozenset({str, int, bool, type(None)})
+
+
+def canonical_json(payload: Any) -> str:
+    """The text a config hash is taken of: sorted keys, no spaces."""
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"))
+
+
+def _sorted_fields(model: type) -> list[str]:
+    cached = model.__dict__.get("_llem_sorted_fields")
+    if cached is None:
+        cached = sorted(model.model_fields)
+        type.__setattr__(model, "_llem_sorted_fields", cached)
+    return cached
 
 
 class DatasetConfig(StrictModel):
@@ -128,7 +163,7 @@ class ExperimentConfig(StrictModel):
     precision: Precision = "auto"
     batch_size: int = Field(1, ge=1, le=1 << 16)
     decoding: DecodingConfig = Field(default_factory=DecodingConfig)
-    random_seed: int = 42
+    random_seed: int = Field(42, ge=0, le=2**32 - 1, description="seeds torch/numpy/random (numpy's range)")
     prefix_caching: bool = Field(
         False, description="let the engine reuse cached prompt prefixes (vLLM enable_prefix_caching, TensorRT-LLM "
                            "KV-block reuse, llama.cpp prefix match); off by default so every measured prefill is cold")
@@ -168,7 +203,11 @@ class ExperimentConfig(StrictModel):
         raise ValueError(f"dataset '{value}' is not 'synthetic', a .jsonl path or 'hf:<id>[:split]'")
 
     @model_validator(mode="after")
-    def _engine_section(self) -> "ExperimentConfig":
+    def _engine_section(self, info: ValidationInfo) -> "ExperimentConfig":
+        checked = (info.context or {}).get("floats_checked", ()) if info is not None else ()
+        for name, value in self.__dict__.items():  # a planner's shared sections were checked once (context)
+            if type(value) not in _SCALARS and id(value) not in checked:
+                check_floats_bounded(value, name)
         for engine in ENGINES:
             if engine != self.engine and getattr(self, engine) is not None:
                 raise ValueError(
@@ -191,20 +230,48 @@ class ExperimentConfig(StrictModel):
             object.__setattr__(self, self.engine, defaults[self.engine]())
         return self
 
-    def config_hash(self) -> str:
-        """sha256 (hex, 16 chars) of canonical JSON of every field that changes the measurement."""
+    def config_hash(self, section_json: dict[int, str] | None = None) -> str:
+        """sha256 (hex, 16 chars) of canonical JSON of every field that changes the measurement.
+
+        `section_json` (id of a section instance -> its canonical JSON) lets a planner that shares
+        validated sections between many configs encode each section once; the text is the same."""
         # Offline configs hash as before serving existed (mode/serving excluded), so hashes stay stable.
         excluded = {"name"} if self.mode == "serving" else {"name", "mode", "serving"}
         if not self.prefix_caching:  # the default: hashes stay those of configs written before the field
             excluded.add("prefix_caching")
-        payload = self.model_dump(mode="json", exclude=excluded)
-        serving = payload.get("serving") or {}
-        if serving.get("burstiness") == 1.0:  # fields added later hash only when set (stable hashes)
-            del serving["burstiness"]
-        if (serving.get("slo") or {}).get("e2e_s", 0) is None:
-            del serving["slo"]["e2e_s"]
-        canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+        canonical = None
+        if section_json is not None and self.mode != "serving":  # serving drops later-added defaults below
+            canonical = self._canonical_from_sections(excluded, section_json)
+        if canonical is None:
+            payload = self.model_dump(mode="json", exclude=excluded)
+            serving = payload.get("serving") or {}
+            if serving.get("burstiness") == 1.0:  # fields added later hash only when set (stable hashes)
+                del serving["burstiness"]
+            if (serving.get("slo") or {}).get("e2e_s", 0) is None:
+                del serving["slo"]["e2e_s"]
+            canonical = canonical_json(payload)
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    def _canonical_from_sections(self, excluded: set[str], section_json: dict[int, str]) -> str | None:
+        """canonical_json(model_dump(mode="json")) assembled field by field (None: a field is not plain)."""
+        values, parts = self.__dict__, []
+        for name in _sorted_fields(type(self)):
+            if name in excluded:
+                continue
+            value = values[name]
+            kind = type(value)
+            if kind is str:
+                text = _encode_str(value)
+            elif kind is bool or value is None:
+                text = "true" if value is True else "false" if value is False else "null"
+            elif kind is int or kind is float:
+                text = repr(value)
+            elif isinstance(value, BaseModel):
+                text = section_json.get(id(value)) or canonical_json(value.model_dump(mode="json"))
+            else:
+                return None
+            parts.append(f"{_encode_str(name)}:{text}")
+        return "{" + ",".join(parts) + "}"
 
     def summary(self) -> str:
         """Short human label, e.g. `transformers tiny-llm bs=4 fp32 n=8`."""

@@ -1,12 +1,18 @@
 """StudyConfig: a grid of experiments repeated over cycles, plus how to run it."""
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
 from .base import StrictModel
-from .config import ENGINE_ALIASES, ENGINES
+from .config import ENGINE_ALIASES, ENGINES, check_floats_bounded
+
+DAY_S = 86_400.0
+# Docker's own size syntax (units.RAMInBytes): 512m, 8g, 1.5GB, 268435456.
+_DOCKER_SIZE = re.compile(r"^\d+(\.\d+)? ?([kKmMgGtTpP])?[iI]?[bB]?$")
+MAX_STUDY_NAME = 100  # the study directory is `<name>_<timestamp>`: far below the 255-byte file name limit
 
 RunnerName = Literal["local", "docker", "auto"]
 
@@ -16,14 +22,16 @@ class ExecutionConfig(StrictModel):
 
     n_cycles: int = Field(1, ge=1, le=1000)
     cycle_order: Literal["sequential", "interleaved", "shuffled"] = "interleaved"
-    shuffle_seed: int = 0
-    experiment_gap_s: float = Field(0.0, ge=0)
-    cycle_gap_s: float = Field(0.0, ge=0)
-    timeout_s: float | None = Field(None, gt=0, description="per-run wall-clock limit; default derived from workload")
-    silence_timeout_s: float | None = Field(600.0, gt=0, description="kill a run silent on stdout this long")
+    shuffle_seed: int = Field(0, ge=0, le=2**63 - 1)
+    experiment_gap_s: float = Field(0.0, ge=0, le=DAY_S)
+    cycle_gap_s: float = Field(0.0, ge=0, le=DAY_S)
+    timeout_s: float | None = Field(None, gt=0, le=30 * DAY_S,
+                                    description="per-run wall-clock limit; default derived from workload")
+    silence_timeout_s: float | None = Field(600.0, gt=0, le=30 * DAY_S,
+                                            description="kill a run silent on stdout this long")
     cooldown_to_idle: bool = Field(False, description="wait until GPU temperature is near idle between runs")
-    cooldown_delta_c: float = Field(3.0, gt=0)
-    cooldown_max_s: float = Field(120.0, ge=0)
+    cooldown_delta_c: float = Field(3.0, gt=0, le=100)
+    cooldown_max_s: float = Field(120.0, ge=0, le=DAY_S)
     max_consecutive_failures: int = Field(
         5, ge=0, description="circuit breaker: stop the study after this many failed runs in a row (0 = never)")
     parallel: int | Literal["auto"] = Field(1, description="runs at once on disjoint GPU sets (see docs/scale.md)")
@@ -40,6 +48,11 @@ class ExecutionConfig(StrictModel):
             raise ValueError("execution.parallel must be 'auto' or an integer >= 1")
         return value
 
+    @field_validator("*", mode="after")
+    @classmethod
+    def _finite(cls, value: Any, info) -> Any:
+        return check_floats_bounded(value, f"execution.{info.field_name}")
+
 
 class DockerConfig(StrictModel):
     """Options of the Docker runner."""
@@ -50,11 +63,19 @@ class DockerConfig(StrictModel):
     gpus: list[str] | None = Field(None, description="GPU indices or UUIDs; default: all present")
     keep_failed: bool = False
 
+    @field_validator("shm_size")
+    @classmethod
+    def _size(cls, value: str | None) -> str | None:
+        if value is not None and not _DOCKER_SIZE.match(value.strip()):
+            raise ValueError(f"docker.shm_size '{value}' is not a size; write it as Docker does, e.g. '8g' or '512m'")
+        return value.strip() if value is not None else None
+
 
 class StudyConfig(StrictModel):
     """A study: shared `base`, a `sweep` grid and/or explicit `experiments`, repeated over cycles."""
 
-    name: str = Field("study", pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = Field("study", pattern=r"^[A-Za-z0-9_.-]+$", max_length=MAX_STUDY_NAME,
+                      description=f"letters, digits, _ . - ; at most {MAX_STUDY_NAME} characters")
     base: dict[str, Any] = Field(default_factory=dict)
     sweep: dict[str, list[Any]] = Field(default_factory=dict,
                                         description="dotted field path -> values (Cartesian product)")

@@ -66,7 +66,8 @@ def load_study(path: str | Path) -> StudyData:
     try:
         manifest = StudyManifest.model_validate_json(manifest_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise ConfigError(f"{manifest_path} is not a readable study manifest: {exc}") from exc
+        raise ConfigError(f"{manifest_path} is not a readable study manifest: {str(exc)[:300]}; rebuild it from "
+                          f"runs/ with `llem results rebuild-manifest {study_dir}`") from None
     results: list[ExperimentResult] = []
     warnings: list[str] = []
     for entry in manifest.entries:

@@ -21,20 +21,45 @@ MAX_YAML_BYTES = 1 << 20       # a study file is a few KB; anything this large i
 MAX_EXPANDED_NODES = 200_000   # nodes after anchors/aliases are expanded (YAML bomb guard)
 
 
-def _expanded_size(node, memo: dict[int, int]) -> int:
-    """Nodes the document has once every alias is expanded, in time linear in the file (memoised)."""
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+def _expanded_size(node, memo: dict[int, int], path: set[int], source) -> int:
+    """Nodes the document has once every alias is expanded, in time linear in the file (memoised).
+
+    Also refuses, with the line, what PyYAML would accept silently or crash on later: a mapping
+    key given twice (the last one would win) and an alias inside its own anchor (a recursive
+    structure that every later walk would follow forever)."""
     key = id(node)
+    if key in path:
+        raise ConfigError(f"{source}: line {node.start_mark.line + 1}: the alias refers to a node that contains it "
+                          "(a recursive YAML structure); write the value out instead of the alias")
     if key not in memo:
-        memo[key] = 0  # a recursive alias counts once instead of looping
+        path.add(key)
         children = node.value if isinstance(node.value, list) else []
+        if node.id == "mapping":
+            _check_duplicate_keys(node, source)
         size = 1
         for child in children:
             parts = child if isinstance(child, tuple) else (child,)
-            size += sum(_expanded_size(part, memo) for part in parts)
+            size += sum(_expanded_size(part, memo, path, source) for part in parts)
             if size > MAX_EXPANDED_NODES:
                 break
+        path.discard(key)
         memo[key] = size
     return memo[key]
+
+
+def _check_duplicate_keys(node, source) -> None:
+    seen: dict[tuple[str, str], int] = {}
+    for key_node, _ in node.value:
+        if key_node.tag == _MERGE_TAG or key_node.id != "scalar":
+            continue
+        line = key_node.start_mark.line + 1
+        first = seen.setdefault((key_node.tag, key_node.value), line)
+        if first != line:
+            raise ConfigError(f"{source}: line {line}: key '{key_node.value}' is given twice (first on line {first}); "
+                              "keep one of them")
 
 
 def load_yaml(path: Path) -> dict[str, Any]:
@@ -49,7 +74,7 @@ def load_yaml(path: Path) -> dict[str, Any]:
     try:
         text = raw.decode("utf-8")
         node = yaml.compose(text, Loader=yaml.SafeLoader)
-        if node is not None and _expanded_size(node, {}) > MAX_EXPANDED_NODES:
+        if node is not None and _expanded_size(node, {}, set(), path) > MAX_EXPANDED_NODES:
             raise ConfigError(f"{path}: its anchors/aliases expand to more than {MAX_EXPANDED_NODES:,} values "
                               "(a 'YAML bomb'); write the study without nested aliases")
         data = yaml.safe_load(text) or {}
@@ -74,6 +99,9 @@ def study_from_mapping(data: dict[str, Any], source: str | None = None) -> Study
         raise ConfigError(format_validation_error(exc, StudyConfig, source).removeprefix("Invalid configuration")
                           .join(["Invalid study configuration", ""])) from None
     _check_base_fields(study, source)
+    from .expand import check_grid_size
+
+    check_grid_size(study)  # before anything is expanded: the size of a product is known up front
     return study
 
 

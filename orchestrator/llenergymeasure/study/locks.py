@@ -28,6 +28,22 @@ def lock_dir() -> Path:
     return Path(os.environ.get(LOCK_DIR_ENV) or "/tmp/llem-locks")
 
 
+def check_lock_dir() -> Path:
+    """ConfigError (exit 2) naming LLEM_LOCK_DIR when the device locks cannot be created there."""
+    path = lock_dir()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        ok = os.access(path, os.W_OK | os.X_OK)
+    except OSError as exc:
+        ok, why = False, exc.strerror or str(exc)
+    else:
+        why = "not writable"
+    if not ok:
+        raise ConfigError(f"{LOCK_DIR_ENV}: the device-lock directory {path} cannot be created or written ({why}); "
+                          f"set {LOCK_DIR_ENV} to a writable directory (default /tmp/llem-locks)")
+    return path
+
+
 def _holder(path: Path) -> str:
     try:
         info = json.loads(path.read_text(encoding="utf-8") or "{}")
@@ -70,6 +86,7 @@ class GpuLock:
         self.study_dir, self.wait, self.poll_s, self.on_wait = study_dir, wait, poll_s, on_wait
 
     def acquire(self) -> None:
+        check_lock_dir()
         announced = False
         while True:
             busy = self._try_all()

@@ -75,17 +75,22 @@ class StudyRun:
     """State of one study execution (kept small; the heavy lifting is in runners and harness)."""
 
     def __init__(self, study: StudyConfig, observer: StudyObserver | None = None, cli_runner: str | None = None,
-                 search_dirs: list[Path] | None = None):
+                 search_dirs: list[Path] | None = None, cwd: Path | None = None):
         self.study = study
+        self.cwd = Path(cwd or Path.cwd()).resolve()  # relative paths resolve here first (a resume: the start's)
         self.observer = observer or StudyObserver()
         self.cli_runner = cli_runner
         self.search_dirs = [Path(p).resolve() for p in search_dirs or []]
-        self.expanded = expand(study, search_dirs)
+        self.expanded = expand(study, self.search_dirs, self.cwd)
         self.baselines: dict[tuple, BaselineResult] = {}
         self.cooldown_waits: dict[tuple, float] = {}  # GPU set -> cool-down waited before its next run
 
+    def config_now(self, index: int):
+        """Configuration `index` as planned now (a refused resume compares it with the start's)."""
+        return self.expanded.config(index) if index < len(self.expanded) else None
+
     def valid(self) -> list[ExpandedExperiment]:
-        return [e for e in self.expanded if e.config is not None]
+        return [e for e in self.expanded if e.valid]
 
     def execute(self, resume_dir: Path | None = None, skip_failed: bool = False,
                 wait_for_devices: bool = False) -> StudyResult:
@@ -97,12 +102,13 @@ class StudyRun:
         stop_requested.clear()  # a previous study of this process may have been interrupted
         order, planned = self.planned_entries()
         # Runners, pre-flight, storage and device locks first: nothing is created or run before they pass.
-        plan = resolve_runners(study, {e.config.engine for e in self.valid()}, self.cli_runner)
+        plan = resolve_runners(study, {e.engine for e in self.valid()}, self.cli_runner)
         locks: list = []
         try:
             self._preflight(plan)
             if resume_dir is not None:
-                study_dir, manifest = open_for_resume(resume_dir, planned, ex.n_cycles, ex.cycle_order)
+                study_dir, manifest = open_for_resume(resume_dir, planned, ex.n_cycles, ex.cycle_order,
+                                                      self.config_now)
             else:
                 check_storage(study.results_dir)
             keys = device_keys(ex.gpus or study.docker.gpus, "execution.gpus" if ex.gpus else "docker.gpus",
@@ -113,7 +119,7 @@ class StudyRun:
             if resume_dir is None:
                 study_dir = create_study_dir(study.results_dir, study.name)
                 manifest = new_manifest(study_dir.name, study.name, study_dir, ex.n_cycles, ex.cycle_order, planned)
-                write_study_snapshot(study_dir, study, self.search_dirs)
+                write_study_snapshot(study_dir, study, self.search_dirs, self.cwd)
             locks.append(StudyLock(study_dir))
             locks[-1].acquire()
             previous = self._resume(manifest, skip_failed, study_dir) if resume_dir is not None else []
@@ -198,12 +204,11 @@ class StudyRun:
         return [(e, load_completed(study_dir, e)) for e in manifest.entries if e.status == "completed"]
 
     def _entry(self, expanded: ExpandedExperiment, cycle: int) -> ManifestEntry:
-        cfg = expanded.config
-        if cfg is None:
+        if not expanded.valid:
             return ManifestEntry(experiment_index=expanded.index, cycle=cycle, config_summary=expanded.label,
                                  status="skipped", error_type="ConfigError", error_message=expanded.skip_reason)
-        return ManifestEntry(experiment_index=expanded.index, cycle=cycle, config_hash=cfg.config_hash(),
-                             config_summary=cfg.summary(), engine=cfg.engine)
+        return ManifestEntry(experiment_index=expanded.index, cycle=cycle, config_hash=expanded.config_hash,
+                             config_summary=expanded.summary, engine=expanded.engine)
 
     def _preflight(self, plan) -> None:
         """PreFlightError (missing image, no GPU runtime) stops the study before any run starts.
@@ -220,10 +225,10 @@ class StudyRun:
             from .parallel import plan_gpu_sets
 
             plan_gpu_sets(self.study, [e.config for e in self.valid()])  # ConfigError (no GPUs, too few) before the study dir exists
-        for engine in sorted({e.config.engine for e in self.valid()}):
+        for engine in sorted({e.engine for e in self.valid()}):
             runner = plan.runner_for(engine)
             if runner is not None:
-                runner.preflight([e.config for e in self.valid() if e.config.engine == engine])
+                runner.preflight([e.config for e in self.valid() if e.engine == engine])
                 if getattr(runner, "orphans_removed", None):
                     self.observer.notice(f"removed what a crashed llem left running: {', '.join(runner.orphans_removed)}")
 

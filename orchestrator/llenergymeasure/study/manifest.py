@@ -9,7 +9,8 @@ file readable and under half the size of fully indented JSON (5.6 MB vs 13.3 MB 
 A failed write logs a warning and the study goes on (the next transition retries).
 Disk full: a reserve file (a few times the manifest's size) is written beside the manifest when
 the study starts; when a write fails for lack of space, the reserve is deleted and the write
-retried, so the runs that fail for want of disk are still recorded as failed.
+retried, so the runs that fail for want of disk are still recorded as failed. It is removed when
+the study ends (any final status); a resume creates it again.
 """
 from __future__ import annotations
 
@@ -70,8 +71,17 @@ class ManifestWriter:
         return entry
 
     def set_status(self, status: str) -> None:
+        """The study's status; a final one also removes the disk-full reserve (nothing more to record)."""
         self.manifest.status = status
         self.write(fsync=True)
+        if status != "running":
+            self._reserve_used = True  # a later write of this writer does not recreate it
+            try:
+                self.reserve_path.unlink()
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                log.warning("could not remove %s (%s)", self.reserve_path, exc)
 
     def counters(self) -> ManifestCounters:
         return ManifestCounters(total=len(self.manifest.entries), **self._counts)

@@ -17,7 +17,12 @@ def check_storage(results_dir: str | Path, min_free_mb: float = MIN_FREE_MB) -> 
     import shutil
 
     base = Path(results_dir).expanduser().absolute()
-    existing = next((p for p in (base, *base.parents) if p.exists()), None)
+    try:
+        existing = next((p for p in (base, *base.parents) if p.exists()), None)
+    except (OSError, ValueError) as exc:  # a name too long for the file system, a NUL byte
+        why = exc.strerror if isinstance(exc, OSError) else exc
+        raise ConfigError(f"results_dir {str(base)[:200]} is not a usable path ({why}); "
+                          "set results_dir (YAML) or --output to a writable directory") from None
     if existing is None or not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
         raise ConfigError(f"results directory {base} cannot be created or written ({existing} is not a writable "
                           "directory); set results_dir (YAML) or --output to a writable place")

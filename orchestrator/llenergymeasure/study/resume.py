@@ -27,15 +27,19 @@ def read_manifest(study_dir: Path) -> StudyManifest:
         return StudyManifest.model_validate_json(path.read_bytes())
     except (ValidationError, ValueError) as exc:
         first = str(exc).splitlines()[0][:200]
-        raise ConfigError(f"{path} is corrupt or truncated ({first}); it cannot be resumed. "
-                          "Results already written under runs/ are intact and readable with `llem results`.") from None
+        raise ConfigError(f"{path} is corrupt or truncated ({first}); it cannot be resumed as it is. Results "
+                          f"already written under runs/ are intact: `llem results rebuild-manifest {study_dir}` "
+                          "rebuilds the manifest from them (the corrupt file is kept), then `llem results` reads "
+                          "the study and `--resume` continues it.") from None
 
 
-def write_study_snapshot(study_dir: Path, study: StudyConfig, search_dirs: list[Path]) -> None:
-    """The study as validated, and where its relative paths were looked up (so a resume finds them)."""
+def write_study_snapshot(study_dir: Path, study: StudyConfig, search_dirs: list[Path], cwd: Path | None = None) -> None:
+    """The study as validated, and where its relative paths were looked up: the working directory
+    first, then `search_dirs` (so a resume from any directory resolves them as the start did)."""
     from ..domain.io import write_text_atomic
 
-    payload = {"study": study.model_dump(mode="json"), "search_dirs": [str(p) for p in search_dirs]}
+    payload = {"study": study.model_dump(mode="json"), "search_dirs": [str(p) for p in search_dirs],
+               "cwd": str(Path(cwd or Path.cwd()).resolve())}
     write_text_atomic(Path(study_dir) / STUDY_SNAPSHOT_FILE, json.dumps(payload, indent=2) + "\n")
 
 
@@ -51,8 +55,49 @@ def read_study_snapshot(study_dir: Path) -> tuple[StudyConfig, list[Path]]:
                           "(llem run STUDY.yaml --resume DIR)") from None
 
 
-def check_same_design(manifest: StudyManifest, planned: list, n_cycles: int, cycle_order: str) -> None:
-    """Refuse when the study's configs, cycles or order differ from the manifest's."""
+def snapshot_cwd(study_dir: Path) -> Path | None:
+    """The working directory the study started from (None: not recorded, or no snapshot)."""
+    try:
+        cwd = json.loads((Path(study_dir) / STUDY_SNAPSHOT_FILE).read_text(encoding="utf-8")).get("cwd")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return Path(cwd) if isinstance(cwd, str) and cwd else None
+
+
+def explain_change(study_dir: Path, experiment_index: int, new_config) -> str:
+    """What differs between the configuration the study started with and the one planned now
+    (field by field), re-resolved from study.json as the first start resolved it."""
+    from .expand import Plan
+
+    try:
+        study, search_dirs = read_study_snapshot(study_dir)
+        plan = Plan(study, search_dirs, snapshot_cwd(study_dir), stream=False)
+        old = plan.config(experiment_index) if experiment_index < len(plan) else None
+    except ConfigError:
+        return ""
+    if old is None or new_config is None:
+        was = "absent or invalid at the start" if old is None else "invalid now"
+        return f"; configuration #{experiment_index} is {was}"
+    before, after = _flat(old.model_dump(mode="json")), _flat(new_config.model_dump(mode="json"))
+    changed = [f"{k}: was {before.get(k)!r}, now {after.get(k)!r}" for k in sorted(set(before) | set(after))
+               if before.get(k) != after.get(k) and k != "name"]
+    return f"; configuration #{experiment_index}: {'; '.join(changed[:5])}" if changed else ""
+
+
+def _flat(data: dict, prefix: str = "") -> dict:
+    out: dict = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def check_same_design(manifest: StudyManifest, planned: list, n_cycles: int, cycle_order: str,
+                      explain=None) -> None:
+    """Refuse when the study's configs, cycles or order differ from the manifest's; `explain(index)`
+    says field by field what changed in the first configuration that differs."""
     if (manifest.n_cycles, manifest.cycle_order) != (n_cycles, cycle_order):
         raise ConfigError(f"the study design changed since it started: cycles/order were {manifest.n_cycles}/"
                           f"{manifest.cycle_order}, now {n_cycles}/{cycle_order}. Resume with the original study, "
@@ -61,17 +106,25 @@ def check_same_design(manifest: StudyManifest, planned: list, n_cycles: int, cyc
     new = [(e.experiment_index, e.cycle, e.config_hash) for e in planned]
     if old != new:
         diff = next((i for i, (a, b) in enumerate(zip(old, new)) if a != b), min(len(old), len(new)))
+        what = ""
+        if explain is not None:
+            what = explain((old[diff] if diff < len(old) else new[diff])[0])
+        if len(old) != len(new) and not what:
+            what = f"; {len(old)} runs planned at the start, {len(new)} now"
         raise ConfigError(f"the study design changed since it started (run #{diff + 1}: was "
                           f"{old[diff] if diff < len(old) else 'absent'}, now {new[diff] if diff < len(new) else 'absent'}"
-                          "; as experiment index, cycle, config hash). Resume with the original study, "
+                          f"; as experiment index, cycle, config hash{what}). Resume with the original study, "
                           "or start a new study")
 
 
-def open_for_resume(resume_dir: Path, planned: list, n_cycles: int, cycle_order: str) -> tuple[Path, StudyManifest]:
-    """The study directory and its manifest, refused (exit 2) when the design changed."""
+def open_for_resume(resume_dir: Path, planned: list, n_cycles: int, cycle_order: str,
+                    new_config=None) -> tuple[Path, StudyManifest]:
+    """The study directory and its manifest, refused (exit 2) when the design changed
+    (`new_config(index)`: the configuration planned now, to say what changed)."""
     study_dir = Path(resume_dir).resolve()
     manifest = read_manifest(study_dir)
-    check_same_design(manifest, planned, n_cycles, cycle_order)
+    explain = (lambda index: explain_change(study_dir, index, new_config(index))) if new_config else None
+    check_same_design(manifest, planned, n_cycles, cycle_order, explain)
     return study_dir, manifest
 
 

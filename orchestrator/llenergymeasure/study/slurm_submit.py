@@ -68,15 +68,15 @@ def submit_study(run, options: SlurmOptions, resume_dir: Path | None = None,
         run.observer.notice("execution.parallel does not apply under Slurm: every run is its own array task and "
                             "Slurm places them (use --slurm-array-limit to cap how many run at once)")
     order, planned = run.planned_entries()
-    plan = local_plan({e.config.engine for e in run.valid()})
+    plan = local_plan({e.engine for e in run.valid()})
     if resume_dir is not None:
-        study_dir, manifest = open_for_resume(resume_dir, planned, ex.n_cycles, ex.cycle_order)
+        study_dir, manifest = open_for_resume(resume_dir, planned, ex.n_cycles, ex.cycle_order, run.config_now)
     else:
         check_storage(study.results_dir)
         study_dir = create_study_dir(study.results_dir, study.name)
         manifest = new_manifest(study_dir.name, study.name, study_dir, ex.n_cycles, ex.cycle_order, planned)
         manifest.executor = "slurm"
-        write_study_snapshot(study_dir, study, run.search_dirs)
+        write_study_snapshot(study_dir, study, run.search_dirs, run.cwd)
     if resume_dir is not None and manifest.slurm_jobs:
         options = options.merged_over(manifest.slurm_jobs[-1].get("options", {}))
     lock = StudyLock(study_dir)
