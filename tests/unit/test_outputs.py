@@ -86,11 +86,20 @@ def test_empty_study_still_writes_files(tmp_path):
 
 def test_load_study_and_errors(tmp_path):
     study_dir = write_study_dir(tmp_path, _results())
-    (study_dir / "runs" / "999_broken").mkdir()
-    (study_dir / "runs" / "999_broken" / "result.json").write_text("{not json")
+    # A run directory the manifest does not list (an abandoned attempt) is never read, even broken.
+    (study_dir / "runs" / "999_abandoned").mkdir()
+    (study_dir / "runs" / "999_abandoned" / "result.json").write_text("{not json")
     data = load_study(study_dir)
-    assert [r.cycle for r in data.results] == [1, 2, 3, 1, 2, 3]
-    assert len(data.warnings) == 1 and "999_broken" in data.warnings[0]
+    assert [r.cycle for r in data.results] == [1, 2, 3, 1, 2, 3] and data.warnings == []
+    # A completed entry whose result file is unreadable is skipped with a warning naming it.
+    first = sorted((study_dir / "runs").iterdir())[0]
+    good = (first / "result.json").read_text()
+    (first / "result.json").write_text("{not json")
+    data = load_study(study_dir)
+    assert len(data.results) == 5
+    assert len(data.warnings) == 1 and first.name in data.warnings[0]
+    (first / "result.json").write_text(good)
+    data = load_study(study_dir)
     rebuilt = study_result_of(data)
     assert rebuilt.study_name == "tiny" and len(rebuilt.experiments) == 6
     with pytest.raises(ConfigError, match="study directories inside it: tiny_20240101T000000"):
