@@ -53,3 +53,15 @@ def test_several_engines_installed_here_run_locally_when_their_images_are_not_bu
     assert plan.runners == {"llama_cpp": "local", "transformers": "local"} and plan.unavailable == {}
     assert len(plan.notices) == 1 and "llem-test/absent-llama:none" in plan.notices[0]
     plan.close()
+
+
+def test_dry_run_names_each_engines_runner_and_whether_its_image_exists(docker_client, tmp_path):
+    from tests.helpers import run_llem
+
+    study = tmp_path / "s.yaml"
+    study.write_text("name: s\nbase: {model: m}\nrunners: {transformers: docker}\n"
+                     "images: {transformers: llem-test/absent-transformers:none}\n")
+    proc = run_llem("run", str(study), "--dry-run")
+    assert proc.returncode == 0, proc.stderr
+    assert ("transformers: docker (study runners:), image llem-test/absent-transformers:none: "
+            "NOT BUILT (llem images build transformers)") in proc.stdout

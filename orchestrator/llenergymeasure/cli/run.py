@@ -114,7 +114,7 @@ def run_cmd(config, model, engine, dataset, n_prompts, batch_size, precision, ma
     if dry_run:
         from .dry_run import print_dry_run
 
-        print_dry_run(study, run.expanded)
+        print_dry_run(study, run.expanded, forced)
         return 0
     if not run.valid():
         reasons = "; ".join(f"#{e.index}: {e.skip_reason}" for e in run.expanded if e.skip_reason)

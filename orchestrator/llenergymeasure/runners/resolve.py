@@ -160,7 +160,7 @@ def resolve_runners(study: StudyConfig, engines: set[str], cli_runner: str | Non
     # Several engines go to Docker only when it can run them all; images not built yet for engines
     # installed here would otherwise stop the study before anything runs.
     unbuilt = _missing_images(plan, auto, docker_client) if multi and auto and docker_ok() else []
-    in_docker = multi and docker_ok() and not (unbuilt and all(engine_installed(e) for e in auto))
+    in_docker = multi and docker_ok() and not any(engine_installed(e) for e in unbuilt)
     for engine in sorted(engines):
         if engine in explicit:
             plan.runners[engine], plan.sources[engine] = explicit[engine]
