@@ -112,7 +112,12 @@ class StudyRun:
         writer = ManifestWriter(manifest, manifest_path(study_dir))
         writer.write(fsync=True)
         todo = [i for i, e in enumerate(manifest.entries) if e.config_hash and to_rerun(e.status, skip_failed)]
-        self.observer.study_started(str(study_dir), len(todo), len(manifest.entries) - len(todo))
+        rerun = set(todo)
+        kept = [e for i, e in enumerate(manifest.entries) if i not in rerun and e.status != "skipped"]
+        if kept:  # a resume: what earlier invocations finished is kept, not "skipped"
+            statuses = sorted({e.status for e in kept})
+            self.observer.notice(f"{len(kept)} runs kept from before ({', '.join(statuses)}); not rerun")
+        self.observer.study_started(str(study_dir), len(todo), sum(e.status == "skipped" for e in manifest.entries))
         outcomes: list[tuple[ManifestEntry, RunOutcome | None]] = previous
         n_previous = len(previous)  # runs of an earlier invocation: already in the duration history
         status = "completed"
