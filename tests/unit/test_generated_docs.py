@@ -88,3 +88,21 @@ def test_llem_config_schema_prints_the_schema():
     out = CliRunner().invoke(cli, ["config", "schema"])
     assert out.exit_code == 0, out.output
     assert json.loads(out.output) == study_json_schema()
+
+
+def test_the_readme_has_exactly_two_commands_for_a_fresh_machine_and_a_valid_minimal_study():
+    import re
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Two commands for a fresh machine", 1)[1].split("\n## ", 1)[0]
+    commands = re.findall(r"```bash\n(.*?)\n```", section, flags=re.S)
+    assert commands == [
+        "bash scripts/setup.sh && .venv/bin/llem models make-tiny models/tiny-llm && "
+        ".venv/bin/llem run examples/quickstart.yaml",
+        "bash scripts/test.sh"]
+    header = (REPO / "examples" / "quickstart.yaml").read_text(encoding="utf-8")
+    assert "README's first command runs it" in header and ".venv/bin/llem run examples/quickstart.yaml" in header
+    [study] = re.findall(r"```yaml\n(.*?)\n```", readme.split("## A minimal study", 1)[1], flags=re.S)
+    data = yaml.safe_load(study)
+    assert list(jsonschema.Draft202012Validator(study_json_schema()).iter_errors(data)) == []
+    assert study.startswith("# yaml-language-server: $schema=docs/study.schema.json")
