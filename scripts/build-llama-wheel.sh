@@ -15,9 +15,8 @@ LLAMA_PIN=$(sed -n 's/.*"\(llama-cpp-python==[^"]*\)".*/\1/p' pyproject.toml)
 if ls .wheels/llama_cpp_python-"${LLAMA_PIN#llama-cpp-python==}"-*.whl >/dev/null 2>&1; then
   exit 0
 fi
-CMAKE_ARGS=${LLEM_LLAMA_CMAKE_ARGS:-"-DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF \
--DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_OPENSSL=OFF \
--DGGML_BLAS=OFF -DGGML_CUDA=OFF -DGGML_VULKAN=OFF -DGGML_METAL=OFF"}
+# The CPU-only options live in one file, read by the llama_cpp image too when it compiles.
+CMAKE_ARGS=${LLEM_LLAMA_CMAKE_ARGS:-$(cat images/llama_cpp/cpu-cmake-args)}
 step "compiling $LLAMA_PIN (CPU backend only) into .wheels/" "about 127 compile units; ~6 min on an idle 2-core machine"
 mkdir -p .wheels
 log=.wheels/build-llama.log
