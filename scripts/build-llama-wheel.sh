@@ -17,15 +17,16 @@ if ls .wheels/llama_cpp_python-"${LLAMA_PIN#llama-cpp-python==}"-*.whl >/dev/nul
 fi
 # The CPU-only options live in one file, read by the llama_cpp image too when it compiles.
 CMAKE_ARGS=${LLEM_LLAMA_CMAKE_ARGS:-$(cat images/llama_cpp/cpu-cmake-args)}
-step "compiling $LLAMA_PIN (CPU backend only) into .wheels/" "about 127 compile units; ~6 min on an idle 2-core machine"
+step "compiling $LLAMA_PIN (CPU backend only) into .wheels/" "about 140 build steps; several minutes on 2 cores"
 mkdir -p .wheels
 log=.wheels/build-llama.log
 set +e
 # -v shows ninja's [n/N] lines; one progress line per 10% of the units.
 CMAKE_ARGS="$CMAKE_ARGS" .venv/bin/python -m pip wheel -v --no-deps -w .wheels "$LLAMA_PIN" 2>&1 | tee "$log" \
-  | awk 'match($0, /^\[([0-9]+)\/([0-9]+)\]/) { split(substr($0, 2, RLENGTH - 2), p, "/");
+  | awk 'match($0, /^ *\[[0-9]+\/[0-9]+\]/) { s = substr($0, 1, RLENGTH); sub(/^ *\[/, "", s);
+           sub(/\]$/, "", s); split(s, p, "/");
            pct = int(100 * p[1] / p[2]); if (pct >= last + 10) { last = pct;
-           print "setup:   llama.cpp: " p[1] "/" p[2] " compile units"; fflush() } }' >&2
+           print "setup:   llama.cpp: " p[1] "/" p[2] " build steps"; fflush() } }' >&2
 rc=${PIPESTATUS[0]}
 set -e
 if [ "$rc" != 0 ]; then
