@@ -140,7 +140,7 @@ def _command_doc(command: click.Command, path: str, level: int) -> list[str]:
         for param in params:
             flags, text = param.get_help_record(ctx)
             text = " ".join(text.split()).replace("|", PIPE)
-            lines.append(f"| `{flags}` | {text} |")
+            lines.append(f"| `{flags.replace('|', PIPE)}` | {text} |")
         lines.append("")
     if isinstance(command, click.Group):
         for name in command.list_commands(ctx):
