@@ -8,10 +8,11 @@ Runner, per engine, first match wins:
   5. auto: docker if a daemon is reachable and the engine is not importable here, else local
 Image, per engine: YAML `images:` > user config `images:` > `llenergymeasure/<engine>:<version>`.
 
-A study with several engines runs the auto-decided ones in Docker when a daemon is reachable
-(isolation: engines never share a Python environment); without Docker they run here, each
-experiment in its own process, with a note saying so and how to pin the choice. An engine that can run nowhere (not installed here, no image) is
-reported in `plan.unavailable`; the study loop records its experiments as failed and goes on.
+A study with several engines runs the auto-decided ones in Docker when a daemon is reachable and
+their images are built (isolation: engines never share a Python environment); otherwise those
+installed here run here, each experiment in its own process, with a note saying so and how to pin
+the choice. An engine that can run nowhere (not installed here, no image) is reported in
+`plan.unavailable`; the study loop records its experiments as failed and goes on.
 """
 from __future__ import annotations
 
