@@ -23,3 +23,13 @@ def test_a_different_warning_is_still_printed(capsys):
     observer.run_event({"event": "warning", "message": "GPU energy unavailable: another reason"})
     out = capsys.readouterr().out
     assert "warm-up did not converge" in out and "another reason" in out
+
+
+def test_the_live_display_says_the_reason_once_too(capsys):
+    from llenergymeasure.cli.progress import LiveObserver
+
+    observer = LiveObserver()
+    for _ in range(2):
+        observer.run_event({"event": "environment", "summary": f"no GPU measured ({REASON})"})
+        observer.run_event({"event": "warning", "message": f"GPU energy unavailable: {REASON}"})
+    assert capsys.readouterr().out.count("nvmlInit failed") == 1

@@ -32,7 +32,10 @@ class PlainObserver(StudyObserver):
     def _say(self, text: str) -> None:
         if not self.quiet:
             self._said.append(text)
-            click.echo(text)
+            self._emit(text)
+
+    def _emit(self, text: str) -> None:
+        click.echo(text)
 
     def already_said(self, reason: str) -> bool:
         return any(reason in line for line in self._said)
@@ -98,7 +101,7 @@ class LiveObserver(PlainObserver):
                                  TimeElapsedColumn(), console=self.console, transient=True)
         self.task = None
 
-    def _say(self, text: str) -> None:
+    def _emit(self, text: str) -> None:
         self.console.print(text, highlight=False, markup=False)
 
     def study_started(self, study_dir: str, n_runs: int, n_skipped: int) -> None:
