@@ -44,6 +44,7 @@ def _study(model_dir: Path, results: Path, sweep: dict, **serving) -> StudyConfi
     data["base"]["serving"].update({"n_requests": 12, **serving})
     data["results_dir"] = str(results)
     data["sweep"] = sweep
+    data["execution"]["n_cycles"] = 1  # the example's three cycles are for statistics; one run per point here
     return StudyConfig.model_validate(data)
 
 
