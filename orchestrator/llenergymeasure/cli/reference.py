@@ -5,6 +5,7 @@ when the committed files differ from what the code generates, so they cannot dri
 from __future__ import annotations
 
 import json
+
 import click
 
 PIPE = "\\|"  # a literal | inside a Markdown table cell
@@ -19,7 +20,7 @@ def _resolve(node: dict, defs: dict) -> dict:
 
 
 def _type(node: dict, defs: dict) -> str:
-    """A short type label: `int ≥ 1`, `fp32 | fp16`, `list of str`, `DecodingConfig`..."""
+    """A short type label: `int (≥ 1)`, `` `fp32` | `fp16` ``, `list of str`, `mapping`..."""
     if "$ref" in node:
         return "mapping"
     if "anyOf" in node:
