@@ -10,6 +10,8 @@ import pytest
 # Device locks (study/locks.py) of test studies live in a private directory, so concurrent test
 # sessions on one machine, or a real study running beside them, never block each other.
 os.environ.setdefault("LLEM_LOCK_DIR", tempfile.mkdtemp(prefix="llem-test-locks-"))
+# Test runs must not feed the user's duration history (what `--dry-run` estimates from).
+os.environ.setdefault("LLEM_HISTORY", os.path.join(tempfile.mkdtemp(prefix="llem-test-history-"), "h.jsonl"))
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

@@ -31,5 +31,5 @@ def quickstart_data(tiny_model_dir: Path, results_dir: Path, **execution) -> dic
     data["base"]["model"] = str(tiny_model_dir)
     data["base"]["measurement"].update(small_measurement())
     data["results_dir"] = str(results_dir)
-    data["execution"].update(execution)
+    data["execution"].update({"n_cycles": 2, **execution})  # two cycles keep the tests short
     return data

@@ -44,3 +44,24 @@ def test_explicit_mixed_runners_are_respected_with_a_warning(docker_client, llem
     assert plan.runners == {"transformers": "local", "llama_cpp": "docker"}
     assert len(plan.warnings) == 1 and "Mixed runners" in plan.warnings[0]
     plan.close()
+
+
+def test_several_engines_installed_here_run_locally_when_their_images_are_not_built(monkeypatch, docker_client):
+    monkeypatch.setattr("llenergymeasure.runners.resolve.engine_installed", lambda engine: True)
+    images = {"transformers": "llem-test/absent-transformers:none", "llama_cpp": "llem-test/absent-llama:none"}
+    plan = resolve_runners(StudyConfig(name="s", images=images), {"transformers", "llama_cpp"})
+    assert plan.runners == {"llama_cpp": "local", "transformers": "local"} and plan.unavailable == {}
+    assert len(plan.notices) == 1 and "llem-test/absent-llama:none" in plan.notices[0]
+    plan.close()
+
+
+def test_dry_run_names_each_engines_runner_and_whether_its_image_exists(docker_client, tmp_path):
+    from tests.helpers import run_llem
+
+    study = tmp_path / "s.yaml"
+    study.write_text("name: s\nbase: {model: m}\nrunners: {transformers: docker}\n"
+                     "images: {transformers: llem-test/absent-transformers:none}\n")
+    proc = run_llem("run", str(study), "--dry-run")
+    assert proc.returncode == 0, proc.stderr
+    assert ("transformers: docker (study runners:), image llem-test/absent-transformers:none: "
+            "NOT BUILT (llem images build transformers)") in proc.stdout

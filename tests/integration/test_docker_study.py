@@ -61,8 +61,9 @@ def test_docker_quickstart_runs_every_experiment_in_a_container(docker_client, l
     assert manifest.status == "completed"
     assert [(e.experiment_index, e.cycle, e.status, e.runner) for e in manifest.entries] == [
         (0, 1, "completed", "docker"), (1, 1, "completed", "docker"),
-        (0, 2, "completed", "docker"), (1, 2, "completed", "docker")]
-    assert manifest.counters.completed == 4 and manifest.counters.failed == 0
+        (0, 2, "completed", "docker"), (1, 2, "completed", "docker"),
+        (0, 3, "completed", "docker"), (1, 3, "completed", "docker")]
+    assert manifest.counters.completed == 6 and manifest.counters.failed == 0
     for entry in manifest.entries:
         run_dir = study_dir / "runs" / entry.run_id
         result = ExperimentResult.model_validate_json((study_dir / entry.result_file).read_text())

@@ -49,6 +49,9 @@ def test_resume_reruns_only_what_did_not_complete_and_keeps_completed_bytes(tiny
 
     proc = run_llem("run", "--resume", str(study_dir), "--skip-failed")
     assert proc.returncode == 0, proc.stderr[-2000:]
+    # completed and (with --skip-failed) failed runs are kept, not "skipped (invalid grid points)"
+    assert "3 runs kept from before (completed, failed); not rerun" in proc.stdout, proc.stdout
+    assert "1 runs to measure\n" in proc.stdout and "invalid grid points" not in proc.stdout
     _, after = _study(tmp_path)
     assert [e["status"] for e in after["entries"]] == ["completed", "failed", "completed", "completed"]
     assert after["entries"][3]["run_id"].endswith("_r2")  # a new directory: the old attempt stays as evidence

@@ -46,6 +46,7 @@ def _study(model_dir: Path, results: Path, sweep: dict, base: dict | None = None
     data["base"].update(base or {})
     data["results_dir"] = str(results)
     data["sweep"] = sweep
+    data["execution"]["n_cycles"] = 1  # the example's three cycles are for statistics; one run per point here
     return StudyConfig.model_validate(data)
 
 

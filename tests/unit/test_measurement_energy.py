@@ -117,3 +117,21 @@ def test_phase_energy_integrates_the_timeline(monkeypatch, tmp_path):
     assert phase.prefill_energy_j == pytest.approx(150.0, rel=0.01)
     assert phase.decode_energy_j == pytest.approx(600.0, rel=0.01)
     assert phase.prefill_time_s == pytest.approx(0.1, abs=1e-4)
+
+
+def test_short_window_is_not_flagged_when_no_energy_was_measured(monkeypatch, tmp_path):
+    """No GPU and no RAPL: the window's length cannot make an energy figure noisy, so no warning."""
+    import time
+
+    from llem_harness.measurement import MeasurementSession
+    from llenergymeasure.domain import MeasurementConfig
+
+    monkeypatch.delenv("LLEM_NVML_REPLAY", raising=False)
+    session = MeasurementSession(MeasurementConfig(baseline={"enabled": False}), [], None, tmp_path,
+                                 lambda name, **fields: None, powercap_root=tmp_path / "no-powercap")
+    session.start_window(lambda: None)
+    time.sleep(0.05)
+    window = session.stop_window(lambda: None)
+    session.close()
+    assert window.energy.method == "unavailable" and window.cpu_energy.method == "unavailable"
+    assert not any("shorter than" in w for w in window.warnings)

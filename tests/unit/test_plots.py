@@ -57,3 +57,38 @@ def test_unmeasured_energy_skips_scatter(tmp_path):
     assert [p.name for p in report.written] == ["configuration_bars.png"]
     assert any("energy_per_output_token_j unavailable (no NVIDIA GPU visible" in s for s in report.skipped)
     assert any("no timeseries.parquet" in s for s in report.skipped)
+
+
+def test_timeline_skip_names_the_real_reason(tmp_path):
+    """save_timeseries set but no GPU sampled power: the message says so instead of 'set save_timeseries'."""
+    results = [make_result(1, c, 2.0, None) for c in (1, 2, 3)]
+    for r in results[:3]:
+        r.config.measurement.save_timeseries = True
+    data = load_study(write_study_dir(tmp_path, results))
+    report = render_study_plots(data, configuration_stats(data.results), tmp_path / "plots")
+    [skip] = [s for s in report.skipped if "power timeline" in s]
+    assert "no power sampler ran: no NVIDIA GPU visible" in skip and "set measurement.save_timeseries" not in skip
+    unset = [make_result(2, c, 2.0, None) for c in (1, 2, 3)]
+    data = load_study(write_study_dir(tmp_path / "unset", unset))
+    report = render_study_plots(data, configuration_stats(data.results), tmp_path / "plots2")
+    assert any("(set measurement.save_timeseries: true)" in s for s in report.skipped)
+
+
+def test_error_bars_never_go_below_zero_and_need_three_runs():
+    from llenergymeasure.results.plots import _asymmetric_err, _half_width
+
+    below, above = _asymmetric_err([1.0, 5.0], [3.0, 2.0])
+    assert below == [1.0, 2.0] and above == [3.0, 2.0]  # a CI of 1 ± 3 is drawn from 0 to 4
+    assert _half_width({"n": 2, "ci95_half_width": 9.0}) == 0.0
+    assert _half_width({"n": 3, "ci95_half_width": 9.0}) == 9.0
+
+
+def test_show_and_compare_print_no_interval_below_three_runs():
+    from llenergymeasure.cli.results import MIN_RUNS_FOR_INTERVAL, _fmt_stats
+    from llenergymeasure.results.stats import DEFAULT_MIN_RUNS, describe
+
+    assert MIN_RUNS_FOR_INTERVAL == DEFAULT_MIN_RUNS
+    two = describe([10.0, 30.0])  # a t-interval of two runs spans negative throughput
+    assert two["ci95_low"] < 0
+    assert _fmt_stats(two, with_interval=True) == "20\n(n < 3: no interval)"
+    assert "±" in _fmt_stats(describe([10.0, 11.0, 12.0]), with_interval=True)

@@ -75,9 +75,22 @@ def test_auto_runs_an_installed_engine_locally_when_docker_is_absent():
     assert plan.runners == {"transformers": "local"} and plan.unavailable == {}
 
 
-def test_several_engines_without_docker_fail_preflight_with_guidance(pretend_gpu):
-    with pytest.raises(PreFlightError, match="several engines.*Docker"):
-        resolve_runners(_study(), {"transformers", "vllm"}, docker_reachable=False)
+def test_several_engines_installed_here_run_locally_without_docker(monkeypatch):
+    """examples/mixed-engines.yaml on the machine scripts/setup.sh sets up: no daemon, both engines here."""
+    monkeypatch.setattr("llenergymeasure.runners.resolve.engine_installed", lambda engine: True)
+    plan = resolve_runners(_study(), {"transformers", "llama_cpp"}, docker_reachable=False)
+    assert plan.runners == {"llama_cpp": "local", "transformers": "local"} and plan.unavailable == {}
+    assert len(plan.notices) == 1 and "Docker is not reachable" in plan.notices[0]
+    assert "runners: {llama_cpp: local, transformers: local}" in plan.notices[0]
+    assert not plan.warnings
+
+
+def test_several_engines_without_docker_run_what_is_installed_and_name_the_rest(pretend_gpu):
+    plan = resolve_runners(_study(), {"transformers", "vllm"}, docker_reachable=False)
+    assert plan.runners["transformers"] == "local" and isinstance(plan.runner_for("transformers"), LocalRunner)
+    assert "pip install 'llenergymeasure[vllm]'" in plan.unavailable["vllm"]
+    assert "Docker" in plan.unavailable["vllm"] and "not reachable" in plan.unavailable["vllm"]
+    plan.close()
 
 
 def test_an_engine_that_can_run_nowhere_is_unavailable_and_the_rest_goes_on(pretend_gpu):

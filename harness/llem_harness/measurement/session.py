@@ -289,7 +289,8 @@ class MeasurementSession:
                 self._warn(note, warnings)
             if getattr(self.backend, "exhausted", lambda: False)():
                 self._warn("replay trace ended before the window did (values held at the last sample)", warnings)
-        if window_s < self.cfg.min_window_s:
+        energy_read = energy.method != "unavailable" or cpu.method != "unavailable"
+        if window_s < self.cfg.min_window_s and energy_read:  # without energy, the window length is no concern
             self._warn(f"measured window {window_s:.2f} s is shorter than {self.cfg.min_window_s:g} s: "
                        "energy of short windows is noise-dominated", warnings)
         if stats is not None and stats.n_samples < MIN_SAMPLES:

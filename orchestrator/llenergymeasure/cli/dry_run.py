@@ -1,4 +1,5 @@
-"""`--dry-run`: the resolved experiment list, the run order, and labelled estimates."""
+"""`--dry-run`: the resolved experiment list, the run order, the runner (and image) each engine
+will use, and a wall-time estimate that says where its numbers come from."""
 from __future__ import annotations
 
 import click
@@ -6,10 +7,8 @@ import click
 from ..study.expand import run_order
 
 
-def print_dry_run(study, expanded) -> None:
-    from ..domain.estimates import (dtype_bytes, estimate_run_wall_time_s, estimate_vram_bytes,
-                                    read_local_model_config)
-
+def print_dry_run(study, expanded, cli_runner: str | None = None) -> None:
+    from ..domain.estimates import dtype_bytes, estimate_vram_bytes, read_local_model_config
     from ..runners.gpu_presence import gpu_only_unavailable
 
     ex = study.execution
@@ -17,7 +16,6 @@ def print_dry_run(study, expanded) -> None:
     no_gpu = gpu_only_unavailable({e.engine for e in valid})
     click.echo(f"Study '{study.name}': {len(expanded)} configurations ({len(valid)} valid, "
                f"{len(expanded) - len(valid)} skipped) × {ex.n_cycles} cycles = {len(valid) * ex.n_cycles} runs")
-    total_s = 0.0
     for e in expanded:
         if not e.valid:
             click.echo(f"  #{e.index}: SKIPPED {e.label}: {e.skip_reason}")
@@ -38,8 +36,83 @@ def print_dry_run(study, expanded) -> None:
         click.echo(line)
         if cfg.engine in no_gpu:
             click.echo(f"      UNAVAILABLE here (runs will be recorded failed, EngineUnavailable): {no_gpu[cfg.engine]}")
-        total_s += estimate_run_wall_time_s(cfg, model_config)["estimated_wall_time_s"] * ex.n_cycles
     order = run_order(len(expanded), ex.n_cycles, ex.cycle_order, ex.shuffle_seed)
     shown = [f"#{i}c{c}" for i, c in order if expanded[i].valid]
     click.echo(f"Cycle order ({ex.cycle_order}): {' '.join(shown[:60])}{' …' if len(shown) > 60 else ''}")
-    click.echo(f"Estimated study wall time (crude estimate, not a measurement): {total_s / 60:.1f} min")
+    runners = print_runner_plan(study, {e.config.engine for e in valid}, cli_runner)
+    print_wall_time_estimate(study, valid, runners)
+
+
+def print_runner_plan(study, engines: set[str], cli_runner: str | None) -> dict[str, str]:
+    """Which runner each engine resolves to (and why), its image and whether that image exists."""
+    from ..errors import PreFlightError
+    from ..runners.resolve import engine_installed, resolve_runners
+
+    if not engines:
+        return {}
+    click.echo("Runners:")
+    try:
+        plan = resolve_runners(study, engines, cli_runner)
+    except PreFlightError as exc:
+        click.echo(f"  the study would not start: {exc}")
+        return {}
+    try:
+        for engine in sorted(engines):
+            if engine in plan.unavailable:
+                click.echo(f"  {engine}: UNAVAILABLE: {plan.unavailable[engine]}")
+                continue
+            runner, source = plan.runners[engine], plan.sources[engine]
+            if runner == "local":
+                click.echo(f"  {engine}: local ({source}); engine installed here: "
+                           f"{'yes' if engine_installed(engine) else 'no'}")
+            else:
+                image = plan.images[engine]
+                click.echo(f"  {engine}: docker ({source}), image {image}: {_image_state(image, engine)}")
+        for message in plan.notices + plan.warnings:
+            click.echo(f"  note: {message}")
+        return dict(plan.runners)
+    finally:
+        plan.close()
+
+
+def _image_state(image: str, engine: str) -> str:
+    from ..errors import PreFlightError
+    from ..runners.docker_support import docker_client
+
+    try:
+        client = docker_client(timeout_s=10)
+    except PreFlightError as exc:
+        return f"cannot check ({exc})"
+    try:
+        import docker
+
+        try:
+            client.images.get(image)
+            return "present"
+        except docker.errors.ImageNotFound:
+            return f"NOT BUILT (llem images build {engine})"
+    finally:
+        client.close()
+
+
+def print_wall_time_estimate(study, valid, runners: dict[str, str]) -> None:
+    """Per configuration: seconds per run and the source of that figure; then the study total."""
+    from ..domain.estimates import estimate_run_wall_time_s, read_local_model_config
+    from ..study.history import estimate_wall_s, history_path, load_history
+
+    history = load_history()
+    n_cycles = study.execution.n_cycles
+    total_s, sources = 0.0, set()
+    click.echo(f"Wall-time estimate ({len(history)} runs measured on this host in {history_path()}):")
+    for e in valid:
+        cfg = e.config
+        crude = estimate_run_wall_time_s(cfg, read_local_model_config(cfg.model))
+        seconds, source = estimate_wall_s(cfg, runners.get(cfg.engine), history, crude["estimated_wall_time_s"],
+                                          crude["measured_batches"] * crude["batch_s"])
+        sources.add(source.split(" (")[0])
+        total_s += seconds * n_cycles
+        click.echo(f"  #{e.index}: {seconds:.0f} s per run × {n_cycles} cycles — {source}")
+    gaps = study.execution.experiment_gap_s * max(len(valid) * n_cycles - 1, 0)
+    label = "measured here" if all(s.startswith(("median", "scaled")) for s in sources) else "partly assumed"
+    click.echo(f"Estimated study wall time: {(total_s + gaps) / 60:.1f} min ({label}; "
+               "each completed run adds to the history)")

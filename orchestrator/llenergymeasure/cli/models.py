@@ -23,6 +23,8 @@ def make_tiny_cmd(directory: str, seed: int, force: bool) -> None:
     and as DIRECTORY/model.gguf (llama.cpp; `model: DIRECTORY` works for both engines). Its
     weights are random: it measures the tool, not a language model.
     """
+    click.echo(f"Making the tiny model in {directory} unless it is there (torch import, tokenizer training: "
+               "about 10 s on an idle machine)...", err=True)
     from ..models.tiny import make_tiny_model, read_provenance
 
     path = make_tiny_model(directory, seed=seed, force=force)

@@ -12,6 +12,8 @@ import click
 from ..domain import ManifestEntry
 from ..study.observer import StudyObserver
 
+ENERGY_UNAVAILABLE = "GPU energy unavailable: "  # the harness's warning prefix when no GPU energy was read
+
 
 def _fmt(value, digits=3) -> str:
     if value is None:
@@ -24,11 +26,19 @@ class PlainObserver(StudyObserver):
 
     def __init__(self, quiet: bool = False):
         self.quiet = quiet
-        self._seen: set[str] = set()  # a warning repeated by every run is printed once
+        self._seen: set[str] = set()  # a line repeated by every run is printed once
+        self._said: list[str] = []    # what was printed, so that a reason already given is not repeated
 
     def _say(self, text: str) -> None:
         if not self.quiet:
-            click.echo(text)
+            self._said.append(text)
+            self._emit(text)
+
+    def _emit(self, text: str) -> None:
+        click.echo(text)
+
+    def already_said(self, reason: str) -> bool:
+        return any(reason in line for line in self._said)
 
     def study_started(self, study_dir: str, n_runs: int, n_skipped: int) -> None:
         skipped = f", {n_skipped} skipped (invalid grid points)" if n_skipped else ""
@@ -43,9 +53,12 @@ class PlainObserver(StudyObserver):
     def run_event(self, event: dict) -> None:
         kind = event.get("event")
         if kind == "environment":
-            self._say(f"    env: {event.get('summary')}")  # per run: temperatures and clocks change
+            self._once(f"    env: {event.get('summary')}")  # with a GPU, temperatures and clocks change per run
         elif kind == "warning":
-            self._once(f"    warning: {event.get('message')}")
+            message = str(event.get("message"))
+            if message.startswith(ENERGY_UNAVAILABLE) and self.already_said(message[len(ENERGY_UNAVAILABLE):]):
+                return  # the environment line gave this reason already
+            self._once(f"    warning: {message}")
 
     def _once(self, line: str) -> None:
         if line not in self._seen:
@@ -62,7 +75,7 @@ class PlainObserver(StudyObserver):
 
     def study_finished(self, result) -> None:
         if not self.quiet and result.experiments:
-            print_summary_table(result)
+            print_summary_table(result, said=self.already_said)
         elif not self.quiet:
             self._say(f"No run completed. Manifest: {result.study_dir}/manifest.json")
 
@@ -88,7 +101,7 @@ class LiveObserver(PlainObserver):
                                  TimeElapsedColumn(), console=self.console, transient=True)
         self.task = None
 
-    def _say(self, text: str) -> None:
+    def _emit(self, text: str) -> None:
         self.console.print(text, highlight=False, markup=False)
 
     def study_started(self, study_dir: str, n_runs: int, n_skipped: int) -> None:
@@ -118,8 +131,12 @@ def make_observer(quiet: bool) -> StudyObserver:
     return LiveObserver() if sys.stdout.isatty() else PlainObserver()
 
 
-def print_summary_table(result) -> None:
-    """One row per completed run; the figures people compare first."""
+def print_summary_table(result, said=lambda reason: False) -> None:
+    """One row per completed run; the figures people compare first.
+
+    `said(reason)` tells whether a reason was printed during the study already: it is then
+    pointed to, not repeated.
+    """
     from rich.console import Console
     from rich.table import Table
 
@@ -137,5 +154,8 @@ def print_summary_table(result) -> None:
     console.print(table)
     energy_reasons = {r.energy.unavailable_reason for r in result.experiments if r.energy.unavailable_reason}
     for reason in sorted(energy_reasons):
-        console.print(f"GPU energy unavailable: {reason}", highlight=False)
+        if said(reason):
+            console.print("J/out tok is '—': no GPU energy was measured (the reason is above)", highlight=False)
+        else:
+            console.print(f"{ENERGY_UNAVAILABLE}{reason}", highlight=False)
     console.print(f"Results: {result.study_dir}", highlight=False, soft_wrap=True)

@@ -22,6 +22,7 @@ SHOW_COLUMNS = ("energy_per_output_token_j", "energy_per_output_token_adjusted_j
 CV_OPTION = click.option("--cv-threshold", type=click.FloatRange(min=0.0, min_open=True), default=0.1,
                          show_default=True, help="flag a metric whose coefficient of variation exceeds this")
 STUDY_DIR = click.Path(path_type=Path)
+MIN_RUNS_FOR_INTERVAL = 3  # results.stats.DEFAULT_MIN_RUNS (not imported here: it pulls scipy)
 
 
 def _console():
@@ -44,6 +45,8 @@ def _fmt_stats(stats: dict[str, Any], with_interval: bool = False) -> str:
     if stats["mean"] is None:
         return "—"
     text = _fmt_value(stats["mean"])
+    if (stats.get("n") or 0) < MIN_RUNS_FOR_INTERVAL:
+        return text + "\n(n < 3: no interval)"  # a two-run interval is too wide to mean much
     if stats["ci95_half_width"] is not None:
         text += f" ± {stats['ci95_half_width']:.2g}"
         if with_interval:

@@ -119,7 +119,7 @@ def run_cmd(config, model, engine, dataset, n_prompts, batch_size, precision, ma
     if dry_run:
         from .dry_run import print_dry_run
 
-        print_dry_run(study, run.expanded)
+        print_dry_run(study, run.expanded, forced)
         from .dry_run_checks import start_problems
 
         problems = start_problems(study, run)

@@ -19,7 +19,7 @@ from typing import Any
 
 from ..domain import TIMESERIES_FILE
 from .load import StudyData
-from .stats import STAT_METRICS
+from .stats import DEFAULT_MIN_RUNS as MIN_RUNS_FOR_INTERVAL, STAT_METRICS
 
 FIG_SIZE_IN = (8.0, 5.0)
 DPI = 100
@@ -68,8 +68,8 @@ def plot_energy_vs_throughput(configurations: list[dict[str, Any]], out_path: Pa
         if x["mean"] is None or y["mean"] is None:
             continue
         points.append((x["mean"], y["mean"]))
-        xerr.append(x["ci95_half_width"] or 0.0)
-        yerr.append(y["ci95_half_width"] or 0.0)
+        xerr.append(_half_width(x))
+        yerr.append(_half_width(y))
         labels.append(_label(conf, i))
     if not points:
         reasons = sorted({c["metrics"][energy_metric].get("unavailable_reason") or "not measured"
@@ -78,7 +78,8 @@ def plot_energy_vs_throughput(configurations: list[dict[str, Any]], out_path: Pa
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=FIG_SIZE_IN, dpi=DPI)
     xs, ys = [p[0] for p in points], [p[1] for p in points]
-    ax.errorbar(xs, ys, xerr=xerr, yerr=yerr, fmt="o", capsize=4, label="configuration (mean, 95% CI)")
+    ax.errorbar(xs, ys, xerr=_asymmetric_err(xs, xerr), yerr=_asymmetric_err(ys, yerr), fmt="o", capsize=4,
+                label="configuration (mean, 95% CI; n < 3: no bar)")
     front = pareto_front(points)
     ax.plot([xs[i] for i in front], [ys[i] for i in front], "--s", color="tab:red", markerfacecolor="none",
             markersize=12, label="Pareto front (higher tok/s, lower J/token)")
@@ -104,8 +105,8 @@ def plot_configuration_bars(configurations: list[dict[str, Any]], out_path: Path
     positions = list(range(len(configurations)))
     for ax, metric in zip(axes.flat, metrics):
         means = [c["metrics"][metric]["mean"] or 0.0 for c in configurations]
-        errs = [c["metrics"][metric]["ci95_half_width"] or 0.0 for c in configurations]
-        ax.bar(positions, means, yerr=errs, capsize=3, color="tab:blue")
+        errs = [_half_width(c["metrics"][metric]) for c in configurations]
+        ax.bar(positions, means, yerr=_asymmetric_err(means, errs), capsize=3, color="tab:blue")
         ax.set_title(f"{STAT_METRICS[metric][1]} [{STAT_METRICS[metric][0]}]", fontsize=8)
         ax.set_xticks(positions, [f"#{i + 1}" for i in positions], fontsize=7)
         ax.tick_params(axis="y", labelsize=7)
@@ -149,6 +150,28 @@ def _save(fig, out_path: Path) -> None:
     plt.close(fig)
 
 
+def _half_width(stats: dict[str, Any]) -> float:
+    """The 95% CI half-width to draw; none below 3 runs (two points give an interval too wide to mean much)."""
+    if (stats.get("n") or 0) < MIN_RUNS_FOR_INTERVAL:
+        return 0.0
+    return stats.get("ci95_half_width") or 0.0
+
+
+def _why_no_timeseries(results: list) -> str:
+    """The real reason a configuration has no power timeline: not asked for, or nothing sampled power."""
+    if not results or any(not r.config.measurement.save_timeseries for r in results):
+        return "set measurement.save_timeseries: true"
+    reasons = sorted({r.energy.unavailable_reason for r in results if r.energy.unavailable_reason})
+    if reasons:
+        return "save_timeseries is set, but no power sampler ran: " + "; ".join(reasons)
+    return "save_timeseries is set, but the runs wrote none"
+
+
+def _asymmetric_err(means: list[float], halves: list[float]) -> list[list[float]]:
+    """Error bars [below, above] for a non-negative quantity: the lower bar stops at zero."""
+    return [[min(h, max(m, 0.0)) for m, h in zip(means, halves)], list(halves)]
+
+
 def render_study_plots(data: StudyData, configurations: list[dict[str, Any]], out_dir: Path) -> PlotReport:
     """Write every plot the study's data allow into `out_dir`."""
     report = PlotReport()
@@ -168,8 +191,9 @@ def render_study_plots(data: StudyData, configurations: list[dict[str, Any]], ou
         runs = [data.run_dir(run_id) / TIMESERIES_FILE for run_id in conf["run_ids"]]
         existing = [p for p in runs if p.is_file()]
         if not existing:
+            runs_of = [r for r in data.results if r.run_id in conf["run_ids"]]
             report.skipped.append(f"power timeline skipped for configuration #{i + 1}: no {TIMESERIES_FILE} "
-                                  "(set measurement.save_timeseries: true)")
+                                  f"({_why_no_timeseries(runs_of)})")
             continue
         path = out_dir / f"power_timeline_{i + 1:02d}_{conf['config_hash'][:8]}.png"
         title = f"#{i + 1} {conf['config_summary']} — {existing[0].parent.name}"

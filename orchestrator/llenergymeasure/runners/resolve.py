@@ -8,9 +8,11 @@ Runner, per engine, first match wins:
   5. auto: docker if a daemon is reachable and the engine is not importable here, else local
 Image, per engine: YAML `images:` > user config `images:` > `llenergymeasure/<engine>:<version>`.
 
-A study with several engines runs the auto-decided ones in Docker (isolation: engines never
-share a Python environment). An engine that can run nowhere (not installed here, no image) is
-reported in `plan.unavailable`; the study loop records its experiments as failed and goes on.
+A study with several engines runs the auto-decided ones in Docker when a daemon is reachable and
+their images are built (isolation: engines never share a Python environment); otherwise those
+installed here run here, each experiment in its own process, with a note saying so and how to pin
+the choice. An engine that can run nowhere (not installed here, no image) is reported in
+`plan.unavailable`; the study loop records its experiments as failed and goes on.
 """
 from __future__ import annotations
 
@@ -155,22 +157,31 @@ def resolve_runners(study: StudyConfig, engines: set[str], cli_runner: str | Non
     multi = len(engines) > 1
     for engine in sorted(engines):
         plan.images[engine] = study.images.get(engine) or user["images"].get(engine) or default_image(engine)
+    auto = sorted(set(engines) - set(explicit))
+    # Several engines go to Docker only when it can run them all; images not built yet for engines
+    # installed here would otherwise stop the study before anything runs.
+    unbuilt = _missing_images(plan, auto, docker_client) if multi and auto and docker_ok() else []
+    in_docker = multi and docker_ok() and not any(engine_installed(e) for e in unbuilt)
+    for engine in sorted(engines):
         if engine in explicit:
             plan.runners[engine], plan.sources[engine] = explicit[engine]
-        elif multi:
-            if not docker_ok():
-                raise PreFlightError(
-                    f"this study uses several engines ({', '.join(sorted(engines))}); they run in Docker so that "
-                    f"they never share a Python environment, but Docker is not reachable. {DOCKER_INSTALL}, or "
-                    "name a runner per engine (YAML `runners: {engine: local}`) to run them here.")
+        elif in_docker:
             plan.runners[engine], plan.sources[engine] = "docker", "auto (several engines)"
         elif engine_installed(engine) or not docker_ok():
             plan.runners[engine], plan.sources[engine] = "local", "auto"
         else:
             plan.runners[engine], plan.sources[engine] = "docker", "auto (not installed here)"
-    if multi and set(explicit) != set(engines) and docker_ok():
+    if multi and auto and in_docker:
         plan.notices.append(f"Several engines ({', '.join(sorted(engines))}): running them in Docker, "
                             "one container per experiment.")
+    elif multi and auto:
+        why = (f"their images are not built ({', '.join(plan.images[e] for e in unbuilt)}; "
+               f"`llem images build ENGINE` builds one)" if unbuilt else "Docker is not reachable")
+        plan.notices.append(
+            f"Several engines ({', '.join(sorted(engines))}) and {why}: each runs here, "
+            "in its own process per experiment, from this Python environment. To pin this choice and "
+            "silence this note, add to the study YAML:  runners: {" +
+            ", ".join(f"{e}: local" for e in auto) + "}")
     if explicit and len(set(plan.runners.values())) > 1:
         mix = ", ".join(f"{e}={r}" for e, r in sorted(plan.runners.items()))
         plan.warnings.append(f"Mixed runners ({mix}): engines measured under different runners are "
@@ -183,6 +194,23 @@ def resolve_runners(study: StudyConfig, engines: set[str], cli_runner: str | Non
     return plan
 
 
+def _missing_images(plan: RunnerPlan, engines: list[str], docker_client) -> list[str]:
+    """Engines among `engines` whose image is not in the local Docker image store."""
+    import docker
+
+    client = docker_client(timeout_s=10)
+    try:
+        missing = []
+        for engine in engines:
+            try:
+                client.images.get(plan.images[engine])
+            except docker.errors.ImageNotFound:
+                missing.append(engine)
+        return missing
+    finally:
+        client.close()
+
+
 def _mark_unavailable(plan: RunnerPlan, docker_ok, docker_client) -> None:
     """Engines that cannot run anywhere: not installed here and no image (or no Docker)."""
     docker_engines = [e for e, r in plan.runners.items() if r == "docker"]
@@ -191,25 +219,15 @@ def _mark_unavailable(plan: RunnerPlan, docker_ok, docker_client) -> None:
         if forced:
             raise PreFlightError(f"Docker is not reachable ({DOCKER_INSTALL}); {plan.sources[forced[0]]} "
                                  "asks for Docker. Or run with `llem run --runner local`.")
-    missing_images: set[str] = set()
-    if docker_engines and docker_ok():
-        import docker
-
-        client = docker_client(timeout_s=10)
-        try:
-            for engine in docker_engines:
-                try:
-                    client.images.get(plan.images[engine])
-                except docker.errors.ImageNotFound:
-                    missing_images.add(engine)
-        finally:
-            client.close()
+    missing_images = set(_missing_images(plan, docker_engines, docker_client)) if docker_engines and docker_ok() \
+        else set()
     for engine, runner in plan.runners.items():
         if engine_installed(engine):
             continue  # runs locally; a missing image is reported by the Docker preflight with its build command
         if runner == "local":
             plan.unavailable[engine] = (f"engine '{engine}' is not installed here "
-                                        f"(pip install 'llenergymeasure[{engine}]'), and the runner is local")
+                                        f"(pip install 'llenergymeasure[{engine}]'), and the runner is local"
+                                        + ("" if docker_ok() else " (Docker, which could run its image, is not reachable)"))
         elif engine in missing_images or not docker_ok():
             plan.unavailable[engine] = (f"engine '{engine}' is not installed here and its image "
                                         f"'{plan.images[engine]}' is not available; build it with: "

@@ -17,6 +17,7 @@ from ..domain.io import write_json_atomic
 from ..runners.base import RunOutcome, RunRequest, collect_outcome
 from ..runners.signals import stop_requested, stop_signal
 from .expand import ExpandedExperiment, expand, run_order
+from .history import record_runs
 from .manifest import ManifestWriter, manifest_path, new_manifest, utc_now
 from .observer import StudyObserver
 from .locks import GpuLock, StudyLock, device_keys
@@ -134,8 +135,14 @@ class StudyRun:
         writer = ManifestWriter(manifest, manifest_path(study_dir))
         writer.write(fsync=True)
         todo = [i for i, e in enumerate(manifest.entries) if e.config_hash and to_rerun(e.status, skip_failed)]
-        self.observer.study_started(str(study_dir), len(todo), len(manifest.entries) - len(todo))
+        rerun = set(todo)
+        kept = [e for i, e in enumerate(manifest.entries) if i not in rerun and e.status != "skipped"]
+        if kept:  # a resume: what earlier invocations finished is kept, not "skipped"
+            statuses = sorted({e.status for e in kept})
+            self.observer.notice(f"{len(kept)} runs kept from before ({', '.join(statuses)}); not rerun")
+        self.observer.study_started(str(study_dir), len(todo), sum(e.status == "skipped" for e in manifest.entries))
         outcomes: list[tuple[ManifestEntry, RunOutcome | None]] = previous
+        n_previous = len(previous)  # runs of an earlier invocation: already in the duration history
         status = "completed"
         sequence = {index: n for n, index in enumerate((i for i, e in enumerate(planned) if e.config_hash), 1)}
         breaker = CircuitBreaker(ex.max_consecutive_failures, study_dir)
@@ -178,6 +185,7 @@ class StudyRun:
                 lock.release()
             result = build_study_result(study, study_dir, writer.manifest, outcomes, started_at,
                                         time.monotonic() - t0, plan)
+            record_runs(outcomes[n_previous:])  # durations measured here, for --dry-run's estimate
             self.observer.study_finished(result)
         return result
 

@@ -1,0 +1,53 @@
+"""Meanings of study fields whose model declares no `description` (used by cli/reference.py).
+
+A field's own `Field(description=...)` wins; these fill the gaps so that every field of the
+generated reference says what it does (tests/unit/test_generated_docs.py requires it).
+"""
+from __future__ import annotations
+
+NOTES = {
+    "name": "study name; the study directory is {results_dir}/{name}_{UTC timestamp}/",
+    "base": "experiment fields shared by every experiment of the study",
+    "sweep": "dotted field path -> list of values; the Cartesian product, in this order",
+    "results_dir": "where study directories are created (relative to the current directory)",
+    "runners": "engine -> local | docker | auto (see the README's runner order)",
+    "images": "engine -> Docker image (default llenergymeasure/<engine>:<version>)",
+    "execution": "cycles, their order, pauses, time limits, circuit breaker, parallel runs",
+    "docker": "options of the Docker runner",
+    "execution.n_cycles": "repeat every configuration this many times (3–10 for statistics)",
+    "execution.cycle_order": "sequential (A A B B), interleaved (A B A B) or shuffled (seeded by shuffle_seed)",
+    "execution.shuffle_seed": "seed of the shuffled cycle order",
+    "execution.experiment_gap_s": "pause between runs",
+    "execution.cycle_gap_s": "pause when a new cycle starts",
+    "execution.cooldown_delta_c": "cool-down target: within this many °C of the idle temperature",
+    "execution.cooldown_max_s": "cool-down waits at most this long",
+    "docker.keep_failed": "keep a failed run's container for `docker inspect`",
+    "docker.extra_mounts": "'HOST:CONTAINER[:ro]' bind mounts",
+    "dataset.source": "synthetic (generated, no download), jsonl (a local file) or hf (a Hugging Face dataset)",
+    "decoding.strategy": "greedy (reproducible output lengths) or sample",
+    "precision": "weights/activations dtype; auto: fp32 on CPU, bf16/fp16 on GPU",
+    "transformers.attn_implementation": "attention kernel; default: transformers' choice",
+    "transformers.device": "auto: the assigned GPU if any, else CPU",
+    "vllm.kv_cache_dtype": "KV-cache dtype; auto follows the model",
+    "dataset.split": "source=hf: the dataset split",
+    "n_prompts": "requests per run",
+    "max_input_tokens": "prompts are truncated to this many tokens",
+    "max_output_tokens": "generation stops after this many tokens (or at EOS unless decoding.ignore_eos)",
+    "batch_size": "static batches of this many requests (offline mode)",
+    "decoding.temperature": "strategy=sample: softmax temperature",
+    "decoding.top_p": "strategy=sample: nucleus sampling threshold (1 disables)",
+    "random_seed": "seeds sampling, synthetic prompts and open-loop arrivals",
+    "transformers.use_cache": "use the KV cache in generate()",
+    "transformers.torch_compile": "torch.compile the model before warm-up",
+    "vllm.enable_prefix_caching": "vLLM's automatic prefix caching",
+    "vllm.enable_chunked_prefill": "vLLM's chunked prefill",
+    "vllm.tensor_parallel_size": "GPUs per model replica",
+    "tensorrt_llm.max_batch_size": "largest batch the engine schedules",
+    "tensorrt_llm.tensor_parallel_size": "GPUs per model replica",
+    "llama_cpp.flash_attn": "llama.cpp's flash attention",
+    "measurement.warmup.enabled": "warm up before the measured window",
+    "measurement.warmup.min_batches": "warm-up batches run at least",
+    "measurement.warmup.max_batches": "warm-up stops here even if not converged (flagged)",
+    "measurement.baseline.enabled": "measure idle power before the model loads (GPU only)",
+    "measurement.baseline.duration_s": "length of the idle-power measurement",
+}

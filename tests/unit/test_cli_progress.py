@@ -1,0 +1,35 @@
+"""The plain progress output says each thing once: the NVML reason, repeated environment lines."""
+from __future__ import annotations
+
+from llenergymeasure.cli.progress import PlainObserver
+
+REASON = "no NVIDIA GPU visible: nvmlInit failed (NVMLError_LibraryNotFound: NVML Shared Library Not Found)"
+
+
+def test_the_nvml_reason_is_printed_once_over_several_runs(capsys):
+    observer = PlainObserver()
+    for _ in range(3):  # what the harness emits for each run on a host without a GPU
+        observer.run_event({"event": "environment", "summary": f"no GPU measured ({REASON})"})
+        observer.run_event({"event": "warning", "message": f"GPU energy unavailable: {REASON}"})
+    out = capsys.readouterr().out
+    assert out.count("nvmlInit failed") == 1, out
+    assert observer.already_said(REASON)
+
+
+def test_a_different_warning_is_still_printed(capsys):
+    observer = PlainObserver()
+    observer.run_event({"event": "environment", "summary": f"no GPU measured ({REASON})"})
+    observer.run_event({"event": "warning", "message": "warm-up did not converge: CV 0.149 >= 0.1"})
+    observer.run_event({"event": "warning", "message": "GPU energy unavailable: another reason"})
+    out = capsys.readouterr().out
+    assert "warm-up did not converge" in out and "another reason" in out
+
+
+def test_the_live_display_says_the_reason_once_too(capsys):
+    from llenergymeasure.cli.progress import LiveObserver
+
+    observer = LiveObserver()
+    for _ in range(2):
+        observer.run_event({"event": "environment", "summary": f"no GPU measured ({REASON})"})
+        observer.run_event({"event": "warning", "message": f"GPU energy unavailable: {REASON}"})
+    assert capsys.readouterr().out.count("nvmlInit failed") == 1
