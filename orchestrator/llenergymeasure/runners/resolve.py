@@ -139,7 +139,8 @@ def resolve_runners(study: StudyConfig, engines: set[str], cli_runner: str | Non
     from .gpu_presence import gpu_only_unavailable
 
     user = load_user_config()
-    no_gpu = gpu_only_unavailable(engines)  # recorded per run as EngineUnavailable; the study goes on
+    images = {e: study.images.get(e) or user["images"].get(e) or default_image(e) for e in engines}
+    no_gpu = gpu_only_unavailable(engines, images)  # recorded per run as EngineUnavailable; the study goes on
     all_engines, engines = engines, set(engines) - set(no_gpu)
     plan = RunnerPlan(_docker_config=study.docker)
     explicit = {e: c for e in sorted(engines)
@@ -154,7 +155,7 @@ def resolve_runners(study: StudyConfig, engines: set[str], cli_runner: str | Non
 
     multi = len(engines) > 1
     for engine in sorted(engines):
-        plan.images[engine] = study.images.get(engine) or user["images"].get(engine) or default_image(engine)
+        plan.images[engine] = images[engine]
         if engine in explicit:
             plan.runners[engine], plan.sources[engine] = explicit[engine]
         elif multi:

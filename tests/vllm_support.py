@@ -1,0 +1,60 @@
+"""Where the vLLM tests find vLLM: its CPU build in its own environment (scripts/setup-vllm.sh makes
+.venv-vllm; LLEM_VLLM_PYTHON names another interpreter). Without it the vLLM tests skip and say why,
+unless LLEM_REQUIRE_VLLM=1 (CI), where that is a failure."""
+from __future__ import annotations
+
+import os
+import subprocess
+from functools import lru_cache
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.helpers import REPO_ROOT, small_measurement
+
+REQUIRED = os.environ.get("LLEM_REQUIRE_VLLM") == "1"
+# Small on a shared CPU: the KV cache takes this share of host memory (vLLM's default, 0.92, refuses).
+CPU_ENGINE = {"gpu_memory_utilization": 0.02, "max_num_seqs": 4}
+
+
+@lru_cache(maxsize=1)
+def _probe() -> tuple[str | None, str]:
+    python = os.environ.get("LLEM_VLLM_PYTHON") or str(REPO_ROOT / ".venv-vllm" / "bin" / "python")
+    if not Path(python).exists():
+        return None, f"no vLLM environment at {python} (run scripts/setup-vllm.sh)"
+    probe = subprocess.run([python, "-c", "import vllm, llem_harness; print(vllm.__version__)"],
+                           capture_output=True, text=True, timeout=300)
+    if probe.returncode != 0:
+        return None, f"{python} cannot import vllm: {probe.stderr.strip()[-500:]}"
+    return python, probe.stdout.strip()
+
+
+def vllm_python() -> str:
+    """The interpreter with vLLM's CPU build, or skip (fail under LLEM_REQUIRE_VLLM=1)."""
+    python, why = _probe()
+    if python is None:
+        if REQUIRED:
+            pytest.fail(f"LLEM_REQUIRE_VLLM=1 but {why}")
+        pytest.skip(why)
+    return python
+
+
+def run_llem_with(python: str, *args: str, timeout: float = 1200, env: dict | None = None):
+    """The real CLI, run by the vLLM environment's interpreter (its local runner uses that interpreter)."""
+    code = "from llenergymeasure.cli.main import main; main()"
+    return subprocess.run([python, "-c", code, *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})}, cwd=REPO_ROOT)
+
+
+def write_study(path: Path, model_dir: Path, results: Path, base: dict | None = None, sweep: dict | None = None,
+                **top) -> Path:
+    data = {"name": path.stem, "results_dir": str(results),
+            "base": {"model": str(model_dir), "engine": "vllm", "dataset": "synthetic", "n_prompts": 4,
+                     "batch_size": 4, "max_input_tokens": 32, "max_output_tokens": 8, "vllm": dict(CPU_ENGINE),
+                     "measurement": small_measurement(), **(base or {})},
+            "execution": {"n_cycles": 1}, **top}
+    if sweep:
+        data["sweep"] = sweep
+    path.write_text(yaml.safe_dump(data))
+    return path
