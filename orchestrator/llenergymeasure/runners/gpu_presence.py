@@ -116,11 +116,11 @@ def gpu_only_unavailable(engines: set[str] | list[str], images: dict[str, str] |
         if e not in CPU_BUILDS:
             out[e] = f"{e} runs only on NVIDIA GPUs and none is visible on this host ({how})"
             continue
-        if cpu_build_installed(e) or image_is_cpu_build((images or {}).get(e) or _default_image(e)):
+        image = (images or {}).get(e) or _default_image(e)
+        if cpu_build_installed(e) or image_is_cpu_build(image):
             continue
-        out[e] = (f"{e} runs only on NVIDIA GPUs or as its CPU build, and this host has no NVIDIA GPU "
-                  f"({how}) and no CPU build of {e} (neither installed here nor as its image); "
-                  f"{CPU_SETUP_HINT[e]}")
+        out[e] = (f"{e} runs only on NVIDIA GPUs and none is visible on this host ({how}), or as its CPU "
+                  f"build, which is neither installed here nor the image {image}; {CPU_SETUP_HINT[e]}")
     return out
 
 
