@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
@@ -60,3 +61,38 @@ def write_study(path: Path, model_dir: Path, results: Path, base: dict | None = 
         data["sweep"] = sweep
     path.write_text(yaml.safe_dump(data))
     return path
+
+
+WHEELHOUSE = REPO_ROOT / ".wheels-vllm"  # scripts/setup-vllm.sh's wheelhouse
+
+
+@contextmanager
+def serve_wheelhouse(directory: Path):
+    """The wheelhouse as a find-links page on 127.0.0.1 (image builds use the host network), so the
+    image installs the wheels setup-vllm.sh already fetched instead of downloading them again."""
+    import functools
+    import http.server
+    import threading
+
+    handler = functools.partial(_QuietHandler, directory=str(directory))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _quiet_handler():
+    import http.server
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:  # pip fetches ~150 files: no log line for each
+            pass
+
+    return Handler
+
+
+_QuietHandler = _quiet_handler()
