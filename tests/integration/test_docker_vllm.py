@@ -15,7 +15,7 @@ from tests.helpers import run_llem
 from tests.vllm_support import CPU_ENGINE, REQUIRED, WHEELHOUSE, serve_wheelhouse, write_study
 
 pytestmark = pytest.mark.slow
-HOST_STACK = ("pandas", "matplotlib", "docker", "rich", "click", "scipy")  # host-only: never in an engine image
+HOST_STACK = ("pandas", "matplotlib", "docker", "scipy")  # host-only (rich, click come with vLLM itself)
 
 
 @pytest.fixture(scope="module")
