@@ -20,7 +20,7 @@ in `unreadable`, never an exception after the measurement (which would lose the 
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from typing import Any
 
 from llenergymeasure.domain import ExperimentConfig, MemoryStats
 
@@ -102,15 +102,6 @@ def read_effective(vllm_config: Any, fields: dict[str, str] = EFFECTIVE_FIELDS) 
     return params
 
 
-def guarded(read: Callable[[], Any], what: str, reasons: dict[str, str]) -> Any:
-    """`read()`, or None with the reason recorded (for facts read after the measured window)."""
-    try:
-        return read()
-    except Exception as exc:  # noqa: BLE001
-        reasons[what] = f"{type(exc).__name__}: {exc}"
-        return None
-
-
 class VllmAdapter:
     name = "vllm"
 
@@ -127,11 +118,16 @@ class VllmAdapter:
 
         self.llm = LLM(**self.kwargs)
         # Everything reported about the engine is read now, before the measured window.
-        reasons: dict[str, str] = {}
-        vllm_config = guarded(lambda: self.llm.llm_engine.vllm_config, "vllm_config", reasons)
-        self._effective = read_effective(vllm_config) if vllm_config is not None else \
-            {"unreadable": {"vllm_config": reasons["vllm_config"]}}
-        self._model_config = guarded(lambda: vllm_config.model_config.hf_config.to_dict(), "hf_config", reasons)
+        try:
+            vllm_config = self.llm.llm_engine.vllm_config
+            self._effective = read_effective(vllm_config)
+        except Exception as exc:  # noqa: BLE001 - an unreadable engine config must not fail the run
+            vllm_config = None
+            self._effective = {"unreadable": {"vllm_config": f"LLM.llm_engine.vllm_config: {type(exc).__name__}: {exc}"}}
+        try:
+            self._model_config = vllm_config.model_config.hf_config.to_dict()
+        except Exception as exc:  # noqa: BLE001 - only the FLOPs estimate needs it
+            self._effective.setdefault("unreadable", {})["hf_config"] = f"{type(exc).__name__}: {exc}"
         self._versions = self._read_versions()
 
     def fit_to_tokens(self, text: str, n_tokens: int) -> str:
