@@ -142,3 +142,16 @@ def test_without_a_gpu_vllm_is_available_only_where_its_cpu_build_is(monkeypatch
     monkeypatch.setattr(gpu_presence, "cpu_build_installed", lambda engine: engine == "vllm")
     assert set(gpu_presence.gpu_only_unavailable({"vllm", "tensorrt_llm"})) == {"tensorrt_llm"}
 
+
+
+def test_engine_build_arguments_pass_through_but_never_override_the_contract():
+    from click.testing import CliRunner
+
+    from llenergymeasure.cli.images import images_group
+    from llenergymeasure.errors import ConfigError
+    from llenergymeasure.runners.image_build import build_args
+
+    args = build_args("base:1", {"VLLM_BACKEND": "cpu", "LLEM_CONTRACT": "forged"})
+    assert args["VLLM_BACKEND"] == "cpu" and args["BASE_IMAGE"] == "base:1" and args["LLEM_CONTRACT"] != "forged"
+    result = CliRunner().invoke(images_group, ["build", "vllm", "--build-arg", "VLLM_BACKEND"])
+    assert isinstance(result.exception, ConfigError) and "KEY=VALUE" in str(result.exception)
