@@ -28,7 +28,7 @@ def vllm_cpu_image(docker_client) -> str:
     try:
         docker_client.images.get(base)
     except Exception:  # noqa: BLE001
-        pytest.fail(f"no base image {base} for the vLLM CPU variant (../shared/ci/docker-up.sh builds it)")
+        pytest.fail(f"no base image {base} for the vLLM CPU variant (CI builds it before the tests; LLEM_TEST_BASE_IMAGE names another)")
     tag = f"{IMAGE_REPOSITORY}/vllm:{llem_version()}-cpu"
     lines: list[str] = []
     args = {"VLLM_BACKEND": "cpu"}
