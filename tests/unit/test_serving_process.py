@@ -43,8 +43,7 @@ def test_a_missing_server_executable_is_a_server_failure(tmp_path):
     server.stop()
 
 
-@pytest.mark.parametrize("engine, head, flags", [
-    ("vllm", ["vllm", "serve", "org/model"], ["--served-model-name", "--dtype", "--seed", "--port"]),
+@pytest.mark.parametrize("engine, head, flags", [  # vLLM's (verified) command: tests/unit/test_vllm_adapter.py
     ("tensorrt_llm", ["trtllm-serve", "org/model"], ["--served_model_name", "--backend", "--port"]),
 ])
 def test_gpu_engine_server_commands_follow_their_documented_clis_and_say_unverified(engine, head, flags):

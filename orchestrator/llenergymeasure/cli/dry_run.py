@@ -13,7 +13,7 @@ def print_dry_run(study, expanded, cli_runner: str | None = None) -> None:
 
     ex = study.execution
     valid = [e for e in expanded if e.valid]
-    no_gpu = gpu_only_unavailable({e.engine for e in valid})
+    no_gpu = gpu_only_unavailable({e.engine for e in valid}, study.images)
     click.echo(f"Study '{study.name}': {len(expanded)} configurations ({len(valid)} valid, "
                f"{len(expanded) - len(valid)} skipped) × {ex.n_cycles} cycles = {len(valid) * ex.n_cycles} runs")
     for e in expanded:

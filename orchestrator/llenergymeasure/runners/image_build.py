@@ -43,18 +43,20 @@ def buildable_engines() -> list[str]:
     return sorted(p.parent.name for p in (root / "images").glob("*/Dockerfile"))
 
 
-def build_args(base_image: str | None = None) -> dict[str, str]:
-    """Build arguments every engine image takes: its base, version and contract fingerprint."""
+def build_args(base_image: str | None = None, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """Build arguments every engine image takes: its base, version and contract fingerprint, plus
+    the engine's own (`extra`, e.g. VLLM_BACKEND=cpu for images/vllm), which cannot override those."""
     from ..domain import contract_fingerprint
 
-    args = {"LLEM_VERSION": llem_version(), "LLEM_CONTRACT": contract_fingerprint()}
+    args = {**(extra or {}), "LLEM_VERSION": llem_version(), "LLEM_CONTRACT": contract_fingerprint()}
     if base_image:
         args["BASE_IMAGE"] = base_image
     return args
 
 
 def build_image(engine: str, base_image: str | None = None, tag: str | None = None,
-                on_line: Callable[[str], None] = print, client=None) -> str:
+                on_line: Callable[[str], None] = print, client=None,
+                extra_build_args: dict[str, str] | None = None) -> str:
     """Build `images/<engine>/Dockerfile` from the repo root, streaming the build log. Returns the tag."""
     from .docker_support import docker_client
 
@@ -68,7 +70,7 @@ def build_image(engine: str, base_image: str | None = None, tag: str | None = No
     root = repo_root()
     try:
         stream = client.api.build(path=str(root), dockerfile=str(dockerfile.relative_to(root)), tag=tag,
-                                  buildargs=build_args(base_image), network_mode="host", rm=True,
+                                  buildargs=build_args(base_image, extra_build_args), network_mode="host", rm=True,
                                   forcerm=True, decode=True)
         for chunk in stream:
             if "error" in chunk:

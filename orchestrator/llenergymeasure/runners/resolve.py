@@ -141,7 +141,8 @@ def resolve_runners(study: StudyConfig, engines: set[str], cli_runner: str | Non
     from .gpu_presence import gpu_only_unavailable
 
     user = load_user_config()
-    no_gpu = gpu_only_unavailable(engines)  # recorded per run as EngineUnavailable; the study goes on
+    images = {e: study.images.get(e) or user["images"].get(e) or default_image(e) for e in engines}
+    no_gpu = gpu_only_unavailable(engines, images)  # recorded per run as EngineUnavailable; the study goes on
     all_engines, engines = engines, set(engines) - set(no_gpu)
     plan = RunnerPlan(_docker_config=study.docker)
     explicit = {e: c for e in sorted(engines)
@@ -156,7 +157,7 @@ def resolve_runners(study: StudyConfig, engines: set[str], cli_runner: str | Non
 
     multi = len(engines) > 1
     for engine in sorted(engines):
-        plan.images[engine] = study.images.get(engine) or user["images"].get(engine) or default_image(engine)
+        plan.images[engine] = images[engine]
     auto = sorted(set(engines) - set(explicit))
     # Several engines go to Docker only when it can run them all; images not built yet for engines
     # installed here would otherwise stop the study before anything runs.
