@@ -70,7 +70,7 @@ def docker_runs(vllm_cpu_image, tiny_model_dir, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("vllm-docker")
     serving = {"mode": "serving", "serving": {"n_requests": 6, "concurrency": 2, "streaming": True,
                                               "ready_timeout_s": 600}}
-    # vllm options without enable_prefix_caching: the result must show vLLM's own default.
+    # No prefix_caching in the study: off (the measurement default), read back from the live engine.
     study = write_study(tmp / "vllm-docker.yaml", tiny_model_dir, tmp / "results", experiments=[{}, serving],
                         images={"vllm": vllm_cpu_image})
     proc = run_llem("run", str(study), docker=True, timeout=1800)
@@ -87,7 +87,8 @@ def test_offline_experiment_in_the_image(docker_runs):
     assert res.environment.in_container and res.environment.device == "cpu"
     assert res.environment.engine_version == "0.32.0"
     assert res.n_requests == 4 and res.output_tokens_total > 0 and res.metrics.ttft_s.n == 4
-    assert res.effective["enable_prefix_caching"] is True  # not configured: vLLM's default, read from the engine
+    assert res.effective["enable_prefix_caching"] is False  # the study's default, read back from the engine
+    assert res.prompt_cache.cached_prompt_tokens_total == 0
     assert res.effective["max_num_seqs"] == CPU_ENGINE["max_num_seqs"] and "unreadable" not in res.effective
     assert res.energy.gpu_energy_raw_j is None and res.energy.unavailable_reason
 

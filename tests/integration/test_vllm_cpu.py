@@ -64,13 +64,17 @@ def test_offline_run_has_real_token_counts_and_vllm_latencies(offline):
         # No GPU: energy is unavailable with a reason, never 0.
         assert res.energy.gpu_energy_raw_j is None and res.energy.unavailable_reason
         assert res.metrics.energy_per_output_token_j is None
+        # Cache-clean: every request reports vLLM's cached-token count, and none hit a cache.
+        assert res.latency_reference == "submission"
+        assert res.prompt_cache.requests_reporting == 4 and res.prompt_cache.cached_prompt_tokens_total == 0
+        assert all(r.cached_prompt_tokens == 0 for r in res.requests)
 
 
 def test_offline_effective_parameters_are_the_live_engines(offline):
-    """Read from the running engine (vLLM's default prefix caching, True, is checked by the Docker run)."""
+    """Read from the running engine (vLLM's own default would be prefix caching on)."""
     for eff in (res.effective for res, _ in offline):
         assert "unreadable" not in eff
-        assert eff["enable_prefix_caching"] is False  # as the config asked
+        assert eff["enable_prefix_caching"] is False and eff["prefix_caching"] is False  # as the study asked
         assert eff["max_num_seqs"] == 4 and eff["gpu_memory_utilization"] == 0.05 and eff["device"] == "cpu"
         assert eff["kv_cache_dtype"] == "auto" and isinstance(eff["enable_chunked_prefill"], bool)
         assert isinstance(eff["max_num_batched_tokens"], int) and eff["max_num_batched_tokens"] > 0
@@ -128,7 +132,9 @@ def test_serving_token_counts_are_the_servers_usage_and_match_the_stream(serving
             # client has not read yet): chunks are not tokens, the count comes from usage.
             assert 1 <= r["stream_token_events"] <= usage["completion_tokens"] == 8
             # --enable-prompt-tokens-details: the server says how many prompt tokens hit its prefix cache
-            assert isinstance(usage["prompt_tokens_details"]["cached_tokens"], int)
+            assert usage["prompt_tokens_details"]["cached_tokens"] == 0  # prefix caching off (the default)
+        assert res.prompt_cache.prefix_caching is False and res.prompt_cache.cached_prompt_tokens_total == 0
+        assert res.prompt_cache.repeated_prompt_requests == 6  # 10 requests over 4 prompts: repeats are labelled
         assert res.output_tokens_total == sum(r["usage"]["completion_tokens"] for r in reqs)
         assert res.input_tokens_total == sum(r["usage"]["prompt_tokens"] for r in reqs)
 
