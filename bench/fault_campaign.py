@@ -409,6 +409,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--docker", action="store_true", help="also kill -9 studies on the Docker runner")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    from fault_campaign_runtime import run_runtime_cases  # bench/ is on sys.path (above)
     from llenergymeasure.models import make_tiny_model
 
     with tempfile.TemporaryDirectory(prefix="llem-campaign-") as tmp:

@@ -6,7 +6,6 @@ import subprocess
 import sys
 import time
 
-import pytest
 
 from _measurement_helpers import measure, replay_session
 from llem_harness.measurement.contention import ContentionMonitor, tree_cpu_s

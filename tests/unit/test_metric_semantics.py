@@ -4,7 +4,6 @@ Each test pins a definition that differed between engines or modes before (see d
 """
 from __future__ import annotations
 
-import statistics
 from types import SimpleNamespace
 
 import pytest
