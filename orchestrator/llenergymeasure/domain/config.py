@@ -105,7 +105,7 @@ class LlamaCppConfig(StrictModel):
     value used is recorded in the result's effective parameters.
     """
 
-    n_ctx: int | None = Field(None, ge=16, description="context length; default: max_input_tokens + max_output_tokens (min 512)")
+    n_ctx: int | None = Field(None, ge=16, description="context length; default: max_input_tokens + max_output_tokens (min 512; serving adds 64)")
     n_threads: int | None = Field(None, ge=1, description="CPU threads; default: llama.cpp's choice")
     n_gpu_layers: int | None = Field(None, ge=-1, description="-1 = all layers; default: all with a GPU, else 0")
     n_batch: int = Field(512, ge=1, description="prompt tokens evaluated per llama_decode call")
@@ -133,11 +133,12 @@ class WarmupConfig(StrictModel):
 
 
 class BaselineConfig(StrictModel):
-    """Idle power measured before the model loads, on the same GPUs in the same process."""
+    """Idle power on the run's GPUs, measured twice: before the model loads, and with it loaded (before
+    warm-up; never reused). `adjusted` energy subtracts the loaded idle, else the pre-load one."""
 
     enabled: bool = True
     duration_s: float = Field(10.0, ge=0.5)
-    reuse_ttl_s: float = Field(900.0, ge=0, description="reuse a study's baseline for this long; 0 = always fresh")
+    reuse_ttl_s: float = Field(900.0, ge=0, description="reuse a study's pre-load baseline for this long; 0 = always fresh")
 
 
 class MeasurementConfig(StrictModel):

@@ -16,12 +16,14 @@ from .base import StrictModel
 class VllmConfig(StrictModel):
     """Passed to `vllm.LLM(...)` (vLLM 0.33.0 EngineArgs names)."""
 
-    gpu_memory_utilization: float | None = Field(None, gt=0, le=1, description="fraction of GPU memory vLLM may use")
+    gpu_memory_utilization: float | None = Field(
+        None, gt=0, le=1, description="fraction of GPU memory vLLM may use (CPU build: of host memory, KV cache included)")
     max_num_seqs: int | None = Field(None, ge=1, description="maximum concurrent sequences per step")
     max_model_len: int | None = Field(None, ge=16, description="context length; default: the model's")
     enforce_eager: bool | None = Field(None, description="disable CUDA graphs")
     kv_cache_dtype: Literal["auto", "fp8", "fp8_e4m3", "fp8_e5m2", "bfloat16"] | None = None
-    enable_prefix_caching: bool | None = None
+    enable_prefix_caching: bool | None = Field(
+        None, description="may only repeat the study's prefix_caching, which decides (offline and serving)")
     enable_chunked_prefill: bool | None = None
     tensor_parallel_size: int | None = Field(None, ge=1)
     quantization: str | None = Field(None, min_length=1, description="vLLM quantization method, e.g. awq, gptq, fp8")

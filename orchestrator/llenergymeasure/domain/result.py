@@ -54,7 +54,9 @@ class ExperimentResult(OpenModel):
     n_requests: int
     input_tokens_total: int
     output_tokens_total: int
-    window_s: float = Field(..., description="measured window, device-synchronised at both edges")
+    window_s: float = Field(
+        ..., description="measured window (offline: the batches, device-synchronised at both edges; serving: the "
+                         "steady state)")
     model_load_s: float | None = None
     harness_wall_s: float | None = None
     requests: list[RequestRecord] = Field(default_factory=list)

@@ -1,7 +1,7 @@
 """Serving mode: configuration and result records (an engine's OpenAI-compatible server under load).
 
 Why a separate module: offline and serving share the result file and the summary, but serving adds
-its own load shape (closed-loop concurrency or open-loop Poisson rate), a steady-state window and
+its own load shape (closed-loop concurrency or open-loop rate with gamma arrivals), a steady-state window and
 per-request server-side figures. Kept here so `config.py` and `result.py` change by one field each.
 """
 from __future__ import annotations
@@ -27,14 +27,16 @@ class ServingSlo(StrictModel):
 
 class ServingConfig(StrictModel):
     """Load shape for `mode: serving`. Exactly one of `concurrency` (closed loop: C requests always in
-    flight) or `request_rate` (open loop: Poisson arrivals seeded by `random_seed`); default C=1."""
+    flight) or `request_rate` (open loop: gamma arrivals of shape `burstiness`, Poisson by default, seeded
+    by `random_seed`); default C=1."""
 
     concurrency: int | None = Field(None, ge=1, description="requests kept in flight (closed loop)")
     request_rate: float | None = Field(None, gt=0, description="mean arrivals per second (seeded)")
     burstiness: float = Field(
         1.0, gt=0, description="request_rate only: shape of the gamma inter-arrival distribution; 1 = Poisson, "
                                "< 1 burstier, > 1 more regular (as vllm bench serve --burstiness)")
-    n_requests: int = Field(32, ge=2, description="requests sent in total (prompts cycle if fewer)")
+    n_requests: int = Field(
+        32, ge=2, description="requests sent in total; with fewer prompts, prompts repeat (labelled prompt_repeat, warned)")
     duration_s: float | None = Field(None, gt=0, description="cap: no new request is sent after this")
     streaming: bool = Field(True, description="stream tokens (needed for TTFT and inter-token latency)")
     ramp_requests: int | None = Field(
