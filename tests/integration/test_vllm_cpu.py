@@ -160,3 +160,31 @@ def test_a_server_that_cannot_start_is_a_structured_failure(tmp_path):
     run_dir = next((next((tmp_path / "results").iterdir()) / "runs").iterdir())
     error = json.loads((run_dir / "error.json").read_text())
     assert error["phase"] == "server_starting" and (run_dir / "server.log").stat().st_size > 0
+
+
+def test_prefix_caching_asked_for_is_used_and_reported(tiny_model_dir, tmp_path):
+    """The positive case of cache-clean measurement: with `prefix_caching: true`, one batch at a
+    time, and the same 300-token prompt four times, vLLM serves requests 2-4 partly from its prefix
+    cache (its CPU block size is 128 tokens, so two full blocks each) and the result says so."""
+    from transformers import AutoTokenizer
+
+    python = vllm_python()
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    words = " ".join(["the energy of a model is measured when it runs on power"] * 60)
+    prompt = tokenizer.decode(tokenizer.encode(words, add_special_tokens=False)[:300])
+    dataset = tmp_path / "same-prompt.jsonl"
+    dataset.write_text("".join(json.dumps({"prompt": prompt}) + "\n" for _ in range(4)))
+    study = write_study(tmp_path / "vllm-cached.yaml", tiny_model_dir, tmp_path / "results",
+                        base={"prefix_caching": True, "batch_size": 1,
+                              "dataset": {"source": "jsonl", "path": str(dataset)}},
+                        runners={"vllm": "local"})
+    proc = run_llem_with(python, "run", str(study))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    _, runs = _runs(tmp_path / "results")
+    (res, _), = runs
+    assert res.effective["enable_prefix_caching"] is True and res.prompt_cache.prefix_caching is True
+    cache = res.prompt_cache
+    assert cache.requests_reporting == 4 and cache.requests_with_cached_tokens >= 3
+    assert cache.cached_prompt_tokens_total >= 3 * 128
+    assert res.requests[0].cached_prompt_tokens == 0  # the first computation of the prompt is cold
+    assert cache.repeated_prompt_requests == 3
