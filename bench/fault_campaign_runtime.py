@@ -171,6 +171,18 @@ def harness_stops_with_its_llem(campaign) -> None:
                      f"{len(harness)} harness process(es), {len(alive)} alive after {HARNESS_GONE_WITHIN_S:g} s")
 
 
+def _processes_running(text: str) -> bool:
+    """Any process whose command line contains `text` (other than this one)."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                if text in (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
+                    return True
+            except OSError:
+                pass
+    return False
+
+
 def leftovers_stopped_at_next_start(campaign) -> None:
     """What no watchdog cleaned (killed with its llem): a process carrying a dead llem's marks and a
     token directory of a dead llem. The next start, local runner, must stop/remove both and say so."""
@@ -179,6 +191,11 @@ def leftovers_stopped_at_next_start(campaign) -> None:
     from llenergymeasure.runners.local_orphans import HOST_ENV, PID_ENV
     from llenergymeasure.runners.watchdog import secrets_prefix, secrets_root
 
+    # The watchdogs of the previous cases' llem processes sweep at their exit and 2 s later, and a
+    # sweep stops whatever any dead llem left: let them finish, or they would clean the plant first.
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and _processes_running("llenergymeasure.runners.watchdog"):
+        time.sleep(0.2)
     dead = subprocess.Popen(["true"])
     dead.wait()
     env = {**os.environ, PID_ENV: str(dead.pid), HOST_ENV: socket.gethostname()}
