@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("out_dir", type=Path)
     p.add_argument("--replay", nargs="?", const=str(REHEARSAL_SESSION), default=None, metavar="SESSION_TRACE",
-                   help="CPU rehearsal: replay this session trace (default: the synthetic rehearsal trace)")
+                   help="CPU rehearsal: replay this recorded-format trace (default: the synthetic rehearsal trace)")
     p.add_argument("--budget-s", type=float, default=470.0, help="hard limit for the whole command")
     p.add_argument("--cycles", type=int, default=5)
     p.add_argument("--shape", default=None, help="model shape (default llama-3.2-1b; rehearsal llama-test)")
