@@ -27,10 +27,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 sys.path.insert(0, str(REPO_ROOT / "bench"))
-SECRET = "hf_llemFaultCampaignSecret0123456789"
-SMALL = {"baseline": {"duration_s": 0.5}, "warmup": {"min_batches": 1, "max_batches": 2, "window": 2}}
-LONG = {"n_prompts": 500, "max_output_tokens": 256, "decoding": {"ignore_eos": True},
-        "measurement": {"warmup": {"enabled": False}, "baseline": {"duration_s": 0.5}}}
+from fault_campaign_shared import LONG, SECRET, SMALL, _harness_pids  # noqa: E402 - bench/ on sys.path above
 
 
 @dataclass
@@ -374,11 +371,6 @@ def _sha(path: Path) -> str | None:
         return hashlib.sha256(path.read_bytes()).hexdigest()
     except OSError:
         return None
-
-
-def _harness_pids(results: Path) -> list[int]:
-    found = subprocess.run(["pgrep", "-f", f"llem_harness {results}"], capture_output=True, text=True)
-    return [int(p) for p in found.stdout.split()]
 
 
 def print_table(t: Tally) -> None:

@@ -72,7 +72,7 @@ def double_count_after_crash(campaign, tries: int) -> None:
 def signals_from_scripts(campaign) -> None:
     """A background job starts with SIGINT ignored: `kill -INT`, `kill -TERM` and a hang-up must still
     stop the study gracefully — exit 130, the harness writes error.json, the manifest names the signal."""
-    from fault_campaign import LONG
+    from fault_campaign_shared import LONG
 
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # SIGHUP: the SSH session closed
         path, results = campaign._study(f"bg-{sig.name}", base=LONG)
@@ -102,7 +102,7 @@ def signals_from_scripts(campaign) -> None:
 def ctrl_c_of_a_parallel_study(campaign) -> None:
     """Ctrl-C reaches only the main thread: the runs that worker threads wait on must stop too, and no
     queued run may start (else the study would go on measuring after the user stopped it)."""
-    from fault_campaign import LONG, _harness_pids
+    from fault_campaign_shared import LONG, _harness_pids
 
     path, results = campaign._study("parallel-ctrl-c", base=LONG, sweep={"batch_size": [1, 2, 4]},
                                     execution={"parallel": 2, "gpus": ["fake0", "fake1"], "allow_parallel_cpu": True})
@@ -152,7 +152,7 @@ def made_up_gpu_id(campaign) -> None:
 
 # -- 2. orphans: a harness whose llem is gone stops itself; the next start stops what is left ------------
 def harness_stops_with_its_llem(campaign) -> None:
-    from fault_campaign import LONG, _harness_pids
+    from fault_campaign_shared import LONG, _harness_pids
 
     path, results = campaign._study("llem-killed", base=LONG)
     proc = campaign._start("run", str(path))
@@ -186,7 +186,7 @@ def _processes_running(text: str) -> bool:
 def leftovers_stopped_at_next_start(campaign) -> None:
     """What no watchdog cleaned (killed with its llem): a process carrying a dead llem's marks and a
     token directory of a dead llem. The next start, local runner, must stop/remove both and say so."""
-    from fault_campaign import SECRET
+    from fault_campaign_shared import SECRET
 
     from llenergymeasure.runners.local_orphans import HOST_ENV, PID_ENV
     from llenergymeasure.runners.watchdog import secrets_prefix, secrets_root
@@ -273,7 +273,7 @@ def _memory_cgroup(name: str, limit_mb: int) -> Path | None:
 
 # -- 4. the disk fills while the harness runs ---------------------------------------------------------
 def disk_full_during_run(campaign) -> None:
-    from fault_campaign import LONG
+    from fault_campaign_shared import LONG
 
     mount = campaign.workdir / "full-during-run"
     mount.mkdir(parents=True)
@@ -314,7 +314,7 @@ def docker_kill9_cleans_up(campaign) -> None:
     and its watchdog: the next start — local runner — stops the container before measuring."""
     import docker
 
-    from fault_campaign import LONG
+    from fault_campaign_shared import LONG
 
     from llenergymeasure.runners.watchdog import secrets_root
 

@@ -74,6 +74,6 @@ def config_cmd(ctx: click.Context):
 @config_cmd.command("schema")
 def schema_cmd():
     """Print the JSON Schema of a study file (for editors with a YAML language server)."""
-    from .reference import schema_json
+    from ..domain.schema import schema_json
 
     click.echo(schema_json(), nl=False)

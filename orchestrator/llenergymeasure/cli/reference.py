@@ -161,13 +161,9 @@ def cli_reference_markdown() -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-def schema_json() -> str:
-    from ..domain.schema import study_json_schema
-
-    return json.dumps(study_json_schema(), indent=2, sort_keys=False) + "\n"
-
-
 def generated_files() -> dict[str, str]:
+    from ..domain.schema import schema_json
+
     """docs/ path (relative to the repository root) -> content the code generates."""
     return {"docs/study-reference.md": study_reference_markdown(), "docs/cli.md": cli_reference_markdown(),
             "docs/study.schema.json": schema_json()}

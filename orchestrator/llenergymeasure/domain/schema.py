@@ -13,6 +13,7 @@ because a sweep may supply them). A file is either a study or a single experimen
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 from pydantic.json_schema import models_json_schema
@@ -61,3 +62,8 @@ def study_json_schema() -> dict[str, Any]:
         "anyOf": [{"$ref": "#/$defs/StudyConfig"}, {"$ref": "#/$defs/ExperimentConfig"}],
         "$defs": defs,
     }
+
+
+def schema_json() -> str:
+    """The study schema as the text shipped in docs/study.schema.json and printed by `llem config schema`."""
+    return json.dumps(study_json_schema(), indent=2, sort_keys=False) + "\n"

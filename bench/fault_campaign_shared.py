@@ -1,0 +1,19 @@
+"""What the fault campaign's case files share: the planted secret, the study sizes, finding harnesses.
+
+Its own module so that bench/fault_campaign.py (the driver) and bench/fault_campaign_runtime.py
+(cases it runs) both import it, and neither imports the other back.
+"""
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+SECRET = "hf_llemFaultCampaignSecret0123456789"
+SMALL = {"baseline": {"duration_s": 0.5}, "warmup": {"min_batches": 1, "max_batches": 2, "window": 2}}
+LONG = {"n_prompts": 500, "max_output_tokens": 256, "decoding": {"ignore_eos": True},
+        "measurement": {"warmup": {"enabled": False}, "baseline": {"duration_s": 0.5}}}
+
+
+def _harness_pids(results: Path) -> list[int]:
+    found = subprocess.run(["pgrep", "-f", f"llem_harness {results}"], capture_output=True, text=True)
+    return [int(p) for p in found.stdout.split()]
