@@ -77,6 +77,19 @@ def test_negative_delta_without_instant_power_is_unavailable_not_clamped():
     assert any("GPU energy unavailable" in w for w in warnings)
 
 
+def test_counter_that_did_not_advance_while_power_drawn_is_not_zero_joules():
+    """A window shorter than the counter's update period: delta 0 with 250 W samples falls back to them."""
+    devs = [_Dev(0, UUID0)]
+    ticks = [Tick(t, [GpuSample(t, power_instant_w=250.0)]) for t in (0.0, 0.01)]
+    energy, warnings = window_energy(devs, [EnergyReading(7000)], [EnergyReading(7000)], ticks, 0.0, 0.01, None)
+    assert energy.method == "integrated_instant_power" and energy.gpu_energy_raw_j == pytest.approx(2.5)
+    assert any("did not advance" in w for w in warnings)
+    # With no power drawn (or no samples), an unchanged counter is a true 0 J reading.
+    idle = [Tick(t, [GpuSample(t, power_instant_w=0.0)]) for t in (0.0, 0.01)]
+    energy, warnings = window_energy(devs, [EnergyReading(7000)], [EnergyReading(7000)], idle, 0.0, 0.01, None)
+    assert energy.method == "counter" and energy.gpu_energy_raw_j == 0.0 and warnings == []
+
+
 # -- device selection -----------------------------------------------------------------------
 def _devices():
     return ReplayBackend.from_file(TRACES / "two_gpu_counter.jsonl").devices()

@@ -3,6 +3,8 @@
 Rules (docs/methodology.md, "Energy source and window"): energy = counter(end) - counter(start) per GPU, mapped by
 UUID; a negative delta means the driver reloaded, so that delta is discarded with a warning —
 never clamped — and the GPU falls back to integrating its instant-power samples if it has them.
+A zero delta while the power samples show the GPU drawing power is treated the same way: the window
+was shorter than the counter's update period, and 0 J would be a made-up reading.
 Only `power_instant_w` is ever integrated (the averaged power is a 1 s running mean). A total is
 reported only when every GPU has a measured value: a partial sum would understate the energy.
 """
@@ -56,11 +58,16 @@ def gpu_window_energy(dev: GpuDevice, position: int, start: EnergyReading, end: 
     reason = start.unavailable_reason or end.unavailable_reason
     if start.energy_mj is not None and end.energy_mj is not None:
         delta_mj = end.energy_mj - start.energy_mj
-        if delta_mj >= 0:
+        drew_power = any(w > 0 for _, w in instant_power_points(ticks, position))
+        if delta_mj > 0 or (delta_mj == 0 and not drew_power):
             return GpuEnergy(gpu_uuid=dev.uuid, gpu_index=dev.index, energy_j=delta_mj / 1000.0,
                              method="counter"), warnings
-        reason = (f"energy counter went backwards ({start.energy_mj} -> {end.energy_mj} mJ; driver reload?); "
-                  "delta discarded")
+        if delta_mj == 0:  # a window shorter than the counter's update period: 0 J is not a reading
+            reason = (f"energy counter did not advance over the {t1 - t0:.3f} s window although the GPU drew "
+                      "power (window shorter than the counter's update period)")
+        else:
+            reason = (f"energy counter went backwards ({start.energy_mj} -> {end.energy_mj} mJ; driver reload?); "
+                      "delta discarded")
         warnings.append(f"GPU {dev.index} ({dev.uuid}): {reason}")
     integrated = integrate_power_j(instant_power_points(ticks, position), t0, t1)
     if integrated is not None:
