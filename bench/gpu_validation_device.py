@@ -66,7 +66,8 @@ class Recorder:
         else:
             import os
 
-            from llem_harness.measurement.devices import open_backend, select_devices
+            from llem_harness.measurement.backends import open_backend
+            from llem_harness.measurement.devices import select_devices
 
             choice = open_backend()
             if choice.backend is None:

@@ -5,9 +5,8 @@ Two backends implement it — real NVML (`nvml_real.py`, pynvml imported lazily)
 backend (`replay.py`) that plays a recorded or synthetic trace back in (scaled) real time, so the
 sampler thread runs for real in tests and CI.
 
-Backend selection (`open_backend`): `LLEM_NVML_REPLAY=/path/trace.jsonl` -> replay (optional
-`LLEM_NVML_REPLAY_SPEED`, default 1.0); else real NVML when `nvmlInit()` succeeds; else None with
-the reason (CPU-only: every GPU energy field is null with that reason).
+This module is the interface only: it imports neither backend. Choosing one (replay, real NVML or
+none) is `backends.open_backend`, which sits above both, so no import runs in a circle.
 
 All times a backend hands out come from `backend.clock()` ("device seconds"): `time.monotonic()`
 for NVML, trace time for replay. Waits go through `backend.wait(event, seconds)` so a replay at
@@ -16,15 +15,11 @@ device seconds.
 """
 from __future__ import annotations
 
-import os
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 from llenergymeasure.domain import GpuInfo
-
-REPLAY_ENV = "LLEM_NVML_REPLAY"
-REPLAY_SPEED_ENV = "LLEM_NVML_REPLAY_SPEED"
 
 # Quantities a sample carries, in the order the timeseries writes them (name -> unit suffix kept in name).
 SAMPLE_QUANTITIES = ("power_instant_w", "power_avg_w", "energy_mj", "temperature_c", "sm_clock_mhz",
@@ -73,30 +68,6 @@ class DeviceBackend(Protocol):
     def clock(self) -> float: ...
     def wait(self, event: threading.Event, seconds: float) -> bool: ...
     def close(self) -> None: ...
-
-
-@dataclass
-class BackendChoice:
-    backend: DeviceBackend | None
-    unavailable_reason: str | None = None
-    notes: list[str] = field(default_factory=list)
-
-
-def open_backend() -> BackendChoice:
-    """Replay if LLEM_NVML_REPLAY is set, else real NVML, else None with the reason."""
-    trace = os.environ.get(REPLAY_ENV)
-    if trace:
-        from .replay import ReplayBackend
-
-        speed = float(os.environ.get(REPLAY_SPEED_ENV, "1.0") or 1.0)
-        backend = ReplayBackend.from_file(trace, speed=speed)
-        return BackendChoice(backend, notes=[f"NVML replay: {backend.description}"])
-    from .nvml_real import NvmlBackend, NvmlUnavailable
-
-    try:
-        return BackendChoice(NvmlBackend.open())
-    except NvmlUnavailable as exc:
-        return BackendChoice(None, unavailable_reason=str(exc))
 
 
 def _looks_like_uuid(token: str) -> bool:

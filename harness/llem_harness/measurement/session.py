@@ -22,7 +22,7 @@ result.measurement_warnings = session.warnings() + window.warnings.
 Each warning is also emitted as a `warning` progress event when raised. Phase events are the
 pipeline's job; the session emits only `warning` and warm-up `batch` events.
 
-Devices: `devices.open_backend()` — LLEM_NVML_REPLAY trace, else real NVML, else none (every GPU
+Devices: `backends.open_backend()` — LLEM_NVML_REPLAY trace, else real NVML, else none (every GPU
 energy field null with the reason; the run still completes).
 """
 from __future__ import annotations
@@ -40,7 +40,8 @@ from llenergymeasure.domain import (TIMESERIES_FILE, BaselineResult, ContentionR
 
 from .baseline import measure_gated, try_reuse
 from .contention import ContentionMonitor
-from .devices import DeviceBackend, GpuDevice, open_backend, select_devices
+from .backends import open_backend
+from .devices import DeviceBackend, GpuDevice, select_devices
 from .energy import integrate_power_j, window_energy
 from .environment import environment_summary, read_environment
 from .rapl import RaplMeter
