@@ -1,6 +1,6 @@
 """MeasurementSession: the harness's single entry point to measurement.
 
-Contract (the pipeline in `llem_harness.pipeline` relies on exactly this):
+Contract (the run skeleton in `llem_harness.measured_run` and its workloads rely on exactly this):
     session = MeasurementSession(cfg, gpu_ids, reuse_baseline, run_dir, emit)
     gpus, foreign = session.gpu_environment()          # GpuInfo list, foreign GPU processes
     session.summary()                                  # one-line environment summary (CLI event)

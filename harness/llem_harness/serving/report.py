@@ -15,12 +15,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from llenergymeasure.domain import (EnergyResult, Metrics, RequestRecord, ServingConfig, ServingWindow,
-                                    compute_metrics)
+from llenergymeasure.domain import (EnergyResult, Metrics, RequestRecord, ServingConfig, ServingResult,
+                                    ServingWindow, compute_metrics)
 from llenergymeasure.domain.latency import request_latency
 from llenergymeasure.domain.metrics import MemoryStats
 
 from .loadgen import RequestTrace
+from .process import SERVER_LOG_FILE
 
 REQUESTS_FILE = "requests.jsonl"
 ATTRIBUTION = "output_token_share_in_window"
@@ -137,6 +138,30 @@ def goodput(records: list[RequestRecord], cfg: ServingConfig, run_s: float):
     good = sum(1 for r in records if within(r.ttft_s, slo.ttft_s) and within(r.tpot_s, slo.tpot_s)
                and within(r.e2e_latency_s, slo.e2e_s))
     return (good / run_s if run_s > 0 else None), good / len(records), None
+
+
+def serving_result(load: str, cfg: ServingConfig, server_def, ready_s: float, traces: list[RequestTrace],
+                   records: list[RequestRecord], sw: ServingWindow, metrics: Metrics) -> ServingResult:
+    """The serving section of the result: load, server, request counts, run and window figures, goodput."""
+    errors = [t for t in traces if not t.ok]
+    n_out_total = sum(output_tokens(t) for t in traces if t.ok)
+    usage_seen = any(t.usage and t.usage.get("completion_tokens") is not None for t in traces)
+    good_rate, good_share, good_reason = goodput(records, cfg, sw.run_s)
+    return ServingResult(
+        load=load, concurrency=cfg.concurrency, request_rate_offered_per_s=cfg.request_rate,
+        server_command=server_def.argv, server_command_verified=server_def.verified,
+        server_log_file=SERVER_LOG_FILE, server_ready_s=ready_s, requests_file=REQUESTS_FILE,
+        n_sent=len(traces), n_ok=len(records), n_errors=len(errors),
+        error_examples=list(dict.fromkeys(t.error for t in errors))[:5],
+        achieved_request_rate_per_s=len(records) / sw.run_s if sw.run_s > 0 else None,
+        output_tokens_per_s_run=n_out_total / sw.run_s if sw.run_s > 0 else None,
+        requests_over_max_output_tokens=sum(r.exceeds_max_output_tokens for r in records),
+        output_tokens_source="server usage.completion_tokens" if usage_seen
+        else "streamed chunks with text (the server sends no usage while streaming)",
+        window=sw, energy_per_output_token_window_j=metrics.energy_per_output_token_j,
+        energy_per_request_window_j=metrics.energy_per_request_j, energy_attribution=ATTRIBUTION,
+        slo=cfg.slo, goodput_requests_per_s=good_rate, goodput_share=good_share,
+        goodput_unavailable_reason=good_reason)
 
 
 def write_requests_file(path: Path, traces: list[RequestTrace],

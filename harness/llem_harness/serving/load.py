@@ -1,0 +1,180 @@
+"""The serving workload: the engine's own server under an HTTP load.
+
+Runs inside the same run skeleton as the offline batches (measured_run.py); what differs is that
+the model runs in the engine's own server process (started by `load`, stopped by `close`), and
+that the window edges are set live by the load generator's steady-state tracker (window.py), so
+the energy counter is read at the moment the load reaches its target and when the drain starts.
+Only the counters are read inside the load's event loop; the rest of the window is built after the
+load (window.LiveEdges). Device synchronisation at the edges is a no-op: work is in another process
+and the window is defined by the load, not by a batch boundary.
+
+Cache-clean: prompts are counted with the server's tokenize endpoint (or the model's tokenizer),
+warm-up uses prompts disjoint from the measured ones, and the server's prefix caching follows the
+study's `prefix_caching` (servers.py); cached prompt tokens the server reports are recorded.
+"""
+from __future__ import annotations
+
+import asyncio
+import importlib.metadata
+import time
+from pathlib import Path
+
+from llenergymeasure.domain import PhaseEnergy, RunSpec, prompt_cache
+from llenergymeasure.domain.latency import LATENCY_REFERENCE_DEFINITION
+
+from ..datasets import load_prompts, warmup_prompts
+from ..workload import Emit, WorkloadOutcome
+from .arrivals import send_offsets_s
+from .loadgen import LoadPlan, RequestTrace, count_prompt_tokens, drive
+from .process import SERVER_LOG_FILE, ServerFailed, ServerProcess
+from .report import REQUESTS_FILE, serving_metrics, serving_result, to_records, window_figures, write_requests_file
+from .servers import SERVED_MODEL_NAME, free_port, server_spec
+from .window import LiveEdges, WindowTracker
+
+WINDOW_DEFINITION = {
+    "concurrency": "from the first refill (the send that brings the in-flight count back to the concurrency "
+                   "after the first completion, so the first wave of cold prefills is outside) to the first drop "
+                   "below the concurrency once no request is left to send",
+    "request_rate": "from the send of request number ramp_requests to the last send (arrivals end)",
+}
+
+
+class ServingLoad:
+    load_phase = "server_starting"
+
+    def __init__(self, spec: RunSpec, run_dir: Path, emit: Emit):
+        self.config, self.cfg = spec.config, spec.config.serving
+        self.run_dir, self.emit = run_dir, emit
+        port = self.cfg.port or free_port()
+        self.server_def = server_spec(self.config, port, files_dir=run_dir)
+        for path, text in self.server_def.files.items():
+            Path(path).write_text(text)
+        self.base_url = f"http://127.0.0.1:{port}"
+        self.server = ServerProcess(self.server_def.argv, self.base_url, self.server_def.ready_path, run_dir)
+        self.load_fields = {"command": " ".join(self.server_def.argv[:4])}
+        self.load_kind = "concurrency" if self.cfg.concurrency is not None else "request_rate"
+        self.warnings: list[str] = []
+
+    def load(self) -> float:
+        self.server.start()
+        self.ready_s = self.server.wait_ready(self.cfg.ready_timeout_s)
+        return self.ready_s
+
+    def describe(self, environment, after) -> None:
+        environment.engine_version = package_version(self.server_def.package)
+
+    def prepare(self) -> None:
+        config, server_def = self.config, self.server_def
+        counter = token_counter(config, self.base_url, server_def)
+
+        def fit(text: str, n_tokens: int) -> str:  # cut by the server's own token count
+            words = text.split()
+            count = counter(text) or len(words)
+            return " ".join(words[:max(1, int(len(words) * n_tokens / count))])
+
+        prompts = load_prompts(config, fit)
+        self.prompt_tokens = [counter(p) for p in prompts]
+        self.bodies = [request_body(config, p, server_def) for p in prompts]
+        self.warm_bodies = [request_body(config, p, server_def) for p in warmup_prompts(config, fit, 1, prompts)]
+
+    def warmup_step(self) -> float:  # a prompt outside the measured set: nothing measured is cached
+        trace = RequestTrace(index=-1, prompt_index=0, send_s=time.time())
+        asyncio.run(single_request(self.base_url, self.warm_bodies[0], trace))
+        if not trace.ok:
+            raise ServerFailed(f"warm-up request failed: {trace.error}; see {SERVER_LOG_FILE}")
+        return trace.done_s - trace.send_s
+
+    def measuring_fields(self) -> dict:
+        return {"n_requests": self.cfg.n_requests}
+
+    def run_measured(self, session):
+        cfg, config = self.cfg, self.config
+        plan = LoadPlan(n_requests=cfg.n_requests, concurrency=cfg.concurrency, duration_cap_s=cfg.duration_s,
+                        send_offsets_s=None if cfg.request_rate is None else
+                        send_offsets_s(cfg.n_requests, cfg.request_rate, config.random_seed, cfg.burstiness))
+        tracker = WindowTracker(cfg.concurrency, cfg.ramp() if cfg.request_rate else 1, n_total=cfg.n_requests)
+        self.live = live = LiveEdges(session, self.emit)
+
+        self.traces = traces = asyncio.run(drive(self.base_url, self.bodies, plan, tracker, live.on_edge))
+        if tracker.start_s is None:
+            raise RuntimeError(f"the steady-state window never opened ({WINDOW_DEFINITION[self.load_kind]}); "
+                               f"{sum(t.ok for t in traces)}/{len(traces)} requests succeeded")
+        if tracker.end_s is None:  # e.g. every late request failed at once: close at the end of the load
+            tracker.end_s = max(t.done_s for t in traces if t.done_s is not None)
+            live.on_edge("end")
+            self.warnings.append("steady-state window closed at the end of the load, not at the drain")
+        return live.finish()
+
+    def outcome(self, session, window, after) -> WorkloadOutcome:
+        config, cfg, server_def, traces = self.config, self.cfg, self.server_def, self.traces
+        start_s, end_s = self.live.start_wall_s, self.live.end_wall_s  # the instants the counters were read
+        errors = [t for t in traces if not t.ok]
+        if len(errors) == len(traces):
+            raise ServerFailed(f"all {len(traces)} requests failed, first: {errors[0].error}; "
+                               f"server alive: {self.server.alive()}; log tail:\n{self.server.log_tail()}")
+        if not self.server.alive():
+            self.warnings.append("the server exited during the load; see " + SERVER_LOG_FILE)
+        records, itl = to_records(traces, self.prompt_tokens, config.max_output_tokens)
+        sw = window_figures(traces, start_s, end_s, WINDOW_DEFINITION[self.load_kind])
+        metrics = serving_metrics(records, itl, sw, window.energy)
+        write_requests_file(self.run_dir / REQUESTS_FILE, traces, start_s, end_s, metrics.energy_per_output_token_j)
+        cache, cache_warnings = prompt_cache(records, config.prefix_caching, "server usage.prompt_tokens_details."
+                                             "cached_tokens", f"the {config.engine} server reports no cached tokens")
+        serving = serving_result(self.load_kind, cfg, server_def, self.ready_s, traces, records, sw, metrics)
+        if serving.requests_over_max_output_tokens:
+            self.warnings.append(f"{serving.requests_over_max_output_tokens} request(s) returned more than "
+                                 f"max_output_tokens ({config.max_output_tokens}) tokens: flagged per request, "
+                                 "counted as returned")
+        warnings = self.warnings + cache_warnings
+        if not server_def.verified:
+            warnings.append(f"server command for engine '{config.engine}' is unverified (written from its docs)")
+        effective = {"server_command": server_def.argv, "request_body": request_body(config, "<prompt>", server_def),
+                     "prefix_caching": config.prefix_caching, **server_def.prefix_caching,
+                     "latency_reference": LATENCY_REFERENCE_DEFINITION["serving"],
+                     "window_edge_stall_ms": [round(x * 1000, 3) for x in self.live.stalls_s]}
+        return WorkloadOutcome(
+            requests=records, metrics=metrics, prompt_cache=cache, effective=effective, warnings=warnings,
+            phase_energy=PhaseEnergy(unavailable_reason="serving: prefill and decode of concurrent requests overlap"),
+            serving=serving)
+
+    def close(self, after) -> None:
+        after.call("server.stop", self.server.stop)
+
+
+async def single_request(base_url: str, body: dict, trace: RequestTrace) -> None:
+    import httpx
+
+    from .loadgen import _one_request
+    async with httpx.AsyncClient(base_url=base_url, timeout=600.0) as client:
+        await _one_request(client, body, trace)
+
+
+def token_counter(config, base_url: str, server_def):
+    """Prompt -> token count: the server's tokenize endpoint, else the model's own tokenizer, else None."""
+    if server_def.tokenize is not None:
+        return lambda prompt: count_prompt_tokens(base_url, server_def.tokenize, prompt)
+    try:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(config.model)
+    except Exception:  # noqa: BLE001 - no tokenizer here: counts come from the server's usage
+        return lambda prompt: None
+    return lambda prompt: len(tokenizer(prompt)["input_ids"])
+
+
+def request_body(config, prompt: str, server_def) -> dict:
+    greedy = config.decoding.strategy == "greedy"
+    body = {"model": SERVED_MODEL_NAME, "prompt": prompt, "max_tokens": config.max_output_tokens,
+            "stream": config.serving.streaming, "temperature": 0.0 if greedy else config.decoding.temperature,
+            "top_p": 1.0 if greedy else config.decoding.top_p, "seed": config.random_seed}
+    if config.serving.streaming and server_def.usage_in_stream:
+        body["stream_options"] = {"include_usage": True}
+    body.update(server_def.extra_body)
+    return body
+
+
+def package_version(name: str | None) -> str | None:
+    try:
+        return importlib.metadata.version(name) if name else None
+    except importlib.metadata.PackageNotFoundError:
+        return None
