@@ -17,17 +17,17 @@ import time
 from typing import Any
 
 from llenergymeasure.domain import ExperimentConfig, MemoryStats
+from llenergymeasure.domain.config import dtype_name
 
 from .base import BatchOutput, completion_requests
 
-_DTYPES = {"auto": "auto", "fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 NO_PER_TOKEN_TIMES = "TensorRT-LLM's perf metrics give first/last token times per request, not every token's"
 
 
 def engine_kwargs(config: ExperimentConfig) -> dict[str, Any]:
     """Plain `tensorrt_llm.LLM(**kwargs)` arguments; the two nested configs are built in `load`."""
     t = config.tensorrt_llm
-    kwargs: dict[str, Any] = {"model": config.model, "dtype": _DTYPES[config.precision]}
+    kwargs: dict[str, Any] = {"model": config.model, "dtype": dtype_name(config.precision)}
     for key in ("max_batch_size", "max_num_tokens", "tensor_parallel_size"):
         if getattr(t, key) is not None:
             kwargs[key] = getattr(t, key)

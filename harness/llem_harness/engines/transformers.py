@@ -12,10 +12,9 @@ import time
 from typing import Any
 
 from llenergymeasure.domain import ExperimentConfig, MemoryStats
+from llenergymeasure.domain.config import dtype_name
 
 from .base import BatchOutput, GeneratedRequest
-
-_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
 
 class TransformersAdapter:
@@ -57,7 +56,7 @@ class TransformersAdapter:
     def _resolve_dtype(self, torch: Any) -> str:
         precision = self.config.precision
         if precision != "auto":
-            return _DTYPES[precision]
+            return dtype_name(precision)
         if self.device == "cuda":
             return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
         return "float32"

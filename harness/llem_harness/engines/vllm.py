@@ -23,10 +23,10 @@ import time
 from typing import Any
 
 from llenergymeasure.domain import ExperimentConfig, MemoryStats
+from llenergymeasure.domain.config import dtype_name
 
 from .base import BatchOutput, completion_requests
 
-_DTYPES = {"auto": "auto", "fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 NO_PER_TOKEN_TIMES = "vLLM's offline API reports first/last token times per request, not every token's"
 # result key -> attribute path on the live `LLM.llm_engine.vllm_config` (vLLM 0.32 and 0.33 names)
 EFFECTIVE_FIELDS = {
@@ -48,7 +48,7 @@ EFFECTIVE_FIELDS = {
 def engine_kwargs(config: ExperimentConfig) -> dict[str, Any]:
     """`vllm.LLM(**kwargs)` from the config; None options are left to vLLM."""
     options = {k: v for k, v in config.vllm.model_dump().items() if v is not None}
-    return {"model": config.model, "dtype": _DTYPES[config.precision], "seed": config.random_seed,
+    return {"model": config.model, "dtype": dtype_name(config.precision), "seed": config.random_seed,
             "disable_log_stats": False, "enable_prefix_caching": config.prefix_caching, **options}
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from llenergymeasure.domain import (EnergyResult, Metrics, RequestRecord, ServingConfig, ServingResult,
                                     ServingWindow, compute_metrics)
 from llenergymeasure.domain.latency import request_latency
-from llenergymeasure.domain.metrics import MemoryStats
+from llenergymeasure.domain.metrics import MemoryStats, energy_normalisations
 
 from .loadgen import RequestTrace
 from .process import SERVER_LOG_FILE
@@ -104,19 +104,11 @@ def serving_metrics(records: list[RequestRecord], itl: list[float], window: Serv
     def per(x, d):
         return None if x is None or not d else x / d
 
-    raw, adj = energy.gpu_energy_raw_j, energy.gpu_energy_adjusted_j
     return metrics.model_copy(update=dict(
         output_tokens_per_s=per(window.output_tokens, window.duration_s),
         total_tokens_per_s=None,  # input tokens are not spread over time by the server: not defined here
         requests_per_s=per(window.requests_completed, window.duration_s),
-        energy_per_output_token_j=per(raw, window.output_tokens),
-        energy_per_output_token_adjusted_j=per(adj, window.output_tokens),
-        energy_per_request_j=per(raw, window.requests_completed),
-        energy_per_request_adjusted_j=per(adj, window.requests_completed),
-        energy_wh_per_1000_requests=None if per(raw, window.requests_completed) is None
-        else per(raw, window.requests_completed) / 3.6,
-        energy_wh_per_1000_requests_adjusted=None if per(adj, window.requests_completed) is None
-        else per(adj, window.requests_completed) / 3.6))
+        **energy_normalisations(energy, window.output_tokens, window.requests_completed)))
 
 
 def goodput(records: list[RequestRecord], cfg: ServingConfig, run_s: float):

@@ -34,11 +34,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 from llenergymeasure.domain import ExperimentConfig
+from llenergymeasure.domain.config import dtype_name
 
 from ..engines.llama_cpp import find_gguf
 
 SERVED_MODEL_NAME = "llem"
-_DTYPES = {"auto": "auto", "fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 # ggml_type enum values (ggml.h), which llama_cpp.server's --type_k/--type_v take as integers.
 _GGML_TYPES = {"f32": 0, "f16": 1, "q4_0": 2, "q4_1": 3, "q5_0": 6, "q5_1": 7, "q8_0": 8, "bf16": 30}
 
@@ -102,7 +102,7 @@ def vllm_distribution() -> str:
 def _vllm(config: ExperimentConfig, host: str, port: int, files_dir: Path) -> ServerSpec:
     argv = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", config.model,
             "--host", host, "--port", str(port), "--served-model-name", SERVED_MODEL_NAME,
-            "--dtype", _DTYPES[config.precision], "--seed", str(config.random_seed),
+            "--dtype", dtype_name(config.precision), "--seed", str(config.random_seed),
             "--enable-prefix-caching" if config.prefix_caching else "--no-enable-prefix-caching",
             "--enable-prompt-tokens-details"]
     options = config.vllm.model_dump() if config.vllm is not None else {}

@@ -21,6 +21,16 @@ ENGINES: tuple[str, ...] = ("transformers", "vllm", "tensorrt_llm", "llama_cpp")
 ENGINE_ALIASES = {"pytorch": "transformers", "hf": "transformers", "trtllm": "tensorrt_llm",
                   "tensorrt": "tensorrt_llm", "llamacpp": "llama_cpp", "llama.cpp": "llama_cpp"}
 Precision = Literal["auto", "fp32", "fp16", "bf16"]
+# precision option -> (the dtype name every engine takes: torch, vLLM and TensorRT-LLM spell it alike, bytes per
+# element). The one table of these names: engines, servers, estimates and `llem models make` read it.
+PRECISION_DTYPES: dict[str, tuple[str, int]] = {"fp32": ("float32", 4), "fp16": ("float16", 2),
+                                                "bf16": ("bfloat16", 2)}
+
+
+def dtype_name(precision: str) -> str:
+    """The engines' dtype name for a precision option; "auto" stays "auto" (the engine decides)."""
+    return "auto" if precision == "auto" else PRECISION_DTYPES[precision][0]
+
 MAX_CONFIG_FLOAT = 1e9  # no setting is meaningful beyond this (seconds, rates, ratios): bigger is a typo or .inf
 
 

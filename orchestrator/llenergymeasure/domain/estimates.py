@@ -33,6 +33,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from .config import PRECISION_DTYPES
 from .metrics import FlopsEstimate
 
 # model_type values whose MLP is gated (gate_proj/up_proj/down_proj, SwiGLU/GeGLU).
@@ -202,7 +203,7 @@ def estimate_flops(model_config: dict, input_tokens: list[int], output_tokens: l
 
 def dtype_bytes(precision: str, model_config: dict | None = None) -> int | None:
     """Bytes per weight for a precision setting; 'auto' follows the config's dtype (None if unknown)."""
-    fixed = {"fp32": 4, "float32": 4, "fp16": 2, "float16": 2, "bf16": 2, "bfloat16": 2}
+    fixed = {key: width for option, (name, width) in PRECISION_DTYPES.items() for key in (option, name)}
     if precision in fixed:
         return fixed[precision]
     if model_config:

@@ -147,6 +147,29 @@ def _per(numerator: float | None, denominator: float | None) -> float | None:
     return numerator / denominator
 
 
+def wh_per_1000_requests(energy_j: float | None, n_requests: int) -> float | None:
+    """Wh per 1000 requests: J x (1 Wh / 3600 J) x 1000 / requests; null without energy or requests."""
+    if energy_j is None or not n_requests:
+        return None
+    return energy_j * WH_PER_J * 1000.0 / n_requests
+
+
+def energy_normalisations(energy: EnergyResult, output_tokens: int, n_requests: int) -> dict[str, float | None]:
+    """The Metrics energy fields, raw and baseline-adjusted, over the given output tokens and requests.
+
+    Offline both counts are the window's whole work; serving passes the tokens and completed requests
+    inside its steady-state window (serving/report.py): one set of formulas for both modes.
+    """
+    raw, adjusted = energy.gpu_energy_raw_j, energy.gpu_energy_adjusted_j
+    return dict(
+        energy_per_output_token_j=_per(raw, output_tokens),
+        energy_per_output_token_adjusted_j=_per(adjusted, output_tokens),
+        energy_per_request_j=_per(raw, n_requests),
+        energy_per_request_adjusted_j=_per(adjusted, n_requests),
+        energy_wh_per_1000_requests=wh_per_1000_requests(raw, n_requests),
+        energy_wh_per_1000_requests_adjusted=wh_per_1000_requests(adjusted, n_requests))
+
+
 def compute_metrics(requests: list[RequestRecord], itl_values_s: list[float], window_s: float,
                     energy: EnergyResult, flops: FlopsEstimate | None = None,
                     memory: MemoryStats | None = None) -> Metrics:
@@ -154,7 +177,6 @@ def compute_metrics(requests: list[RequestRecord], itl_values_s: list[float], wi
     n_requests = len(requests)
     output_tokens = sum(r.output_tokens for r in requests)
     input_tokens = sum(r.input_tokens for r in requests)
-    raw, adjusted = energy.gpu_energy_raw_j, energy.gpu_energy_adjusted_j
     return Metrics(
         ttft_s=distribution([r.ttft_s for r in requests if r.ttft_s is not None]),
         itl_s=distribution(itl_values_s),
@@ -163,12 +185,7 @@ def compute_metrics(requests: list[RequestRecord], itl_values_s: list[float], wi
         output_tokens_per_s=_per(output_tokens, window_s),
         total_tokens_per_s=_per(input_tokens + output_tokens, window_s),
         requests_per_s=_per(n_requests, window_s),
-        energy_per_output_token_j=_per(raw, output_tokens),
-        energy_per_output_token_adjusted_j=_per(adjusted, output_tokens),
-        energy_per_request_j=_per(raw, n_requests),
-        energy_per_request_adjusted_j=_per(adjusted, n_requests),
-        energy_wh_per_1000_requests=None if raw is None else raw * WH_PER_J * 1000.0 / n_requests,
-        energy_wh_per_1000_requests_adjusted=None if adjusted is None else adjusted * WH_PER_J * 1000.0 / n_requests,
+        **energy_normalisations(energy, output_tokens, n_requests),
         flops=flops or FlopsEstimate(unavailable_reason="not computed"),
         memory=memory or MemoryStats(unavailable_reason="not reported"),
     )

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-# dtype option -> (safetensors dtype tag, bytes per element, torch dtype name)
+from ..domain.config import PRECISION_DTYPES
+
+# dtype option -> (safetensors dtype tag, bytes per element, torch dtype name); the last two from the domain's table
+_SAFETENSORS_TAGS = {"bf16": "BF16", "fp16": "F16", "fp32": "F32"}
 DTYPES: dict[str, tuple[str, int, str]] = {
-    "bf16": ("BF16", 2, "bfloat16"),
-    "fp16": ("F16", 2, "float16"),
-    "fp32": ("F32", 4, "float32"),
-}
+    option: (tag, PRECISION_DTYPES[option][1], PRECISION_DTYPES[option][0]) for option, tag in _SAFETENSORS_TAGS.items()}
 # save_pretrained's default shard limit (5 GB): Llama-3.1-8B in bf16 becomes 4 files, as published.
 DEFAULT_SHARD_BYTES = 5_000_000_000
 INIT_STD = 0.02  # initializer_range of the Llama configs: weights ~ N(0, 0.02), norms = 1
