@@ -16,6 +16,7 @@ device seconds.
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -58,6 +59,17 @@ class GpuDevice(Protocol):
     def read_energy(self) -> EnergyReading: ...
     def sample(self) -> GpuSample: ...
     def processes(self) -> list[dict]: ...
+
+
+class RealTimeClock:
+    """Device seconds that are wall seconds (`time.monotonic()`), waits in real time: real NVML, and
+    CPU-only runs whose sampler thread still polls RAPL. A replay keeps its own (trace time, speed)."""
+
+    def clock(self) -> float:
+        return time.monotonic()
+
+    def wait(self, event: threading.Event, seconds: float) -> bool:
+        return event.wait(max(0.0, seconds))
 
 
 class DeviceBackend(Protocol):

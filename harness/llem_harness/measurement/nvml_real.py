@@ -9,13 +9,12 @@ Energy: `nvmlDeviceGetTotalEnergyConsumption` (mJ since driver load, Volta+).
 from __future__ import annotations
 
 import os
-import threading
 import time
 from typing import Any
 
 from llenergymeasure.domain import GpuInfo
 
-from .devices import EnergyReading, GpuSample
+from .devices import EnergyReading, GpuSample, RealTimeClock
 
 
 class NvmlUnavailable(RuntimeError):
@@ -137,7 +136,7 @@ class NvmlDevice:
         return list(found.values())
 
 
-class NvmlBackend:
+class NvmlBackend(RealTimeClock):
     source = "nvml"
 
     def __init__(self, nvml: Any):
@@ -167,12 +166,6 @@ class NvmlBackend:
 
     def devices(self) -> list[NvmlDevice]:
         return list(self._devices)
-
-    def clock(self) -> float:
-        return time.monotonic()
-
-    def wait(self, event: threading.Event, seconds: float) -> bool:
-        return event.wait(max(0.0, seconds))
 
     def close(self) -> None:
         try:

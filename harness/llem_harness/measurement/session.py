@@ -28,7 +28,6 @@ energy field null with the reason; the run still completes).
 from __future__ import annotations
 
 import os
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,10 +37,10 @@ from llenergymeasure.domain import (TIMESERIES_FILE, BaselineResult, ContentionR
                                     GpuInfo, MeasurementConfig, PhaseEnergy, SamplerStats, ThermalSummary, ThrottleSummary,
                                     WarmupResult)
 
+from .backends import open_backend
 from .baseline import measure_gated, try_reuse
 from .contention import ContentionMonitor
-from .backends import open_backend
-from .devices import DeviceBackend, GpuDevice, select_devices
+from .devices import DeviceBackend, GpuDevice, RealTimeClock, select_devices
 from .energy import integrate_power_j, window_energy
 from .environment import environment_summary, read_environment
 from .rapl import RaplMeter
@@ -80,17 +79,11 @@ class WindowEdge:
     deferred: bool = False  # read in the load's event loop: no synchronous sample beside it
 
 
-class _HostClock:
+class _HostClock(RealTimeClock):
     """Clock for CPU-only runs (no device backend): the RAPL poller still needs a sampler thread."""
 
     source = "none"
     description = "no GPU backend"
-
-    def clock(self) -> float:
-        return time.monotonic()
-
-    def wait(self, event: threading.Event, seconds: float) -> bool:
-        return event.wait(max(0.0, seconds))
 
 
 class MeasurementSession:
