@@ -33,3 +33,15 @@ def quickstart_data(tiny_model_dir: Path, results_dir: Path, **execution) -> dic
     data["results_dir"] = str(results_dir)
     data["execution"].update({"n_cycles": 2, **execution})  # two cycles keep the tests short
     return data
+
+
+def harness_phases(run_dir: Path) -> list[str]:
+    """The phases a harness run entered, in order, from its harness.log (one `phase NAME` line each)."""
+    import re
+
+    return re.findall(r"llem_harness: phase (\w+)", (run_dir / "harness.log").read_text())
+
+
+def expected_phases(load_phase: str) -> list[str]:
+    """The one run skeleton's phases (offline: `loading`; serving: `server_starting`), as the host relies on."""
+    return ["starting", "environment", "baseline", load_phase, "loaded_idle", "warmup", "measuring", "writing"]

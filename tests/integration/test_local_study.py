@@ -14,7 +14,7 @@ import yaml
 
 from llenergymeasure import run_study
 from llenergymeasure.domain import ExperimentResult, StudyConfig, StudyManifest
-from tests.helpers import quickstart_data, run_llem, small_measurement
+from tests.helpers import expected_phases, harness_phases, quickstart_data, run_llem, small_measurement
 
 pytestmark = pytest.mark.slow
 # Minutes of CPU work for the tiny model: a run that is certainly still going when we stop it.
@@ -68,6 +68,12 @@ def test_run_directories_follow_the_contract(quickstart_result):
     names = sorted(p.name for p in (Path(quickstart_result.study_dir) / "runs").iterdir())
     assert names[0].startswith("001_c1_transformers-tiny-llm-bs1-auto_")
     assert all(len(n.rsplit("_", 1)[1]) == 8 for n in names)
+
+
+def test_offline_runs_the_same_skeleton_as_serving(quickstart_result):
+    """The run skeleton's phases, in its order, with the model load as the load step."""
+    for run_dir in (Path(quickstart_result.study_dir) / "runs").iterdir():
+        assert harness_phases(run_dir) == expected_phases("loading")
 
 
 def test_single_experiment_from_flags_without_yaml(tiny_model_dir, tmp_path):

@@ -15,7 +15,7 @@ import yaml
 from llenergymeasure import run_study
 from llenergymeasure.domain import ERROR_FILE, ExperimentResult, HarnessError, StudyConfig, StudyManifest
 from llem_harness.serving.window import window_from_trace
-from tests.helpers import REPO_ROOT, small_measurement
+from tests.helpers import REPO_ROOT, expected_phases, harness_phases, small_measurement
 
 pytest.importorskip("llama_cpp.server", reason="llama-cpp-python[server] is not installed")
 pytest.importorskip("httpx")
@@ -77,6 +77,13 @@ def test_concurrency_sweep_completes(serving_study):
         assert res.serving.server_command_verified and "llem_harness.serving.llama_cpp_server" in res.serving.server_command
         assert (run_dir / "server.log").stat().st_size > 0
         assert res.environment.engine_version == "0.3.36"
+
+
+def test_serving_runs_the_same_skeleton_as_offline(serving_study):
+    """The run skeleton's phases, in its order, with the server start as the load step."""
+    _, runs = serving_study
+    for _res, run_dir in runs.values():
+        assert harness_phases(run_dir) == expected_phases("server_starting")
 
 
 def test_streamed_token_counts_match_the_servers_usage_fields(serving_study):
