@@ -45,7 +45,7 @@ def measured_run(spec: RunSpec, run_dir: Path) -> ExperimentResult:
 
         Phase.enter(workload.load_phase, **workload.load_fields)
         model_load_s = workload.load()
-        workload.describe(environment, after)
+        workload.record_versions(environment, after)
 
         Phase.enter("loaded_idle")
         loaded_idle = session.after_load()

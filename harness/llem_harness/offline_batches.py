@@ -40,7 +40,7 @@ class OfflineBatches:
         self.adapter.load()
         return time.monotonic() - load_start
 
-    def describe(self, environment, after) -> None:
+    def record_versions(self, environment, after) -> None:
         for key, value in after.read("versions", self.adapter.versions, lambda _reason: {}).items():
             setattr(environment, key, value)
         if environment.cuda_version is None:  # no CUDA torch build: report the driver's CUDA version

@@ -17,10 +17,14 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from llenergymeasure.domain import (EnvironmentInfo, Metrics, PhaseEnergy, PromptCache, RequestRecord, RunSpec,
                                     ServingResult)
+
+if TYPE_CHECKING:
+    from .after_window import AfterWindow
+    from .measurement.session import MeasurementSession, WindowMeasurement
 
 Emit = Callable[..., None]
 
@@ -45,7 +49,7 @@ class Workload(Protocol):
     def load(self) -> float:
         """Load the model (offline: the adapter; serving: start the server); returns model_load_s."""
 
-    def describe(self, environment: EnvironmentInfo, after: Any) -> None:
+    def record_versions(self, environment: EnvironmentInfo, after: AfterWindow) -> None:
         """Record engine versions on `environment`, once the model is loaded."""
 
     def prepare(self) -> None:
@@ -57,13 +61,13 @@ class Workload(Protocol):
     def measuring_fields(self) -> dict[str, Any]:
         """Fields of the `measuring` phase event."""
 
-    def run_measured(self, session: Any) -> Any:
+    def run_measured(self, session: MeasurementSession) -> WindowMeasurement:
         """Open the session's window, run the measured work, close it; returns the WindowMeasurement."""
 
-    def outcome(self, session: Any, window: Any, after: Any) -> WorkloadOutcome:
+    def outcome(self, session: MeasurementSession, window: WindowMeasurement, after: AfterWindow) -> WorkloadOutcome:
         """Records, metrics and descriptions of the measured work (reads after the window go through `after`)."""
 
-    def close(self, after: Any) -> None:
+    def close(self, after: AfterWindow) -> None:
         """Release the engine (failures reported through `after.call`, never raised)."""
 
 

@@ -53,14 +53,20 @@ class ServingLoad:
         self.server = ServerProcess(self.server_def.argv, self.base_url, self.server_def.ready_path, run_dir)
         self.load_fields = {"command": " ".join(self.server_def.argv[:4])}
         self.load_kind = "concurrency" if self.cfg.concurrency is not None else "request_rate"
-        self.warnings: list[str] = []
+        self.warnings: list[str] = []            # the workload's own, in the order they arise
+        self.ready_s = 0.0                       # server start to ready (model_load_s in serving)
+        self.prompt_tokens: list[int | None] = []
+        self.bodies: list[dict] = []
+        self.warm_bodies: list[dict] = []
+        self.traces: list[RequestTrace] = []
+        self.live: LiveEdges | None = None       # the window edges read inside the load
 
     def load(self) -> float:
         self.server.start()
         self.ready_s = self.server.wait_ready(self.cfg.ready_timeout_s)
         return self.ready_s
 
-    def describe(self, environment, after) -> None:
+    def record_versions(self, environment, after) -> None:
         environment.engine_version = package_version(self.server_def.package)
 
     def prepare(self) -> None:
