@@ -174,7 +174,8 @@ def run(spec: RunSpec, run_dir: Path) -> ExperimentResult:
             baseline=baseline, warmup=warmup, sampler=window.sampler, throttle=window.throttle,
             thermal=window.thermal, cpu_energy=window.cpu_energy, environment=environment,
             timeseries_file=window.timeseries_file, measurement_warnings=_dedupe(warnings),
-            assigned_gpu_ids=spec.gpu_ids)
+            assigned_gpu_ids=spec.gpu_ids,
+            token_timing=after.read("token_timing", adapter.token_timing, lambda _why: None))
         return attach_window_records(result, loaded_idle, window.contention, after)
     finally:
         after.call("adapter.close", adapter.close)

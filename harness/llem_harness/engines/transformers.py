@@ -1,19 +1,20 @@
 """Transformers engine: AutoModelForCausalLM / AutoTokenizer, static batches, left padding.
 
 Per-step timestamps come from a logits-processor hook: `generate` calls it once per decoding
-step, right after the forward pass that produced that step's logits. On CUDA the hook
-synchronises first, so the timestamp is when the step's kernels finished, not when they were
-queued. Under static batching every request of a batch shares one prefill, so each request's
-time to first token is the batch's (see README: metrics).
+step, right after the forward pass that produced that step's logits. The hook never synchronises
+the device (step_clock.py): on CPU it reads perf_counter, on CUDA it records an event that marks
+when the step's kernels finished, read after the batch. Under static batching every request of a
+batch shares one prefill, so each request's time to first token is the batch's (docs/metrics.md).
 """
 from __future__ import annotations
 
 import time
 from typing import Any
 
-from llenergymeasure.domain import ExperimentConfig, MemoryStats
+from llenergymeasure.domain import ExperimentConfig, MemoryStats, TokenTiming, token_timing
 
 from .base import BatchOutput, GeneratedRequest
+from .step_clock import step_clock
 
 _DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
@@ -28,6 +29,7 @@ class TransformersAdapter:
         self.tokenizer = None
         self.device = "cpu"
         self.dtype_name = "float32"
+        self._clock = None
 
     def load(self) -> None:
         import torch
@@ -77,13 +79,13 @@ class TransformersAdapter:
         from transformers import LogitsProcessor, LogitsProcessorList
 
         cfg = self.config
-        step_times: list[float] = []
-        sync = self.synchronize
+        if self._clock is None:
+            self._clock = step_clock(self.device, torch, cfg.max_output_tokens)
+        clock = self._clock
 
         class _StepClock(LogitsProcessor):
             def __call__(self, input_ids, scores):  # noqa: ANN001 - transformers' signature
-                sync()
-                step_times.append(time.perf_counter())
+                clock.mark()  # never a device synchronise (module docstring)
                 return scores
 
         enc = self.tokenizer(prompts, return_tensors="pt", padding=True, truncation=True,
@@ -102,14 +104,20 @@ class TransformersAdapter:
             gen_kwargs.update(temperature=None, top_p=None, top_k=None)
         if cfg.decoding.ignore_eos:
             gen_kwargs["min_new_tokens"] = cfg.max_output_tokens
-        sync()
+        self.synchronize()
         start = time.perf_counter()
+        clock.begin(start)
         with torch.inference_mode():
             out = self.model.generate(**enc, **gen_kwargs)
-        sync()
+        self.synchronize()
         end = time.perf_counter()
         return BatchOutput(start_s=start, end_s=end,
-                           requests=self._split(enc, out, step_times))
+                           requests=self._split(enc, out, clock.times_s()))
+
+    def token_timing(self) -> TokenTiming:
+        if self.device == "cuda":
+            return token_timing("cuda_events_per_step", note="transformers logits-processor hook")
+        return token_timing("host_clock_per_step", note="transformers logits-processor hook")
 
     def _split(self, enc: Any, out: Any, step_times: list[float]) -> list[GeneratedRequest]:
         """Real per-request counts: input = non-pad tokens; output = up to and including EOS."""
@@ -180,6 +188,7 @@ class TransformersAdapter:
 
     def close(self) -> None:
         self.model = None
+        self._clock = None
         if self.device == "cuda":
             import torch
 

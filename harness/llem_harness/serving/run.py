@@ -20,7 +20,7 @@ import os
 import time
 from pathlib import Path
 
-from llenergymeasure.domain import ExperimentResult, PhaseEnergy, RunSpec, ServingResult, prompt_cache
+from llenergymeasure.domain import ExperimentResult, PhaseEnergy, RunSpec, ServingResult, prompt_cache, token_timing
 from llenergymeasure.domain.latency import LATENCY_REFERENCE, LATENCY_REFERENCE_DEFINITION
 
 from ..after_window import AfterWindow, attach_window_records
@@ -166,7 +166,8 @@ def run_serving(spec: RunSpec, run_dir: Path, phase, emit, now_iso) -> Experimen
             baseline=baseline, warmup=warmup, sampler=window.sampler, throttle=window.throttle,
             thermal=window.thermal, cpu_energy=window.cpu_energy, environment=environment,
             timeseries_file=window.timeseries_file, measurement_warnings=list(dict.fromkeys(warnings)),
-            serving=serving, assigned_gpu_ids=spec.gpu_ids)
+            serving=serving, assigned_gpu_ids=spec.gpu_ids,
+            token_timing=token_timing("client_stream_arrival", note="the engine's server runs unmodified"))
         return attach_window_records(result, loaded_idle, window.contention, AfterWindow(emit))
     finally:  # a failing cleanup is reported, never allowed to replace the measured result
         cleanup = AfterWindow(emit)
