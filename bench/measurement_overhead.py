@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import math
 import os
 import random
 import statistics
@@ -57,14 +58,26 @@ def experiment_config(engine: str, model_dir: Path, a: argparse.Namespace):
                             decoding={"strategy": "greedy", "ignore_eos": True}, **options[engine])
 
 
-def bare_loop(engine: str, adapter, config):
-    """The engine's own loop, as a user writes it: returns run(batch) -> output tokens."""
+def bare_loop(engine: str, adapter, config, sync_per_step: bool = False):
+    """The engine's own loop, as a user writes it: returns run(batch) -> output tokens.
+
+    `sync_per_step` (transformers): add the per-step hook the harness used before, a device synchronise
+    and a host timestamp per decoding step, to show on a GPU what that hook cost."""
     if engine == "transformers":
         import torch
+        from transformers import LogitsProcessor, LogitsProcessorList
 
         tok, model = adapter.tokenizer, adapter.model
         kwargs = dict(max_new_tokens=config.max_output_tokens, min_new_tokens=config.max_output_tokens,
                       do_sample=False, temperature=None, top_p=None, top_k=None, pad_token_id=tok.pad_token_id)
+        if sync_per_step:
+            class SyncPerStep(LogitsProcessor):
+                def __call__(self, input_ids, scores):  # noqa: ANN001 - transformers' signature
+                    adapter.synchronize()
+                    time.perf_counter()
+                    return scores
+
+            kwargs["logits_processor"] = LogitsProcessorList([SyncPerStep()])
 
         def run(batch: list[str]) -> int:
             enc = tok(batch, return_tensors="pt", padding=True, truncation=True,
@@ -100,6 +113,18 @@ def bare_loop(engine: str, adapter, config):
     raise ValueError(engine)
 
 
+def one_thread_llama_cpp(llm, threads: int) -> None:
+    """`n_threads` sets llama.cpp's decode threads only; prompt processing uses `n_threads_batch`, which
+    llama-cpp-python sets to every CPU. Both sides here use `threads` for both (the same engine object),
+    so that `--threads 1` means one thread: spinning prompt threads on a loaded machine made each
+    repetition several times slower and far noisier."""
+    import llama_cpp
+
+    llama_cpp.llama_set_n_threads(llm._ctx.ctx, threads, threads)
+    llm.n_threads = llm.n_threads_batch = threads
+    llm.context_params.n_threads = llm.context_params.n_threads_batch = threads
+
+
 def open_session(config, run_dir: Path):
     """The harness's session; real NVML first, else the replay device (its sampler thread still runs)."""
     from llem_harness.measurement import MeasurementSession
@@ -119,17 +144,21 @@ def measure_engine(engine: str, model_dir: Path, a: argparse.Namespace) -> dict:
     config = experiment_config(engine, model_dir, a)
     adapter = create_adapter(config)
     adapter.load()
-    prompts = [adapter.fit_to_tokens(TEXT[i * 7:], a.input_tokens) for i in range(a.batch_size * a.batches)]
-    batches = [prompts[i:i + a.batch_size] for i in range(0, len(prompts), a.batch_size)]
-    bare = bare_loop(engine, adapter, config)
+    if engine == "llama_cpp":
+        one_thread_llama_cpp(adapter.llm, a.threads)
+    prompts = [adapter.fit_to_tokens(TEXT[i * 7:], a.input_tokens) for i in range(a.batch_size * 8)]
+    distinct = [prompts[i:i + a.batch_size] for i in range(0, len(prompts), a.batch_size)]
+    batches = distinct[:1]
     run_dir = Path(tempfile.mkdtemp(prefix="llem-overhead-"))
 
-    def run_bare() -> tuple[float, float]:
-        adapter.synchronize()
-        t0, c0 = time.perf_counter(), time.process_time()
-        tokens = sum(bare(b) for b in batches)
-        adapter.synchronize()
-        return tokens / (time.perf_counter() - t0), tokens / (time.process_time() - c0)
+    def timed_loop(loop):
+        def run() -> tuple[float, float]:
+            adapter.synchronize()
+            t0, c0 = time.perf_counter(), time.process_time()
+            tokens = sum(loop(b) for b in batches)
+            adapter.synchronize()
+            return tokens / (time.perf_counter() - t0), tokens / (time.process_time() - c0)
+        return run
 
     def run_window() -> tuple[float, float]:
         session = open_session(config, run_dir)  # outside the window, as in a harness run
@@ -144,28 +173,48 @@ def measure_engine(engine: str, model_dir: Path, a: argparse.Namespace) -> dict:
         tokens = sum(r.output_tokens for o in outputs for r in o.requests)
         return tokens / window.window_s, tokens / cpu_s
 
+    sides = {"bare": timed_loop(bare_loop(engine, adapter, config)), "window": run_window}
+    if a.sync_per_step and engine == "transformers":
+        sides["sync_per_step"] = timed_loop(bare_loop(engine, adapter, config, sync_per_step=True))
+    names = list(sides)
     for _ in range(a.warmup):
-        run_bare()
-        run_window()
+        for name in names:
+            sides[name]()
+    # Batches per repetition: at least --batches, and enough for --rep-s seconds at the bare speed, so that
+    # the window's fixed edge cost (measured below on its own) weighs in each repetition as in a real run.
+    bare_tok_s = max(sides["bare"]()[0] for _ in range(3))
+    n_batches = max(a.batches, math.ceil(a.rep_s * bare_tok_s / (a.batch_size * a.output_tokens)))
+    batches[:] = [distinct[i % len(distinct)] for i in range(n_batches)]
     rows = []
     for rep in range(a.reps):
-        first, second = (run_bare, run_window) if rep % 2 == 0 else (run_window, run_bare)
-        x, y = first(), second()
-        (b, b_cpu), (w, w_cpu) = (x, y) if first is run_bare else (y, x)
-        rows.append({"bare_tok_s": b, "window_tok_s": w, "ratio": w / b, "cpu_ratio": w_cpu / b_cpu})
-        print(f"  {engine} rep {rep + 1}/{a.reps}: bare {b:8.1f} tok/s  window {w:8.1f} tok/s  ratio {w / b:.3f}"
-              f"  (per CPU second: {w_cpu / b_cpu:.3f})", flush=True)
+        order = names[rep % len(names):] + names[:rep % len(names)]  # each side leads in turn
+        got = {name: sides[name]() for name in order}
+        row = {f"{n}_tok_s": got[n][0] for n in names}
+        row.update({f"{n}_ratio": got[n][0] / got["bare"][0] for n in names[1:]})
+        row.update({f"{n}_cpu_ratio": got[n][1] / got["bare"][1] for n in names[1:]})
+        rows.append(row)
+        print(f"  {engine} rep {rep + 1}/{a.reps}: " + "  ".join(f"{n} {got[n][0]:8.1f} tok/s" for n in names)
+              + "  ratio " + " ".join(f"{row[f'{n}_ratio']:.3f}" for n in names[1:]), flush=True)
     timing = adapter.token_timing()
-    session = open_session(config, run_dir)
-    devices = session.backend.description if session.backend is not None else "none"
-    session.close()
+    edge_ms = []
+    for _ in range(10):  # an empty window: what opening and closing the window alone adds to window_s
+        session = open_session(config, run_dir)
+        session.start_window(adapter.synchronize)
+        edge_ms.append(session.stop_window(adapter.synchronize).window_s * 1e3)
+        devices = session.backend.description if session.backend is not None else "none"
+        session.close()
+    device = adapter.versions().get("device") or "cpu"
     adapter.close()
-    return {"engine": engine, "device": getattr(adapter, "device", None) or "cpu", "reps": rows,
-            "bare": spread([r["bare_tok_s"] for r in rows]), "window": spread([r["window_tok_s"] for r in rows]),
-            "ratio": spread([r["ratio"] for r in rows]), "ratio_ci95": median_ci([r["ratio"] for r in rows]),
-            "cpu_ratio": spread([r["cpu_ratio"] for r in rows]),
-            "cpu_ratio_ci95": median_ci([r["cpu_ratio"] for r in rows]), "token_timing": timing.model_dump(),
-            "session_devices": devices}
+    out = {"engine": engine, "device": device, "session_devices": devices, "token_timing": timing.model_dump(),
+           "batches_per_rep": n_batches, "empty_window_ms": spread(edge_ms), "reps": rows}
+    for n in names:
+        out[n] = spread([r[f"{n}_tok_s"] for r in rows])
+    for n in names[1:]:
+        ratios, cpu = [r[f"{n}_ratio"] for r in rows], [r[f"{n}_cpu_ratio"] for r in rows]
+        out[f"{n}_ratio"] = {**spread(ratios), "ci95": median_ci(ratios),
+                             "best_of_n": out[n]["max"] / out["bare"]["max"]}
+        out[f"{n}_cpu_ratio"] = {**spread(cpu), "ci95": median_ci(cpu)}
+    return out
 
 
 def spread(values: list[float]) -> dict:
@@ -181,21 +230,30 @@ def median_ci(values: list[float], n_boot: int = 2000) -> list[float]:
 
 
 def print_table(results: list[dict], a: argparse.Namespace) -> None:
-    print(f"\nbatch {a.batch_size} x {a.batches} batches, {a.input_tokens} in / {a.output_tokens} out tokens, "
+    print(f"\nbatch {a.batch_size}, {a.input_tokens} in / {a.output_tokens} out tokens, "
           f"{a.threads} thread(s), {a.reps} interleaved repetitions; load average {os.getloadavg()[0]:.2f} "
           f"on {os.cpu_count()} CPUs")
-    print(f"{'engine':<13}{'bare tok/s (min-max)':>24}{'window tok/s (min-max)':>26}{'ratio':>7}{'95% CI':>15}"
-          f"{'per CPU s':>11}{'95% CI':>15}  timing")
+    print(f"{'engine':<13}{'side':<15}{'tok/s median (min-max)':>26}{'ratio':>7}{'95% CI':>15}{'best/best':>10}"
+          f"{'per CPU s':>10}{'95% CI':>15}")
     for r in results:
-        b, w, ci, cpu, cpu_ci = r["bare"], r["window"], r["ratio_ci95"], r["cpu_ratio"], r["cpu_ratio_ci95"]
-        print(f"{r['engine']:<13}{b['median']:>9.1f} ({b['min']:.0f}-{b['max']:.0f}){'':>3}"
-              f"{w['median']:>9.1f} ({w['min']:.0f}-{w['max']:.0f}){'':>3}{r['ratio']['median']:>7.3f}"
-              f"{'':>3}{ci[0]:.3f}-{ci[1]:.3f}{cpu['median']:>9.3f}{'':>4}{cpu_ci[0]:.3f}-{cpu_ci[1]:.3f}"
-              f"  {r['token_timing']['method']}")
-    print("ratio: median of the per-repetition ratios window/bare of throughput (target >= 0.98), with the 95 % "
-          "bootstrap interval of that median (the resolution of this run). per CPU s: the same ratio for tokens "
-          "per CPU second of this process (all its threads, the session's sampler included), which a loaded "
-          "machine's scheduling disturbs less than wall time")
+        for n in ("bare", "window", "sync_per_step"):
+            if n not in r:
+                continue
+            t = r[n]
+            line = f"{r['engine']:<13}{n:<15}{t['median']:>10.1f} ({t['min']:.0f}-{t['max']:.0f}){'':>3}"
+            if n != "bare":
+                q, c = r[f"{n}_ratio"], r[f"{n}_cpu_ratio"]
+                line += (f"{q['median']:>7.3f}{'':>3}{q['ci95'][0]:.3f}-{q['ci95'][1]:.3f}{q['best_of_n']:>9.3f}"
+                         f"{c['median']:>10.3f}{'':>3}{c['ci95'][0]:.3f}-{c['ci95'][1]:.3f}")
+            print(line)
+        print(f"{'':<13}{r['batches_per_rep']} batches per repetition; empty window {r['empty_window_ms']['median']:.2f}"
+              f" ms (median of 10); token timing: {r['token_timing']['method']} on {r['device']}; session "
+              f"devices: {r['session_devices']}")
+    print("ratio: median of the per-repetition ratios side/bare of throughput (target for window: >= 0.98), with "
+          "the 95 % bootstrap interval of that median (this run's resolution); best/best: fastest repetition of "
+          "each side (what a loaded machine disturbs least); per CPU s: the ratio of tokens per CPU second of "
+          "this process (all its threads, the session's sampler included). sync_per_step: the bare loop plus "
+          "the per-step synchronise + timestamp hook the harness used before (only meaningful on CUDA)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -203,13 +261,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--engines", default="transformers,llama_cpp", help="comma-separated: transformers,llama_cpp,vllm")
     p.add_argument("--reps", type=int, default=15, help="interleaved repetitions per side (>= 5)")
     p.add_argument("--warmup", type=int, default=2, help="unmeasured repetitions per side first")
-    p.add_argument("--batches", type=int, default=4, help="batches per repetition")
+    p.add_argument("--batches", type=int, default=2, help="batches per repetition, at least")
+    p.add_argument("--rep-s", type=float, default=2.0, help="seconds per repetition and side, about (sets the batches)")
     p.add_argument("--batch-size", type=int, default=2)
     p.add_argument("--input-tokens", type=int, default=16)
     p.add_argument("--output-tokens", type=int, default=32)
     p.add_argument("--threads", type=int, default=1, help="CPU threads (torch and llama.cpp)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="transformers device")
     p.add_argument("--model-dir", type=Path, default=None, help="a model made by `llem models make[-tiny]`")
+    p.add_argument("--sync-per-step", action="store_true",
+                   help="transformers: also run the bare loop with a device synchronise per step (the old hook)")
     p.add_argument("--json", type=Path, default=None, help="also write the figures here")
     a = p.parse_args(argv)
     if a.reps < 5:
