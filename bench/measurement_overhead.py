@@ -160,16 +160,19 @@ def measure_engine(engine: str, model_dir: Path, a: argparse.Namespace) -> dict:
             return tokens / (time.perf_counter() - t0), tokens / (time.process_time() - c0)
         return run
 
+    other_threads_share: list[float] = []  # CPU time of the process's other threads (the sampler) / window_s
+
     def run_window() -> tuple[float, float]:
         session = open_session(config, run_dir)  # outside the window, as in a harness run
         try:
-            c0 = time.process_time()
+            c0, m0 = time.process_time(), time.thread_time()
             session.start_window(adapter.synchronize)
             outputs = [adapter.generate_batch(b) for b in batches]
             window = session.stop_window(adapter.synchronize)
-            cpu_s = time.process_time() - c0
+            cpu_s, main_s = time.process_time() - c0, time.thread_time() - m0
         finally:
             session.close()
+        other_threads_share.append(max(0.0, cpu_s - main_s) / window.window_s)
         tokens = sum(r.output_tokens for o in outputs for r in o.requests)
         return tokens / window.window_s, tokens / cpu_s
 
@@ -204,6 +207,7 @@ def measure_engine(engine: str, model_dir: Path, a: argparse.Namespace) -> dict:
         devices = session.backend.description if session.backend is not None else "none"
         session.close()
     device = adapter.versions().get("device") or "cpu"
+    hook_us = hook_cost_us(engine, adapter, config)
     adapter.close()
     out = {"engine": engine, "device": device, "session_devices": devices, "token_timing": timing.model_dump(),
            "batches_per_rep": n_batches, "empty_window_ms": spread(edge_ms), "reps": rows}
@@ -214,7 +218,52 @@ def measure_engine(engine: str, model_dir: Path, a: argparse.Namespace) -> dict:
         out[f"{n}_ratio"] = {**spread(ratios), "ci95": median_ci(ratios),
                              "best_of_n": out[n]["max"] / out["bare"]["max"]}
         out[f"{n}_cpu_ratio"] = {**spread(cpu), "ci95": median_ci(cpu)}
+    out["accounted"] = accounted(out, hook_us, statistics.median(other_threads_share[a.warmup:]),
+                                 a.batch_size if engine == "transformers" else 1, n_batches * a.batch_size * a.output_tokens)
     return out
+
+
+def hook_cost_us(engine: str, adapter, config) -> float | None:
+    """The adapter's per-step timing work alone, in microseconds per step (best of 5 runs of 2000 calls: the
+    cost itself, without the machine's interruptions). transformers: its real stopping-criterion hook, as
+    `generate` calls it, minus an empty criteria list; llama.cpp: a perf_counter read and a list append."""
+    n = 2000
+
+    def best(fn) -> float:
+        runs = []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            for _ in range(n):
+                fn()
+            runs.append((time.perf_counter() - t0) / n)
+        return min(runs)
+
+    if engine == "transformers":
+        import torch
+        from transformers import StoppingCriteriaList
+
+        ids = torch.zeros((config.batch_size, config.max_input_tokens), dtype=torch.long, device=adapter.device)
+        scores = torch.zeros((config.batch_size, adapter.model.config.vocab_size), device=adapter.device)
+        hooked, empty = StoppingCriteriaList([adapter.step_hook()]), StoppingCriteriaList([])
+        cost = best(lambda: hooked(ids, scores)) - best(lambda: empty(ids, scores))
+        adapter._clock.begin(time.perf_counter())  # drop the marks this made
+        return cost * 1e6
+    if engine == "llama_cpp":
+        times: list[float] = []
+        return best(lambda: times.append(time.perf_counter())) * 1e6
+    return None
+
+
+def accounted(r: dict, hook_us: float | None, other_share: float, tokens_per_step: int, tokens_per_rep: int) -> dict:
+    """The window's added work, summed from its parts (less disturbed by a loaded machine than throughput):
+    per-step timing cost x steps per second, the other threads' CPU time per window second (an upper bound:
+    with a free core it costs the engine only GIL hand-overs), and the empty window's edges per repetition."""
+    window_tok_s = r["window"]["median"]
+    steps_per_s = window_tok_s / tokens_per_step
+    hook_share = (hook_us or 0.0) * 1e-6 * steps_per_s
+    edge_share = r["empty_window_ms"]["median"] / 1e3 / (tokens_per_rep / window_tok_s)
+    return {"hook_us_per_step": hook_us, "hook_share": hook_share, "other_threads_cpu_share": other_share,
+            "edge_share": edge_share, "ratio_bound": 1 / (1 + hook_share + other_share + edge_share)}
 
 
 def spread(values: list[float]) -> dict:
@@ -246,13 +295,18 @@ def print_table(results: list[dict], a: argparse.Namespace) -> None:
                 line += (f"{q['median']:>7.3f}{'':>3}{q['ci95'][0]:.3f}-{q['ci95'][1]:.3f}{q['best_of_n']:>9.3f}"
                          f"{c['median']:>10.3f}{'':>3}{c['ci95'][0]:.3f}-{c['ci95'][1]:.3f}")
             print(line)
+        c = r["accounted"]
+        print(f"{'':<13}accounted: timing {c['hook_us_per_step'] or 0:.2f} us/step ({c['hook_share']:.2%}), other "
+              f"threads' CPU {c['other_threads_cpu_share']:.2%} of the window, edges {c['edge_share']:.2%} -> "
+              f"window/bare >= {c['ratio_bound']:.3f}")
         print(f"{'':<13}{r['batches_per_rep']} batches per repetition; empty window {r['empty_window_ms']['median']:.2f}"
               f" ms (median of 10); token timing: {r['token_timing']['method']} on {r['device']}; session "
               f"devices: {r['session_devices']}")
     print("ratio: median of the per-repetition ratios side/bare of throughput (target for window: >= 0.98), with "
           "the 95 % bootstrap interval of that median (this run's resolution); best/best: fastest repetition of "
           "each side (what a loaded machine disturbs least); per CPU s: the ratio of tokens per CPU second of "
-          "this process (all its threads, the session's sampler included). sync_per_step: the bare loop plus "
+          "this process (all its threads, the session's sampler included); accounted: the window's added work "
+          "summed from its parts, an upper bound less disturbed by the load; sync_per_step: the bare loop plus "
           "the per-step synchronise + timestamp hook the harness used before (only meaningful on CUDA)")
 
 

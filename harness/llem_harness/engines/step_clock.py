@@ -1,6 +1,6 @@
 """Per-step timestamps that do not disturb the measured workload.
 
-A decoding loop calls `mark()` once per step, right after the step's forward pass was issued.
+A decoding loop calls `mark()` once per step, right after the step's work was issued.
 
 - CPU (`HostStepClock`): the step's work is done when the call returns (no device queue), so
   perf_counter at that moment is when the token was ready; nothing else is added.
