@@ -218,8 +218,9 @@ def measure_engine(engine: str, model_dir: Path, a: argparse.Namespace) -> dict:
         out[f"{n}_ratio"] = {**spread(ratios), "ci95": median_ci(ratios),
                              "best_of_n": out[n]["max"] / out["bare"]["max"]}
         out[f"{n}_cpu_ratio"] = {**spread(cpu), "ci95": median_ci(cpu)}
-    out["accounted"] = accounted(out, hook_us, statistics.median(other_threads_share[a.warmup:]),
-                                 a.batch_size if engine == "transformers" else 1, n_batches * a.batch_size * a.output_tokens)
+    tokens_per_step = a.batch_size if engine == "transformers" else 1  # a static batch: batch_size per step
+    out["accounted"] = accounted(out, hook_us, statistics.median(other_threads_share[a.warmup:]), tokens_per_step,
+                                 n_batches * a.batch_size * a.output_tokens)
     return out
 
 
@@ -299,8 +300,8 @@ def print_table(results: list[dict], a: argparse.Namespace) -> None:
         print(f"{'':<13}accounted: timing {c['hook_us_per_step'] or 0:.2f} us/step ({c['hook_share']:.2%}), other "
               f"threads' CPU {c['other_threads_cpu_share']:.2%} of the window, edges {c['edge_share']:.2%} -> "
               f"window/bare >= {c['ratio_bound']:.3f}")
-        print(f"{'':<13}{r['batches_per_rep']} batches per repetition; empty window {r['empty_window_ms']['median']:.2f}"
-              f" ms (median of 10); token timing: {r['token_timing']['method']} on {r['device']}; session "
+        print(f"{'':<13}{r['batches_per_rep']} batches per repetition; empty window "
+              f"{r['empty_window_ms']['median']:.2f} ms (median of 10); token timing: {r['token_timing']['method']} on {r['device']}; session "
               f"devices: {r['session_devices']}")
     print("ratio: median of the per-repetition ratios side/bare of throughput (target for window: >= 0.98), with "
           "the 95 % bootstrap interval of that median (this run's resolution); best/best: fastest repetition of "

@@ -22,8 +22,8 @@ METHOD_DETAIL: dict[str, str] = {
     "host_clock_per_step": "the host clock (perf_counter) read right after each decoding step returned; the "
                            "step's work was done when it returned (no device queue), so no synchronise is added",
     "cuda_events_per_step": "a CUDA event recorded on the stream after each decoding step's token was chosen, "
-                            "without a host synchronise; read after the batch's closing synchronise and mapped to the host "
-                            "clock through an event recorded at the batch's synchronised start",
+                            "without a host synchronise; read after the batch's closing synchronise and mapped to "
+                            "the host clock through an event recorded at the batch's synchronised start",
     "engine_request_metrics": "the engine's own per-request first/last token timestamps (no per-token times: ITL "
                               "is null); the harness adds no per-step work",
     "client_stream_arrival": "the load generator's clock at the arrival of each streamed chunk; nothing runs in "
