@@ -177,6 +177,8 @@ def measure_engine(engine: str, model_dir: Path, a: argparse.Namespace) -> dict:
         return tokens / window.window_s, tokens / cpu_s
 
     sides = {"bare": timed_loop(bare_loop(engine, adapter, config)), "window": run_window}
+    if a.decompose:  # the adapter's generate_batch without a session: splits the window's cost in two
+        sides["adapter"] = timed_loop(lambda b: sum(r.output_tokens for r in adapter.generate_batch(b).requests))
     if a.sync_per_step and engine == "transformers":
         sides["sync_per_step"] = timed_loop(bare_loop(engine, adapter, config, sync_per_step=True))
     names = list(sides)
@@ -286,7 +288,7 @@ def print_table(results: list[dict], a: argparse.Namespace) -> None:
     print(f"{'engine':<13}{'side':<15}{'tok/s median (min-max)':>26}{'ratio':>7}{'95% CI':>15}{'best/best':>10}"
           f"{'per CPU s':>10}{'95% CI':>15}")
     for r in results:
-        for n in ("bare", "window", "sync_per_step"):
+        for n in ("bare", "window", "adapter", "sync_per_step"):
             if n not in r:
                 continue
             t = r[n]
@@ -307,7 +309,8 @@ def print_table(results: list[dict], a: argparse.Namespace) -> None:
           "the 95 % bootstrap interval of that median (this run's resolution); best/best: fastest repetition of "
           "each side (what a loaded machine disturbs least); per CPU s: the ratio of tokens per CPU second of "
           "this process (all its threads, the session's sampler included); accounted: the window's added work "
-          "summed from its parts, an upper bound less disturbed by the load; sync_per_step: the bare loop plus "
+          "summed from its parts, an upper bound less disturbed by the load; adapter: generate_batch alone, no "
+          "session; sync_per_step: the bare loop plus "
           "the per-step synchronise + timestamp hook the harness used before (only meaningful on CUDA)")
 
 
@@ -324,6 +327,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1, help="CPU threads (torch and llama.cpp)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="transformers device")
     p.add_argument("--model-dir", type=Path, default=None, help="a model made by `llem models make[-tiny]`")
+    p.add_argument("--decompose", action="store_true",
+                   help="also run the adapter's generate_batch without a session (window = adapter + session)")
     p.add_argument("--sync-per-step", action="store_true",
                    help="transformers: also run the bare loop with a device synchronise per step (the old hook)")
     p.add_argument("--json", type=Path, default=None, help="also write the figures here")

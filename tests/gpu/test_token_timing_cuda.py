@@ -13,11 +13,11 @@ from tests.token_timing_checks import check_batch_timing, load_transformers
 pytestmark = pytest.mark.gpu
 
 
-def test_cuda_token_times_come_from_events_without_a_sync_per_step(tiny_model_dir, monkeypatch):
+def test_cuda_token_times_come_from_events_without_a_sync_per_step(request, monkeypatch):
     torch = pytest.importorskip("torch")
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device visible to torch")
-    adapter = load_transformers(tiny_model_dir, "cuda")
+    adapter = load_transformers(request.getfixturevalue("tiny_model_dir"), "cuda")  # made only when it will run
     calls: list[str] = []
     real_sync = torch.cuda.synchronize
 
