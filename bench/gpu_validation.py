@@ -6,7 +6,8 @@
 Stages, each bounded in time and recorded even when it fails (nothing measured is lost):
 environment (NVML, read-only) -> a random-weight model in the Llama-3.2-1B shape (`llem models
 make`) -> `pytest -m gpu` -> the device stage (gpu_validation_device.py: pre-load and loaded idle,
-the three-way energy agreement, cool-down, sampler overhead, real NVML traces) -> a short study
+the three-way energy agreement, cool-down, sampler overhead, real NVML traces) -> the measured
+window's throughput against a bare `generate` loop (bench/measurement_overhead.py) -> a short study
 through `llem run` (2 batch sizes x 5 cycles, windows sized from the device stage's timings) whose
 J/token mean, std, CV and 95 % CI are computed per configuration. Everything lands in OUT_DIR
 (results.json, summary.md, traces/, study results, logs) and a table is printed; thresholds and
@@ -116,6 +117,17 @@ def study_yaml(out: Path, model: Path, calibration: dict | None, cycles: int, wi
     return path
 
 
+def window_overhead_cmd(py: str, model_dir: Path, out: Path, replay: bool) -> list[str]:
+    """bench/measurement_overhead.py on this device: the measured window's throughput vs a bare `generate`
+    loop, and the bare loop with the per-step synchronise the harness used before, interleaved."""
+    cmd = [py, str(BENCH / "measurement_overhead.py"), "--engines", "transformers", "--model-dir", str(model_dir),
+           "--sync-per-step", "--json", str(out / "window_overhead.json")]
+    if replay:
+        return cmd + ["--device", "cpu", "--reps", "5", "--warmup", "1", "--rep-s", "0.2", "--output-tokens", "8"]
+    return cmd + ["--device", "cuda", "--reps", "6", "--warmup", "1", "--rep-s", "2", "--batch-size", "8",
+                  "--input-tokens", "32", "--output-tokens", "64"]
+
+
 def study_stats(out: Path) -> dict:
     """J/output token per configuration, from the result.json files the study wrote."""
     groups: dict[str, list[float]] = {}
@@ -176,6 +188,12 @@ def main(argv: list[str] | None = None) -> int:
     report["stages"]["device"] = run_stage(device_cmd, out / "logs" / "device.log", budget.left(0.45), env)
     device = json.loads((out / "device.json").read_text()) if (out / "device.json").is_file() else {}
     report["device"] = device
+    save()
+    report["stages"]["window_overhead"] = run_stage(window_overhead_cmd(py, model_dir, out, replay),
+                                                    out / "logs" / "window_overhead.log",
+                                                    min(150.0, budget.left(0.3)), env)
+    overhead_file = out / "window_overhead.json"
+    report["window_overhead"] = json.loads(overhead_file.read_text()) if overhead_file.is_file() else {}
     save()
     study_env = dict(env)
     if replay:

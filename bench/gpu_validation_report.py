@@ -9,6 +9,8 @@ from pathlib import Path
 
 from gpu_validation_stats import COUNTER_VS_INSTANT_TOLERANCE, JPT_CV_MAX, SAMPLER_OVERHEAD_MAX_PCT
 
+WINDOW_RATIO_MIN = 0.98  # measured-window throughput / bare engine loop (docs/metrics.md, token_timing)
+
 
 def _f(value, fmt: str = "{:.2f}", unit: str = "") -> str:
     return "n/a" if value is None else fmt.format(value) + unit
@@ -82,6 +84,7 @@ def rows(report: dict) -> list[tuple[str, str, str, str]]:
                 if ov else f"n/a ({errors.get('overhead', 'not run')})",
                 f"<= {SAMPLER_OVERHEAD_MAX_PCT} %, standard error <= {SAMPLER_OVERHEAD_MAX_PCT} %",
                 ("INCONCLUSIVE (noise)" if ov.get("pass") is None else _verdict(ov["pass"])) if ov else "n/a"))
+    out.append(window_overhead_row(report))
     cd = dev.get("cooldown")
     out.append(("cool-down to idle temp", f"{_f(cd['time_to_idle_s'], '{:.1f}', ' s') if cd['reached'] else 'not reached'} ({cd['start_c']} -> {cd['end_c']} °C, "
                 f"target {_f(cd['target_c'], '{:.1f}')} °C, max {cd['max_s']:.0f} s)" if cd else "n/a", "reported", ""))
@@ -92,6 +95,25 @@ def rows(report: dict) -> list[tuple[str, str, str, str]]:
             out.append((f"stage {name}", f"rc {st.get('rc')}{' TIMED OUT' if st.get('timed_out') else ''}; "
                         f"see {Path(st.get('log', '')).name}", "rc 0", "FAIL"))
     return out
+
+
+def window_overhead_row(report: dict) -> tuple[str, str, str, str]:
+    """Window/bare throughput (bench/measurement_overhead.py): PASS at a median ratio >= the target, FAIL when
+    even the top of its 95 % interval is below it, INCONCLUSIVE (noise) in between."""
+    name, threshold = "window / bare throughput", f">= {WINDOW_RATIO_MIN}"
+    results = (report.get("window_overhead") or {}).get("results") or []
+    if not results:
+        st = (report.get("stages") or {}).get("window_overhead") or {}
+        return name, f"n/a (stage rc {st.get('rc', 'not run')})", threshold, "n/a"
+    r = results[0]
+    q, ci = r["window_ratio"], r["window_ratio"]["ci95"]
+    value = (f"{q['median']:.3f} (95 % CI {ci[0]:.3f}-{ci[1]:.3f}, {len(r['reps'])} pairs, {r['device']}, "
+             f"{r['token_timing']['method']})")
+    if "sync_per_step_ratio" in r:
+        value += f"; bare loop + sync per step (the old hook): {r['sync_per_step_ratio']['median']:.3f}"
+    verdict = "PASS" if q["median"] >= WINDOW_RATIO_MIN else ("FAIL" if ci[1] < WINDOW_RATIO_MIN
+                                                                else "INCONCLUSIVE (noise)")
+    return name, value, threshold, verdict
 
 
 def print_table(report: dict) -> None:

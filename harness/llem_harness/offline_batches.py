@@ -90,8 +90,9 @@ class OfflineBatches:
         metrics = compute_metrics(requests, itl_values, window.window_s, window.energy, flops, memory)
         cache, cache_warnings = prompt_cache(requests, config.prefix_caching, f"{config.engine} engine",
                                              f"{config.engine} reports no cached prompt tokens")
+        timing = after.read("token_timing", adapter.token_timing, lambda _why: None)
         return WorkloadOutcome(requests=requests, metrics=metrics, prompt_cache=cache, phase_energy=phase_energy,
-                               effective=effective, warnings=cache_warnings)
+                               effective=effective, warnings=cache_warnings, token_timing=timing)
 
     def close(self, after) -> None:
         after.call("adapter.close", self.adapter.close)

@@ -52,5 +52,5 @@ def assemble_result(spec: RunSpec, facts: RunFacts, window: Any, outcome: Worklo
         baseline=facts.baseline, warmup=facts.warmup, sampler=window.sampler, throttle=window.throttle,
         thermal=window.thermal, cpu_energy=window.cpu_energy, environment=facts.environment,
         timeseries_file=window.timeseries_file, measurement_warnings=list(dict.fromkeys(warnings)),
-        serving=outcome.serving, assigned_gpu_ids=spec.gpu_ids)
+        serving=outcome.serving, assigned_gpu_ids=spec.gpu_ids, token_timing=outcome.token_timing)
     return attach_window_records(result, facts.loaded_idle, window.contention, after)

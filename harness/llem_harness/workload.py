@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from llenergymeasure.domain import (EnvironmentInfo, Metrics, PhaseEnergy, PromptCache, RequestRecord, RunSpec,
-                                    ServingResult)
+                                    ServingResult, TokenTiming)
 
 if TYPE_CHECKING:
     from .after_window import AfterWindow
@@ -40,6 +40,7 @@ class WorkloadOutcome:
     effective: dict[str, Any] | None   # engine parameters in effect (None: could not be read)
     warnings: list[str] = field(default_factory=list)  # after the window and session warnings, in order
     serving: ServingResult | None = None
+    token_timing: TokenTiming | None = None  # how per-token times were taken (None: could not be read)
 
 
 class Workload(Protocol):

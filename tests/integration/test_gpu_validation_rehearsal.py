@@ -45,8 +45,11 @@ def test_rehearsal_runs_every_stage_and_prints_the_table(rehearsal):
     assert len(device["overhead"]["reps"]) >= 2
     per_batch = report["study"]["per_batch_size"]
     assert set(per_batch) == {"1", "8"} and all(s["n"] == 2 and s["mean"] > 0 for s in per_batch.values())
+    (overhead,) = report["window_overhead"]["results"]  # the measured window against a bare generate loop
+    assert overhead["token_timing"]["method"] == "host_clock_per_step" and len(overhead["reps"]) == 5
+    assert overhead["window_ratio"]["median"] > 0 and overhead["sync_per_step_ratio"]["median"] > 0
     for check in ("REHEARSAL", "agreement (steady window)", "J/token, batch 8", "sampler overhead",
-                  "cool-down to idle temp", "idle, model loaded"):
+                  "cool-down to idle temp", "idle, model loaded", "window / bare throughput"):
         assert check in proc.stdout
     assert "| check | value |" in (out / "summary.md").read_text()
 

@@ -58,6 +58,16 @@ def test_every_result_says_its_latency_reference_and_batches_report_consistent_t
             assert sum(r.e2e_latency_s for r in res.requests) <= res.window_s
 
 
+def test_every_result_says_how_per_token_times_were_taken(offline_runs):
+    """Taken in the measured workload itself by a method that adds no device synchronise per step: on a
+    CPU the host clock right after each step (the step's work is done when it returns)."""
+    for engine, res in offline_runs.items():
+        timing = res.token_timing
+        assert timing is not None, f"{engine}: result.json says nothing about how its token times were taken"
+        assert timing.method == "host_clock_per_step" and timing.inside_energy_window is True
+        assert "no synchronise" in timing.detail
+
+
 def test_phase_energy_is_a_partition_of_the_window(offline_runs):
     for res in offline_runs.values():
         phase = res.phase_energy

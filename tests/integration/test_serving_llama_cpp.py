@@ -159,6 +159,8 @@ def test_results_and_summary_carry_the_serving_figures(serving_study):
     assert res.serving.achieved_request_rate_per_s > 0
     assert res.serving.goodput_share is not None and 0 <= res.serving.goodput_share <= 1
     assert res.serving.energy_attribution == "output_token_share_in_window"
+    # per-token times are the client's chunk arrivals, taken in the window; nothing runs in the server
+    assert res.token_timing.method == "client_stream_arrival" and res.token_timing.inside_energy_window
     if res.energy.gpu_energy_raw_j is None:  # no GPU here: energy per token is null with a reason, not 0
         assert res.metrics.energy_per_output_token_j is None and res.energy.unavailable_reason
     csv = (Path(result.study_dir) / "results.csv").read_text().splitlines()[0].split(",")

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from llenergymeasure.domain import ExperimentConfig, MemoryStats
+from llenergymeasure.domain import ExperimentConfig, MemoryStats, TokenTiming
 
 
 @dataclass
@@ -71,6 +71,9 @@ class EngineAdapter(Protocol):
     def generate_batch(self, prompts: list[str]) -> BatchOutput: ...
 
     def synchronize(self) -> None: ...
+
+    def token_timing(self) -> TokenTiming:
+        """How `generate_batch` takes per-token times; it must add no device synchronise per step."""
 
     def effective_parameters(self) -> dict[str, Any]: ...
 

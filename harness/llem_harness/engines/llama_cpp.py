@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from llenergymeasure.domain import ExperimentConfig, MemoryStats
+from llenergymeasure.domain import ExperimentConfig, MemoryStats, TokenTiming, token_timing
 
 from .base import BatchOutput, GeneratedRequest
 
@@ -118,6 +118,10 @@ class LlamaCppAdapter:
         start = time.perf_counter()
         requests = [self._one(prompt) for prompt in prompts]
         return BatchOutput(start_s=start, end_s=time.perf_counter(), requests=requests)
+
+    def token_timing(self) -> TokenTiming:
+        return token_timing("host_clock_per_step", note="llama-cpp-python yields each token to the host after "
+                            "sampling it there, so the step's device work (GPU offload included) had finished")
 
     def effective_parameters(self) -> dict[str, Any]:
         llm = self.llm

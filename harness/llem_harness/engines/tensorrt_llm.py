@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from llenergymeasure.domain import ExperimentConfig, MemoryStats
+from llenergymeasure.domain import ExperimentConfig, MemoryStats, TokenTiming, token_timing
 from llenergymeasure.domain.config import dtype_name
 
 from .base import BatchOutput, completion_requests
@@ -102,6 +102,9 @@ class TensorRtLlmAdapter:
         end = time.perf_counter()
         requests = completion_requests(outputs, lambda _, completion: request_timings(completion, mono_to_perf))
         return BatchOutput(start_s=start, end_s=end, requests=requests)
+
+    def token_timing(self) -> TokenTiming:
+        return token_timing("engine_request_metrics", note="TensorRT-LLM request_perf_metrics")
 
     def effective_parameters(self) -> dict[str, Any]:
         params: dict[str, Any] = {"batching": "inflight", "engine_kwargs": self.kwargs,

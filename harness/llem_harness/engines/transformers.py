@@ -1,20 +1,21 @@
 """Transformers engine: AutoModelForCausalLM / AutoTokenizer, static batches, left padding.
 
-Per-step timestamps come from a logits-processor hook: `generate` calls it once per decoding
-step, right after the forward pass that produced that step's logits. On CUDA the hook
-synchronises first, so the timestamp is when the step's kernels finished, not when they were
-queued. Under static batching every request of a batch shares one prefill, so each request's
-time to first token is the batch's (see README: metrics).
+Per-step timestamps come from a stopping-criterion hook: `generate` calls it once per decoding
+step, right after the step's token was chosen. The hook never synchronises the device
+(step_clock.py): on CPU it reads perf_counter, on CUDA it records an event that marks when the
+step's kernels finished, read after the batch. Under static batching every request of a
+batch shares one prefill, so each request's time to first token is the batch's (docs/metrics.md).
 """
 from __future__ import annotations
 
 import time
 from typing import Any
 
-from llenergymeasure.domain import ExperimentConfig, MemoryStats
+from llenergymeasure.domain import ExperimentConfig, MemoryStats, TokenTiming, token_timing
 from llenergymeasure.domain.config import dtype_name
 
 from .base import BatchOutput, GeneratedRequest
+from .step_clock import step_clock
 
 
 class TransformersAdapter:
@@ -27,6 +28,7 @@ class TransformersAdapter:
         self.tokenizer = None
         self.device = "cpu"
         self.dtype_name = "float32"
+        self._clock = None
 
     def load(self) -> None:
         import torch
@@ -71,20 +73,36 @@ class TransformersAdapter:
 
             torch.cuda.synchronize()
 
+    def step_hook(self) -> Any:
+        """The stopping criterion `generate_batch` passes to `generate`: never stops, marks the step clock once
+        per step (bench/measurement_overhead.py times it alone). A stopping criterion rather than a logits
+        processor: `generate` calls it right after the step's token was chosen, and its list does not inspect
+        each member's signature on every step as the logits-processor list does (tens of microseconds)."""
+        import torch
+        from transformers import StoppingCriteria
+
+        if self._clock is None:
+            self._clock = step_clock(self.device, torch, self.config.max_output_tokens)
+        clock = self._clock
+        never: dict[tuple, Any] = {}  # one all-False answer per (batch, device), made once
+
+        class _StepClock(StoppingCriteria):
+            def __call__(self, input_ids, scores, **kwargs):  # noqa: ANN001 - transformers' signature
+                clock.mark()  # never a device synchronise (module docstring)
+                key = (input_ids.shape[0], input_ids.device)
+                if key not in never:
+                    never[key] = torch.zeros(key[0], dtype=torch.bool, device=key[1])
+                return never[key]
+
+        return _StepClock()
+
     def generate_batch(self, prompts: list[str]) -> BatchOutput:
         import torch
-        from transformers import LogitsProcessor, LogitsProcessorList
+        from transformers import StoppingCriteriaList
 
         cfg = self.config
-        step_times: list[float] = []
-        sync = self.synchronize
-
-        class _StepClock(LogitsProcessor):
-            def __call__(self, input_ids, scores):  # noqa: ANN001 - transformers' signature
-                sync()
-                step_times.append(time.perf_counter())
-                return scores
-
+        hook = self.step_hook()
+        clock = self._clock
         enc = self.tokenizer(prompts, return_tensors="pt", padding=True, truncation=True,
                              max_length=cfg.max_input_tokens).to(self.device)
         gen_kwargs: dict[str, Any] = {
@@ -92,7 +110,7 @@ class TransformersAdapter:
             "do_sample": cfg.decoding.strategy == "sample",
             "pad_token_id": self.tokenizer.pad_token_id,
             "use_cache": self.tcfg.use_cache,
-            "logits_processor": LogitsProcessorList([_StepClock()]),
+            "stopping_criteria": StoppingCriteriaList([hook]),
         }
         if cfg.decoding.strategy == "sample":
             gen_kwargs.update(temperature=cfg.decoding.temperature, top_p=cfg.decoding.top_p,
@@ -101,14 +119,20 @@ class TransformersAdapter:
             gen_kwargs.update(temperature=None, top_p=None, top_k=None)
         if cfg.decoding.ignore_eos:
             gen_kwargs["min_new_tokens"] = cfg.max_output_tokens
-        sync()
+        self.synchronize()
         start = time.perf_counter()
+        clock.begin(start)
         with torch.inference_mode():
             out = self.model.generate(**enc, **gen_kwargs)
-        sync()
+        self.synchronize()
         end = time.perf_counter()
         return BatchOutput(start_s=start, end_s=end,
-                           requests=self._split(enc, out, step_times))
+                           requests=self._split(enc, out, clock.times_s()))
+
+    def token_timing(self) -> TokenTiming:
+        if self.device == "cuda":
+            return token_timing("cuda_events_per_step", note="transformers stopping-criterion hook")
+        return token_timing("host_clock_per_step", note="transformers stopping-criterion hook")
 
     def _split(self, enc: Any, out: Any, step_times: list[float]) -> list[GeneratedRequest]:
         """Real per-request counts: input = non-pad tokens; output = up to and including EOS."""
@@ -179,6 +203,7 @@ class TransformersAdapter:
 
     def close(self) -> None:
         self.model = None
+        self._clock = None
         if self.device == "cuda":
             import torch
 

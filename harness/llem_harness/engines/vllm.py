@@ -22,7 +22,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from llenergymeasure.domain import ExperimentConfig, MemoryStats
+from llenergymeasure.domain import ExperimentConfig, MemoryStats, TokenTiming, token_timing
 from llenergymeasure.domain.config import dtype_name
 
 from .base import BatchOutput, completion_requests
@@ -147,6 +147,9 @@ class VllmAdapter:
         end = time.perf_counter()
         requests = completion_requests(outputs, lambda out, _: request_timings(out.metrics, to_perf))
         return BatchOutput(start_s=start, end_s=end, requests=requests)
+
+    def token_timing(self) -> TokenTiming:
+        return token_timing("engine_request_metrics", note="vLLM RequestStateStats")
 
     def effective_parameters(self) -> dict[str, Any]:
         """Read at load time (see the module docstring); nothing here touches the engine."""

@@ -19,7 +19,7 @@ import importlib.metadata
 import time
 from pathlib import Path
 
-from llenergymeasure.domain import PhaseEnergy, RunSpec, prompt_cache
+from llenergymeasure.domain import PhaseEnergy, RunSpec, prompt_cache, token_timing
 from llenergymeasure.domain.latency import LATENCY_REFERENCE_DEFINITION
 
 from ..datasets import load_prompts, warmup_prompts
@@ -141,7 +141,8 @@ class ServingLoad:
         return WorkloadOutcome(
             requests=records, metrics=metrics, prompt_cache=cache, effective=effective, warnings=warnings,
             phase_energy=PhaseEnergy(unavailable_reason="serving: prefill and decode of concurrent requests overlap"),
-            serving=serving)
+            serving=serving,
+            token_timing=token_timing("client_stream_arrival", note="the engine's server runs unmodified"))
 
     def close(self, after) -> None:
         after.call("server.stop", self.server.stop)

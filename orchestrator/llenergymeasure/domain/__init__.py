@@ -13,6 +13,7 @@ from .run_spec import (CONTAINER_RUN_DIR, ERROR_FILE, HARNESS_EXIT_STORAGE, HARN
 from .serving import ServingConfig, ServingResult, ServingSlo, ServingWindow
 from .study import DockerConfig, ExecutionConfig, StudyConfig
 from .study_result import StudyResult, StudySummary
+from .token_timing import TokenTiming, token_timing
 
 def contract_fingerprint() -> str:
     """sha256 of the JSON schemas that cross the container boundary.

@@ -12,6 +12,7 @@ from .measurement import (BaselineResult, CpuEnergy, EnergyResult, GpuInfo, Phas
                           ThermalSummary, ThrottleSummary, WarmupResult)
 from .metrics import Metrics, PromptCache, RequestRecord
 from .serving import ServingResult
+from .token_timing import TokenTiming
 
 RESULT_SCHEMA_VERSION = 1
 
@@ -63,6 +64,8 @@ class ExperimentResult(OpenModel):
     latency_reference: str | None = Field(
         None, description="what every latency is measured from (domain/latency.py); null in older results")
     prompt_cache: PromptCache | None = Field(None, description="prompt-cache use of the measured requests")
+    token_timing: TokenTiming | None = Field(
+        None, description="how per-token times were taken and whether inside the energy window; null in older results")
     metrics: Metrics = Field(default_factory=Metrics)
     energy: EnergyResult = Field(default_factory=EnergyResult)
     phase_energy: PhaseEnergy = Field(default_factory=PhaseEnergy)
