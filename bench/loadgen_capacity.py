@@ -10,6 +10,8 @@ chunks, in its own process, on other cores when there are any) with the client p
 aiohttp reading the stream the way `vllm bench serve`'s OpenAI completions request function does.
 
 Load points (each repetition runs all of them for both clients, alternating which goes first):
+- `floor`: one stream at 200 tokens/s: the client does almost nothing, so its timestamp error here is
+  this machine's wake-up latency (scheduler, loopback): the floor under every other point;
 - `paced R`: C streams, each token `C/R` s after the previous one of its stream (offered R tokens/s);
 - `flat out`: the stub streams as fast as the socket takes it (the client's ceiling, tokens/s);
 - `short`: 4-token requests as fast as possible (the client's ceiling, requests/s).
@@ -19,7 +21,8 @@ per token (`time.process_time` of the client process: the least load-dependent f
 what one dedicated core could take), and the timestamp error: the client's record of each token
 minus the stub's `time.time()` right before it wrote that token to the socket (same host clock), an
 upper bound that includes the loopback transfer and any wait in the client's socket buffer; p50/p99
-over all tokens. The capacity is the highest paced rate the client achieved (>= 95 % of offered)
+over all tokens. `preempt/s`: the client's involuntary context switches per second (getrusage):
+other processes taking its core, the usual cause of a large error on a busy machine. The capacity is the highest paced rate the client achieved (>= 95 % of offered)
 with a timestamp error p99 < 1 ms; flat-out p99 is large by construction (a backlog in the socket).
 Target: >= 20,000 streamed tokens/s on one core with p99 < 1 ms.
 
@@ -34,6 +37,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -109,9 +113,10 @@ def one_run(client: str, url: str, tag: str, point: dict) -> dict:
                "stream_options": {"include_usage": True}, "temperature": 0.0, "stub_itl_s": point["itl_s"]}
               for i in range(point["requests"])]
     _get_json(url + "/sendlog")  # clear
-    cpu0 = time.process_time()
+    cpu0, preempt0, wall0 = time.process_time(), resource.getrusage(resource.RUSAGE_SELF).ru_nivcsw, time.time()
     records = asyncio.run(CLIENTS[client](url, bodies, point["concurrency"]))
-    cpu_s = time.process_time() - cpu0
+    cpu_s, wall_s = time.process_time() - cpu0, time.time() - wall0
+    preempted = resource.getrusage(resource.RUSAGE_SELF).ru_nivcsw - preempt0
     sent = _get_json(url + "/sendlog")
     errors, tokens = [], 0
     for prompt, _send, _done, times in records:
@@ -122,13 +127,13 @@ def one_run(client: str, url: str, tag: str, point: dict) -> dict:
         tokens += len(times)
     span_s = max(r[2] for r in records) - min(r[1] for r in records)
     return {"tokens_per_s": tokens / span_s, "requests_per_s": len(records) / span_s,
-            "cpu_us_per_token": 1e6 * cpu_s / tokens, "err_p50_s": _pct(errors, 0.5), "err_p99_s": _pct(errors, 0.99)}
+            "cpu_us_per_token": 1e6 * cpu_s / tokens, "preempt_per_s": preempted / wall_s, "err_p50_s": _pct(errors, 0.5), "err_p99_s": _pct(errors, 0.99)}
 
 
 def load_points(rates: list[float], concurrency: int, tokens: int, seconds: float) -> dict[str, dict]:
-    points = {}
+    points = {"floor": {"concurrency": 1, "tokens": 64, "itl_s": 1 / 200, "requests": 4, "offered": 200.0}}
     for rate in rates:
-        n = max(2 * concurrency, int(rate * seconds / tokens))
+        n = concurrency * max(2, round(rate * seconds / tokens / concurrency))  # whole waves: no half-empty drain
         points[f"paced {rate:g}"] = {"concurrency": concurrency, "tokens": tokens, "itl_s": concurrency / rate,
                                      "requests": n, "offered": rate}
     points["flat out"] = {"concurrency": concurrency, "tokens": tokens, "itl_s": 0.0, "requests": 4 * concurrency,
@@ -154,7 +159,7 @@ def _spread(values: list[float]) -> str:
 
 def report(points: dict, runs: dict) -> None:
     print(f"\n{'point':<14}{'client':<9}{'tokens/s med [min-max]':>28}{'req/s med':>11}{'CPU us/tok':>12}"
-          f"{'ts err p50 ms':>15}{'p99 ms':>9}")
+          f"{'ts err p50 ms':>15}{'p99 ms':>9}{'preempt/s':>11}")
     for name in points:
         for client in CLIENTS:
             rs = runs[name][client]
@@ -162,7 +167,8 @@ def report(points: dict, runs: dict) -> None:
                   f"{statistics.median(r['requests_per_s'] for r in rs):>11,.0f}"
                   f"{statistics.median(r['cpu_us_per_token'] for r in rs):>12.1f}"
                   f"{1e3 * statistics.median(r['err_p50_s'] for r in rs):>15.3f}"
-                  f"{1e3 * statistics.median(r['err_p99_s'] for r in rs):>9.3f}")
+                  f"{1e3 * statistics.median(r['err_p99_s'] for r in rs):>9.3f}"
+                  f"{statistics.median(r['preempt_per_s'] for r in rs):>11.0f}")
     print("\nllem / aiohttp, per repetition (median [min-max]):")
     for name in points:
         pairs = list(zip(runs[name]["llem"], runs[name]["aiohttp"]))
@@ -171,19 +177,22 @@ def report(points: dict, runs: dict) -> None:
         print(f"  {name:<14} tokens/s {statistics.median(tput):.2f} [{min(tput):.2f}-{max(tput):.2f}]   "
               f"CPU per token {statistics.median(cpu):.2f} [{min(cpu):.2f}-{max(cpu):.2f}]")
     print()
+    med = lambda name, client, key: statistics.median(r[key] for r in runs[name][client])  # noqa: E731
     for client in CLIENTS:
-        kept = [(p["offered"], statistics.median(r["tokens_per_s"] for r in runs[n][client]))
-                for n, p in points.items() if p["offered"]
-                and statistics.median(r["err_p99_s"] for r in runs[n][client]) < ERR_P99_TARGET_S
-                and statistics.median(r["tokens_per_s"] for r in runs[n][client]) >= 0.95 * p["offered"]]
-        flat = statistics.median(r["tokens_per_s"] for r in runs["flat out"][client])
-        cpu = statistics.median(r["cpu_us_per_token"] for r in runs["flat out"][client])
-        cap = max((achieved for _o, achieved in kept), default=None)
-        print(f"{client}: capacity with timestamp error p99 < 1 ms: "
-              f"{f'{cap:,.0f} tokens/s' if cap else 'none of the paced points'}; flat out {flat:,.0f} tokens/s, "
-              f"{statistics.median(r['requests_per_s'] for r in runs['short'][client]):,.0f} requests/s (4 tokens); "
-              f"{cpu:.1f} CPU us/token = {1e6 / cpu:,.0f} tokens/s on a dedicated core; "
-              f"target {TARGET_TOKENS_PER_S:,} tokens/s: {'met' if cap and cap >= TARGET_TOKENS_PER_S else 'NOT met here'}")
+        kept = [med(n, client, "tokens_per_s") for n, p in points.items() if n.startswith("paced")
+                and med(n, client, "err_p99_s") < ERR_P99_TARGET_S and med(n, client, "tokens_per_s") >= 0.95 * p["offered"]]
+        cap = max(kept, default=None)
+        line = (f"{client}: capacity with timestamp error p99 < 1 ms: "
+                f"{f'{cap:,.0f} tokens/s' if cap else 'none of the paced points'} "
+                f"(target {TARGET_TOKENS_PER_S:,}: {'met' if cap and cap >= TARGET_TOKENS_PER_S else 'NOT met here'}); "
+                f"this machine's floor (1 stream) p50 {1e3 * med('floor', client, 'err_p50_s'):.3f} ms, "
+                f"p99 {1e3 * med('floor', client, 'err_p99_s'):.3f} ms")
+        if "flat out" in runs:
+            cpu = med("flat out", client, "cpu_us_per_token")
+            line += (f"; flat out {med('flat out', client, 'tokens_per_s'):,.0f} tokens/s at {cpu:.1f} CPU us/token "
+                     f"(= {1e6 / cpu:,.0f} tokens/s for a dedicated core); "
+                     f"{med('short', client, 'requests_per_s'):,.0f} requests/s of 4 tokens")
+        print(line)
 
 
 def main() -> None:
@@ -193,6 +202,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--tokens", type=int, default=128, help="tokens per request (paced and flat-out points)")
     parser.add_argument("--seconds", type=float, default=2.0, help="about how long each paced run lasts")
+    parser.add_argument("--paced-only", action="store_true",
+                        help="skip the flat-out and short points (they take a whole core: e.g. under chrt)")
     parser.add_argument("--client-cpu", type=int, default=None, help="core for the client (default: the first allowed)")
     args = parser.parse_args()
 
@@ -204,10 +215,17 @@ def main() -> None:
           f"{client_cpu}, stub on CPU(s) {sorted(stub_cpus)}"
           f"{'  (SAME core: the stub competes with the client)' if client_cpu in stub_cpus else ''}")
     points = load_points([float(r) for r in args.rates.split(",")], args.concurrency, args.tokens, args.seconds)
+    if args.paced_only:
+        points = {n: p for n, p in points.items() if n not in ("flat out", "short")}
+    policy = {os.SCHED_OTHER: "normal", os.SCHED_FIFO: "FIFO", os.SCHED_RR: "RR"}.get(os.sched_getscheduler(0), "other")
+    print(f"scheduling policy {policy}, nice {os.nice(0)}")
     stub, url = start_stub(stub_cpus)
     os.sched_setaffinity(0, {client_cpu})
     runs = {name: {c: [] for c in CLIENTS} for name in points}
     try:
+        for client in CLIENTS:  # imports, first connections: not measured
+            one_run(client, url, f"warm-{client}", {"concurrency": args.concurrency, "tokens": 4, "itl_s": 0.0,
+                                                   "requests": args.concurrency})
         for rep in range(args.reps):
             order = list(CLIENTS) if rep % 2 == 0 else list(reversed(CLIENTS))
             for name, point in points.items():
@@ -216,7 +234,8 @@ def main() -> None:
                     runs[name][client].append(r)
                     print(f"rep {rep} {name:<14} {client:<8} {r['tokens_per_s']:>10,.0f} tok/s "
                           f"{r['requests_per_s']:>7,.0f} req/s {r['cpu_us_per_token']:>6.1f} us/tok "
-                          f"err p50 {1e3 * r['err_p50_s']:.3f} ms p99 {1e3 * r['err_p99_s']:.3f} ms", flush=True)
+                          f"err p50 {1e3 * r['err_p50_s']:.3f} ms p99 {1e3 * r['err_p99_s']:.3f} ms "
+                          f"preempt {r['preempt_per_s']:.0f}/s", flush=True)
     finally:
         stub.terminate()
         stub.wait(timeout=10)

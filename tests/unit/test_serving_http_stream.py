@@ -120,6 +120,12 @@ def test_a_server_closing_mid_stream_or_going_silent_fails_the_request_and_keeps
     assert silent.done_s is not None
 
 
+def test_bytes_that_are_not_utf8_are_replaced_as_a_text_decoder_would_not_a_crash():
+    event = b'data: {"choices":[{"index":0,"text":"\xff","finish_reason":"length"}]}\n\n'
+    trace = _one([HEAD_CHUNKED + _chunk(event) + _chunk(b"data: [DONE]\n\n") + b"0\r\n\r\n"])
+    assert trace.ok and len(trace.token_times_s) == 1
+
+
 def test_garbage_instead_of_json_is_an_error_not_a_token():
     trace = _one([HEAD_CHUNKED + _chunk(b"data: {not json\n\n") + b"0\r\n\r\n"])
     assert not trace.ok and trace.error.startswith("JSONDecodeError") and not trace.chunk_times_s

@@ -83,6 +83,9 @@ async def _one_request(client: httpx.AsyncClient, body: dict, trace: RequestTrac
         trace.done_s = time.time()
 
 
+_decode_json = json.JSONDecoder().decode  # json.loads without its per-call checks (same decoder)
+
+
 class _StreamRecorder:
     """Records one SSE line of a streamed completion into the trace, at the time its bytes arrived.
 
@@ -102,7 +105,7 @@ class _StreamRecorder:
         data = line[5:].strip()
         if data == b"[DONE]":
             return True
-        chunk = json.loads(data)
+        chunk = _decode_json(data.decode("utf-8", "replace"))
         trace = self.trace
         if chunk.get("usage"):
             trace.usage = chunk["usage"]
