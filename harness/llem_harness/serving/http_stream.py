@@ -2,7 +2,7 @@
 over, with the time its bytes arrived, from inside the socket's data callback.
 
 Why not httpx for the streams: with httpx each streamed token passes through h11's pure-Python
-event machine, httpcore and httpx's decoders (about 50-80 us of client CPU per token,
+event machine, httpcore and httpx's decoders (30-100 us of client CPU per token,
 bench/loadgen_capacity.py), so one client core could not follow a fast server, and a token's record
 time included that parsing and any queue behind it. Here the arrival time is read once per socket
 read, before any parsing, and shared by the lines that read completed; chunked framing, line
@@ -193,8 +193,11 @@ class StreamPool:
             if not conn.closed:
                 return conn
         loop = asyncio.get_running_loop()
-        _transport, conn = await asyncio.wait_for(
-            loop.create_connection(lambda: _Connection(self), self.host, self.port), self.connect_timeout_s)
+        try:
+            _transport, conn = await asyncio.wait_for(
+                loop.create_connection(lambda: _Connection(self), self.host, self.port), self.connect_timeout_s)
+        except asyncio.TimeoutError:  # not the builtin TimeoutError before Python 3.11
+            raise TimeoutError(f"no connection to {self.host}:{self.port} within {self.connect_timeout_s:g} s") from None
         return conn
 
     async def post(self, path: str, body: dict, on_line: OnLine) -> tuple[int, bytes]:
@@ -222,6 +225,12 @@ class StreamPool:
             done, _ = await asyncio.wait((fut,), timeout=self.read_timeout_s - silent_s)
             if done:
                 return fut.result()
+
+    async def __aenter__(self) -> "StreamPool":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        self.close()
 
     def close(self) -> None:
         for conn in self.idle:

@@ -146,8 +146,8 @@ async def drive(base_url: str, bodies: list[dict], plan: LoadPlan, tracker: Wind
     def cap_reached() -> bool:
         return plan.duration_cap_s is not None and time.time() - t0 >= plan.duration_cap_s
 
-    streams = StreamPool(base_url, read_timeout_s=plan.request_timeout_s)
-    async with httpx.AsyncClient(base_url=base_url, timeout=timeout, limits=limits) as client:
+    async with httpx.AsyncClient(base_url=base_url, timeout=timeout, limits=limits) as client, \
+            StreamPool(base_url, read_timeout_s=plan.request_timeout_s) as streams:
         t0 = time.time()  # once the client exists: its set-up (SSL context) must not shift the schedule
 
         async def send(i: int) -> None:
@@ -179,7 +179,6 @@ async def drive(base_url: str, bodies: list[dict], plan: LoadPlan, tracker: Wind
                     break
                 tasks.append(asyncio.create_task(send(i)))
             await asyncio.gather(*tasks)
-    streams.close()
     return sorted(traces, key=lambda t: t.index)
 
 
