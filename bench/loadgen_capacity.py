@@ -177,7 +177,10 @@ def report(points: dict, runs: dict) -> None:
         print(f"  {name:<14} tokens/s {statistics.median(tput):.2f} [{min(tput):.2f}-{max(tput):.2f}]   "
               f"CPU per token {statistics.median(cpu):.2f} [{min(cpu):.2f}-{max(cpu):.2f}]")
     print()
-    med = lambda name, client, key: statistics.median(r[key] for r in runs[name][client])  # noqa: E731
+
+    def med(name: str, client: str, key: str) -> float:
+        return statistics.median(r[key] for r in runs[name][client])
+
     for client in CLIENTS:
         kept = [med(n, client, "tokens_per_s") for n, p in points.items() if n.startswith("paced")
                 and med(n, client, "err_p99_s") < ERR_P99_TARGET_S and med(n, client, "tokens_per_s") >= 0.95 * p["offered"]]
