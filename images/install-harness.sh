@@ -1,5 +1,5 @@
 #!/bin/sh
-# Shared by the GPU engine images (images/vllm, images/tensorrt_llm): put the llem harness into the
+# Shared by the GPU engine images (images/gpu/Dockerfile: vllm, tensorrt_llm): put the llem harness into the
 # engine's environment without moving anything the engine pinned. Run from the Dockerfile as root:
 #   sh install-harness.sh SOURCE_TREE ENGINE_MODULE
 # 1. The interpreter: the runner starts `python -u -m llem_harness` (runners/docker_runner.py). Where

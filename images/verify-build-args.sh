@@ -1,5 +1,5 @@
 #!/bin/sh
-# Shared by every images/<engine>/Dockerfile: refuse to label an image with a version or contract
+# Shared by every engine Dockerfile (images/*/Dockerfile): refuse to label an image with a version or contract
 # fingerprint that differs from the source tree installed in it (a stale label would let the host
 # accept an image whose result files it cannot read). Usage: verify-build-args.sh ENGINE VERSION CONTRACT
 set -eu

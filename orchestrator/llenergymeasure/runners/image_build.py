@@ -12,6 +12,14 @@ from ..errors import PreFlightError
 
 IMAGE_REPOSITORY = "llenergymeasure"
 
+# The GPU engines share one Dockerfile (images/gpu/Dockerfile) taking the engine as build argument
+# ENGINE; their official base images, pinned by tag, are stated here once (`--base-image` overrides).
+GPU_ENGINE_BASE_IMAGES = {
+    "vllm": "vllm/vllm-openai:v0.33.0",
+    "tensorrt_llm": "nvcr.io/nvidia/tensorrt-llm/release:1.2.1",
+}
+GPU_DOCKERFILE = "gpu"
+
 
 def llem_version() -> str:
     from .. import __version__
@@ -35,20 +43,28 @@ def repo_root() -> Path:
 
 
 def dockerfile_for(engine: str) -> Path:
-    return repo_root() / "images" / engine / "Dockerfile"
+    """images/gpu/Dockerfile for a GPU engine, else images/<engine>/Dockerfile."""
+    return repo_root() / "images" / (GPU_DOCKERFILE if engine in GPU_ENGINE_BASE_IMAGES else engine) / "Dockerfile"
 
 
 def buildable_engines() -> list[str]:
     root = repo_root()
-    return sorted(p.parent.name for p in (root / "images").glob("*/Dockerfile"))
+    own = {p.parent.name for p in (root / "images").glob("*/Dockerfile")} - {GPU_DOCKERFILE}
+    gpu = set(GPU_ENGINE_BASE_IMAGES) if (root / "images" / GPU_DOCKERFILE / "Dockerfile").is_file() else set()
+    return sorted(own | gpu)
 
 
-def build_args(base_image: str | None = None, extra: dict[str, str] | None = None) -> dict[str, str]:
+def build_args(base_image: str | None = None, extra: dict[str, str] | None = None,
+               engine: str | None = None) -> dict[str, str]:
     """Build arguments every engine image takes: its base, version and contract fingerprint, plus
-    the engine's own (`extra`, e.g. VLLM_BACKEND=cpu for images/vllm), which cannot override those."""
+    the engine's own (`extra`, e.g. VLLM_BACKEND=cpu for vllm), which cannot override those. A GPU
+    engine also gets ENGINE and, without `base_image`, its pinned base (GPU_ENGINE_BASE_IMAGES)."""
     from ..domain import contract_fingerprint
 
     args = {**(extra or {}), "LLEM_VERSION": llem_version(), "LLEM_CONTRACT": contract_fingerprint()}
+    if engine in GPU_ENGINE_BASE_IMAGES:
+        args["ENGINE"] = engine
+        base_image = base_image or GPU_ENGINE_BASE_IMAGES[engine]
     if base_image:
         args["BASE_IMAGE"] = base_image
     return args
@@ -57,7 +73,7 @@ def build_args(base_image: str | None = None, extra: dict[str, str] | None = Non
 def build_image(engine: str, base_image: str | None = None, tag: str | None = None,
                 on_line: Callable[[str], None] = print, client=None,
                 extra_build_args: dict[str, str] | None = None) -> str:
-    """Build `images/<engine>/Dockerfile` from the repo root, streaming the build log. Returns the tag."""
+    """Build the engine's Dockerfile (`dockerfile_for`) from the repo root, streaming the build log. Returns the tag."""
     from .docker_support import docker_client
 
     dockerfile = dockerfile_for(engine)
@@ -70,7 +86,7 @@ def build_image(engine: str, base_image: str | None = None, tag: str | None = No
     root = repo_root()
     try:
         stream = client.api.build(path=str(root), dockerfile=str(dockerfile.relative_to(root)), tag=tag,
-                                  buildargs=build_args(base_image, extra_build_args), network_mode="host", rm=True,
+                                  buildargs=build_args(base_image, extra_build_args, engine), network_mode="host", rm=True,
                                   forcerm=True, decode=True)
         for chunk in stream:
             if "error" in chunk:
