@@ -25,6 +25,7 @@ from llenergymeasure.domain.progress import encode_event
 from .after_window import AfterWindow, attach_window_records
 from .engines.base import BatchOutput, create_adapter
 from .host_info import base_environment
+from .startup import harness_start, import_engine
 from .lifecycle import ignore_further_signals, install_signal_handlers, stop_with_parent, storage_failure
 
 log = logging.getLogger("llem_harness")
@@ -111,6 +112,8 @@ def run(spec: RunSpec, run_dir: Path) -> ExperimentResult:
         emit("environment", summary=session.summary())
         Phase.enter("baseline")
         baseline = session.baseline()
+        Phase.enter("importing", engine=config.engine)
+        engine_import_s = import_engine(config.engine, config.model)
         Phase.enter("loading", model=config.model)
         load_start = time.monotonic()
         adapter.load()
@@ -169,7 +172,8 @@ def run(spec: RunSpec, run_dir: Path) -> ExperimentResult:
             effective=effective, n_requests=len(requests), latency_reference=LATENCY_REFERENCE, prompt_cache=cache,
             input_tokens_total=sum(r.input_tokens for r in requests),
             output_tokens_total=sum(r.output_tokens for r in requests),
-            window_s=window.window_s, model_load_s=model_load_s, harness_wall_s=time.monotonic() - wall_start,
+            window_s=window.window_s, model_load_s=model_load_s, engine_import_s=engine_import_s,
+            harness_start=harness_start(), harness_wall_s=time.monotonic() - wall_start,
             requests=requests, metrics=metrics, energy=window.energy, phase_energy=phase_energy,
             baseline=baseline, warmup=warmup, sampler=window.sampler, throttle=window.throttle,
             thermal=window.thermal, cpu_energy=window.cpu_energy, environment=environment,

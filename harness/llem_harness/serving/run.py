@@ -25,6 +25,7 @@ from llenergymeasure.domain.latency import LATENCY_REFERENCE, LATENCY_REFERENCE_
 
 from ..after_window import AfterWindow, attach_window_records
 from ..host_info import base_environment
+from ..startup import harness_start
 from .arrivals import send_offsets_s
 from .loadgen import LoadPlan, RequestTrace, count_prompt_tokens, drive
 from .process import SERVER_LOG_FILE, ServerFailed, ServerProcess
@@ -160,7 +161,7 @@ def run_serving(spec: RunSpec, run_dir: Path, phase, emit, now_iso) -> Experimen
                        "window_edge_stall_ms": [round(x * 1000, 3) for x in live.stalls_s]},
             n_requests=len(records), input_tokens_total=sum(r.input_tokens for r in records),
             output_tokens_total=n_out_total, latency_reference=LATENCY_REFERENCE, prompt_cache=cache,
-            window_s=window.window_s, model_load_s=ready_s, harness_wall_s=time.monotonic() - wall_start,
+            window_s=window.window_s, model_load_s=ready_s, harness_start=harness_start(), harness_wall_s=time.monotonic() - wall_start,
             requests=records, metrics=metrics, energy=window.energy,
             phase_energy=PhaseEnergy(unavailable_reason="serving: prefill and decode of concurrent requests overlap"),
             baseline=baseline, warmup=warmup, sampler=window.sampler, throttle=window.throttle,
