@@ -17,7 +17,10 @@ Protocol (Unix SOCK_SEQPACKET, one JSON message per packet):
 - when the control socket reaches end of file (llem exited, however: `kill -9` included) the
   worker stops its children's process groups (SIGTERM, a grace, SIGKILL) and exits.
 
-    python -u -m llem_harness.worker ENGINE CONTROL_FD [MODEL]
+    python -u -m llem_harness.worker ENGINE CONTROL_FD MODEL PADDING
+
+PADDING (spaces) reserves room in the worker's command line for each child's (`ps` shows a forked
+harness as `python -u -m llem_harness RUN_DIR`, like a fresh one).
 """
 from __future__ import annotations
 
@@ -56,6 +59,34 @@ def fork_refusal(native_threads: int) -> str | None:
     return None
 
 
+def _argument_area() -> tuple[int, int] | None:
+    """Where this process's command line lives in its memory (/proc/PID/stat fields 48-49)."""
+    try:
+        fields = open("/proc/self/stat").read().rpartition(")")[2].split()
+        return int(fields[45]), int(fields[46])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def command_line_refusal(argv: list[str]) -> str | None:
+    area = _argument_area()
+    needed = len(b"\0".join(a.encode() for a in argv)) + 1
+    if area is None or area[1] - area[0] < needed:
+        return "the pre-imported worker has no room to show the harness's command line"
+    return None
+
+
+def _show_command_line(argv: list[str]) -> None:
+    """Rewrite this process's command line in place (what `ps` and `pgrep -f` read) to the one a fresh
+    harness has: tools that find a run's harness by its command line find a forked one alike."""
+    import ctypes
+
+    start, end = _argument_area()
+    text = b"\0".join(a.encode() for a in argv) + b"\0"
+    ctypes.memmove(start, text, len(text))
+    ctypes.memset(start + len(text), 0, end - start - len(text))
+
+
 def _send(sock: socket.socket, message: dict) -> None:
     try:
         sock.send(json.dumps(message).encode())
@@ -82,6 +113,7 @@ def _child(request: dict, fds: list[int], closing: list) -> None:
         os.environ.update(request["env"])
         os.environ[PARENT_ENV] = str(os.getppid())
         os.chdir(request["cwd"])
+        _show_command_line(request["argv"])
         sys.argv = [sys.argv[0], request["run_dir"]]
         from .__main__ import main_and_exit
 
@@ -105,7 +137,7 @@ class Worker:
                 os.close(fd)
             return
         channel = socket.socket(fileno=fds[0])
-        refusal = fork_refusal(self.native_threads)
+        refusal = fork_refusal(self.native_threads) or command_line_refusal(request["argv"])
         if refusal is not None:
             _send(channel, {"refused": refusal})
             channel.close()
@@ -177,7 +209,7 @@ class Worker:
 
 
 def main(argv: list[str]) -> int:
-    engine, control_fd, model = argv[0], int(argv[1]), (argv[2] if len(argv) > 2 else "")
+    engine, control_fd, model = argv[0], int(argv[1]), argv[2]
     control = socket.socket(fileno=control_fd)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # its own session already; llem's Ctrl-C is not for it
     start = time.monotonic()

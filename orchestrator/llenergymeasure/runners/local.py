@@ -90,7 +90,8 @@ class LocalRunner:
             else:
                 read_fd, write_fd = os.pipe()
                 try:
-                    proc = worker.fork(request.run_dir, env, write_fd, stderr_log.fileno())
+                    proc = worker.fork(self.command(request.run_dir), request.run_dir, env, write_fd,
+                                       stderr_log.fileno())
                 finally:
                     os.close(write_fd)
                 if not isinstance(proc, str):

@@ -35,6 +35,7 @@ PER_RUN_ENV = ("CUDA_VISIBLE_DEVICES", START_ENV)  # may differ between runs: re
 READY_TIMEOUT_S = 600.0
 REPLY_TIMEOUT_S = 30.0
 MAX_MESSAGE = 1 << 20
+COMMAND_LINE_ROOM = 4096  # bytes the worker keeps for a child's command line (PATH_MAX)
 
 
 def worker_enabled() -> bool:
@@ -95,7 +96,8 @@ class PreimportedWorker:
         self.control, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._stderr = tempfile.TemporaryFile()
         self._lock = threading.Lock()
-        self.args = [python, "-u", "-m", "llem_harness.worker", engine, str(theirs.fileno()), model]
+        self.args = [python, "-u", "-m", "llem_harness.worker", engine, str(theirs.fileno()), model,
+                     " " * COMMAND_LINE_ROOM]
         try:
             self.proc = subprocess.Popen(self.args, pass_fds=(theirs.fileno(),), env=self.env,
                                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self._stderr,
@@ -131,13 +133,14 @@ class PreimportedWorker:
         self.import_s = message.get("import_s")
         return message.get("refusal")
 
-    def fork(self, run_dir, env: dict[str, str], stdout_w: int, stderr_fd: int) -> ForkedHarness | str:
+    def fork(self, argv: list[str], run_dir, env: dict[str, str], stdout_w: int,
+             stderr_fd: int) -> ForkedHarness | str:
         """Ask for a harness child for `run_dir`; its handle, or why the worker would not fork."""
         differing = _differing(env, self.env)
         if differing:
             return f"the run's environment differs from the pre-imported worker's ({', '.join(differing[:5])})"
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        request = json.dumps({"run_dir": str(run_dir), "env": {**env, START_ENV: FORKED_START},
+        request = json.dumps({"run_dir": str(run_dir), "argv": argv, "env": {**env, START_ENV: FORKED_START},
                               "cwd": os.getcwd()}).encode()
         try:
             with self._lock:
