@@ -94,11 +94,12 @@ def _send(sock: socket.socket, message: dict) -> None:
         pass
 
 
-def _child(request: dict, fds: list[int], closing: list) -> None:
+def _child(request: dict, fds: list[int], closing: list, started_w: int) -> None:
     """In the forked child: become the harness process of one run. Never returns."""
     code = 1
     try:
         os.setsid()
+        os.close(started_w)  # now its own group: the runner may signal it by group from here on
         channel_fd, out_fd, err_fd = fds
         null_fd = os.open(os.devnull, os.O_RDONLY)
         for src, dst in ((null_fd, 0), (out_fd, 1), (err_fd, 2)):
@@ -146,10 +147,15 @@ class Worker:
             return
         sys.stdout.flush()
         sys.stderr.flush()
+        started_r, started_w = os.pipe()
         pid = os.fork()
         if pid == 0:
+            os.close(started_r)
             _child(request, fds, [self.control] + [item for pair in self.children.values() for item in pair
-                                                   if item is not None])
+                                                   if item is not None], started_w)
+        os.close(started_w)
+        os.read(started_r, 1)  # end of file once the child has its own session (or has died)
+        os.close(started_r)
         for fd in fds[1:]:
             os.close(fd)
         pidfd = None

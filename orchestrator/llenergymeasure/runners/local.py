@@ -37,8 +37,12 @@ class LocalRunner:
         self._workers_lock = threading.Lock()
 
     def preflight(self, configs: list) -> None:
-        """Nothing to check: what a crashed llem left running is stopped by the study loop at every
+        """Start the engine's pre-imported worker now, so its import is paid before the first run
+        starts (and a run marked running has its harness process within a moment, as without it).
+        Nothing to check: what a crashed llem left running is stopped by the study loop at every
         start, whatever the runner (runners/watchdog.py: stop_leftovers)."""
+        if self.use_worker and configs:
+            self._worker(_worker_key(configs[0]), configs[0].model)
 
     def command(self, run_dir: Path) -> list[str]:
         return [self.python, "-u", "-m", "llem_harness", str(run_dir)]
@@ -83,8 +87,7 @@ class LocalRunner:
         """The harness process: forked from the engine's pre-imported worker, else a fresh one."""
         why_fresh = "the pre-imported worker is off (LLEM_LOCAL_WORKER=0)" if not self.use_worker else None
         if why_fresh is None:
-            config = request.spec.config
-            worker = self._worker("serving" if config.mode == "serving" else config.engine, config.model)
+            worker = self._worker(_worker_key(request.spec.config), request.spec.config.model)
             if isinstance(worker, str):
                 why_fresh = worker
             else:
@@ -133,6 +136,11 @@ class LocalRunner:
                 if isinstance(worker, PreimportedWorker):
                     worker.close()
             self._workers.clear()
+
+
+def _worker_key(config) -> str:
+    """A serving run's harness imports no engine (the server process does): one worker for serving."""
+    return "serving" if config.mode == "serving" else config.engine
 
 
 def _log_line(handle, text: str) -> None:
