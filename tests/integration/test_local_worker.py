@@ -45,7 +45,7 @@ def test_every_run_is_forked_from_one_worker_that_has_imported_the_engine(tiny_m
         assert result.harness_start == "forked from a pre-imported worker"
         assert result.engine_import_s is not None and result.engine_import_s < 0.5  # imported by the worker
         assert result.model_load_s > 0 and result.n_requests == 2
-        line = log.splitlines()[0]
+        [line] = [line for line in log.splitlines() if line.startswith("llem: ")]
         assert line.startswith("llem: harness pid ") and "forked from a pre-imported worker (pid " in line
         worker_pids.add(int(line.rsplit("(pid ", 1)[1].rstrip(")")))
     assert len(worker_pids) == 1  # one worker per study and engine

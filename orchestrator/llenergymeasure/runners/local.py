@@ -20,7 +20,7 @@ from . import oom_evidence
 from .base import ExitInfo, LinePump, RunRequest, check_timeouts
 from .local_orphans import marker_env
 from .local_worker import FORKED_START, START_ENV, PreimportedWorker, worker_enabled
-from .signals import stop_requested
+from .signals import stop_requested, stop_signal
 
 KILL_GRACE_S = 5.0
 RUNNER_LOG_FILE = "runner.log"  # stdout (progress lines) and stderr of the harness process
@@ -37,12 +37,10 @@ class LocalRunner:
         self._workers_lock = threading.Lock()
 
     def preflight(self, configs: list) -> None:
-        """Start the engine's pre-imported worker now, so its import is paid before the first run
-        starts (and a run marked running has its harness process within a moment, as without it).
-        Nothing to check: what a crashed llem left running is stopped by the study loop at every
-        start, whatever the runner (runners/watchdog.py: stop_leftovers)."""
-        if self.use_worker and configs:
-            self._worker(_worker_key(configs[0]), configs[0].model)
+        """Nothing to check: what a crashed llem left running is stopped by the study loop at every
+        start, whatever the runner (runners/watchdog.py: stop_leftovers). The pre-imported worker is
+        started by the first run, not here: pre-flight comes before the device locks, and its
+        imports must not load a device another study is measuring."""
 
     def command(self, run_dir: Path) -> list[str]:
         return [self.python, "-u", "-m", "llem_harness", str(run_dir)]
@@ -87,7 +85,11 @@ class LocalRunner:
         """The harness process: forked from the engine's pre-imported worker, else a fresh one."""
         why_fresh = "the pre-imported worker is off (LLEM_LOCAL_WORKER=0)" if not self.use_worker else None
         if why_fresh is None:
-            worker = self._worker(_worker_key(request.spec.config), request.spec.config.model)
+            try:
+                worker = self._worker(_worker_key(request.spec.config), request.spec.config.model)
+            except KeyboardInterrupt:  # no harness yet to record the stop: record it here
+                _stopped_before_start(request.run_dir)
+                raise
             if isinstance(worker, str):
                 why_fresh = worker
             else:
@@ -103,9 +105,8 @@ class LocalRunner:
                     return proc
                 os.close(read_fd)
                 why_fresh = proc
-        if why_fresh is not None:
-            _log_line(stderr_log, f"harness started as a fresh process: {why_fresh}")
-        env[START_ENV] = "fresh process" + (f": {why_fresh}" if why_fresh and self.use_worker else "")
+        _log_line(stderr_log, f"harness started as a fresh process: {why_fresh}")
+        env[START_ENV] = "fresh process" + (f": {why_fresh}" if self.use_worker else "")
         return subprocess.Popen(self.command(request.run_dir), stdout=subprocess.PIPE, stderr=stderr_log,
                                 stdin=subprocess.DEVNULL, text=True, bufsize=1, env=env,
                                 start_new_session=True)
@@ -138,13 +139,27 @@ class LocalRunner:
             self._workers.clear()
 
 
+def _stopped_before_start(run_dir: Path) -> None:
+    """error.json for a run stopped while its engine's worker was still importing (first run)."""
+    from ..domain import ERROR_FILE, HarnessError
+    from ..domain.io import write_json_atomic
+
+    error = HarnessError(type="Interrupted", phase="starting",
+                         message=f"stopped by {stop_signal()} before the harness started (the pre-imported "
+                                 "worker was importing the engine)")
+    try:
+        write_json_atomic(run_dir / ERROR_FILE, error)
+    except OSError:
+        pass
+
+
 def _worker_key(config) -> str:
     """A serving run's harness imports no engine (the server process does): one worker for serving."""
     return "serving" if config.mode == "serving" else config.engine
 
 
 def _log_line(handle, text: str) -> None:
-    """A line of llem's own in runner.log, before the harness's output."""
+    """A line of llem's own in runner.log (`llem: ...`), among the harness's output."""
     try:
         handle.write(f"llem: {text}\n".encode())
         handle.flush()

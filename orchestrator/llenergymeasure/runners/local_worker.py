@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import tempfile
@@ -106,6 +107,7 @@ class PreimportedWorker:
             theirs.close()
         self.pid = self.proc.pid
         self.import_s: float | None = None
+        self.ready = False  # imports done; until then it has no child and is stopped at once
 
     def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> str | None:
         """Block until the worker has imported its modules; None when usable, else why not.
@@ -131,6 +133,7 @@ class PreimportedWorker:
         if "error" in message:
             return f"the pre-imported worker could not import the engine: {message['error']}"
         self.import_s = message.get("import_s")
+        self.ready = True
         return message.get("refusal")
 
     def fork(self, argv: list[str], run_dir, env: dict[str, str], stdout_w: int,
@@ -174,10 +177,10 @@ class PreimportedWorker:
         except OSError:
             pass
         try:
-            self.proc.wait(timeout=10.0)
+            self.proc.wait(timeout=10.0 if self.ready else 0.0)
         except subprocess.TimeoutExpired:
             try:
-                os.killpg(self.proc.pid, 9)
+                os.killpg(self.proc.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
             self.proc.wait()
