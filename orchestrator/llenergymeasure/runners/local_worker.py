@@ -134,6 +134,7 @@ class PreimportedWorker:
             return f"the pre-imported worker could not import the engine: {message['error']}"
         self.import_s = message.get("import_s")
         self.ready = True
+        self.control.settimeout(REPLY_TIMEOUT_S)  # a worker that stops reading makes a fork fail, not hang
         return message.get("refusal")
 
     def fork(self, argv: list[str], run_dir, env: dict[str, str], stdout_w: int,
@@ -165,7 +166,7 @@ class PreimportedWorker:
         if "pid" not in message:
             mine.close()
             return message.get("refused") or why
-        return ForkedHarness(mine, int(message["pid"]), None, self.args)
+        return ForkedHarness(mine, int(message["pid"]), None, argv)
 
     def alive(self) -> bool:
         return self.proc.poll() is None
