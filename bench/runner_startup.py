@@ -17,8 +17,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from llenergymeasure.domain.run_spec import FORKED_START, FRESH_START
+
 PATHS = {"fresh": "0", "forked": "1"}  # LLEM_LOCAL_WORKER per path
-EXPECTED_START = {"fresh": "fresh process", "forked": "forked from a pre-imported worker"}
+EXPECTED_START = {"fresh": FRESH_START, "forked": FORKED_START}  # harness_start of each path's runs
 
 
 def _one_study(path: str, model: str, results_dir: Path, index: int) -> dict:

@@ -16,9 +16,8 @@ import os
 import time
 from pathlib import Path
 
-START_ENV = "LLEM_HARNESS_START"  # set by the runner: how this harness process was started
-FRESH_START = "fresh process"
-FORKED_START = "forked from a pre-imported worker"
+from llenergymeasure.domain.run_spec import FRESH_START, HARNESS_START_ENV
+
 SERVING = "serving"  # a serving run's harness imports no engine (the server process does): its worker's key
 
 # What each engine's adapter imports before it can load a model: (module, attribute to resolve).
@@ -82,4 +81,4 @@ def import_engine(engine: str, model: str) -> float:
 
 def harness_start() -> str:
     """How this harness process started, as the runner told it (a fresh process when not told)."""
-    return os.environ.get(START_ENV) or FRESH_START
+    return os.environ.get(HARNESS_START_ENV) or FRESH_START

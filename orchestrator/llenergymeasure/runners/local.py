@@ -19,7 +19,8 @@ from pathlib import Path
 from . import oom_evidence
 from .base import ExitInfo, LinePump, RunRequest, check_timeouts
 from .local_orphans import marker_env
-from .local_worker import FORKED_START, START_ENV, PreimportedWorker, worker_enabled
+from ..domain.run_spec import FORKED_START, FRESH_START, HARNESS_START_ENV
+from .local_worker import PreimportedWorker, worker_enabled
 from .signals import stop_requested, stop_signal
 
 KILL_GRACE_S = 5.0
@@ -106,7 +107,7 @@ class LocalRunner:
                 os.close(read_fd)
                 why_fresh = proc
         _log_line(stderr_log, f"harness started as a fresh process: {why_fresh}")
-        env[START_ENV] = "fresh process" + (f": {why_fresh}" if self.use_worker else "")
+        env[HARNESS_START_ENV] = FRESH_START + (f": {why_fresh}" if self.use_worker else "")
         return subprocess.Popen(self.command(request.run_dir), stdout=subprocess.PIPE, stderr=stderr_log,
                                 stdin=subprocess.DEVNULL, text=True, bufsize=1, env=env,
                                 start_new_session=True)

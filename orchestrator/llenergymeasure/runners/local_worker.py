@@ -26,13 +26,12 @@ import tempfile
 import threading
 import time
 
+from ..domain.run_spec import FORKED_START, HARNESS_START_ENV
 from .local_orphans import pid_alive
 from .signals import stop_requested
 
 WORKER_ENV = "LLEM_LOCAL_WORKER"  # "0": a fresh process per run, no pre-imported worker
-START_ENV = "LLEM_HARNESS_START"  # read by the harness (llem_harness/startup.py) into `harness_start`
-FORKED_START = "forked from a pre-imported worker"
-PER_RUN_ENV = ("CUDA_VISIBLE_DEVICES", START_ENV)  # may differ between runs: read after the fork
+PER_RUN_ENV = ("CUDA_VISIBLE_DEVICES", HARNESS_START_ENV)  # may differ between runs: read after the fork
 READY_TIMEOUT_S = 600.0
 REPLY_TIMEOUT_S = 30.0
 MAX_MESSAGE = 1 << 20
@@ -144,7 +143,7 @@ class PreimportedWorker:
         if differing:
             return f"the run's environment differs from the pre-imported worker's ({', '.join(differing[:5])})"
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        request = json.dumps({"run_dir": str(run_dir), "argv": argv, "env": {**env, START_ENV: FORKED_START},
+        request = json.dumps({"run_dir": str(run_dir), "argv": argv, "env": {**env, HARNESS_START_ENV: FORKED_START},
                               "cwd": os.getcwd()}).encode()
         try:
             with self._lock:
