@@ -47,7 +47,7 @@ def test_every_run_is_forked_from_one_worker_that_has_imported_the_engine(tiny_m
         assert result.model_load_s > 0 and result.n_requests == 2
         [line] = [line for line in log.splitlines() if line.startswith("llem: ")]
         assert line.startswith("llem: harness pid ") and "forked from a pre-imported worker (pid " in line
-        worker_pids.add(int(line.rsplit("(pid ", 1)[1].rstrip(")")))
+        worker_pids.add(int(line.rsplit("(pid ", 1)[1].split(",")[0]))
     assert len(worker_pids) == 1  # one worker per study and engine
     assert not pid_alive(worker_pids.pop())  # stopped with its study
 

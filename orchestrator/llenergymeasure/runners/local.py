@@ -102,7 +102,8 @@ class LocalRunner:
                     os.close(write_fd)
                 if not isinstance(proc, str):
                     proc.stdout = open(read_fd, "r", buffering=1)
-                    _log_line(stderr_log, f"harness pid {proc.pid} {FORKED_START} (pid {worker.pid})")
+                    _log_line(stderr_log, f"harness pid {proc.pid} {FORKED_START} (pid {worker.pid}, which "
+                                          f"imported the engine in {worker.import_s} s)")
                     return proc
                 os.close(read_fd)
                 why_fresh = proc

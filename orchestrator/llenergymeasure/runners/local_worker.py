@@ -92,7 +92,7 @@ class PreimportedWorker:
     """One worker process for one engine; `fork` is safe from several threads (parallel studies)."""
 
     def __init__(self, python: str, engine: str, env: dict[str, str], model: str = ""):
-        self.engine, self.env = engine, dict(env)
+        self.env = dict(env)
         self.control, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._stderr = tempfile.TemporaryFile()
         self._lock = threading.Lock()
