@@ -27,7 +27,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 sys.path.insert(0, str(REPO_ROOT / "bench"))
-from fault_campaign_shared import LONG, SECRET, SMALL, _harness_pids  # noqa: E402 - bench/ on sys.path above
+from fault_campaign_shared import LONG, SECRET, SMALL, _started_harness_pids  # noqa: E402 - bench/ on sys.path above
 
 
 @dataclass
@@ -178,7 +178,7 @@ class Campaign:
         proc = self._start("run", str(path))
         if self._wait(results, lambda m: m["entries"][0]["status"] == "running"):
             time.sleep(1.5)
-            harness = _harness_pids(results)
+            harness = _started_harness_pids(results)
             for pid in harness:
                 os.kill(pid, signal.SIGKILL)
         self._no_traceback("harness kill", proc.communicate(timeout=300)[0])

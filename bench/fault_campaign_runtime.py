@@ -152,13 +152,13 @@ def made_up_gpu_id(campaign) -> None:
 
 # -- 2. orphans: a harness whose llem is gone stops itself; the next start stops what is left ------------
 def harness_stops_with_its_llem(campaign) -> None:
-    from fault_campaign_shared import LONG, _harness_pids
+    from fault_campaign_shared import LONG, _started_harness_pids
 
     path, results = campaign._study("llem-killed", base=LONG)
     proc = campaign._start("run", str(path))
     campaign._wait(results, lambda m: m["entries"][0]["status"] == "running")
     time.sleep(1.5)
-    harness = _harness_pids(results)
+    harness = _started_harness_pids(results)
     os.kill(proc.pid, signal.SIGKILL)
     proc.communicate()
     deadline = time.monotonic() + HARNESS_GONE_WITHIN_S

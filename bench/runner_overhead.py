@@ -8,6 +8,14 @@ floor measured in the same run: a bare `docker run --rm IMAGE true`.
     python bench/runner_overhead.py [--n 4] [--image llenergymeasure/transformers:<version>]
 
 Needs a Docker daemon and the transformers image (`llem images build transformers`).
+
+`--startup` compares instead the local runner's two ways of starting a harness (no Docker):
+a fresh interpreter per run (`LLEM_LOCAL_WORKER=0`) against a child forked from the pre-imported
+worker (the default), on a 3-cycle study of the tiny model, interleaved (ABBA over `--rounds`).
+Per-run overhead beyond model load = the run's wall time in the study loop minus model load,
+baseline(s), warm-up and the measured window: process start, imports, set-up, result writing.
+
+    python bench/runner_overhead.py --startup [--rounds 4]
 """
 from __future__ import annotations
 
@@ -80,7 +88,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=4, help="experiments per runner (default 4)")
     parser.add_argument("--image", default=default_image("transformers"))
     parser.add_argument("--model", default=None, help="local model dir (default: a fresh tiny model)")
+    parser.add_argument("--startup", action="store_true",
+                        help="local runner only: fresh process per run vs forked from the pre-imported worker")
+    parser.add_argument("--rounds", type=int, default=4, help="--startup: 3-cycle studies per path (default 4)")
     args = parser.parse_args(argv)
+    if args.startup:
+        from runner_startup import compare_startup
+
+        return compare_startup(args.rounds, args.model)
 
     with tempfile.TemporaryDirectory(prefix="llem-bench-") as tmp:
         model = args.model

@@ -44,4 +44,6 @@ def harness_phases(run_dir: Path) -> list[str]:
 
 def expected_phases(load_phase: str) -> list[str]:
     """The one run skeleton's phases (offline: `loading`; serving: `server_starting`), as the host relies on."""
-    return ["starting", "environment", "baseline", load_phase, "loaded_idle", "warmup", "measuring", "writing"]
+    importing = ["importing"] if load_phase == "loading" else []  # offline imports its engine in the harness
+    return ["starting", "environment", "baseline", *importing, load_phase, "loaded_idle", "warmup", "measuring",
+            "writing"]

@@ -56,7 +56,9 @@ def stop_with_parent() -> None:
         libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
     except (OSError, AttributeError):
         return
-    if os.getppid() != int(owner):  # llem died before the request took effect
+    # A harness forked by the pre-imported worker (worker.py) dies with that worker, which dies with llem.
+    parent = os.environ.get("LLEM_HARNESS_PARENT_PID", owner)
+    if not parent.isdigit() or os.getppid() != int(parent):  # the parent died before the request took effect
         os.kill(os.getpid(), signal.SIGTERM)
 
 

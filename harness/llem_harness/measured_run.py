@@ -1,6 +1,6 @@
 """One measured run, whatever the workload: the order of the measurement, written once.
 
-    set up the measurement -> environment -> idle baseline -> load -> loaded idle -> prepare prompts
+    set up the measurement -> environment -> idle baseline -> import (offline) -> load -> loaded idle -> prepare prompts
     -> warm-up -> window open, workload, window closed -> result
 
 Order matters for the measurement (docs/methodology.md): idle baseline before the model loads;
@@ -43,6 +43,10 @@ def measured_run(spec: RunSpec, run_dir: Path) -> ExperimentResult:
         Phase.enter("baseline")
         baseline = session.baseline()
 
+        engine_import_s = None
+        if spec.config.mode == "offline":  # serving: the server process imports its engine while it starts
+            Phase.enter("importing", engine=spec.config.engine)
+            engine_import_s = workload.import_engine()
         Phase.enter(workload.load_phase, **workload.load_fields)
         model_load_s = workload.load()
         workload.record_versions(environment, after)
@@ -60,7 +64,8 @@ def measured_run(spec: RunSpec, run_dir: Path) -> ExperimentResult:
         outcome = workload.outcome(session, window, after)
 
         facts = RunFacts(started_at=started_at, wall_start_s=wall_start_s, environment=environment,
-                         baseline=baseline, loaded_idle=loaded_idle, warmup=warmup, model_load_s=model_load_s)
+                         baseline=baseline, loaded_idle=loaded_idle, warmup=warmup, model_load_s=model_load_s,
+                         engine_import_s=engine_import_s)
         return assemble_result(spec, facts, window, outcome, session.warnings(), after)
     finally:  # a failing cleanup is reported, never allowed to replace the measured result
         workload.close(after)

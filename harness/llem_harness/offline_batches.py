@@ -18,6 +18,7 @@ from llenergymeasure.domain.latency import LATENCY_REFERENCE_DEFINITION, request
 
 from .datasets import load_prompts, warmup_prompts
 from .engines.base import BatchOutput, create_adapter
+from .startup import import_engine
 from .workload import Emit, WorkloadOutcome
 
 
@@ -34,6 +35,9 @@ class OfflineBatches:
         self.warm_batch: list[str] = []
         self.outputs: list[BatchOutput] = []
         self.perf_to_unix_s = 0.0
+
+    def import_engine(self) -> float | None:
+        return import_engine(self.config.engine, self.config.model)
 
     def load(self) -> float:
         load_start = time.monotonic()

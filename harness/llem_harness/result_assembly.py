@@ -19,6 +19,7 @@ from llenergymeasure.domain.latency import LATENCY_REFERENCE
 
 from .after_window import AfterWindow, attach_window_records
 from .progress import now_iso
+from .startup import harness_start
 from .workload import WorkloadOutcome
 
 
@@ -33,6 +34,7 @@ class RunFacts:
     loaded_idle: BaselineResult | None
     warmup: WarmupResult
     model_load_s: float
+    engine_import_s: float | None  # None: this process imported no engine (serving)
 
 
 def assemble_result(spec: RunSpec, facts: RunFacts, window: Any, outcome: WorkloadOutcome,
@@ -46,7 +48,8 @@ def assemble_result(spec: RunSpec, facts: RunFacts, window: Any, outcome: Worklo
         effective=outcome.effective, n_requests=len(records), latency_reference=LATENCY_REFERENCE,
         prompt_cache=outcome.prompt_cache, input_tokens_total=sum(r.input_tokens for r in records),
         output_tokens_total=sum(r.output_tokens for r in records),
-        window_s=window.window_s, model_load_s=facts.model_load_s,
+        window_s=window.window_s, model_load_s=facts.model_load_s, engine_import_s=facts.engine_import_s,
+        harness_start=harness_start(),
         harness_wall_s=time.monotonic() - facts.wall_start_s,
         requests=records, metrics=outcome.metrics, energy=window.energy, phase_energy=outcome.phase_energy,
         baseline=facts.baseline, warmup=facts.warmup, sampler=window.sampler, throttle=window.throttle,

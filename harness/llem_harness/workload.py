@@ -47,6 +47,10 @@ class Workload(Protocol):
     load_phase: str               # phase entered while the model loads ("loading" / "server_starting")
     load_fields: dict[str, Any]   # fields of that phase event
 
+    def import_engine(self) -> float | None:
+        """Import the engine's modules in this process, timed apart from the load (startup.py);
+        None when this process imports no engine (serving: the server process does)."""
+
     def load(self) -> float:
         """Load the model (offline: the adapter; serving: start the server); returns model_load_s."""
 

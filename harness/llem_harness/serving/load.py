@@ -61,6 +61,9 @@ class ServingLoad:
         self.traces: list[RequestTrace] = []
         self.live: LiveEdges | None = None       # the window edges read inside the load
 
+    def import_engine(self) -> float | None:
+        return None  # the server process imports its engine, inside model_load_s
+
     def load(self) -> float:
         self.server.start()
         self.ready_s = self.server.wait_ready(self.cfg.ready_timeout_s)

@@ -58,7 +58,14 @@ class ExperimentResult(OpenModel):
     window_s: float = Field(
         ..., description="measured window (offline: the batches, device-synchronised at both edges; serving: the "
                          "steady state)")
-    model_load_s: float | None = None
+    engine_import_s: float | None = Field(
+        None, description="importing the engine's modules in the harness process, timed apart from the load; near 0 "
+                          "when forked from the local runner's pre-imported worker; null in serving mode")
+    model_load_s: float | None = Field(
+        None, description="loading the model, after the engine import (serving: server start to ready)")
+    harness_start: str | None = Field(
+        None, description="how the harness process started: 'fresh process' (with the reason when the "
+                          "pre-imported worker could not be used) or 'forked from a pre-imported worker'")
     harness_wall_s: float | None = None
     requests: list[RequestRecord] = Field(default_factory=list)
     latency_reference: str | None = Field(

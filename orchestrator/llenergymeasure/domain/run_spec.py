@@ -19,6 +19,10 @@ CONTAINER_RUN_DIR = "/llem/run"
 # The harness's exit status when it failed for want of storage (disk full, quota): the host records
 # `StorageError` from it even when error.json itself could not be written (sysexits EX_IOERR).
 HARNESS_EXIT_STORAGE = 74
+# How the runner started the harness process (`harness_start` in result.json): set in its environment.
+HARNESS_START_ENV = "LLEM_HARNESS_START"
+FRESH_START = "fresh process"
+FORKED_START = "forked from a pre-imported worker"
 
 
 class RunSpec(StrictModel):

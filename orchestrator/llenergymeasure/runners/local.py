@@ -1,7 +1,10 @@
 """LocalRunner: the harness as a subprocess in its own process group.
 
 The group is killed on timeout or interrupt, so engine worker processes (vLLM spawns some)
-die with it. The same run directory and command serve the Docker runner.
+die with it. The same run directory and command serve the Docker runner. By default each
+harness is forked from a pre-imported worker started once per study and engine (local_worker.py:
+the imports are paid once, each experiment still gets a fresh process); when the worker cannot
+be used the run starts as a fresh interpreter and its runner.log and `harness_start` say why.
 """
 from __future__ import annotations
 
@@ -9,13 +12,16 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 from . import oom_evidence
 from .base import ExitInfo, LinePump, RunRequest, check_timeouts
 from .local_orphans import marker_env
-from .signals import stop_requested
+from ..domain.run_spec import FORKED_START, FRESH_START, HARNESS_START_ENV
+from .local_worker import PreimportedWorker, worker_enabled
+from .signals import stop_requested, stop_signal
 
 KILL_GRACE_S = 5.0
 RUNNER_LOG_FILE = "runner.log"  # stdout (progress lines) and stderr of the harness process
@@ -24,31 +30,34 @@ RUNNER_LOG_FILE = "runner.log"  # stdout (progress lines) and stderr of the harn
 class LocalRunner:
     name = "local"
 
-    def __init__(self, python: str | None = None, env: dict[str, str] | None = None):
+    def __init__(self, python: str | None = None, env: dict[str, str] | None = None, worker: bool | None = None):
         self.python = python or sys.executable
         self.extra_env = env or {}
+        self.use_worker = worker_enabled() if worker is None else worker
+        self._workers: dict[str, PreimportedWorker | str] = {}  # engine -> its worker, or why it has none
+        self._workers_lock = threading.Lock()
 
     def preflight(self, configs: list) -> None:
         """Nothing to check: what a crashed llem left running is stopped by the study loop at every
-        start, whatever the runner (runners/watchdog.py: stop_leftovers)."""
+        start, whatever the runner (runners/watchdog.py: stop_leftovers). The pre-imported worker is
+        started by the first run, not here: pre-flight comes before the device locks, and its
+        imports must not load a device another study is measuring."""
 
     def command(self, run_dir: Path) -> list[str]:
         return [self.python, "-u", "-m", "llem_harness", str(run_dir)]
 
     def execute(self, request: RunRequest) -> ExitInfo:
-        env = {**os.environ, **self.extra_env, **marker_env(), "PYTHONUNBUFFERED": "1"}
+        env = self._base_env()
         if request.spec.gpu_ids:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(request.spec.gpu_ids)
         log_path = request.run_dir / RUNNER_LOG_FILE
         stderr_log = open(log_path, "ab")
         oom_before = oom_evidence.snapshot()
-        proc = subprocess.Popen(self.command(request.run_dir), stdout=subprocess.PIPE, stderr=stderr_log,
-                                stdin=subprocess.DEVNULL, text=True, bufsize=1, env=env,
-                                start_new_session=True)
+        proc = self._start(request, env, stderr_log)
         pump = LinePump(proc.stdout, log_path, request.on_event)
         started = time.monotonic()
         try:
-            while proc.poll() is None:
+            while proc.poll() is None and not getattr(proc, "lost", None):
                 if stop_requested.is_set():  # the study is stopping (a worker thread of a parallel study)
                     raise KeyboardInterrupt
                 reason = check_timeouts(started, pump, request.timeout_s, request.silence_timeout_s)
@@ -65,9 +74,98 @@ class LocalRunner:
         finally:
             pump.join()
             _close_quietly(stderr_log)
-        return _exit_info(proc.returncode, oom_before, pump)
+        info = _exit_info(proc.returncode, oom_before, pump)
+        if getattr(proc, "lost", None):
+            info.detail = proc.lost
+        return info
+
+    def _base_env(self) -> dict[str, str]:
+        return {**os.environ, **self.extra_env, **marker_env(), "PYTHONUNBUFFERED": "1"}
+
+    def _start(self, request: RunRequest, env: dict[str, str], stderr_log):
+        """The harness process: forked from the engine's pre-imported worker, else a fresh one."""
+        why_fresh = "the pre-imported worker is off (LLEM_LOCAL_WORKER=0)" if not self.use_worker else None
+        if why_fresh is None:
+            try:
+                worker = self._worker(_worker_key(request.spec.config), request.spec.config.model)
+            except KeyboardInterrupt:  # no harness yet to record the stop: record it here
+                _stopped_before_start(request.run_dir)
+                raise
+            if isinstance(worker, str):
+                why_fresh = worker
+            else:
+                read_fd, write_fd = os.pipe()
+                try:
+                    proc = worker.fork(self.command(request.run_dir), request.run_dir, env, write_fd,
+                                       stderr_log.fileno())
+                finally:
+                    os.close(write_fd)
+                if not isinstance(proc, str):
+                    proc.stdout = open(read_fd, "r", buffering=1)
+                    _log_line(stderr_log, f"harness pid {proc.pid} {FORKED_START} (pid {worker.pid}, which "
+                                          f"imported the engine in {worker.import_s} s)")
+                    return proc
+                os.close(read_fd)
+                why_fresh = proc
+        _log_line(stderr_log, f"harness started as a fresh process: {why_fresh}")
+        env[HARNESS_START_ENV] = FRESH_START + (f": {why_fresh}" if self.use_worker else "")
+        return subprocess.Popen(self.command(request.run_dir), stdout=subprocess.PIPE, stderr=stderr_log,
+                                stdin=subprocess.DEVNULL, text=True, bufsize=1, env=env,
+                                start_new_session=True)
+
+    def _worker(self, engine: str, model: str) -> PreimportedWorker | str:
+        """The engine's worker (started and imported on first use), or why there is none."""
+        with self._workers_lock:
+            worker = self._workers.get(engine)
+            if isinstance(worker, PreimportedWorker) and not worker.alive():
+                worker.close()
+                worker = self._workers[engine] = f"the pre-imported worker (pid {worker.pid}) exited"
+            if worker is None:
+                try:
+                    worker = PreimportedWorker(self.python, engine, self._base_env(), model)
+                except OSError as exc:
+                    worker = f"the pre-imported worker could not start ({exc})"
+                else:
+                    why_not = worker.wait_ready()
+                    if why_not is not None:
+                        worker.close()
+                        worker = why_not
+                self._workers[engine] = worker
+            return worker
 
     def close(self) -> None:
+        with self._workers_lock:
+            for worker in self._workers.values():
+                if isinstance(worker, PreimportedWorker):
+                    worker.close()
+            self._workers.clear()
+
+
+def _stopped_before_start(run_dir: Path) -> None:
+    """error.json for a run stopped while its engine's worker was still importing (first run)."""
+    from ..domain import ERROR_FILE, HarnessError
+    from ..domain.io import write_json_atomic
+
+    error = HarnessError(type="Interrupted", phase="starting",
+                         message=f"stopped by {stop_signal()} before the harness started (the pre-imported "
+                                 "worker was importing the engine)")
+    try:
+        write_json_atomic(run_dir / ERROR_FILE, error)
+    except OSError:
+        pass
+
+
+def _worker_key(config) -> str:
+    """A serving run's harness imports no engine (the server process does): one worker for serving."""
+    return "serving" if config.mode == "serving" else config.engine
+
+
+def _log_line(handle, text: str) -> None:
+    """A line of llem's own in runner.log (`llem: ...`), among the harness's output."""
+    try:
+        handle.write(f"llem: {text}\n".encode())
+        handle.flush()
+    except OSError:
         pass
 
 
