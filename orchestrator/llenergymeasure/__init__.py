@@ -12,7 +12,7 @@ __all__ = ["run_study", "run_experiment", "__version__"]
 
 def __getattr__(name: str) -> Any:
     if name in ("run_study", "run_experiment"):
-        from .study import api
+        from . import api
 
         return getattr(api, name)
     raise AttributeError(name)

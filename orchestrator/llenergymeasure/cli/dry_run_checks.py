@@ -50,7 +50,7 @@ def _catch(check) -> list[str]:
 
 
 def _parallel_sets(study, run) -> None:
-    from ..study.parallel import plan_gpu_sets
+    from ..executors.parallel import plan_gpu_sets
 
     plan_gpu_sets(study, [e.config for e in run.valid()])
 

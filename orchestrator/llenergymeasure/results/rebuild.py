@@ -78,7 +78,7 @@ def _rebuild(study_dir: Path) -> tuple[Path, list[str]]:
 
 def _planned(study_dir: Path, notes: list[str]) -> tuple[list[ManifestEntry], int, str, str]:
     """The entries the study planned (all pending), from study.json; empty when it is unreadable."""
-    from ..study.loop import StudyRun
+    from ..study.study_run import StudyRun
     from ..study.resume import read_study_snapshot, snapshot_cwd
 
     try:

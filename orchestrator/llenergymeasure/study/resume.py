@@ -9,12 +9,15 @@ two designs in one manifest would make the cross-cycle statistics meaningless.
 from __future__ import annotations
 
 import json
+import os
+import socket
 from pathlib import Path
 
 from pydantic import ValidationError
 
 from ..domain import MANIFEST_FILE, StudyConfig, StudyManifest
 from ..errors import ConfigError
+from .manifest import utc_now
 
 STUDY_SNAPSHOT_FILE = "study.json"  # the validated study config, written when the study starts
 
@@ -130,3 +133,18 @@ def open_for_resume(resume_dir: Path, planned: list, n_cycles: int, cycle_order:
 
 def to_rerun(status: str, skip_failed: bool) -> bool:
     return status in ("pending", "running", "interrupted") or (status == "failed" and not skip_failed)
+
+
+def rerun_indices(manifest: StudyManifest, skip_failed: bool, live: tuple[str, ...] = ()) -> list[int]:
+    """Manifest indices to run (again), in execution order. `live`: statuses of runs another
+    process still owns (a Slurm study's `submitted`/`running` tasks), which are left alone."""
+    return [i for i, e in enumerate(manifest.entries)
+            if e.config_hash and e.status not in live and to_rerun(e.status, skip_failed)]
+
+
+def record_resume(manifest: StudyManifest, rerun: int, skip_failed: bool, **extra) -> None:
+    """Note this resume in the manifest (who, where, how many reruns) and mark the study running."""
+    manifest.resumes.append({"at": utc_now(), "pid": os.getpid(), "host": socket.gethostname(),
+                             "rerun": rerun, "skip_failed": skip_failed, **extra,
+                             "completed_before": sum(1 for e in manifest.entries if e.status == "completed")})
+    manifest.status, manifest.stop_reason = "running", None
