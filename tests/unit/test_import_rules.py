@@ -49,10 +49,10 @@ HOST_LAYERS: dict[str, set[str]] = {
     "api": {"executors", "study", "runners", "errors", "domain"},          # run_study / run_experiment
     "executors": {"study", "results", "runners", "errors", "domain"},      # how planned runs execute
     "study": {"results", "runners", "errors", "domain"},                   # the plan of a study
-    # Beside the study: reads and rebuilds study directories with the plan's own readers, and the
-    # plan writes its outputs through it (a circle between two of their files would still fail).
-    "results": {"study", "runners", "errors", "domain"},
     "runners": {"results", "errors", "domain"},                            # one run's process or container
+    # Beside the layers above: reads and writes a study directory's files (manifest, results,
+    # study.json, tables, report); the plan writes its outputs through it, `llem results` reads.
+    "results": {"errors", "domain"},
     "models": {"errors", "domain"},                                        # tiny models for tests and examples
     "errors": {"domain"},
     "domain": set(),                                                       # the contract

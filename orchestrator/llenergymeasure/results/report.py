@@ -100,7 +100,7 @@ def _header(data, configurations, warnings, version: str) -> str:
 def _snapshot(study_dir: Path) -> dict[str, Any] | None:
     """The study as validated when it started (study.json), or None where absent or unreadable."""
     from ..errors import ConfigError
-    from ..study.resume import read_study_snapshot
+    from .load import read_study_snapshot
 
     try:
         study, _ = read_study_snapshot(study_dir)

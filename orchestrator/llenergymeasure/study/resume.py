@@ -17,9 +17,9 @@ from pydantic import ValidationError
 
 from ..domain import MANIFEST_FILE, StudyConfig, StudyManifest
 from ..errors import ConfigError
+from ..results.load import STUDY_SNAPSHOT_FILE, read_study_snapshot, snapshot_cwd  # noqa: F401 (the readers)
 from .manifest import utc_now
 
-STUDY_SNAPSHOT_FILE = "study.json"  # the validated study config, written when the study starts
 
 
 def read_manifest(study_dir: Path) -> StudyManifest:
@@ -44,27 +44,6 @@ def write_study_snapshot(study_dir: Path, study: StudyConfig, search_dirs: list[
     payload = {"study": study.model_dump(mode="json"), "search_dirs": [str(p) for p in search_dirs],
                "cwd": str(Path(cwd or Path.cwd()).resolve())}
     write_text_atomic(Path(study_dir) / STUDY_SNAPSHOT_FILE, json.dumps(payload, indent=2) + "\n")
-
-
-def read_study_snapshot(study_dir: Path) -> tuple[StudyConfig, list[Path]]:
-    path = Path(study_dir) / STUDY_SNAPSHOT_FILE
-    try:
-        payload = json.loads(path.read_text(encoding="utf-8"))
-        return StudyConfig.model_validate(payload["study"]), [Path(p) for p in payload.get("search_dirs", [])]
-    except FileNotFoundError:
-        raise ConfigError(f"{path} not found: give the study YAML too (llem run STUDY.yaml --resume DIR)") from None
-    except (ValidationError, ValueError, KeyError, TypeError) as exc:
-        raise ConfigError(f"{path} is corrupt ({str(exc).splitlines()[0][:200]}); give the study YAML too "
-                          "(llem run STUDY.yaml --resume DIR)") from None
-
-
-def snapshot_cwd(study_dir: Path) -> Path | None:
-    """The working directory the study started from (None: not recorded, or no snapshot)."""
-    try:
-        cwd = json.loads((Path(study_dir) / STUDY_SNAPSHOT_FILE).read_text(encoding="utf-8")).get("cwd")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return Path(cwd) if isinstance(cwd, str) and cwd else None
 
 
 def explain_change(study_dir: Path, experiment_index: int, new_config) -> str:
