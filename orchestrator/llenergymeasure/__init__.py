@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
+from .version import __version__
+
 __all__ = ["run_study", "run_experiment", "__version__"]
 
 

@@ -14,7 +14,7 @@ IMAGE_REPOSITORY = "llenergymeasure"
 
 
 def llem_version() -> str:
-    from .. import __version__
+    from ..version import __version__
 
     return __version__
 
