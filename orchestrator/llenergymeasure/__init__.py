@@ -6,13 +6,14 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
+from .version import __version__
+
 __all__ = ["run_study", "run_experiment", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
     if name in ("run_study", "run_experiment"):
-        from .study import api
+        from . import api
 
         return getattr(api, name)
     raise AttributeError(name)

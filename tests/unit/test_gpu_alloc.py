@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from llenergymeasure.study.gpu_alloc import AllocationError, GpuAllocator, gpu_sets, n_parallel
+from llenergymeasure.executors.gpu_alloc import AllocationError, GpuAllocator, gpu_sets, n_parallel
 
 
 def test_sets_are_disjoint_and_sized():
@@ -51,7 +51,7 @@ def test_parallel_runs_get_gpus_by_uuid_from_nvidia_smi(monkeypatch, tmp_path):
     driver 550 host), so the UUID listing and the sets built from it are exercised for real."""
     from llenergymeasure.domain import StudyConfig
     from llenergymeasure.runners.gpu_presence import visible_gpu_uuids, visible_nvidia_gpus
-    from llenergymeasure.study.parallel import plan_gpu_sets
+    from llenergymeasure.executors.parallel import plan_gpu_sets
 
     smi = tmp_path / "nvidia-smi"
     smi.write_text("#!/bin/sh\necho 'GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-0a1b2c3d-1111-2222-3333-444455556666)'\n"
@@ -68,7 +68,7 @@ def test_parallel_runs_get_gpus_by_uuid_from_nvidia_smi(monkeypatch, tmp_path):
 
 def test_gpus_per_run_defaults_to_the_largest_tensor_parallel_size():
     from llenergymeasure.domain import ExperimentConfig
-    from llenergymeasure.study.gpu_alloc import effective_gpus_per_run
+    from llenergymeasure.executors.gpu_alloc import effective_gpus_per_run
 
     tp2 = ExperimentConfig(model="/m", engine="vllm", vllm={"tensor_parallel_size": 2})
     tp1 = ExperimentConfig(model="/m", engine="vllm")

@@ -2,7 +2,14 @@
 
 - host code (orchestrator/) never imports torch, engines or NVML at import time;
 - the contract (domain/) imports only pydantic and the standard library;
-- the harness imports nothing from the host package but `llenergymeasure.domain`.
+- the harness imports nothing from the host package but `llenergymeasure.domain`;
+- the host packages form layers (HOST_LAYERS): nothing imports a layer above its own, and no
+  host module reaches itself again through its imports (no circle), counting the imports made
+  inside functions too, since they tie the code together just the same.
+
+The path of a study runs domain (contract) -> study (plan) -> executors -> runners -> harness
+(in its own process); imports point the other way, down towards the contract. See
+docs/architecture.md.
 """
 from __future__ import annotations
 
@@ -35,6 +42,141 @@ def _imports(path: Path, module_level_only: bool) -> list[tuple[str, int]]:
     return found
 
 
+# Host layers, top to bottom: each may import its own layer and the layers it names, never one above.
+HOST_LAYERS: dict[str, set[str]] = {
+    "__init__": {"api"},                    # the package face: hands run_study/run_experiment on lazily
+    "__main__": {"cli"},                                                   # python -m llenergymeasure
+    "cli": {"api", "executors", "study", "results", "runners", "models", "errors", "domain"},  # the commands
+    "api": {"executors", "study", "runners", "errors", "domain"},          # run_study / run_experiment
+    "executors": {"study", "results", "runners", "errors", "domain"},      # how planned runs execute
+    "study": {"results", "runners", "errors", "domain"},                   # the plan of a study
+    "runners": {"results", "errors", "domain"},                            # one run's process or container
+    # Beside the layers above: reads and writes a study directory's files (manifest, results,
+    # study.json, tables, report); the plan writes its outputs through it, `llem results` reads.
+    "results": {"errors", "domain"},
+    "models": {"errors", "domain"},                                        # tiny models for tests and examples
+    "errors": {"domain"},
+    "domain": set(),                                                       # the contract
+    "version": set(),                                                      # __version__: any layer reads it
+}
+
+
+def _module_name(path: Path, root: Path = HOST) -> str:
+    parts = ("llenergymeasure",) + path.relative_to(root).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _targets(path: Path, modules: set[str], root: Path) -> list[str]:
+    """The host modules `path` imports (anywhere in it); `from pkg import mod` names the submodule."""
+    tree = ast.parse(path.read_text())
+    own = _module_name(path, root).split(".")
+    if path.name != "__init__.py":
+        own = own[:-1]
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = ".".join(own[: len(own) - node.level + 1] + ([node.module] if node.module else [])) \
+                if node.level else node.module or ""
+            names = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base for alias in node.names]
+        else:
+            continue
+        for name in names:
+            while name and name not in modules:
+                name = name.rpartition(".")[0]
+            if name.startswith("llenergymeasure"):
+                found.append(name)
+    return found
+
+
+def host_graph(root: Path = HOST) -> dict[str, set[str]]:
+    """Module -> the host modules it imports, read with ast from the files under `root`."""
+    paths = {_module_name(p, root): p for p in root.rglob("*.py")}
+    return {name: {t for t in _targets(p, set(paths), root) if t != name} for name, p in paths.items()}
+
+
+def layer_of(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    """Every import of a layer its importer may not use (a layer not in HOST_LAYERS is one too)."""
+    bad = []
+    for module, targets in sorted(graph.items()):
+        mine = layer_of(module)
+        for target in sorted(targets):
+            theirs = layer_of(target)
+            if theirs in (mine, "version"):
+                continue
+            if mine not in HOST_LAYERS or theirs not in HOST_LAYERS[mine]:
+                bad.append(f"{module} -> {target}")
+    return bad
+
+
+def import_circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected groups of more than one module (Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    circles = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for target in graph.get(node, ()):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in on_stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            group = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                group.append(member)
+                if member == node:
+                    break
+            if len(group) > 1:
+                circles.append(sorted(group))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return circles
+
+
+def test_host_layers_cover_every_host_package():
+    """A new host package must be given its place in HOST_LAYERS (and a stale entry is removed)."""
+    assert {layer_of(m) for m in host_graph()} == set(HOST_LAYERS)
+
+
+def test_no_host_module_imports_upward():
+    assert upward_imports(host_graph()) == []
+
+
+def test_no_import_circle_on_the_host_side():
+    assert import_circles(host_graph()) == []
+
+
+def test_the_layer_checks_catch_a_planted_violation(tmp_path):
+    """A check that cannot fail is no check: plant an upward import and a circle in a copy of the host."""
+    import shutil
+
+    copy = tmp_path / "llenergymeasure"
+    shutil.copytree(HOST, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    (copy / "study" / "_probe_up.py").write_text("from ..executors import sequential\n")
+    (copy / "domain" / "_probe_a.py").write_text("from . import _probe_b\n")
+    (copy / "domain" / "_probe_b.py").write_text("def f():\n    from ._probe_a import x\n")
+    graph = host_graph(copy)
+    assert upward_imports(graph) == ["llenergymeasure.study._probe_up -> llenergymeasure.executors.sequential"]
+    assert import_circles(graph) == [["llenergymeasure.domain._probe_a", "llenergymeasure.domain._probe_b"]]
+
+
 def test_host_modules_do_not_import_heavy_libraries_at_module_level():
     offenders = [f"{p.relative_to(REPO)}:{line} imports {name}"
                  for p in HOST.rglob("*.py") for name, line in _imports(p, module_level_only=True)
@@ -65,7 +207,7 @@ def test_harness_imports_only_the_domain_from_the_host_package():
 
 def test_importing_the_cli_loads_no_heavy_module():
     """The runtime check behind `llem --help` staying fast: import everything the CLI registers."""
-    code = ("import sys, llenergymeasure.cli.main, llenergymeasure.study.loop, llenergymeasure.runners.local;"
+    code = ("import sys, llenergymeasure.cli.main, llenergymeasure.study.study_run, llenergymeasure.executors.sequential, llenergymeasure.executors.parallel, llenergymeasure.executors.slurm_submit, llenergymeasure.runners.local;"
             "print(','.join(sorted(m for m in sys.modules if m.split('.')[0] in %r)))" % (HEAVY | SLOW_FOR_HELP,))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == ""

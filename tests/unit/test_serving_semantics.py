@@ -10,7 +10,7 @@ from llem_harness.serving.arrivals import poisson_send_offsets_s, send_offsets_s
 from llem_harness.serving.loadgen import RequestTrace, token_times
 from llem_harness.serving.report import goodput, to_records, tokens_in_window, window_figures
 from llenergymeasure.domain import ExperimentConfig, RequestRecord, RunSpec, ServingConfig
-from llenergymeasure.study.loop import default_timeout_s
+from llenergymeasure.study.study_run import default_timeout_s
 
 
 def test_a_chunk_without_text_is_not_a_first_token_unless_usage_says_so():

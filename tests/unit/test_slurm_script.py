@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from llenergymeasure.errors import ConfigError
-from llenergymeasure.study.slurm import SlurmOptions, batch_script, require_slurm, time_limit_for
+from llenergymeasure.executors.slurm import SlurmOptions, batch_script, require_slurm, time_limit_for
 from tests.helpers import run_llem
 
 
@@ -24,7 +24,7 @@ def test_gpu_tasks_ask_for_gpus_and_cpu_tasks_for_a_whole_node():
     cpu = _script(SlurmOptions(), gpus=0)
     assert "#SBATCH --exclusive" in cpu and not any("gpus-per-task" in line for line in cpu)
     assert "#SBATCH --array=0-5" in cpu and not any("partition" in line for line in cpu)
-    assert cpu[-1] == ('exec /opt/venv/bin/python -m llenergymeasure.study.slurm_task '
+    assert cpu[-1] == ('exec /opt/venv/bin/python -m llenergymeasure.executors.slurm_task '
                        '/shared/study/slurm/tasks-1.json "$SLURM_ARRAY_TASK_ID"')
     assert "#SBATCH --output=/shared/study/slurm/logs/%A_%a.out" in cpu
 

@@ -34,8 +34,8 @@ def start_problems(study, run) -> list[str]:
         problems += _catch(check)
     if engines:
         problems += _runner_problems(study, run, engines, set(no_gpu))
-    if engines and study.execution.parallel != 1:
-        problems += _catch(lambda: _parallel_sets(study, run))
+    if engines:  # what the executor refuses before a study starts (parallel: too few GPU sets)
+        problems += _catch(lambda: _executor_check(study, run))
     for mount in study.docker.extra_mounts:
         problems += _catch(lambda: _mount(mount))
     return problems
@@ -49,10 +49,10 @@ def _catch(check) -> list[str]:
     return []
 
 
-def _parallel_sets(study, run) -> None:
-    from ..study.parallel import plan_gpu_sets
+def _executor_check(study, run) -> None:
+    from ..executors import for_study
 
-    plan_gpu_sets(study, [e.config for e in run.valid()])
+    for_study(study).check(run)
 
 
 def _mount(text: str) -> None:

@@ -10,34 +10,15 @@ import sys
 
 import click
 
-from ..errors import ConfigError, LLEMError
+from ..errors import ConfigError, LLEMError, format_validation_error
 
 EXIT_INTERRUPTED = 130
-# `llem-docker` sets this so every command (run, config) knows Docker is forced.
-FORCE_DOCKER_ENV = "LLEM_FORCE_DOCKER"
-
-
-def format_validation_error(exc, model=None, source: str | None = None) -> str:
-    """One line per problem: the dotted field path, what is wrong, and a suggestion."""
-    from ..domain.base import closest_field
-
-    lines = [f"Invalid configuration{f' in {source}' if source else ''}:"]
-    for err in exc.errors():
-        loc = tuple(err.get("loc", ()))
-        path = ".".join(str(p) for p in loc) or "(top level)"
-        if err.get("type") == "extra_forbidden":
-            hint = closest_field(model, loc) if model is not None else None
-            fix = f" — did you mean '{hint}'?" if hint else " — remove it (see README: configuration)"
-            lines.append(f"  {path}: unknown field{fix}")
-        else:
-            msg = err.get("msg", "invalid").removeprefix("Value error, ")
-            got = repr(err.get("input"))
-            lines.append(f"  {path}: {msg} (got {got if len(got) <= 200 else got[:200] + '…'})")
-    return "\n".join(lines)
 
 
 def run_cli(cli: click.Group, docker: bool) -> None:
-    if docker:
+    if docker:  # every command (run, config) then knows Docker is forced
+        from ..runners.resolve import FORCE_DOCKER_ENV
+
         os.environ[FORCE_DOCKER_ENV] = "1"
     # `kill PID` takes the same path as Ctrl-C, and SIGINT works even where it was inherited ignored
     # (background, nohup, cron): stop the run's process/container, manifest interrupted by that signal.

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import click
 
-from .. import __version__
+from ..version import __version__
 from .errors import run_cli
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}

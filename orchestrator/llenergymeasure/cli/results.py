@@ -258,7 +258,7 @@ def report_cmd(study_dir: Path, output: Path | None, cv_threshold: float) -> Non
 @click.argument("study_dir", type=STUDY_DIR)
 def rebuild_manifest_cmd(study_dir: Path) -> None:
     """Rebuild STUDY_DIR/manifest.json from runs/ and study.json (after a corrupt or lost manifest)."""
-    from ..results.rebuild import rebuild_manifest
+    from ..study.rebuild import rebuild_manifest
 
     path, notes = rebuild_manifest(study_dir)
     for note in notes:

@@ -1,14 +1,71 @@
-"""`llem run`: a study YAML, or one experiment from flags (flags override the YAML)."""
+"""`llem run`: a study YAML, or one experiment from flags (flags override the YAML).
+
+`--executor` is looked at in one place, `choose_launch`: it checks the flags that depend on it
+and returns how the study is started and shown; the rest of the command never asks again.
+"""
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import Callable
 
 import click
 
-from .errors import FORCE_DOCKER_ENV
+
+@dataclass(frozen=True)
+class Launch:
+    """What `--executor` chose: how progress is shown, and how the study is started and reported."""
+
+    observer: Callable[[bool], object]  # quiet -> StudyObserver
+    start: Callable[..., int]           # (run, resume_dir, skip_failed, quiet) -> exit code
 
 
+def run_here(run, resume_dir, skip_failed: bool, quiet: bool, wait_for_devices: bool = False) -> int:
+    """Sequential or parallel on this host, as `execution.parallel` says; returns the exit code."""
+    from ..executors import for_study
+
+    result = run.execute(for_study(run.study), resume_dir=resume_dir, skip_failed=skip_failed,
+                         wait_for_devices=wait_for_devices)
+    if quiet:
+        click.echo(result.study_dir)
+    if result.status == "stopped":
+        return 1
+    return 0 if result.summary.completed or not result.summary.failed else 1
+
+
+def choose_launch(executor: str | None, previous, resume_dir, slurm_flags: dict, runner: str | None,
+                  keep_failed: bool, wait_for_devices: bool) -> Launch:
+    """The executor for this invocation (a Slurm study resumes on Slurm unless `--executor local`)."""
+    from ..errors import ConfigError
+    from .progress import SlurmObserver, make_observer
+
+    if previous is not None:
+        if executor is None and previous.executor == "slurm":
+            executor = "slurm"
+        if executor == "local" and any(e.status in ("submitted", "running") for e in previous.entries) \
+                and previous.executor == "slurm":
+            raise ConfigError(f"{resume_dir} still has runs in Slurm (`llem status {resume_dir}`); wait for them, "
+                              "or scancel them, before resuming it locally")
+    given = [flag for flag, value in slurm_flags.items() if value is not None]
+    if given and executor != "slurm":
+        raise ConfigError(f"{', '.join(given)} only apply with --executor slurm")
+    if executor != "slurm":
+        return Launch(make_observer, partial(run_here, wait_for_devices=wait_for_devices))
+    if runner == "docker" or keep_failed or wait_for_devices:
+        flag = "--runner docker" if runner == "docker" else "--keep-failed" if keep_failed else "--wait-for-devices"
+        raise ConfigError(f"{flag} does not apply with --executor slurm: Slurm tasks run the local harness and "
+                          "Slurm allocates the devices")
+    from ..executors.slurm import SlurmOptions
+    from .slurm_cmd import submit_and_report
+
+    options = SlurmOptions(partition=slurm_flags["--slurm-partition"],
+                           gpus_per_task=slurm_flags["--slurm-gpus-per-task"],
+                           time_limit=slurm_flags["--slurm-time"], account=slurm_flags["--slurm-account"],
+                           array_limit=slurm_flags["--slurm-array-limit"],
+                           sbatch_args=list(slurm_flags["--slurm-sbatch-arg"] or ()))
+    return Launch(SlurmObserver, partial(submit_and_report, options=options, wait=bool(slurm_flags["--wait"])))
 
 
 @click.command("run")
@@ -53,8 +110,9 @@ def run_cmd(config, model, engine, dataset, n_prompts, batch_size, precision, ma
     import logging
 
     from ..errors import ConfigError
-    from ..study.loop import StudyRun
+    from ..runners.resolve import FORCE_DOCKER_ENV
     from ..study.loader import load_yaml, study_from_mapping
+    from ..study.study_run import StudyRun
 
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING)
     overrides = {"model": model, "engine": engine, "dataset": dataset, "n_prompts": n_prompts,
@@ -63,27 +121,16 @@ def run_cmd(config, model, engine, dataset, n_prompts, batch_size, precision, ma
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if skip_failed and resume_dir is None:
         raise ConfigError("--skip-failed only applies with --resume STUDY_DIR")
+    previous = None
     if resume_dir is not None:
         from ..study.resume import read_manifest, read_study_snapshot
 
         previous = read_manifest(resume_dir)  # a missing or corrupt manifest is named before anything else
-        if executor is None and previous.executor == "slurm":
-            executor = "slurm"  # a Slurm study is resumed on Slurm unless --executor local says otherwise
-        if executor == "local" and any(e.status in ("submitted", "running") for e in previous.entries) \
-                and previous.executor == "slurm":
-            raise ConfigError(f"{resume_dir} still has runs in Slurm (`llem status {resume_dir}`); wait for them, "
-                              "or scancel them, before resuming it locally")
     slurm_flags = {"--slurm-partition": slurm_partition, "--slurm-gpus-per-task": slurm_gpus_per_task,
                    "--slurm-time": slurm_time, "--slurm-account": slurm_account,
                    "--slurm-array-limit": slurm_array_limit, "--slurm-sbatch-arg": slurm_sbatch_args or None,
                    "--wait": wait_slurm or None}
-    given = [flag for flag, value in slurm_flags.items() if value is not None]
-    if given and executor != "slurm":
-        raise ConfigError(f"{', '.join(given)} only apply with --executor slurm")
-    if executor == "slurm" and (runner == "docker" or keep_failed or wait_for_devices):
-        flag = "--runner docker" if runner == "docker" else "--keep-failed" if keep_failed else "--wait-for-devices"
-        raise ConfigError(f"{flag} does not apply with --executor slurm: Slurm tasks run the local harness and "
-                          "Slurm allocates the devices")
+    launch = choose_launch(executor, previous, resume_dir, slurm_flags, runner, keep_failed, wait_for_devices)
     if resume_dir is not None and config is None and not overrides:
         snapshot, snapshot_dirs = read_study_snapshot(resume_dir)
         data = snapshot.model_dump(mode="json", exclude_none=True)
@@ -107,9 +154,7 @@ def run_cmd(config, model, engine, dataset, n_prompts, batch_size, precision, ma
     search_dirs = [config.resolve().parent] if config else []
     if resume_dir is not None and config is None and not overrides:
         search_dirs = snapshot_dirs
-    from .progress import SlurmObserver, make_observer
-
-    observer = SlurmObserver(quiet) if executor == "slurm" else make_observer(quiet)
+    observer = launch.observer(quiet)
     start_cwd = None
     if resume_dir is not None:  # relative paths resolve as at the first start, whatever the directory now
         from ..study.resume import snapshot_cwd
@@ -130,17 +175,4 @@ def run_cmd(config, model, engine, dataset, n_prompts, batch_size, precision, ma
     if not run.valid():
         reasons = "; ".join(f"#{e.index}: {e.skip_reason}" for e in run.expanded if e.skip_reason)
         raise ConfigError(f"no valid experiment in the study: {reasons}")
-    if executor == "slurm":
-        from ..study.slurm import SlurmOptions
-        from .slurm_cmd import submit_and_report
-
-        options = SlurmOptions(partition=slurm_partition, gpus_per_task=slurm_gpus_per_task, time_limit=slurm_time,
-                               account=slurm_account, array_limit=slurm_array_limit,
-                               sbatch_args=list(slurm_sbatch_args))
-        return submit_and_report(run, options, resume_dir, skip_failed, wait_slurm, quiet)
-    result = run.execute(resume_dir=resume_dir, skip_failed=skip_failed, wait_for_devices=wait_for_devices)
-    if quiet:
-        click.echo(result.study_dir)
-    if result.status == "stopped":
-        return 1
-    return 0 if result.summary.completed or not result.summary.failed else 1
+    return launch.start(run, resume_dir, skip_failed, quiet)

@@ -8,11 +8,11 @@ import click
 MAX_LISTED = 20
 
 
-def submit_and_report(run, options, resume_dir, skip_failed: bool, wait: bool, quiet: bool) -> int:
-    from ..study.slurm_collect import collect_study, wait_for_study
-    from ..study.slurm_submit import submit_study
+def submit_and_report(run, resume_dir, skip_failed: bool, quiet: bool, options=None, wait: bool = False) -> int:
+    from ..executors.slurm_collect import collect_study, wait_for_study
+    from ..executors.slurm_submit import SlurmExecutor
 
-    report = submit_study(run, options, resume_dir, skip_failed)
+    report = SlurmExecutor(options).submit(run, resume_dir, skip_failed)
     say = (lambda text: None) if quiet else click.echo
     say(f"Study directory: {report.study_dir}")
     if report.job_id:
@@ -90,7 +90,7 @@ def _local_hint(manifest, study_dir: Path) -> str | None:
 
 def _slurm_here() -> bool:
     from ..errors import ConfigError
-    from ..study.slurm import require_slurm
+    from ..executors.slurm import require_slurm
 
     try:
         require_slurm()
@@ -108,8 +108,8 @@ def _slurm_here() -> bool:
 @click.option("-v", "--verbose", is_flag=True, help="tracebacks")
 def status_cmd(study_dir, wait, interval, quiet, verbose):
     """Progress of a study: collects a Slurm study's finished runs into its manifest."""
+    from ..executors.slurm_collect import collect_study, wait_for_study
     from ..study.resume import read_manifest
-    from ..study.slurm_collect import collect_study, wait_for_study
     from .progress import SlurmObserver
 
     study_dir = study_dir.resolve()
@@ -120,7 +120,7 @@ def status_cmd(study_dir, wait, interval, quiet, verbose):
         click.echo("note: Slurm is not reachable from here (no sbatch/squeue on PATH): showing the manifest as "
                    "last collected", err=True)
     elif manifest.executor == "slurm":
-        from ..study.slurm import require_slurm
+        from ..executors.slurm import require_slurm
 
         require_slurm()  # --wait without Slurm: exit 2 naming what is missing
         # Without --wait the description below lists what failed; --wait reports each run as it ends.

@@ -96,7 +96,7 @@ def _build(out: Path, seed: int) -> None:
         from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
     except ImportError as exc:
         raise PreFlightError(f"the tiny model needs pip install 'llenergymeasure[transformers]' ({exc})") from exc
-    from .. import __version__
+    from ..version import __version__
 
     bpe = Tokenizer(models.BPE(unk_token="<unk>"))
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)

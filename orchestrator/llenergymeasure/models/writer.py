@@ -148,7 +148,7 @@ def _build(out: Path, plan: ModelPlan, device: str, seed: int) -> None:
         raise PreFlightError(f"`llem models make` needs pip install 'llenergymeasure[transformers]' ({exc})") from exc
     if device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("--device cuda: no CUDA device is visible to torch; use --device cpu")
-    from .. import __version__
+    from ..version import __version__
 
     ids = _copy_tokenizer(out)
     generator = torch.Generator(device=device)

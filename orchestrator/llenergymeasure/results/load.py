@@ -1,4 +1,4 @@
-"""Read a study directory back: manifest.json plus the result.json of every completed entry.
+"""Read a study directory back: manifest.json, the result.json of every completed entry, study.json.
 
 The manifest decides which runs count: each completed entry names its `result_file`. Run
 directories are never globbed — a run attempt abandoned by a crash (its result.json written, the
@@ -12,9 +12,13 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..domain import MANIFEST_FILE, RESULT_FILE, ExperimentResult, StudyManifest, StudyResult
+from pydantic import ValidationError
+
+from ..domain import MANIFEST_FILE, RESULT_FILE, ExperimentResult, StudyConfig, StudyManifest, StudyResult
 from ..errors import ConfigError
 from .outputs import STUDY_RESULT_FILE
+
+STUDY_SNAPSHOT_FILE = "study.json"  # the validated study config, written when the study starts (study/resume.py)
 
 
 @dataclass
@@ -96,3 +100,24 @@ def study_result_of(data: StudyData) -> StudyResult:
     return StudyResult(study_id=m.study_id, study_name=m.study_name, study_dir=str(data.study_dir),
                        status=m.status, started_at=m.created_at, finished_at=m.updated_at,
                        experiments=data.results)
+
+
+def read_study_snapshot(study_dir: Path) -> tuple[StudyConfig, list[Path]]:
+    path = Path(study_dir) / STUDY_SNAPSHOT_FILE
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+        return StudyConfig.model_validate(payload["study"]), [Path(p) for p in payload.get("search_dirs", [])]
+    except FileNotFoundError:
+        raise ConfigError(f"{path} not found: give the study YAML too (llem run STUDY.yaml --resume DIR)") from None
+    except (ValidationError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{path} is corrupt ({str(exc).splitlines()[0][:200]}); give the study YAML too "
+                          "(llem run STUDY.yaml --resume DIR)") from None
+
+
+def snapshot_cwd(study_dir: Path) -> Path | None:
+    """The working directory the study started from (None: not recorded, or no snapshot)."""
+    try:
+        cwd = json.loads((Path(study_dir) / STUDY_SNAPSHOT_FILE).read_text(encoding="utf-8")).get("cwd")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return Path(cwd) if isinstance(cwd, str) and cwd else None

@@ -44,7 +44,7 @@ def write_report(study_dir: Path, output: Path | None = None, cv_threshold: floa
 
 def render_report(study_dir: Path, cv_threshold: float = 0.1) -> str:
     """The report's HTML text (ConfigError, exit 2, when `study_dir` is not a study directory)."""
-    from .. import __version__
+    from ..version import __version__
     from .load import load_study, study_result_of
     from .stats import configuration_stats
 
@@ -100,7 +100,7 @@ def _header(data, configurations, warnings, version: str) -> str:
 def _snapshot(study_dir: Path) -> dict[str, Any] | None:
     """The study as validated when it started (study.json), or None where absent or unreadable."""
     from ..errors import ConfigError
-    from ..study.resume import read_study_snapshot
+    from .load import read_study_snapshot
 
     try:
         study, _ = read_study_snapshot(study_dir)

@@ -22,7 +22,7 @@ GPU_DOCKERFILE = "gpu"
 
 
 def llem_version() -> str:
-    from .. import __version__
+    from ..version import __version__
 
     return __version__
 

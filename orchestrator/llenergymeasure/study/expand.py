@@ -232,7 +232,7 @@ class Plan(Sequence):
         if cached is not None:
             self._cache.move_to_end(index)
             return cached
-        from ..cli.errors import format_validation_error
+        from ..errors import format_validation_error
 
         try:
             raw = self.grid.raw(index, self._sections)

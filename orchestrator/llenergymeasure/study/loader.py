@@ -89,7 +89,7 @@ def load_yaml(path: Path) -> dict[str, Any]:
 
 def study_from_mapping(data: dict[str, Any], source: str | None = None) -> StudyConfig:
     """A study mapping, or a single-experiment mapping wrapped as a one-point study."""
-    from ..cli.errors import format_validation_error
+    from ..errors import format_validation_error
 
     if not (_STUDY_KEYS & set(data)) and "model" in data:
         data = {"name": data.pop("name", None) or "experiment", "base": data}

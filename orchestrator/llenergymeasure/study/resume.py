@@ -9,14 +9,17 @@ two designs in one manifest would make the cross-cycle statistics meaningless.
 from __future__ import annotations
 
 import json
+import os
+import socket
 from pathlib import Path
 
 from pydantic import ValidationError
 
 from ..domain import MANIFEST_FILE, StudyConfig, StudyManifest
 from ..errors import ConfigError
+from ..results.load import STUDY_SNAPSHOT_FILE, read_study_snapshot, snapshot_cwd  # noqa: F401 (the readers)
+from .manifest import utc_now
 
-STUDY_SNAPSHOT_FILE = "study.json"  # the validated study config, written when the study starts
 
 
 def read_manifest(study_dir: Path) -> StudyManifest:
@@ -41,27 +44,6 @@ def write_study_snapshot(study_dir: Path, study: StudyConfig, search_dirs: list[
     payload = {"study": study.model_dump(mode="json"), "search_dirs": [str(p) for p in search_dirs],
                "cwd": str(Path(cwd or Path.cwd()).resolve())}
     write_text_atomic(Path(study_dir) / STUDY_SNAPSHOT_FILE, json.dumps(payload, indent=2) + "\n")
-
-
-def read_study_snapshot(study_dir: Path) -> tuple[StudyConfig, list[Path]]:
-    path = Path(study_dir) / STUDY_SNAPSHOT_FILE
-    try:
-        payload = json.loads(path.read_text(encoding="utf-8"))
-        return StudyConfig.model_validate(payload["study"]), [Path(p) for p in payload.get("search_dirs", [])]
-    except FileNotFoundError:
-        raise ConfigError(f"{path} not found: give the study YAML too (llem run STUDY.yaml --resume DIR)") from None
-    except (ValidationError, ValueError, KeyError, TypeError) as exc:
-        raise ConfigError(f"{path} is corrupt ({str(exc).splitlines()[0][:200]}); give the study YAML too "
-                          "(llem run STUDY.yaml --resume DIR)") from None
-
-
-def snapshot_cwd(study_dir: Path) -> Path | None:
-    """The working directory the study started from (None: not recorded, or no snapshot)."""
-    try:
-        cwd = json.loads((Path(study_dir) / STUDY_SNAPSHOT_FILE).read_text(encoding="utf-8")).get("cwd")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return Path(cwd) if isinstance(cwd, str) and cwd else None
 
 
 def explain_change(study_dir: Path, experiment_index: int, new_config) -> str:
@@ -130,3 +112,18 @@ def open_for_resume(resume_dir: Path, planned: list, n_cycles: int, cycle_order:
 
 def to_rerun(status: str, skip_failed: bool) -> bool:
     return status in ("pending", "running", "interrupted") or (status == "failed" and not skip_failed)
+
+
+def rerun_indices(manifest: StudyManifest, skip_failed: bool, live: tuple[str, ...] = ()) -> list[int]:
+    """Manifest indices to run (again), in execution order. `live`: statuses of runs another
+    process still owns (a Slurm study's `submitted`/`running` tasks), which are left alone."""
+    return [i for i, e in enumerate(manifest.entries)
+            if e.config_hash and e.status not in live and to_rerun(e.status, skip_failed)]
+
+
+def record_resume(manifest: StudyManifest, rerun: int, skip_failed: bool, **extra) -> None:
+    """Note this resume in the manifest (who, where, how many reruns) and mark the study running."""
+    manifest.resumes.append({"at": utc_now(), "pid": os.getpid(), "host": socket.gethostname(),
+                             "rerun": rerun, "skip_failed": skip_failed, **extra,
+                             "completed_before": sum(1 for e in manifest.entries if e.status == "completed")})
+    manifest.status, manifest.stop_reason = "running", None

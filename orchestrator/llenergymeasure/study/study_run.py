@@ -1,20 +1,22 @@
-"""The study loop: one loop for every runner.
+"""One study run: the plan that every executor shares.
 
-Expand the grid, order the cycles, write the manifest, run each (experiment, cycle) through
-the runner its engine resolved to, read the outcome from the run directory, and keep the
-manifest current after every transition. It never asks which kind of runner it holds.
+Expand the grid, order the cycles, write the manifest (or reopen it to resume), take the locks,
+create each run's directory and experiment.json, apply the circuit breaker, and summarise. How
+the planned runs are then executed — one after another, in parallel on GPU sets, or as a Slurm
+job array — is the executor's part (llenergymeasure/executors/); this module never asks which
+executor or which kind of runner it holds.
 """
 from __future__ import annotations
 
 import logging
 import os
-import socket
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..domain import RUN_SPEC_FILE, BaselineResult, ManifestEntry, RunSpec, StudyConfig, StudyResult
 from ..domain.io import write_json_atomic
-from ..runners.base import RunOutcome, RunRequest, collect_outcome
+from ..runners.base import RunOutcome
 from ..runners.signals import stop_requested, stop_signal
 from .expand import ExpandedExperiment, expand, run_order
 from .history import record_runs
@@ -22,7 +24,7 @@ from .manifest import ManifestWriter, manifest_path, new_manifest, utc_now
 from .observer import StudyObserver
 from .locks import GpuLock, StudyLock, device_keys
 from .paths import check_storage, create_study_dir, free_run_id, run_dir_name
-from .resume import open_for_resume, to_rerun, write_study_snapshot
+from .resume import open_for_resume, record_resume, rerun_indices, write_study_snapshot
 from .summary import build_study_result
 
 log = logging.getLogger(__name__)
@@ -72,6 +74,31 @@ class CircuitBreaker:
         return self.reason is not None
 
 
+def sequence_numbers(planned: list[ManifestEntry]) -> dict[int, int]:
+    """Manifest index -> the run's number in the study (1, 2, …; skipped entries get none)."""
+    return {index: n for n, index in enumerate((i for i, e in enumerate(planned) if e.config_hash), 1)}
+
+
+@dataclass
+class Batch:
+    """What an executor is handed: the planned entries to run now (`todo`, manifest indices in
+    execution order) and where to report. Every state change goes through `writer` (the one
+    manifest writer) and `run.observer`."""
+
+    run: "StudyRun"
+    writer: ManifestWriter
+    order: list[tuple[int, int]]   # manifest index -> (experiment index, cycle)
+    todo: list[int]
+    sequence: dict[int, int]       # manifest index -> run number (names the run directory)
+    study_dir: Path
+    plan: object                   # runners.resolve.RunnerPlan: which runner and image per engine
+    breaker: CircuitBreaker
+
+    @property
+    def study_id(self) -> str:
+        return self.study_dir.name
+
+
 class StudyRun:
     """State of one study execution (kept small; the heavy lifting is in runners and harness)."""
 
@@ -93,9 +120,11 @@ class StudyRun:
     def valid(self) -> list[ExpandedExperiment]:
         return [e for e in self.expanded if e.valid]
 
-    def execute(self, resume_dir: Path | None = None, skip_failed: bool = False,
+    def execute(self, executor, resume_dir: Path | None = None, skip_failed: bool = False,
                 wait_for_devices: bool = False) -> StudyResult:
-        """Run the study, or continue `resume_dir` (study/resume.py says what reruns)."""
+        """Run the study on this host through `executor` (sequential or parallel), or continue
+        `resume_dir` (study/resume.py says what reruns). Everything but `executor.run` is the plan:
+        locks, manifest, resume, circuit breaker, summary and history are the same for both."""
         from ..runners.resolve import resolve_runners
 
         study, ex = self.study, self.study.execution
@@ -106,10 +135,9 @@ class StudyRun:
         plan = resolve_runners(study, {e.engine for e in self.valid()}, self.cli_runner)
         locks: list = []
         try:
-            self._preflight(plan)
+            self._preflight(plan, executor)
             if resume_dir is not None:
-                study_dir, manifest = open_for_resume(resume_dir, planned, ex.n_cycles, ex.cycle_order,
-                                                      self.config_now)
+                study_dir, manifest = self.open_existing(resume_dir, planned)
             else:
                 check_storage(study.results_dir)
             keys = device_keys(ex.gpus or study.docker.gpus, "execution.gpus" if ex.gpus else "docker.gpus",
@@ -118,12 +146,10 @@ class StudyRun:
                                  wait=wait_for_devices, on_wait=self.observer.notice))
             locks[-1].acquire()
             if resume_dir is None:
-                study_dir = create_study_dir(study.results_dir, study.name)
-                manifest = new_manifest(study_dir.name, study.name, study_dir, ex.n_cycles, ex.cycle_order, planned)
-                write_study_snapshot(study_dir, study, self.search_dirs, self.cwd)
+                study_dir, manifest = self.create_study(planned, executor.name)
             locks.append(StudyLock(study_dir))
             locks[-1].acquire()
-            previous = self._resume(manifest, skip_failed, study_dir) if resume_dir is not None else []
+            previous = self._resume(manifest, skip_failed, study_dir, executor.name) if resume_dir is not None else []
         except BaseException:
             plan.close()
             for lock in reversed(locks):
@@ -131,10 +157,9 @@ class StudyRun:
             raise
         for message in plan.notices + plan.warnings:
             self.observer.notice(message)
-        study_id = study_dir.name
         writer = ManifestWriter(manifest, manifest_path(study_dir))
         writer.write(fsync=True)
-        todo = [i for i, e in enumerate(manifest.entries) if e.config_hash and to_rerun(e.status, skip_failed)]
+        todo = rerun_indices(manifest, skip_failed)
         rerun = set(todo)
         kept = [e for i, e in enumerate(manifest.entries) if i not in rerun and e.status != "skipped"]
         if kept:  # a resume: what earlier invocations finished is kept, not "skipped"
@@ -144,26 +169,10 @@ class StudyRun:
         outcomes: list[tuple[ManifestEntry, RunOutcome | None]] = previous
         n_previous = len(previous)  # runs of an earlier invocation: already in the duration history
         status = "completed"
-        sequence = {index: n for n, index in enumerate((i for i, e in enumerate(planned) if e.config_hash), 1)}
         breaker = CircuitBreaker(ex.max_consecutive_failures, study_dir)
+        batch = Batch(self, writer, order, todo, sequence_numbers(planned), study_dir, plan, breaker)
         try:
-            position, previous_cycle = 0, None
-            if ex.parallel != 1:  # disjoint GPU sets, several runs at once (study/parallel.py)
-                from .parallel import run_parallel
-
-                outcomes += run_parallel(self, writer, order, todo, sequence, study_id, study_dir, plan, breaker)
-            for index in todo if ex.parallel == 1 else []:
-                exp_index, cycle = order[index]
-                if position:
-                    self.gap(ex.cycle_gap_s if cycle != previous_cycle else ex.experiment_gap_s)
-                position += 1
-                previous_cycle = cycle
-                outcome = self._run_one(writer, index, self.expanded[exp_index], cycle, sequence[index], position,
-                                        len(todo), study_id, study_dir, plan)
-                entry = writer.manifest.entries[index]
-                outcomes.append((entry, outcome))
-                if breaker.record(entry):
-                    break
+            outcomes += executor.run(batch)
             if breaker.reason:
                 status = "stopped"
                 writer.manifest.stop_reason = breaker.reason
@@ -189,13 +198,28 @@ class StudyRun:
             self.observer.study_finished(result)
         return result
 
+    def open_existing(self, resume_dir: Path, planned: list[ManifestEntry]):
+        """(study_dir, manifest) of a study to continue; refused when its plan changed (study/resume.py)."""
+        ex = self.study.execution
+        return open_for_resume(resume_dir, planned, ex.n_cycles, ex.cycle_order, self.config_now)
+
+    def create_study(self, planned: list[ManifestEntry], executor_name: str):
+        """A new study directory with its manifest (every run pending) and its study.json snapshot."""
+        study, ex = self.study, self.study.execution
+        study_dir = create_study_dir(study.results_dir, study.name)
+        manifest = new_manifest(study_dir.name, study.name, study_dir, ex.n_cycles, ex.cycle_order, planned)
+        manifest.executor = executor_name
+        write_study_snapshot(study_dir, study, self.search_dirs, self.cwd)
+        return study_dir, manifest
+
     def planned_entries(self) -> tuple[list[tuple[int, int]], list[ManifestEntry]]:
         """(experiment index, cycle) in execution order, and the manifest entry each starts as."""
         ex = self.study.execution
         order = run_order(len(self.expanded), ex.n_cycles, ex.cycle_order, ex.shuffle_seed)
         return order, [self._entry(self.expanded[i], cycle) for i, cycle in order]
 
-    def _resume(self, manifest, skip_failed: bool, study_dir: Path) -> list[tuple[ManifestEntry, RunOutcome]]:
+    def _resume(self, manifest, skip_failed: bool, study_dir: Path,
+                executor_name: str) -> list[tuple[ManifestEntry, RunOutcome]]:
         """Mark runs whose process died `interrupted`, record the resume, load completed results."""
         from ..runners.base import load_completed
 
@@ -203,12 +227,8 @@ class StudyRun:
             if entry.status == "running":  # its orchestrator is gone: we hold the study lock
                 entry.status, entry.error_type = "interrupted", "Interrupted"
                 entry.error_message = "the process running it ended without recording an outcome (found at resume)"
-        rerun = sum(1 for e in manifest.entries if e.config_hash and to_rerun(e.status, skip_failed))
-        manifest.resumes.append({"at": utc_now(), "pid": os.getpid(), "host": socket.gethostname(),
-                                 "rerun": rerun, "skip_failed": skip_failed,
-                                 "completed_before": sum(1 for e in manifest.entries if e.status == "completed")})
-        manifest.status, manifest.stop_reason = "running", None
-        manifest.executor = "local"  # a Slurm study continued here (nothing of it is left in Slurm)
+        record_resume(manifest, len(rerun_indices(manifest, skip_failed)), skip_failed)
+        manifest.executor = executor_name  # a Slurm study continued here (nothing of it is left in Slurm)
         return [(e, load_completed(study_dir, e)) for e in manifest.entries if e.status == "completed"]
 
     def _entry(self, expanded: ExpandedExperiment, cycle: int) -> ManifestEntry:
@@ -218,7 +238,7 @@ class StudyRun:
         return ManifestEntry(experiment_index=expanded.index, cycle=cycle, config_hash=expanded.config_hash,
                              config_summary=expanded.summary, engine=expanded.engine)
 
-    def _preflight(self, plan) -> None:
+    def _preflight(self, plan, executor) -> None:
         """PreFlightError (missing image, no GPU runtime) stops the study before any run starts.
 
         First, whatever the runner: stop what dead llem processes left running (harness processes,
@@ -229,10 +249,7 @@ class StudyRun:
         left = watchdog.stop_leftovers()
         if left:
             self.observer.notice(f"stopped what a crashed llem left behind: {', '.join(left)}")
-        if self.study.execution.parallel != 1:
-            from .parallel import plan_gpu_sets
-
-            plan_gpu_sets(self.study, [e.config for e in self.valid()])  # ConfigError (no GPUs, too few) before the study dir exists
+        executor.check(self)  # e.g. ConfigError (no GPUs, too few for parallel) before the study dir exists
         for engine in sorted({e.engine for e in self.valid()}):
             runner = plan.runner_for(engine)
             if runner is not None:
@@ -266,7 +283,7 @@ class StudyRun:
         run_dir = study_dir / "runs" / run_id
         gpu_ids = gpu_ids or self.study.docker.gpus  # parallel runs get their own disjoint set
         spec = RunSpec(study_id=study_id, run_id=run_id, experiment_index=expanded.index, cycle=cycle, config=cfg,
-                       config_hash=config_hash, gpu_ids=gpu_ids, baseline=self.baselines.get(self._baseline_key(
+                       config_hash=config_hash, gpu_ids=gpu_ids, baseline=self.baselines.get(self.baseline_key(
                            gpu_ids, runner, plan, engine)),
                        runner=runner.name, image=plan.image_for(engine),
                        cooldown_wait_s=self.cooldown_waits.pop(tuple(gpu_ids or ["all"]), None))
@@ -282,64 +299,10 @@ class StudyRun:
         return run_dir, spec, runner
 
     @staticmethod
-    def _baseline_key(gpu_ids: list[str] | None, runner, plan, engine: str) -> tuple:
+    def baseline_key(gpu_ids: list[str] | None, runner, plan, engine: str) -> tuple:
         return tuple(gpu_ids or ["all"]), runner.name, plan.image_for(engine)
 
-    def _run_one(self, writer: ManifestWriter, index: int, expanded: ExpandedExperiment, cycle: int,
-                 sequence: int, position: int, n_runs: int, study_id: str, study_dir: Path,
-                 plan, gpu_ids: list[str] | None = None) -> RunOutcome | None:
-        prepared = self.prepare_run(writer, index, expanded, cycle, sequence, study_id, study_dir, plan, gpu_ids)
-        if prepared is None:
-            return None
-        run_dir, spec, runner = prepared
-        run_id, config_hash = spec.run_id, spec.config_hash
-        baseline_key = self._baseline_key(spec.gpu_ids, runner, plan, spec.config.engine)
-        entry = writer.update(index, status="running", run_id=run_id, runner=runner.name, started_at=utc_now())
-        self.observer.run_started(position, n_runs, entry)
-        timeout_s = self.study.execution.timeout_s or default_timeout_s(spec)
-        labels = {"llem.study_id": study_id, "llem.experiment_hash": config_hash, "llem.cycle": str(cycle),
-                  "llem.run_id": run_id, "llem.orchestrator_host": socket.gethostname(),
-                  "llem.orchestrator_pid": str(os.getpid())}
-        request = RunRequest(run_dir=run_dir, spec=spec, timeout_s=timeout_s,
-                             silence_timeout_s=self.study.execution.silence_timeout_s,
-                             on_event=self.observer.run_event, labels=labels)
-        started = time.monotonic()
-        try:
-            exit_info = runner.execute(request)
-        except KeyboardInterrupt:
-            writer.update(index, status="interrupted", finished_at=utc_now(),
-                          duration_s=time.monotonic() - started, error_type="Interrupted",
-                          error_message=f"interrupted by {stop_signal()}")
-            raise
-        outcome = collect_outcome(run_dir, exit_info)
-        changes = dict(status=outcome.status, finished_at=utc_now(), duration_s=round(time.monotonic() - started, 3),
-                       error_type=outcome.error_type, error_message=outcome.error_message)
-        if outcome.result is not None:
-            changes["result_file"] = str((run_dir / "result.json").relative_to(study_dir))
-            self._remember_baseline(baseline_key, outcome.result.baseline)
-        entry = writer.update(index, **changes)
-        self.observer.run_finished(entry, outcome)
-        self._cooldown(outcome, spec.gpu_ids)
-        return outcome
-
-    def _remember_baseline(self, key: tuple, baseline: BaselineResult | None) -> None:
+    def remember_baseline(self, key: tuple, baseline: BaselineResult | None) -> None:
+        """A fresh idle baseline is reused by the next runs on the same GPUs, runner and image."""
         if baseline is not None and baseline.fresh and baseline.power_mean_w is not None:
             self.baselines[key] = baseline
-
-    def _cooldown(self, outcome: RunOutcome, gpu_ids: list[str] | None) -> None:
-        """Wait for the run's own GPUs (all GPUs when none were assigned) to return near idle."""
-        ex = self.study.execution
-        if not ex.cooldown_to_idle or outcome.result is None or outcome.result.baseline is None:
-            return
-        baseline = outcome.result.baseline
-        idle_c = baseline.idle_temperature_per_gpu_c or baseline.idle_temperature_c
-        if not idle_c:
-            self.observer.notice("cool-down skipped: no idle temperature was measured")
-            return
-        from .cooldown import wait_for_cooldown
-
-        waited_s, reached = wait_for_cooldown(gpu_ids, idle_c, ex.cooldown_delta_c, ex.cooldown_max_s)
-        self.cooldown_waits[tuple(gpu_ids or ["all"])] = round(waited_s, 3)
-        state = {True: "reached", False: "cap reached", None: "temperatures unreadable"}[reached]
-        self.observer.notice(f"cool-down: waited {waited_s:.1f} s for GPUs to return within "
-                             f"{ex.cooldown_delta_c:g} °C of idle ({state})")

@@ -29,7 +29,7 @@ _RANK = {"completed": 2, "failed": 1, "interrupted": 0}
 
 def rebuild_manifest(study_dir: Path) -> tuple[Path, list[str]]:
     """Write STUDY_DIR/manifest.json from runs/ (and study.json); returns its path and notes."""
-    from ..study.locks import StudyLock
+    from .locks import StudyLock
 
     study_dir = Path(study_dir).expanduser().resolve()
     if not (study_dir / "runs").is_dir():
@@ -43,7 +43,7 @@ def rebuild_manifest(study_dir: Path) -> tuple[Path, list[str]]:
 
 
 def _rebuild(study_dir: Path) -> tuple[Path, list[str]]:
-    from ..study.manifest import ManifestWriter, new_manifest
+    from .manifest import ManifestWriter, new_manifest
 
     notes: list[str] = []
     planned, n_cycles, cycle_order, name = _planned(study_dir, notes)
@@ -78,8 +78,8 @@ def _rebuild(study_dir: Path) -> tuple[Path, list[str]]:
 
 def _planned(study_dir: Path, notes: list[str]) -> tuple[list[ManifestEntry], int, str, str]:
     """The entries the study planned (all pending), from study.json; empty when it is unreadable."""
-    from ..study.loop import StudyRun
-    from ..study.resume import read_study_snapshot, snapshot_cwd
+    from .resume import read_study_snapshot, snapshot_cwd
+    from .study_run import StudyRun
 
     try:
         study, search_dirs = read_study_snapshot(study_dir)

@@ -1,9 +1,10 @@
-"""Parallel dispatch: several runs at once, each on its own disjoint GPU set.
+"""The parallel executor: several runs at once, each on its own disjoint GPU set.
 
 Why threads: each run is already a separate process (harness subprocess or container); the
 orchestrator only waits on it. Runs are handed out in the study's cycle order, so each GPU set
 sees a subsequence of that order and interleaving still spreads drift. The manifest keeps ONE
-writer object; updates from worker threads go through a lock so each write is whole.
+writer object; updates from worker threads go through a lock so each write is whole. Each run
+is the same as under the sequential executor (on_host.run_one).
 
 On a CPU-only host, `execution.gpus` may name fake ids (passed through CUDA_VISIBLE_DEVICES, no
 energy is read from them); such parallel runs are refused unless `execution.allow_parallel_cpu`
@@ -16,7 +17,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 from ..errors import ConfigError
 from ..runners.signals import stop_requested
+from .base import Executor
 from .gpu_alloc import AllocationError, GpuAllocator, effective_gpus_per_run, gpu_sets, n_parallel
+from .on_host import run_one
 
 
 def plan_gpu_sets(study, configs: list) -> list[tuple[str, ...]]:
@@ -53,14 +56,26 @@ class _LockedWriter:
         return getattr(self._writer, name)
 
 
-def run_parallel(study_run, writer, order, todo: list[int], sequence: dict[int, int], study_id: str, study_dir,
-                 plan, breaker) -> list:
-    """Run the manifest entries `todo` on free GPU sets; returns (entry, outcome) in study order.
+class ParallelExecutor(Executor):
+    """`execution.parallel` other than 1: the GPU sets are checked before the study directory exists."""
+
+    name = "local"
+
+    def check(self, run) -> None:
+        plan_gpu_sets(run.study, [e.config for e in run.valid()])  # ConfigError: no GPUs, too few
+
+    def run(self, batch) -> list:
+        return run_parallel(batch)
+
+
+def run_parallel(batch) -> list:
+    """Run the manifest entries `batch.todo` on free GPU sets; returns (entry, outcome) in study order.
 
     Per GPU set, as on one GPU: the gap before each run (`cycle_gap_s` when the cycle changes on
     that set, else `experiment_gap_s`) and the cool-down of that set's GPUs. The circuit breaker
     counts failures in the order runs end; once it trips no further run starts (runs already in
     flight finish) and the rest stay pending for `--resume`."""
+    study_run, writer, order, todo, breaker = batch.run, batch.writer, batch.order, batch.todo, batch.breaker
     sets = plan_gpu_sets(study_run.study, [e.config for e in study_run.valid()])
     ex = study_run.study.execution
     allocator = GpuAllocator(sets, n_parallel(ex.parallel, len(sets)))
@@ -70,7 +85,7 @@ def run_parallel(study_run, writer, order, todo: list[int], sequence: dict[int, 
                               f"{[list(s) for s in sets[:allocator.limit]]}")
 
     def one(index: int, position: int):
-        exp_index, cycle = order[index]
+        cycle = order[index][1]
         with lock:
             if breaker.reason:
                 return None  # tripped: this run stays pending
@@ -80,8 +95,7 @@ def run_parallel(study_run, writer, order, todo: list[int], sequence: dict[int, 
         try:
             if previous is not None:
                 study_run.gap(ex.cycle_gap_s if cycle != previous else ex.experiment_gap_s)
-            outcome = study_run._run_one(locked, index, study_run.expanded[exp_index], cycle, sequence[index],
-                                         position, len(todo), study_id, study_dir, plan, gpu_ids=list(gpus))
+            outcome = run_one(batch, locked, index, position, gpu_ids=list(gpus))
             with lock:
                 breaker.record(writer.manifest.entries[index])
             return outcome

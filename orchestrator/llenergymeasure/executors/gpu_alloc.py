@@ -2,7 +2,7 @@
 
 Why pure: the policy (a run never shares a GPU with another run; a finished or failed run frees
 its GPUs; cycle order is kept per GPU set) must be checkable on a CPU-only CI machine. The
-dispatcher (study/parallel.py) owns threads and processes; this module owns only bookkeeping.
+dispatcher (parallel.py) owns threads and processes; this module owns only bookkeeping.
 
 GPU ids are opaque strings: UUIDs on a real host, or explicit "fake" ids on a CPU host
 (execution.gpus given by the user), which are only passed through as CUDA_VISIBLE_DEVICES.

@@ -4,7 +4,7 @@ Why this shape: Slurm is the scheduler — llem only calls its CLI (`sbatch --ar
 `sacct`) and never decides where or when a run starts. Before submitting, llem writes every
 run's directory and `experiment.json` into the study directory (on storage the compute nodes
 share). Array task *i* runs the local harness on run directory *i* through
-`study/slurm_task.py` and writes only that directory. `llem status` (or `--wait`) reads the run
+`executors/slurm_task.py` and writes only that directory. `llem status` (or `--wait`) reads the run
 directories and Slurm's view of the tasks and updates `manifest.json` from one process under the
 study lock, so the manifest keeps exactly one writer, as on one host.
 
@@ -31,6 +31,7 @@ TASK_MARGIN_S = 300  # Slurm's time limit = the longest run's own timeout + this
 # Slurm task states -> how the run ended when the task left the queue without recording an outcome.
 SLURM_INTERRUPTED = ("CANCELLED", "PREEMPTED", "NODE_FAIL", "BOOT_FAIL", "DEADLINE", "REQUEUED")
 SLURM_RUNNING = ("RUNNING", "COMPLETING", "CONFIGURING", "STAGE_OUT", "SIGNALING", "RESIZING")
+LIVE = ("submitted", "running")  # manifest statuses of runs still in Slurm: only the collector changes them
 
 
 @dataclass
@@ -52,6 +53,18 @@ class SlurmOptions:
         """A resume resubmits with the previous submission's flags, except those given again."""
         given = self.to_record()
         return SlurmOptions(**{**{k: v for k, v in previous.items() if k in self.__dict__}, **given})
+
+
+def job_name(study_id: str) -> str:
+    """The array job's name: how `squeue --name` finds this study's tasks."""
+    return f"llem-{study_id}"[:120]
+
+
+def local_plan(engines: set[str]):
+    """Every engine runs with the local harness inside its Slurm task (no container tool yet)."""
+    from ..runners.resolve import RunnerPlan
+
+    return RunnerPlan(runners={e: "local" for e in engines}, sources={e: "--executor slurm" for e in engines})
 
 
 def require_slurm() -> None:
@@ -78,8 +91,8 @@ def batch_script(study_dir: Path, job_name: str, n_tasks: int, tasks_file: Path,
     if options.account:
         lines.append(f"#SBATCH --account={options.account}")
     lines.append(f"#SBATCH --gpus-per-task={gpus_per_task}" if gpus_per_task > 0 else "#SBATCH --exclusive")
-    lines += ["# One llem run per array task: the local harness on one run directory (study/slurm_task.py).",
-              f"exec {_quote(python or sys.executable)} -m llenergymeasure.study.slurm_task "
+    lines += ["# One llem run per array task: the local harness on one run directory (executors/slurm_task.py).",
+              f"exec {_quote(python or sys.executable)} -m llenergymeasure.executors.slurm_task "
               f"{_quote(str(tasks_file))} \"$SLURM_ARRAY_TASK_ID\"", ""]
     return "\n".join(lines)
 

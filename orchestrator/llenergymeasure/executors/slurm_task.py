@@ -1,6 +1,6 @@
 """One Slurm array task: run the local harness on one run directory, record how it ended.
 
-`python -m llenergymeasure.study.slurm_task TASKS.json INDEX` (the batch script llem wrote calls
+`python -m llenergymeasure.executors.slurm_task TASKS.json INDEX` (the batch script llem wrote calls
 this). It writes only inside its run directory: `slurm-task.json` when it starts (which job,
 node and GPUs Slurm gave it) and `exit.json` when the harness process has ended (the same
 ExitInfo the local runner hands the study loop). The collector (`slurm_collect.py`) turns those
@@ -37,7 +37,7 @@ def run_task(tasks_file: Path, task_index: int) -> int:
     from ..domain.io import write_text_atomic
     from ..runners.base import ExitInfo, RunRequest
     from ..runners.local import LocalRunner
-    from .manifest import utc_now
+    from ..study.manifest import utc_now
 
     payload = json.loads(Path(tasks_file).read_text(encoding="utf-8"))
     task = payload["runs"][task_index]
@@ -66,7 +66,7 @@ def run_task(tasks_file: Path, task_index: int) -> int:
 
 def main(argv: list[str]) -> int:
     if len(argv) != 2:
-        print("usage: python -m llenergymeasure.study.slurm_task TASKS.json ARRAY_INDEX", file=sys.stderr)
+        print("usage: python -m llenergymeasure.executors.slurm_task TASKS.json ARRAY_INDEX", file=sys.stderr)
         return 2
     return run_task(Path(argv[0]), int(argv[1]))
 

@@ -1,23 +1,23 @@
-"""`llem run --executor slurm`: write the study's run directories, then one `sbatch --array`.
+"""The Slurm executor: `llem run --executor slurm` writes the run directories, then one `sbatch --array`.
 
 The study is expanded and ordered exactly as on one host (same manifest, same run directory
-names), so a Slurm study reads like a local one. `--resume` first collects what Slurm finished,
-then submits a new array for the runs that are neither completed nor still in Slurm.
+names, same plan code in study/), so a Slurm study reads like a local one. `--resume` first
+collects what Slurm finished, then submits a new array for the runs that are neither completed
+nor still in Slurm. The study is finalised later, by the collector (slurm_collect.py).
 """
 from __future__ import annotations
 
 import os
 import shutil
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ConfigError
-from .manifest import ManifestWriter, manifest_path, new_manifest, utc_now
-from .slurm import (SLURM_DIR, SlurmOptions, batch_script, require_slurm, sbatch, time_limit_for,
-                    write_secret_file, write_tasks_file)
-
-RERUN_STATUSES = ("pending", "interrupted")  # + failed unless --skip-failed; never submitted/running
+from ..study.manifest import ManifestWriter, manifest_path, utc_now
+from ..study.study_run import Batch, CircuitBreaker, default_timeout_s, sequence_numbers
+from .base import Executor
+from .slurm import (LIVE, SLURM_DIR, SlurmOptions, batch_script, job_name, local_plan, require_slurm, sbatch,
+                    time_limit_for, write_secret_file, write_tasks_file)
 
 
 @dataclass
@@ -28,20 +28,9 @@ class SubmitReport:
     in_slurm: int  # tasks of earlier submissions still queued or running
 
 
-def job_name(study_id: str) -> str:
-    return f"llem-{study_id}"[:120]
-
-
-def local_plan(engines: set[str]):
-    """Every engine runs with the local harness inside its Slurm task (no container tool yet)."""
-    from ..runners.resolve import RunnerPlan
-
-    return RunnerPlan(runners={e: "local" for e in engines}, sources={e: "--executor slurm" for e in engines})
-
-
 def check_runners(study) -> None:
     """The site's container tool is not wired in yet: refuse a study that asks for Docker, by name."""
-    from ..cli.errors import FORCE_DOCKER_ENV
+    from ..runners.resolve import FORCE_DOCKER_ENV
 
     if os.environ.get(FORCE_DOCKER_ENV) == "1":
         raise ConfigError("llem-docker with --executor slurm: Slurm tasks run the local harness on the compute "
@@ -53,32 +42,51 @@ def check_runners(study) -> None:
                           "slurm (tasks run the local harness); set them to local or remove them")
 
 
-def submit_study(run, options: SlurmOptions, resume_dir: Path | None = None,
+class SlurmExecutor(Executor):
+    """One Slurm array task per planned run; `run` submits and returns before any run ends."""
+
+    name = "slurm"
+
+    def __init__(self, options: SlurmOptions | None = None):
+        self.options = options or SlurmOptions()
+        self.job_id: str | None = None  # the array job of the last submission, None when nothing was submitted
+
+    def check(self, run) -> None:
+        require_slurm()
+        check_runners(run.study)
+        if run.study.execution.parallel != 1:
+            run.observer.notice("execution.parallel does not apply under Slurm: every run is its own array task and "
+                                "Slurm places them (use --slurm-array-limit to cap how many run at once)")
+
+    def run(self, batch: Batch) -> list:
+        """Prepare every run directory of `batch.todo`, submit them as one array, mark them submitted."""
+        if batch.todo:
+            self.job_id = _submit(batch, self.options)
+        return []  # nothing ends here: the collector reads the outcomes
+
+    def submit(self, run, resume_dir: Path | None = None, skip_failed: bool = False) -> SubmitReport:
+        return submit_study(run, self, resume_dir, skip_failed)
+
+
+def submit_study(run, executor: SlurmExecutor, resume_dir: Path | None = None,
                  skip_failed: bool = False) -> SubmitReport:
     """Create (or resume) the study directory and submit its runs as one Slurm job array."""
-    from .locks import StudyLock
-    from .paths import check_storage, create_study_dir
-    from .resume import open_for_resume, write_study_snapshot
+    from ..study.locks import StudyLock
+    from ..study.paths import check_storage
+    from ..study.resume import record_resume, rerun_indices
     from .slurm_collect import collect_into
 
     study, ex = run.study, run.study.execution
-    require_slurm()
-    check_runners(study)
-    if ex.parallel != 1:
-        run.observer.notice("execution.parallel does not apply under Slurm: every run is its own array task and "
-                            "Slurm places them (use --slurm-array-limit to cap how many run at once)")
+    executor.check(run)
     order, planned = run.planned_entries()
     plan = local_plan({e.engine for e in run.valid()})
     if resume_dir is not None:
-        study_dir, manifest = open_for_resume(resume_dir, planned, ex.n_cycles, ex.cycle_order, run.config_now)
+        study_dir, manifest = run.open_existing(resume_dir, planned)
     else:
         check_storage(study.results_dir)
-        study_dir = create_study_dir(study.results_dir, study.name)
-        manifest = new_manifest(study_dir.name, study.name, study_dir, ex.n_cycles, ex.cycle_order, planned)
-        manifest.executor = "slurm"
-        write_study_snapshot(study_dir, study, run.search_dirs, run.cwd)
+        study_dir, manifest = run.create_study(planned, executor.name)
     if resume_dir is not None and manifest.slurm_jobs:
-        options = options.merged_over(manifest.slurm_jobs[-1].get("options", {}))
+        executor.options = executor.options.merged_over(manifest.slurm_jobs[-1].get("options", {}))
     lock = StudyLock(study_dir)
     lock.acquire()
     try:
@@ -91,25 +99,23 @@ def submit_study(run, options: SlurmOptions, resume_dir: Path | None = None,
                                             error_message="its process ended without recording an outcome")
                                     for i, e in enumerate(manifest.entries) if e.status == "running"})
                 manifest.executor = "slurm"
-        in_slurm = sum(1 for e in manifest.entries if e.status in ("submitted", "running"))
-        statuses = RERUN_STATUSES + (() if skip_failed else ("failed",))
-        todo = [i for i, e in enumerate(manifest.entries) if e.config_hash and e.status in statuses]
+        in_slurm = sum(1 for e in manifest.entries if e.status in LIVE)
+        todo = rerun_indices(manifest, skip_failed, live=LIVE)
         if resume_dir is not None:
-            manifest.resumes.append({"at": utc_now(), "pid": os.getpid(), "host": socket.gethostname(),
-                                     "rerun": len(todo), "skip_failed": skip_failed, "executor": "slurm",
-                                     "still_in_slurm": in_slurm,
-                                     "completed_before": sum(1 for e in manifest.entries if e.status == "completed")})
-            manifest.status, manifest.stop_reason = "running", None
+            record_resume(manifest, len(todo), skip_failed, executor="slurm", still_in_slurm=in_slurm)
         writer.write(fsync=True)
+        batch = Batch(run, writer, order, todo, sequence_numbers(planned), study_dir, plan,
+                      CircuitBreaker(0, study_dir))  # every run is submitted at once: nothing to break
+        executor.job_id = None
         try:
-            job_id = _submit(run, writer, todo, planned, order, study_dir, plan, options) if todo else None
+            executor.run(batch)
         except ConfigError as error:
             writer.manifest.status, writer.manifest.stop_reason = "stopped", f"nothing submitted: {error}"
             raise ConfigError(f"{error}. Nothing was submitted; the study directory is kept — fix the cause and "
                               f"`llem run --executor slurm --resume {study_dir}`") from None
         finally:
             writer.write(fsync=True)
-        return SubmitReport(study_dir, job_id, len(todo), in_slurm)
+        return SubmitReport(study_dir, executor.job_id, len(todo), in_slurm)
     finally:
         lock.release()
 
@@ -123,17 +129,14 @@ def _gpus_per_task(gpus_per_run: int | None, configs: list) -> int:
         raise ConfigError(str(error)) from None
 
 
-def _submit(run, writer: ManifestWriter, todo: list[int], planned, order, study_dir: Path, plan,
-            options: SlurmOptions) -> str | None:
-    from .loop import default_timeout_s
-
+def _submit(batch: Batch, options: SlurmOptions) -> str | None:
+    run, writer, study_dir = batch.run, batch.writer, batch.study_dir
     ex = run.study.execution
-    sequence = {index: n for n, index in enumerate((i for i, e in enumerate(planned) if e.config_hash), 1)}
     tasks, prepared_dirs = [], []
-    for index in todo:
-        exp_index, cycle = order[index]
-        prepared = run.prepare_run(writer, index, run.expanded[exp_index], cycle, sequence[index],
-                                   writer.manifest.study_id, study_dir, plan, gpu_ids=None)
+    for index in batch.todo:
+        exp_index, cycle = batch.order[index]
+        prepared = run.prepare_run(writer, index, run.expanded[exp_index], cycle, batch.sequence[index],
+                                   batch.study_id, study_dir, batch.plan, gpu_ids=None)
         if prepared is None:
             continue
         run_dir, spec, _runner = prepared

@@ -18,12 +18,12 @@ from pathlib import Path
 
 from ..domain import StudyManifest
 from ..errors import ConfigError, StudyError
-from .manifest import ManifestWriter, manifest_path, utc_now
-from .observer import StudyObserver
-from .slurm import SLURM_DIR, SLURM_INTERRUPTED, SLURM_RUNNING, accounting_states, queue_states, remove_secret_file
+from ..study.manifest import ManifestWriter, manifest_path, utc_now
+from ..study.observer import StudyObserver
+from .slurm import (LIVE, SLURM_DIR, SLURM_INTERRUPTED, SLURM_RUNNING, accounting_states, job_name, local_plan,
+                    queue_states, remove_secret_file)
 from .slurm_task import EXIT_FILE, TASK_FILE
 
-LIVE = ("submitted", "running")
 LOCK_WAIT_S = 30.0
 
 
@@ -81,8 +81,6 @@ def _lost_run(study_dir: Path, entry, state: str | None) -> dict:
 
 def collect_into(writer: ManifestWriter, study_dir: Path, observer: StudyObserver | None = None) -> int:
     """Update the live entries of a Slurm study from run directories and Slurm; returns how many changed."""
-    from .slurm_submit import job_name
-
     observer = observer or StudyObserver()
     manifest = writer.manifest
     live = [i for i, e in enumerate(manifest.entries) if e.status in LIVE]
@@ -132,9 +130,8 @@ def _elapsed_s(start_iso: str, entries) -> float:
 def finalise(writer: ManifestWriter, study_dir: Path):
     """Status and study outputs, from the study snapshot and the completed runs' result.json."""
     from ..runners.base import load_completed
-    from .resume import read_study_snapshot
-    from .slurm_submit import local_plan
-    from .summary import build_study_result
+    from ..study.resume import read_study_snapshot
+    from ..study.summary import build_study_result
 
     manifest = writer.manifest
     writer.set_status(_final_status(writer.counters()))
@@ -147,8 +144,8 @@ def finalise(writer: ManifestWriter, study_dir: Path):
 
 def collect_study(study_dir: Path, observer: StudyObserver | None = None) -> CollectReport:
     """`llem status`: collect under the study lock, finalise when nothing is left in Slurm."""
-    from .locks import StudyLock
-    from .resume import read_manifest
+    from ..study.locks import StudyLock
+    from ..study.resume import read_manifest
 
     study_dir = Path(study_dir).resolve()
     lock = StudyLock(study_dir)

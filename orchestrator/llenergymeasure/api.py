@@ -3,11 +3,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..domain import ExperimentConfig, ExperimentResult, StudyConfig, StudyResult
-from ..errors import ExperimentError
-from .loader import load_study
-from .loop import StudyRun
-from .observer import StudyObserver
+from .domain import ExperimentConfig, ExperimentResult, StudyConfig, StudyResult
+from .errors import ExperimentError
+from .executors import for_study
+from .study.loader import load_study
+from .study.observer import StudyObserver
+from .study.study_run import StudyRun
 
 
 def run_study(study: str | Path | StudyConfig, *, observer: StudyObserver | None = None,
@@ -22,7 +23,7 @@ def run_study(study: str | Path | StudyConfig, *, observer: StudyObserver | None
         path = Path(study)
         study = load_study(path)
         search_dirs.append(path.resolve().parent)
-    return StudyRun(study, observer=observer, cli_runner=runner, search_dirs=search_dirs).execute()
+    return StudyRun(study, observer=observer, cli_runner=runner, search_dirs=search_dirs).execute(for_study(study))
 
 
 def run_experiment(config: ExperimentConfig | dict, *, results_dir: str | Path = "results",
