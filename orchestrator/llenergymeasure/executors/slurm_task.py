@@ -54,7 +54,8 @@ def run_task(tasks_file: Path, task_index: int) -> int:
     try:
         token_file = payload.get("token_file")  # the hub token, never in the job's environment
         env = {"HF_TOKEN_PATH": token_file} if token_file and os.path.isfile(token_file) else {}
-        exit_info = LocalRunner(env=env).execute(request)
+        # One experiment per task: a pre-imported worker would import just as often and add a process.
+        exit_info = LocalRunner(env=env, worker=False).execute(request)
     except KeyboardInterrupt:  # the local runner has already stopped the harness group
         exit_info, interrupted = ExitInfo(exit_code=None, detail="SIGTERM from Slurm (scancel, preemption or "
                                                                  "the time limit)"), True
