@@ -117,13 +117,17 @@ class LlamaCppConfig(StrictModel):
 
 
 class WarmupConfig(StrictModel):
-    """Warm up until per-batch latency settles (CV over a window), between min and max batches."""
+    """Warm up until per-batch latency settles (CV over a window), between min and max batches, and for
+    at most max_duration_s: on a loaded host 30 slow batches took minutes without settling."""
 
     enabled: bool = True
     min_batches: int = Field(2, ge=0)
     max_batches: int = Field(30, ge=1)
     window: int = Field(5, ge=2, description="batches in the CV window")
     cv_threshold: float = Field(0.05, gt=0, description="converged when CV of the window < this")
+    max_duration_s: float | None = Field(
+        60.0, gt=0, description="stop warming up after this many seconds even before max_batches (checked after "
+                                "each batch; the batch in progress finishes); null = bounded by batches only")
 
     @model_validator(mode="after")
     def _bounds(self) -> "WarmupConfig":
