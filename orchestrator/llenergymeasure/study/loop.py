@@ -85,6 +85,7 @@ class StudyRun:
         self.expanded = expand(study, self.search_dirs, self.cwd)
         self.baselines: dict[tuple, BaselineResult] = {}
         self.cooldown_waits: dict[tuple, float] = {}  # GPU set -> cool-down waited before its next run
+        self.waited_s = 0.0  # gaps and cool-downs: deliberate waits, apart from the study's overhead
 
     def config_now(self, index: int):
         """Configuration `index` as planned now (a refused resume compares it with the start's)."""
@@ -185,7 +186,8 @@ class StudyRun:
                 lock.release()
             result = build_study_result(study, study_dir, writer.manifest, outcomes, started_at,
                                         time.monotonic() - t0, plan)
-            record_runs(outcomes[n_previous:])  # durations measured here, for --dry-run's estimate
+            record_runs(outcomes[n_previous:], waited_s=self.waited_s,  # for --dry-run's estimate
+                        study_wall_s=time.monotonic() - t0 if ex.parallel == 1 else None)
             self.observer.study_finished(result)
         return result
 
@@ -244,6 +246,7 @@ class StudyRun:
         if seconds > 0:
             self.observer.notice(f"waiting {seconds:g} s before the next run")
             time.sleep(seconds)
+            self.waited_s += seconds
 
     def prepare_run(self, writer: ManifestWriter, index: int, expanded: ExpandedExperiment, cycle: int,
                     sequence: int, study_id: str, study_dir: Path, plan,
@@ -340,6 +343,7 @@ class StudyRun:
 
         waited_s, reached = wait_for_cooldown(gpu_ids, idle_c, ex.cooldown_delta_c, ex.cooldown_max_s)
         self.cooldown_waits[tuple(gpu_ids or ["all"])] = round(waited_s, 3)
+        self.waited_s += waited_s
         state = {True: "reached", False: "cap reached", None: "temperatures unreadable"}[reached]
         self.observer.notice(f"cool-down: waited {waited_s:.1f} s for GPUs to return within "
                              f"{ex.cooldown_delta_c:g} °C of idle ({state})")
