@@ -68,6 +68,21 @@ def test_warmup_records_which_bound_stopped_it():
     assert not capped.converged and capped.stopped_by == "max_batches" and capped.max_duration_s is None
 
 
+def test_the_warmup_time_bound_hashes_only_when_set():
+    """Configs written before the bound keep their hash (a resume compares hashes); another bound is
+    another configuration, whichever way the hash is assembled (one config, or a grid's shared sections)."""
+    from llenergymeasure.domain import ExperimentConfig, StudyConfig
+    from llenergymeasure.study.expand import expand
+
+    default = ExperimentConfig(model="m")
+    assert default.config_hash() == "a686e8fed37c4330"  # the hash before the field existed
+    bounded = {"measurement": {"warmup": {"max_duration_s": 30}}}
+    assert ExperimentConfig(model="m", **bounded).config_hash() != default.config_hash()
+    for extra in ({}, bounded):
+        study = StudyConfig.model_validate({"base": {"model": "m", **extra}, "sweep": {"batch_size": [1, 2]}})
+        assert expand(study).hashes[1] == ExperimentConfig(model="m", batch_size=2, **extra).config_hash()
+
+
 def test_warmup_disabled():
     result, warnings = run_warmup(WarmupConfig(enabled=False), lambda: 1 / 0)
     assert result.enabled is False and result.iterations == 0 and warnings == []
