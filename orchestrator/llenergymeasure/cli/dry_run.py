@@ -121,7 +121,7 @@ def print_wall_time_estimate(study, valid, runners: dict[str, str], n_experiment
     runs_s = sum(per_run[i] for i, _ in order)
     gaps_s = sum(ex.cycle_gap_s if c != prev[1] else ex.experiment_gap_s for prev, (_, c) in zip(order, order[1:]))
     cool_s, cool_source = cooldown_s(history, ex.cooldown_max_s) if ex.cooldown_to_idle else (0.0, "off")
-    cool_s *= max(len(order) - 1, 0)
+    cool_s *= len(order)  # after every run
     overhead_s, overhead_source = study_overhead_s()
     measured_only &= overhead_source.startswith("median")
     total_s = runs_s + gaps_s + cool_s + overhead_s

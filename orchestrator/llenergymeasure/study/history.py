@@ -172,7 +172,8 @@ def estimate_wall_s(config: Any, runner: str | None, history: list[dict],
     `crude` is `domain.estimates.estimate_run_wall_time_s(config)`: the figures used where nothing was
     measured (its process start is `estimated_wall_time_s` minus the parts it lists)."""
     want, settings = _workload(config), _measurement(config)
-    same_engine = [r for r in history if r.get("engine") == config.engine and (runner is None or r.get("runner") == runner)]
+    same_engine = [r for r in history
+                   if r.get("engine") == config.engine and (runner is None or r.get("runner") == runner)]
     exact = [r for r in same_engine if all(r.get(k) == v for k, v in want.items()) and r.get("measurement") == settings]
     if exact:
         seconds = statistics.median(r["wall_s"] for r in exact)

@@ -187,7 +187,7 @@ class StudyRun:
             result = build_study_result(study, study_dir, writer.manifest, outcomes, started_at,
                                         time.monotonic() - t0, plan)
             record_runs(outcomes[n_previous:], waited_s=self.waited_s,  # for --dry-run's estimate
-                        study_wall_s=time.monotonic() - t0 if ex.parallel == 1 else None)
+                        study_wall_s=time.monotonic() - t0 if ex.parallel == 1 and status == "completed" else None)
             self.observer.study_finished(result)
         return result
 
