@@ -17,11 +17,13 @@ and splits each study's wall time into parts taken from what the study recorded,
                     writes, run directory, experiment.json)
   study start/end   study_result started_at → first run; last run → finished_at (pre-flight, locks,
                     manifest; final manifest)
-  outputs           the study call's own clock around it minus the study's timestamps (expansion
-                    before; summary, study_result.json, CSV/parquet and the run history after)
+  study setup       the study call's own clock at its start → study_result started_at (expansion)
+  outputs           study_result finished_at → the call's return (summary statistics,
+                    study_result.json, CSV/parquet, the run history)
 
-`orchestrator per run` = (process start + process end + between runs + study start/end) / runs:
-the time per run spent outside the harness that is neither measurement nor a deliberate wait.
+`orchestrator/run` = (process start + process end + between runs + study start/end + study setup +
+outputs) / runs: the time per run spent outside the harness that is neither measurement nor a
+deliberate wait.
 
     .venv/bin/python bench/orchestration_overhead.py [--cycles 3] [--before REF] [--profile DIR]
 
@@ -34,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -43,8 +46,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PARTS = ["window", "baseline", "engine import", "model load", "warm-up", "harness other", "process start",
-         "process end", "gaps, cool-down", "between runs", "study start/end", "outputs"]
-ORCHESTRATOR_PARTS = ["process start", "process end", "between runs", "study start/end"]
+         "process end", "gaps, cool-down", "between runs", "study start/end", "study setup", "outputs"]
+ORCHESTRATOR_PARTS = ["process start", "process end", "between runs", "study start/end", "study setup", "outputs"]
 
 
 def _t(stamp: str) -> float:
@@ -68,7 +71,8 @@ def breakdown(study_dir: Path, call_start: float, call_end: float) -> dict:
                   "baseline": (baseline.get("duration_s") or 0.0) * bool(baseline.get("fresh"))
                   + (loaded.get("duration_s") or 0.0),
                   "engine import": result.get("engine_import_s") or 0.0,
-                  "model load": result["model_load_s"], "warm-up": (result.get("warmup") or {}).get("duration_s") or 0.0}
+                  "model load": result["model_load_s"],
+                  "warm-up": (result.get("warmup") or {}).get("duration_s") or 0.0}
         for key, value in inside.items():
             parts[key] += value
         parts["harness other"] += result["harness_wall_s"] - sum(inside.values())
@@ -83,8 +87,9 @@ def breakdown(study_dir: Path, call_start: float, call_end: float) -> dict:
         previous = entry
     parts["study start/end"] = (_t(entries[0]["started_at"]) - _t(study["started_at"])
                                 + _t(study["finished_at"]) - _t(entries[-1]["finished_at"]))
-    parts["outputs"] = (call_end - call_start) - (_t(study["finished_at"]) - _t(study["started_at"]))
-    return {"wall_s": call_end - call_start, "runs": len(entries), "parts": parts,
+    parts["study setup"] = _t(study["started_at"]) - call_start
+    parts["outputs"] = call_end - _t(study["finished_at"])
+    return {"wall_s": call_end - call_start, "runs": len(entries), "parts": parts, "study_dir": str(study_dir),
             "engine_import_recorded": any("engine_import_s" in json.loads((study_dir / e["result_file"]).read_text())
                                           for e in entries)}
 
@@ -146,6 +151,29 @@ def export_tree(ref: str, dest: Path) -> Path:
     return dest
 
 
+OUTPUTS_CODE = (
+    "import sys, time; t = time.perf_counter(); from pathlib import Path; "
+    "from llenergymeasure.domain import StudyResult; from llenergymeasure.results.outputs import write_study_outputs; "
+    "d = Path(sys.argv[1]); r = StudyResult.model_validate_json((d / 'study_result.json').read_text()); "
+    "r.configurations, r.configurations_by_gpu = [], []; write_study_outputs(d, r); print(time.perf_counter() - t)")
+
+
+def outputs_ab(study_dir: str, trees: dict[str, Path | None], repeats: int = 5) -> None:
+    """The study's output files written again in a fresh process per tree, interleaved: the end-of-study
+    cost (imports included) without the noise of whole studies on a shared machine."""
+    times: dict[str, list[float]] = {label: [] for label in trees}
+    for _ in range(repeats):
+        for label, tree in trees.items():
+            env = dict(os.environ)
+            if tree is not None:
+                env["PYTHONPATH"] = os.pathsep.join([str(tree / "orchestrator"), str(tree / "harness")])
+            out = subprocess.run([sys.executable, "-c", OUTPUTS_CODE, study_dir], check=True, env=env,
+                                 capture_output=True, text=True).stdout
+            times[label].append(float(out.strip().splitlines()[-1]))
+    print(f"\nstudy outputs rewritten in a fresh process ({repeats}× each, interleaved): " + "; ".join(
+        f"{label}: median {statistics.median(v):.2f} s ({min(v):.2f}-{max(v):.2f})" for label, v in times.items()))
+
+
 def report(name: str, figures: dict[str, dict]) -> None:
     labels = list(figures)
     print(f"\n== {name}: " + "; ".join(f"{k}: {v['runs']} runs, wall {v['wall_s']:.1f} s" for k, v in figures.items()))
@@ -166,6 +194,7 @@ def main() -> None:
     parser.add_argument("--cycles", type=int, default=3)
     parser.add_argument("--before", help="git ref to run side by side (e.g. main)")
     parser.add_argument("--profile", type=Path, help="directory for cProfile stats of each study")
+    parser.add_argument("--only", help="run only the study whose name starts with this (quickstart, 3-cycle)")
     parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -183,12 +212,17 @@ def main() -> None:
             args.profile.mkdir(parents=True, exist_ok=True)
         collected: dict[str, dict[str, list[dict]]] = {}
         for name, spec in studies(model, tmp / "results", args.cycles).items():
+            if args.only and not name.startswith(args.only):
+                continue
             for label, tree in trees.items():  # interleaved: the load of the machine hits both alike
                 collected.setdefault(name, {})[label] = run_one(name, spec, tree, tmp, args.profile, label)
         for name, figures in collected.items():
             report(name, figures)
+        if collected:
+            outputs_ab(next(iter(next(iter(collected.values())).values()))["study_dir"], trees)
     if args.before:
-        print("\norchestrator/run = process start + process end + between runs + study start/end, per run")
+        print("\norchestrator/run = (process start + process end + between runs + study start/end + study setup + "
+              "outputs) / runs")
 
 
 if __name__ == "__main__":
