@@ -154,22 +154,28 @@ def export_tree(ref: str, dest: Path) -> Path:
 OUTPUTS_CODE = (
     "import sys, time; t = time.perf_counter(); from pathlib import Path; "
     "from llenergymeasure.domain import StudyResult; from llenergymeasure.results.outputs import write_study_outputs; "
-    "d = Path(sys.argv[1]); r = StudyResult.model_validate_json((d / 'study_result.json').read_text()); "
-    "r.configurations, r.configurations_by_gpu = [], []; write_study_outputs(d, r); print(time.perf_counter() - t)")
+    "r = StudyResult.model_validate_json(Path(sys.argv[1]).read_text()); "
+    "r.configurations, r.configurations_by_gpu = [], []; write_study_outputs(Path(sys.argv[2]), r); "
+    "print(time.perf_counter() - t)")
 
 
 def outputs_ab(study_dir: str, trees: dict[str, Path | None], repeats: int = 5) -> None:
     """The study's output files written again in a fresh process per tree, interleaved: the end-of-study
     cost (imports included) without the noise of whole studies on a shared machine."""
     times: dict[str, list[float]] = {label: [] for label in trees}
-    for _ in range(repeats):
+    source = Path(study_dir) / "study_result.json"  # read, never rewritten: each tree writes its own copy
+    for n in range(repeats):
         for label, tree in trees.items():
             env = dict(os.environ)
             if tree is not None:
                 env["PYTHONPATH"] = os.pathsep.join([str(tree / "orchestrator"), str(tree / "harness")])
-            out = subprocess.run([sys.executable, "-c", OUTPUTS_CODE, study_dir], check=True, env=env,
-                                 capture_output=True, text=True).stdout
-            times[label].append(float(out.strip().splitlines()[-1]))
+            scratch = Path(study_dir).with_name(f"outputs-{label}-{n}")
+            scratch.mkdir()
+            proc = subprocess.run([sys.executable, "-c", OUTPUTS_CODE, str(source), str(scratch)], env=env,
+                                  capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise SystemExit(f"rewriting the outputs with {label} failed:\n{proc.stderr[-2000:]}")
+            times[label].append(float(proc.stdout.strip().splitlines()[-1]))
     print(f"\nstudy outputs rewritten in a fresh process ({repeats}× each, interleaved): " + "; ".join(
         f"{label}: median {statistics.median(v):.2f} s ({min(v):.2f}-{max(v):.2f})" for label, v in times.items()))
 
