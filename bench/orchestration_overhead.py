@@ -25,11 +25,15 @@ and splits each study's wall time into parts taken from what the study recorded,
 outputs) / runs: the time per run spent outside the harness that is neither measurement nor a
 deliberate wait.
 
-    .venv/bin/python bench/orchestration_overhead.py [--cycles 3] [--before REF] [--profile DIR]
+    .venv/bin/python bench/orchestration_overhead.py [--cycles 3] [--before REF] [--only NAME] [--profile DIR]
 
 `--before REF` also runs the same studies on the code of git REF (e.g. main), interleaved in the
-same invocation, and prints both side by side; `--profile DIR` writes a cProfile of each study's
-orchestrator (pstats files) for `python -m pstats`.
+same invocation, and prints both side by side; then each tree rewrites the first study's output
+files 5 times in fresh processes, interleaved (the end-of-study cost, imports included, without the
+noise of whole studies on a shared machine). `--only quickstart` runs one study; `--profile DIR`
+writes a cProfile of each study's orchestrator (pstats files) for `python -m pstats`. One study per
+tree: on a loaded machine the harness parts (load, warm-up, window) swing by 2× between runs, so
+compare the orchestrator parts and the outputs A/B, not the totals.
 """
 from __future__ import annotations
 
