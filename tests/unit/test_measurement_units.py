@@ -42,9 +42,51 @@ def test_warmup_not_converged_stops_at_max_and_warns():
     assert len(warnings) == 1 and "did not converge" in warnings[0]
 
 
+def test_warmup_stops_at_its_time_bound_and_says_so():
+    """A warm-up that does not settle ends at max_duration_s, long before max_batches, and the result
+    and the warning name the bound (30 slow batches once took minutes)."""
+    import time
+
+    latencies = itertools.cycle([0.1, 0.2])
+
+    def slow_batch() -> float:
+        time.sleep(0.03)
+        return next(latencies)
+
+    cfg = WarmupConfig(min_batches=2, max_batches=1000, window=5, cv_threshold=0.05, max_duration_s=0.2)
+    result, warnings = run_warmup(cfg, slow_batch)
+    assert not result.converged and result.stopped_by == "max_duration_s" and result.max_duration_s == 0.2
+    assert 2 <= result.iterations < 1000 and result.duration_s >= 0.2
+    assert len(warnings) == 1 and "did not converge" in warnings[0] and "max_duration_s 0.2 s" in warnings[0]
+
+
+def test_warmup_records_which_bound_stopped_it():
+    settled = run_warmup(WarmupConfig(min_batches=2, max_batches=30, window=3, cv_threshold=0.05), lambda: 0.2)[0]
+    assert settled.converged and settled.stopped_by == "converged" and settled.max_duration_s == 60.0
+    latencies = itertools.cycle([0.1, 0.2])
+    capped = run_warmup(WarmupConfig(max_batches=6, window=3, max_duration_s=None), lambda: next(latencies))[0]
+    assert not capped.converged and capped.stopped_by == "max_batches" and capped.max_duration_s is None
+
+
+def test_the_warmup_time_bound_hashes_only_when_set():
+    """Configs written before the bound keep their hash (a resume compares hashes); another bound is
+    another configuration, whichever way the hash is assembled (one config, or a grid's shared sections)."""
+    from llenergymeasure.domain import ExperimentConfig, StudyConfig
+    from llenergymeasure.study.expand import expand
+
+    default = ExperimentConfig(model="m")
+    assert default.config_hash() == "a686e8fed37c4330"  # the hash before the field existed
+    bounded = {"measurement": {"warmup": {"max_duration_s": 30}}}
+    assert ExperimentConfig(model="m", **bounded).config_hash() != default.config_hash()
+    for extra in ({}, bounded):
+        study = StudyConfig.model_validate({"base": {"model": "m", **extra}, "sweep": {"batch_size": [1, 2]}})
+        assert expand(study).hashes[1] == ExperimentConfig(model="m", batch_size=2, **extra).config_hash()
+
+
 def test_warmup_disabled():
     result, warnings = run_warmup(WarmupConfig(enabled=False), lambda: 1 / 0)
     assert result.enabled is False and result.iterations == 0 and warnings == []
+    assert result.stopped_by is None
 
 
 # -- energy arithmetic ------------------------------------------------------------------------

@@ -18,6 +18,18 @@ def _by_batch(configurations):
     return {c["config"]["batch_size"]: c for c in configurations}
 
 
+def test_the_interval_does_not_import_scipy_stats():
+    """Every study ends by computing these intervals; importing scipy.stats for one t quantile took
+    about a second of each study's wall time on a loaded host (bench/orchestration_overhead.py)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from llenergymeasure.results.stats import describe; d = describe([2.0, 4.0, 9.0]); "
+            "assert d['ci95_half_width'] is not None; print('scipy.stats' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    assert out.strip() == "False"
+
+
 def test_describe_matches_hand_formulas():
     values = [2.0, 4.0, 9.0]
     stats = describe(values)

@@ -40,7 +40,7 @@ def print_dry_run(study, expanded, cli_runner: str | None = None) -> None:
     shown = [f"#{i}c{c}" for i, c in order if expanded[i].valid]
     click.echo(f"Cycle order ({ex.cycle_order}): {' '.join(shown[:60])}{' …' if len(shown) > 60 else ''}")
     runners = print_runner_plan(study, {e.config.engine for e in valid}, cli_runner)
-    print_wall_time_estimate(study, valid, runners)
+    print_wall_time_estimate(study, valid, runners, len(expanded))
 
 
 def print_runner_plan(study, engines: set[str], cli_runner: str | None) -> dict[str, str]:
@@ -95,24 +95,38 @@ def _image_state(image: str, engine: str) -> str:
         client.close()
 
 
-def print_wall_time_estimate(study, valid, runners: dict[str, str]) -> None:
-    """Per configuration: seconds per run and the source of that figure; then the study total."""
+def print_wall_time_estimate(study, valid, runners: dict[str, str], n_experiments: int) -> None:
+    """Per configuration: seconds per run, its parts and where they come from; then the study total with
+    its gaps, cool-downs and the study's own overhead (study/history.py says what is learned here)."""
     from ..domain.estimates import estimate_run_wall_time_s, read_local_model_config
-    from ..study.history import estimate_wall_s, history_path, load_history
+    from ..study.history import cooldown_s, estimate_wall_s, history_path, load_history, study_overhead_s
 
     history = load_history()
-    n_cycles = study.execution.n_cycles
-    total_s, sources = 0.0, set()
+    ex = study.execution
+    per_run: dict[int, float] = {}
+    measured_only = True
     click.echo(f"Wall-time estimate ({len(history)} runs measured on this host in {history_path()}):")
     for e in valid:
         cfg = e.config
         crude = estimate_run_wall_time_s(cfg, read_local_model_config(cfg.model))
-        seconds, source = estimate_wall_s(cfg, runners.get(cfg.engine), history, crude["estimated_wall_time_s"],
-                                          crude["measured_batches"] * crude["batch_s"])
-        sources.add(source.split(" (")[0])
-        total_s += seconds * n_cycles
-        click.echo(f"  #{e.index}: {seconds:.0f} s per run × {n_cycles} cycles — {source}")
-    gaps = study.execution.experiment_gap_s * max(len(valid) * n_cycles - 1, 0)
-    label = "measured here" if all(s.startswith(("median", "scaled")) for s in sources) else "partly assumed"
-    click.echo(f"Estimated study wall time: {(total_s + gaps) / 60:.1f} min ({label}; "
-               "each completed run adds to the history)")
+        seconds, source, parts = estimate_wall_s(cfg, runners.get(cfg.engine), history, crude)
+        measured_only &= source.startswith(("median", "scaled"))
+        per_run[e.index] = seconds
+        detail = "" if "run" in parts else (
+            f" = start-up, import and load {parts['start-up']:.0f} s + baselines {parts['baseline']:.0f} s + warm-up "
+            f"{parts['warm-up']:.0f} s ({parts['warm-up batches']:.0f} batches) + window {parts['window']:.0f} s")
+        click.echo(f"  #{e.index}: {seconds:.0f} s per run × {ex.n_cycles} cycles{detail} — {source}")
+    order = [(i, c) for i, c in run_order(n_experiments, ex.n_cycles, ex.cycle_order, ex.shuffle_seed)
+             if i in per_run]
+    runs_s = sum(per_run[i] for i, _ in order)
+    gaps_s = sum(ex.cycle_gap_s if c != prev[1] else ex.experiment_gap_s for prev, (_, c) in zip(order, order[1:]))
+    cool_s, cool_source = cooldown_s(history, ex.cooldown_max_s) if ex.cooldown_to_idle else (0.0, "off")
+    cool_s *= len(order)  # after every run
+    overhead_s, overhead_source = study_overhead_s()
+    measured_only &= overhead_source.startswith("median")
+    total_s = runs_s + gaps_s + cool_s + overhead_s
+    click.echo(f"  runs {runs_s:.0f} s + gaps {gaps_s:.0f} s + cool-down {cool_s:.0f} s ({cool_source}) + "
+               f"study overhead {overhead_s:.0f} s ({overhead_source}; pre-flight, manifest, outputs)")
+    label = "measured here" if measured_only else "partly assumed"
+    click.echo(f"Estimated study wall time: {total_s / 60:.1f} min ({total_s:.0f} s; {label}; "
+               "each completed study adds to the history)")

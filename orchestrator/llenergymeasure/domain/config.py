@@ -126,14 +126,22 @@ class LlamaCppConfig(StrictModel):
         None, description="KV-cache value type; default f16 (quantised V needs flash_attn)")
 
 
+WARMUP_MAX_DURATION_DEFAULT_S = 60.0
+
+
 class WarmupConfig(StrictModel):
-    """Warm up until per-batch latency settles (CV over a window), between min and max batches."""
+    """Warm up until per-batch latency settles (CV over a window), between min and max batches, and for
+    at most max_duration_s: on a loaded host 30 slow batches took minutes without settling."""
 
     enabled: bool = True
     min_batches: int = Field(2, ge=0)
     max_batches: int = Field(30, ge=1)
     window: int = Field(5, ge=2, description="batches in the CV window")
     cv_threshold: float = Field(0.05, gt=0, description="converged when CV of the window < this")
+    max_duration_s: float | None = Field(
+        WARMUP_MAX_DURATION_DEFAULT_S, gt=0,
+        description="stop warming up after this many seconds even before max_batches (checked after each batch; "
+                    "the batch in progress finishes); null = bounded by batches only")
 
     @model_validator(mode="after")
     def _bounds(self) -> "WarmupConfig":
@@ -159,6 +167,21 @@ class MeasurementConfig(StrictModel):
     sampling_period_ms: float = Field(100.0, ge=50.0, description="power/thermal sampler period")
     save_timeseries: bool = Field(False, description="write timeseries.parquet in the run directory")
     min_window_s: float = Field(10.0, gt=0, description="warn when the measured window is shorter")
+
+
+def _without_later_defaults(measurement: dict) -> dict:
+    """The measurement section's JSON without fields added after hashes were published, when they hold
+    their default (warmup.max_duration_s): configs written before them keep their hashes."""
+    warmup = measurement.get("warmup")
+    if isinstance(warmup, dict) and warmup.get("max_duration_s") == WARMUP_MAX_DURATION_DEFAULT_S:
+        measurement = {**measurement, "warmup": {k: v for k, v in warmup.items() if k != "max_duration_s"}}
+    return measurement
+
+
+def section_canonical_json(section: BaseModel) -> str:
+    """What a config section contributes to the config hash (a planner shares it between configs)."""
+    payload = section.model_dump(mode="json")
+    return canonical_json(_without_later_defaults(payload) if isinstance(section, MeasurementConfig) else payload)
 
 
 class ExperimentConfig(StrictModel):
@@ -260,6 +283,7 @@ class ExperimentConfig(StrictModel):
                 del serving["burstiness"]
             if (serving.get("slo") or {}).get("e2e_s", 0) is None:
                 del serving["slo"]["e2e_s"]
+            payload["measurement"] = _without_later_defaults(payload["measurement"])
             canonical = canonical_json(payload)
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
@@ -278,7 +302,7 @@ class ExperimentConfig(StrictModel):
             elif kind is int or kind is float:
                 text = repr(value)
             elif isinstance(value, BaseModel):
-                text = section_json.get(id(value)) or canonical_json(value.model_dump(mode="json"))
+                text = section_json.get(id(value)) or section_canonical_json(value)
             else:
                 return None
             parts.append(f"{_encode_str(name)}:{text}")

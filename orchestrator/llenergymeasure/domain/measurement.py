@@ -76,6 +76,10 @@ class WarmupResult(OpenModel):
     cv_threshold: float | None = None
     latencies_s: list[float] = Field(default_factory=list)
     duration_s: float = 0.0
+    stopped_by: Literal["converged", "max_batches", "max_duration_s"] | None = Field(
+        None, description="what ended the warm-up: the CV fell under the threshold, or a bound was reached "
+                          "without converging (max_batches or max_duration_s); null when disabled")
+    max_duration_s: float | None = Field(None, description="the time bound the warm-up ran under (null: none)")
 
 
 class SamplerStats(OpenModel):

@@ -74,6 +74,7 @@ def cool_down(run: StudyRun, outcome: RunOutcome, gpu_ids: list[str] | None) -> 
 
     waited_s, reached = wait_for_cooldown(gpu_ids, idle_c, ex.cooldown_delta_c, ex.cooldown_max_s)
     run.cooldown_waits[tuple(gpu_ids or ["all"])] = round(waited_s, 3)
+    run.waited_s += waited_s
     state = {True: "reached", False: "cap reached", None: "temperatures unreadable"}[reached]
     run.observer.notice(f"cool-down: waited {waited_s:.1f} s for GPUs to return within "
                         f"{ex.cooldown_delta_c:g} °C of idle ({state})")

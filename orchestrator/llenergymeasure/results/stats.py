@@ -1,8 +1,9 @@
 """Statistics across cycles, per configuration (runs sharing a `config_hash`).
 
 For each metric in STAT_METRICS: n (runs that measured it), mean, sample std (ddof=1), a 95%
-confidence interval for the mean with Student's t (scipy.stats.t, n-1 degrees of freedom) and
-the coefficient of variation std/|mean|. A configuration is flagged when it has fewer than
+confidence interval for the mean with Student's t (n-1 degrees of freedom; the quantile from
+scipy.special.stdtrit, which scipy.stats.t.ppf calls: importing scipy.stats took ~1 s of every
+study's end on a loaded host) and the coefficient of variation std/|mean|. A configuration is flagged when it has fewer than
 `min_runs` (3) runs; otherwise a metric is flagged when its own n (the runs that measured it) is
 below `min_runs`; and per metric when CV exceeds `cv_threshold` (default 0.1): such figures
 should not be published without more cycles. numpy/scipy are imported lazily.
@@ -112,7 +113,7 @@ def describe(values: Iterable[float | None], cv_threshold: float = DEFAULT_CV_TH
              confidence: float = CONFIDENCE) -> dict[str, Any]:
     """n, mean, std (ddof=1), Student-t CI of the mean, CV, and whether CV exceeds the threshold."""
     import numpy as np
-    from scipy import stats as sps
+    from scipy.special import stdtrit
 
     clean = [float(v) for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
     n = len(clean)
@@ -126,7 +127,7 @@ def describe(values: Iterable[float | None], cv_threshold: float = DEFAULT_CV_TH
     if n < 2:
         return out
     std = float(arr.std(ddof=1))
-    half = float(sps.t.ppf(0.5 + confidence / 2.0, df=n - 1) * std / math.sqrt(n))
+    half = float(stdtrit(n - 1, 0.5 + confidence / 2.0) * std / math.sqrt(n))
     out.update(std=std, ci95_low=mean - half, ci95_high=mean + half, ci95_half_width=half)
     if mean != 0.0:
         out["cv"] = std / abs(mean)

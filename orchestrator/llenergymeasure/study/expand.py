@@ -26,7 +26,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from ..domain import ExperimentConfig, StudyConfig
-from ..domain.config import ENGINE_ALIASES, canonical_json, check_floats_bounded
+from ..domain.config import ENGINE_ALIASES, check_floats_bounded, section_canonical_json
 from ..errors import ConfigError
 
 MAX_CONFIGURATIONS = 100_000   # grid points + explicit experiments of one study
@@ -174,7 +174,7 @@ class Plan(Sequence):
         self._found: dict[str, str | None] = {}
         self._cache: OrderedDict[int, ExperimentConfig] = OrderedDict()
         self._sections = self._shared_sections() if self.grid.n_grid > 1 else {}
-        self._section_json = {id(v): canonical_json(v.model_dump(mode="json")) for v in self._sections.values()}
+        self._section_json = {id(v): section_canonical_json(v) for v in self._sections.values()}
         self._context = {"floats_checked": frozenset(self._section_json)}
         self.hashes: list[str | None] = []
         self.summaries: list[str] = []

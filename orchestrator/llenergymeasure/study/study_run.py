@@ -112,6 +112,7 @@ class StudyRun:
         self.expanded = expand(study, self.search_dirs, self.cwd)
         self.baselines: dict[tuple, BaselineResult] = {}
         self.cooldown_waits: dict[tuple, float] = {}  # GPU set -> cool-down waited before its next run
+        self.waited_s = 0.0  # gaps and cool-downs: deliberate waits, apart from the study's overhead
 
     def config_now(self, index: int):
         """Configuration `index` as planned now (a refused resume compares it with the start's)."""
@@ -194,7 +195,8 @@ class StudyRun:
                 lock.release()
             result = build_study_result(study, study_dir, writer.manifest, outcomes, started_at,
                                         time.monotonic() - t0, plan)
-            record_runs(outcomes[n_previous:])  # durations measured here, for --dry-run's estimate
+            record_runs(outcomes[n_previous:], waited_s=self.waited_s,  # for --dry-run's estimate
+                        study_wall_s=time.monotonic() - t0 if ex.parallel == 1 and status == "completed" else None)
             self.observer.study_finished(result)
         return result
 
@@ -261,6 +263,7 @@ class StudyRun:
         if seconds > 0:
             self.observer.notice(f"waiting {seconds:g} s before the next run")
             time.sleep(seconds)
+            self.waited_s += seconds
 
     def prepare_run(self, writer: ManifestWriter, index: int, expanded: ExpandedExperiment, cycle: int,
                     sequence: int, study_id: str, study_dir: Path, plan,
