@@ -213,6 +213,10 @@ def main() -> None:
     allowed = sorted(os.sched_getaffinity(0))
     client_cpu = allowed[0] if args.client_cpu is None else args.client_cpu
     stub_cpus = set(allowed) - {client_cpu} or {client_cpu}
+    try:
+        import aiohttp  # noqa: F401 - the independent client
+    except ImportError:
+        sys.exit("the independent client needs aiohttp: .venv/bin/pip install -e '.[bench]'")
     load = os.getloadavg()
     print(f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} CPUs; client on CPU "
           f"{client_cpu}, stub on CPU(s) {sorted(stub_cpus)}"
