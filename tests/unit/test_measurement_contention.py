@@ -104,8 +104,11 @@ def test_host_cpu_time_separates_this_process_tree_from_other_processes():
         assert foreign_pid not in tree and os.getpid() in tree
         foreign_before = cpu_s(foreign_pid)
         monitor.start()
-        # Ours: a descendant that burns 0.6 s of CPU (CPU time, not wall time: this host may be busy).
-        subprocess.run([sys.executable, "-c", "import time\nwhile time.process_time() < 0.6: pass\n"], check=True)
+        # Ours: a descendant that burns 0.6 s of CPU (CPU time, not wall time: this host may be busy),
+        # plus the 2 clock ticks /proc may truncate from its user and system times.
+        burn_s = 0.6 + 2 / os.sysconf("SC_CLK_TCK")
+        subprocess.run([sys.executable, "-c", f"import time\nwhile time.process_time() < {burn_s}: pass\n"],
+                       check=True)
         result, warnings = monitor.stop()
         foreign_used = cpu_s(foreign_pid) - foreign_before
     finally:
