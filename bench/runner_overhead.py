@@ -32,13 +32,11 @@ from pathlib import Path
 def study_overheads(runner: str, n: int, model: str, image: str, results_dir: Path) -> dict:
     from llenergymeasure import run_study
     from llenergymeasure.domain import ExperimentResult, StudyConfig, StudyManifest
+    from runner_startup import tiny_experiment
 
     study = StudyConfig.model_validate({
         "name": f"overhead-{runner}", "results_dir": str(results_dir),
-        "base": {"model": model, "engine": "transformers", "dataset": "synthetic", "n_prompts": 2,
-                 "max_input_tokens": 16, "max_output_tokens": 4,
-                 "measurement": {"baseline": {"duration_s": 0.5},
-                                 "warmup": {"min_batches": 1, "max_batches": 2, "window": 2}}},
+        "base": tiny_experiment(model),
         "sweep": {"random_seed": list(range(n))},  # N distinct experiments of identical size
         "runners": {"transformers": runner}, "images": {"transformers": image}})
     t0 = time.monotonic()

@@ -23,6 +23,13 @@ PATHS = {"fresh": "0", "forked": "1"}  # LLEM_LOCAL_WORKER per path
 EXPECTED_START = {"fresh": FRESH_START, "forked": FORKED_START}  # harness_start of each path's runs
 
 
+def tiny_experiment(model: str) -> dict:
+    """The experiment both runner benchmarks time: the tiny model, 2 prompts, 4 output tokens, short settle."""
+    return {"model": model, "engine": "transformers", "dataset": "synthetic", "n_prompts": 2,
+            "max_input_tokens": 16, "max_output_tokens": 4,
+            "measurement": {"baseline": {"duration_s": 0.5}, "warmup": {"min_batches": 1, "max_batches": 2, "window": 2}}}
+
+
 def _one_study(path: str, model: str, results_dir: Path, index: int) -> dict:
     from llenergymeasure import run_study
     from llenergymeasure.domain import ExperimentResult, StudyConfig, StudyManifest
@@ -30,10 +37,7 @@ def _one_study(path: str, model: str, results_dir: Path, index: int) -> dict:
     os.environ["LLEM_LOCAL_WORKER"] = PATHS[path]
     study = StudyConfig.model_validate({
         "name": f"startup-{path}-{index}", "results_dir": str(results_dir),
-        "base": {"model": model, "engine": "transformers", "dataset": "synthetic", "n_prompts": 2,
-                 "max_input_tokens": 16, "max_output_tokens": 4,
-                 "measurement": {"baseline": {"duration_s": 0.5},
-                                 "warmup": {"min_batches": 1, "max_batches": 2, "window": 2}}},
+        "base": tiny_experiment(model),
         "execution": {"n_cycles": 3, "experiment_gap_s": 0}, "runners": {"transformers": "local"}})
     t0 = time.monotonic()
     study_dir = Path(run_study(study).study_dir)

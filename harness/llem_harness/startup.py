@@ -24,7 +24,7 @@ SERVING = "serving"  # a serving run's harness imports no engine (the server pro
 # The attribute matters for transformers: its top-level names are imported lazily on first access.
 ENGINE_MODULES: dict[str, tuple[tuple[str, str | None], ...]] = {
     "transformers": (("torch", None), ("transformers", "AutoModelForCausalLM"), ("transformers", "AutoTokenizer"),
-                     ("transformers", "LogitsProcessorList"), ("transformers.generation", None),
+                     ("transformers", "StoppingCriteriaList"), ("transformers.generation", None),
                      ("transformers.modeling_utils", None)),
     "vllm": (("torch", None), ("vllm", "LLM"), ("vllm", "SamplingParams")),
     "llama_cpp": (("llama_cpp", "Llama"),),
