@@ -94,6 +94,18 @@ def base_image_for_tests(client) -> str | None:
 
 
 @pytest.fixture(scope="session")
+def plain_base_image(docker_client) -> str:
+    """The local base without torch (CI builds it), for tests that build tiny images of their own."""
+    import docker
+
+    try:
+        docker_client.images.get(CI_PLAIN_BASE_IMAGE)
+    except docker.errors.ImageNotFound:
+        pytest.skip(f"no local base image {CI_PLAIN_BASE_IMAGE} (CI builds it with ../shared/ci/docker-up.sh)")
+    return CI_PLAIN_BASE_IMAGE
+
+
+@pytest.fixture(scope="session")
 def llem_image(docker_client) -> str:
     """The transformers image under its default tag, built from this source tree (layer-cached)."""
     from llenergymeasure.runners.image_build import build_image

@@ -85,6 +85,7 @@ def build_image(engine: str, base_image: str | None = None, tag: str | None = No
     client = client or docker_client(timeout_s=3600)
     root = repo_root()
     try:
+        previous_id = image_id(client, tag)
         stream = client.api.build(path=str(root), dockerfile=str(dockerfile.relative_to(root)), tag=tag,
                                   buildargs=build_args(base_image, extra_build_args, engine), network_mode="host", rm=True,
                                   forcerm=True, decode=True)
@@ -95,7 +96,43 @@ def build_image(engine: str, base_image: str | None = None, tag: str | None = No
             text = chunk.get("stream")
             if text and text.strip():
                 on_line(text.rstrip("\n"))
+        remove_replaced(client, previous_id, tag, on_line)
     finally:
         if own_client:
             client.close()
     return tag
+
+
+def image_id(client, tag: str) -> str | None:
+    """The ID `tag` names now, or None where no such image exists."""
+    try:
+        return client.images.get(tag).id
+    except Exception:  # noqa: BLE001 - docker.errors.ImageNotFound; the SDK is imported lazily
+        return None
+
+
+def remove_replaced(client, previous_id: str | None, tag: str, on_line: Callable[[str], None]) -> None:
+    """Delete the image a rebuild of `tag` left untagged, so rebuilding never leaks gigabytes.
+
+    An engine image is 1-4 GB; each rebuild of the same tag would otherwise leave the old one on disk
+    as a dangling image. The old image is kept where it still has another tag or a container (even a
+    stopped one) uses it, and nothing is removed when the build produced the same image again.
+    """
+    if previous_id is None or image_id(client, tag) == previous_id:
+        return
+    try:
+        old = client.images.get(previous_id)
+    except Exception:  # noqa: BLE001 - already gone
+        return
+    if old.tags:
+        return
+    if client.containers.list(all=True, filters={"ancestor": previous_id}):
+        on_line(f"kept the image this build replaced ({previous_id[:19]}): a container still uses it")
+        return
+    size_gb = (old.attrs.get("Size") or 0) / 1e9
+    try:
+        client.images.remove(previous_id, noprune=False)
+    except Exception as exc:  # noqa: BLE001 - a race with another build or container: keep it, say so
+        on_line(f"could not remove the image this build replaced ({previous_id[:19]}): {exc}")
+        return
+    on_line(f"removed the image this build replaced ({previous_id[:19]}, {size_gb:.2f} GB)")
