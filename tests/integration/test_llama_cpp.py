@@ -45,7 +45,8 @@ def test_gguf_export_generates_the_same_greedy_tokens_as_transformers(tiny_model
 def test_adapter_counts_real_tokens_and_times_every_token(tiny_model_dir):
     from llem_harness.engines.base import create_adapter
 
-    adapter = create_adapter(_config(tiny_model_dir, max_output_tokens=6, max_input_tokens=16))
+    adapter = create_adapter(_config(tiny_model_dir, max_output_tokens=6, max_input_tokens=16,
+                                     llama_cpp={"n_threads": 1}))
     adapter.load()
     try:
         prompt = adapter.fit_to_tokens("energy per token is what we measure here today " * 4, 10)
@@ -57,6 +58,7 @@ def test_adapter_counts_real_tokens_and_times_every_token(tiny_model_dir):
             assert req.start_s < req.token_times_s[0] and req.token_times_s == sorted(req.token_times_s)
         params = adapter.effective_parameters()
         assert params["batching"] == "sequential" and params["n_gpu_layers"] == 0
+        assert params["n_threads"] == params["n_threads_batch"] == 1  # prompt evaluation too, not every core
         assert adapter.model_config_dict()["num_hidden_layers"] == 2
     finally:
         adapter.close()

@@ -189,14 +189,17 @@ def test_poisson_rate_run_opens_after_the_ramp_and_closes_at_the_last_send(tiny_
     w = res.serving.window
     assert res.serving.load == "request_rate" and res.serving.request_rate_offered_per_s == 20.0
     assert w.start_s == pytest.approx(sends[2], abs=0.01) and w.end_s == pytest.approx(sends[-1], abs=0.01)
-    # The schedule is the seeded Poisson one: sends follow the planned offsets (sleep precision aside).
+    # The schedule is the seeded Poisson one: sends follow the planned offsets. A sleep ends late,
+    # never early; on a loaded 2-core machine the server's threads can delay one send, not most.
     from llem_harness.serving.arrivals import send_offsets_s
     planned = send_offsets_s(12, 20.0, res.config.random_seed)
-    assert sends == pytest.approx(planned, abs=0.05)
+    lateness_s = sorted(sent - plan for sent, plan in zip(sends, planned))
+    assert len(sends) == len(planned) and lateness_s[0] > -0.005
+    assert lateness_s[len(lateness_s) // 2] < 0.05 and lateness_s[-1] < 0.25
 
 
 def test_duration_cap_stops_sending_and_the_window_still_closes(tiny_gguf_dir, tmp_path):
-    study = _study(tiny_gguf_dir, tmp_path, {}, concurrency=2, n_requests=500, duration_s=0.3)
+    study = _study(tiny_gguf_dir, tmp_path, {}, concurrency=2, n_requests=500, duration_s=1.0)
     result = run_study(study)
     assert result.summary.completed == 1
     res = ExperimentResult.model_validate_json((Path(result.study_dir) / result.result_files[0]).read_text())

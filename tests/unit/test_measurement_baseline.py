@@ -21,7 +21,7 @@ def test_baseline_measured_then_subtracted_beside_raw(monkeypatch, tmp_path):
     assert base.power_mean_w == pytest.approx(110.0, rel=0.02)
     assert 0 < base.power_std_w < 3.0
     assert 20 <= base.n_samples <= 40
-    assert base.duration_s == pytest.approx(3.0, abs=0.2)
+    assert 2.8 <= base.duration_s <= 3.6  # the replay clock runs with the wall clock: a loaded host ends late
     assert sorted(base.gpu_uuids) == UUIDS
     assert base.idle_temperature_c == 40.0
     assert set(base.idle_temperature_per_gpu_c) == set(UUIDS)

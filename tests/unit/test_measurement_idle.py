@@ -80,9 +80,9 @@ def test_temperature_gate_is_bounded_and_flags_a_baseline_that_never_settles(mon
     pre = session.baseline()
     session.close()
     assert pre.temperature_settled is False and pre.temperature_drift_c >= 2.0
-    assert pre.duration_s == pytest.approx(2.0, abs=0.3)
+    assert 1.7 <= pre.duration_s <= 2.6  # replay time runs with the wall clock: a loaded host ends late
     # Attempts of 2 s while the next one still fits in 7 s: 0-2, 2-4, 4-6; the wait is the first two.
-    assert pre.temperature_wait_s == pytest.approx(4.0, abs=0.6)
+    assert 3.4 <= pre.temperature_wait_s <= 5.0
     assert pre.power_mean_w == pytest.approx(70.0, rel=0.02)  # kept, flagged — not discarded
     assert any("temperature still moving" in w for w in session.warnings())
     assert any(name == "warning" and "temperature still moving" in f["message"] for name, f in events)

@@ -166,16 +166,23 @@ def test_live_edges_read_only_counters_and_keep_the_window_at_the_edges(monkeypa
 
     session, _ = replay_session(monkeypatch, tmp_path, "two_gpu_counter.jsonl", save_timeseries=True)
     live = LiveEdges(session)
+    clock = session.backend.clock
     wait_until(session, 6.0)
+    start_before = clock()
     live.on_edge("start")
+    start_after = clock()
     wait_until(session, 16.0)
+    end_before = clock()
     live.on_edge("end")
+    end_after = clock()
     wait_until(session, 21.0)  # the drain: samples taken now are outside the window
     window = live.finish()
     session.close()
-    # Trace seconds (the replay runs 10x faster than the wall clock): 6 -> 16, not 6 -> 21.
+    # Trace seconds (the replay runs 10x faster than the wall clock): about 6 -> 16, not 6 -> 21.
+    # The edges are bracketed by clock reads around each call, so a loaded machine cannot fail this.
     assert window.window_s == pytest.approx(live.end_edge.clock_s - session._t0)
-    assert window.window_s == pytest.approx(10.0, abs=0.3)
+    assert start_before <= session._t0 <= start_after and end_before <= live.end_edge.clock_s <= end_after
+    assert end_before - start_after <= window.window_s <= end_after - start_before < 21.0 - 6.0
     assert window.energy.gpu_energy_raw_j == pytest.approx(500.0 * window.window_s, rel=0.03)
     assert all(tk.t_s <= live.end_edge.clock_s for tk in session._window_ticks)
     assert len(live.stalls_s) == 2 and window.timeseries_file

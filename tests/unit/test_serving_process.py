@@ -70,5 +70,5 @@ def test_llama_cpp_typed_options_reach_the_server_command(tmp_path):
                            llama_cpp={"n_ctx": 1024, "n_threads": 2, "type_k": "q8_0"})
     argv = server_spec(cfg, 9000).argv
     value = {argv[i]: argv[i + 1] for i in range(len(argv) - 1) if argv[i].startswith("--")}
-    assert value["--n_ctx"] == "1024" and value["--n_threads"] == "2"
+    assert value["--n_ctx"] == "1024" and value["--n_threads"] == value["--n_threads_batch"] == "2"
     assert value["--type_k"] == "8"  # ggml_type enum: the server takes the integer

@@ -72,8 +72,8 @@ class LlamaCppAdapter:
             model_path=str(self.model_file), n_gpu_layers=self.n_gpu_layers, seed=self.config.random_seed,
             n_ctx=lcfg.n_ctx or max(512, self.config.max_input_tokens + self.config.max_output_tokens),
             n_batch=lcfg.n_batch, flash_attn=lcfg.flash_attn, verbose=False)
-        if lcfg.n_threads:
-            kwargs["n_threads"] = lcfg.n_threads
+        if lcfg.n_threads:  # both: llama.cpp would otherwise evaluate prompts on every core
+            kwargs["n_threads"] = kwargs["n_threads_batch"] = lcfg.n_threads
         for key in ("type_k", "type_v"):
             if getattr(lcfg, key):
                 kwargs[key] = getattr(llama_cpp, f"GGML_TYPE_{getattr(lcfg, key).upper()}")
@@ -135,6 +135,7 @@ class LlamaCppAdapter:
             "n_ctx": llm.n_ctx() if llm else None,
             "n_batch": ctx.n_batch if ctx else None,
             "n_threads": ctx.n_threads if ctx else None,
+            "n_threads_batch": ctx.n_threads_batch if ctx else None,
             "flash_attn": self.lcfg.flash_attn,
             "type_k": self.lcfg.type_k or "f16",
             "type_v": self.lcfg.type_v or "f16",

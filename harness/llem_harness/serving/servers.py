@@ -82,6 +82,8 @@ def _llama_cpp(config: ExperimentConfig, host: str, port: int, files_dir: Path) 
         value = _option(opts, name)
         if value is not None:
             argv += [f"--{name}", str(_GGML_TYPES[value] if name.startswith("type_") else value)]
+    if _option(opts, "n_threads") is not None:  # as offline: prompts evaluated on the same threads
+        argv += ["--n_threads_batch", str(_option(opts, "n_threads"))]
     extra = {"min_tokens": config.max_output_tokens} if config.decoding.ignore_eos else {}
     tokenize = ("/extras/tokenize", lambda p: {"input": p, "model": SERVED_MODEL_NAME}, lambda j: len(j["tokens"]))
     return ServerSpec(argv, verified=True, extra_body=extra, usage_in_stream=False, package="llama-cpp-python",

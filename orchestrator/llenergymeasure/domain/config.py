@@ -116,7 +116,7 @@ class LlamaCppConfig(StrictModel):
     """
 
     n_ctx: int | None = Field(None, ge=16, description="context length; default: max_input_tokens + max_output_tokens (min 512; serving adds 64)")
-    n_threads: int | None = Field(None, ge=1, description="CPU threads; default: llama.cpp's choice")
+    n_threads: int | None = Field(None, ge=1, description="CPU threads for generation and prompt evaluation alike; default: llama.cpp's choice")
     n_gpu_layers: int | None = Field(None, ge=-1, description="-1 = all layers; default: all with a GPU, else 0")
     n_batch: int = Field(512, ge=1, description="prompt tokens evaluated per llama_decode call")
     flash_attn: bool = False
