@@ -173,3 +173,28 @@ def _wait_for_running_entry(results_dir: Path, timeout_s: float = 60) -> Path:
                 return manifest.parent
         time.sleep(0.2)
     raise AssertionError("the study never started a run")
+
+
+def test_a_closed_stdout_does_not_stop_the_study(tiny_model_dir, tmp_path):
+    """`llem run study.yaml | head -1`: the reader leaves after one line; every run is still measured,
+    one note on stderr says why the progress stopped, and nothing prints a traceback."""
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(quickstart_data(tiny_model_dir, tmp_path / "results")))
+    proc = subprocess.Popen([sys.executable, "-c", "from llenergymeasure.cli.main import main; main()", "run",
+                             str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = proc.stdout.readline()
+    proc.stdout.close()  # what `head -1` does once it has its line
+    stderr = proc.stderr.read()
+    assert proc.wait(timeout=600) == 0, stderr
+    assert first.startswith("Study directory: ")
+    manifest = json.loads((Path(first.split(": ", 1)[1].strip()) / "manifest.json").read_text())
+    assert manifest["status"] == "completed" and len(manifest["entries"]) == 4
+    assert all(e["status"] == "completed" for e in manifest["entries"])
+    assert "standard output failed" in stderr and "Traceback" not in stderr and "Exception ignored" not in stderr
+
+    show = subprocess.Popen([sys.executable, "-c", "from llenergymeasure.cli.main import main; main()", "results",
+                             "show", str(Path(first.split(": ", 1)[1].strip()))],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    show.stdout.close()  # gone before the first line: `llem results show | head -0`
+    assert show.wait(timeout=120) == 141
+    assert show.stderr.read() == ""

@@ -92,3 +92,22 @@ def test_loaded_idle_and_contention_are_columns_of_the_run_table():
     assert "loaded_idle.gpu_uuids" not in row
     assert row["contention.significant"] is True and row["contention.host_cpu_foreign_cores"] == 0.8
     assert row["contention.reasons"] == '["busy host"]'
+
+
+def test_how_latencies_were_taken_is_in_every_run_row():
+    """A row read alone (results.csv) says what its TTFT means and whether the prompt cache served it."""
+    from llenergymeasure.domain import PromptCache
+    from llenergymeasure.domain.token_timing import token_timing
+    from llenergymeasure.results.tables import run_row
+
+    result = make_result(1, 1, 1.0, 100.0)
+    result.latency_reference = "request_submission"
+    result.harness_start = "forked"
+    result.prompt_cache = PromptCache(prefix_caching=True, source="engine", requests_reporting=4,
+                                      requests_with_cached_tokens=3, cached_prompt_tokens_total=96)
+    result.token_timing = token_timing("host_clock_per_step")
+    row = run_row(result)
+    assert row["latency_reference"] == "request_submission" and row["harness_start"] == "forked"
+    assert row["prompt_cache.requests_with_cached_tokens"] == 3 and row["prompt_cache.prefix_caching"] is True
+    assert row["token_timing.method"] == "host_clock_per_step" and row["token_timing.inside_energy_window"] is True
+    assert "engine_import_s" in row

@@ -297,7 +297,7 @@ class MeasurementSession:
         if self.cfg.save_timeseries and self.devices and self._window_ticks:
             write_timeseries(self.run_dir / TIMESERIES_FILE, self._window_ticks, self.devices, self._t0)
             ts_file = TIMESERIES_FILE
-        return WindowMeasurement(window_s=window_s, start_unix_s=self._wall0, end_unix_s=self._wall0 + window_s,
+        return WindowMeasurement(window_s=window_s, start_unix_s=self._wall0, end_unix_s=edge.wall_s,
                                  energy=energy, cpu_energy=cpu, contention=contention, sampler=stats,
                                  throttle=throttle, thermal=thermal,
                                  timeseries_file=ts_file, warnings=warnings)

@@ -21,13 +21,35 @@ def _fmt(value, digits=3) -> str:
     return f"{value:.{digits}g}" if isinstance(value, float) else str(value)
 
 
+def silence(stream) -> None:
+    """Point a stream whose reader is gone (or whose disk is full) at /dev/null, so that nothing later,
+    the interpreter's final flush included, fails on it again."""
+    import os
+
+    try:
+        stream.flush()
+    except (OSError, ValueError):
+        pass
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+
+
 class PlainObserver(StudyObserver):
-    """Line-oriented output: safe for logs, CI and pipes."""
+    """Line-oriented output: safe for logs, CI and pipes.
+
+    Output is a courtesy, the study is the point: when stdout fails (`llem run ... | head` closed
+    the pipe, or a redirect filled the disk) the study goes on silently after one note on stderr;
+    the manifest and results are written as usual."""
 
     def __init__(self, quiet: bool = False):
         self.quiet = quiet
         self._seen: set[str] = set()  # a line repeated by every run is printed once
         self._said: list[str] = []    # what was printed, so that a reason already given is not repeated
+        self._lost: set[bool] = set()  # the streams (err=True/False) that failed: written no more
 
     def _say(self, text: str) -> None:
         if not self.quiet:
@@ -35,7 +57,20 @@ class PlainObserver(StudyObserver):
             self._emit(text)
 
     def _emit(self, text: str) -> None:
-        click.echo(text)
+        self._write(lambda: click.echo(text))
+
+    def _write(self, write, err: bool = False) -> None:
+        if err in self._lost:
+            return
+        try:
+            write()
+        except OSError as exc:  # BrokenPipeError, ENOSPC, EIO: the reader or the disk is gone
+            self._lost.add(err)
+            silence(sys.stderr if err else sys.stdout)
+            if not err:
+                self._write(lambda: click.echo(f"note: standard output failed ({exc.strerror or exc}); the study "
+                                               f"goes on without progress output (see manifest.json)", err=True),
+                            err=True)
 
     def already_said(self, reason: str) -> bool:
         return any(reason in line for line in self._said)
@@ -71,11 +106,12 @@ class PlainObserver(StudyObserver):
             self._say(f"    completed in {_fmt(entry.duration_s)} s: {_fmt(m.output_tokens_per_s)} output tok/s, "
                       f"{_fmt(m.energy_per_output_token_j)} J/output token")
         else:
-            click.echo(f"    {entry.status}: {entry.error_type}: {entry.error_message}", err=True)
+            self._write(lambda: click.echo(f"    {entry.status}: {entry.error_type}: {entry.error_message}", err=True),
+                        err=True)
 
     def study_finished(self, result) -> None:
         if not self.quiet and result.experiments:
-            print_summary_table(result, said=self.already_said)
+            self._write(lambda: print_summary_table(result, said=self.already_said))
         elif not self.quiet:
             self._say(f"No run completed. Manifest: {result.study_dir}/manifest.json")
 
@@ -102,7 +138,7 @@ class LiveObserver(PlainObserver):
         self.task = None
 
     def _emit(self, text: str) -> None:
-        self.console.print(text, highlight=False, markup=False)
+        self._write(lambda: self.console.print(text, highlight=False, markup=False))
 
     def study_started(self, study_dir: str, n_runs: int, n_skipped: int) -> None:
         super().study_started(study_dir, n_runs, n_skipped)

@@ -15,10 +15,12 @@ from ..domain import ExperimentResult
 ID_COLUMNS = ("run_id", "study_id", "experiment_index", "cycle", "config_hash", "config_summary",
               "started_at", "finished_at")
 COUNT_COLUMNS = ("n_requests", "input_tokens_total", "output_tokens_total", "window_s", "model_load_s",
-                 "harness_wall_s")
+                 "harness_wall_s", "engine_import_s")
+# How the latency figures were taken: a row read on its own must say what its numbers mean.
+METHOD_COLUMNS = ("latency_reference", "harness_start")
 # Sub-records flattened with their name as prefix; lists inside them become JSON strings.
 PREFIXED_SECTIONS = ("energy", "phase_energy", "baseline", "warmup", "sampler", "throttle", "thermal",
-                     "cpu_energy", "serving", "loaded_idle", "contention")
+                     "cpu_energy", "serving", "loaded_idle", "contention", "prompt_cache", "token_timing")
 DROPPED_LISTS = {"energy": ("per_gpu",), "warmup": ("latencies_s",), "baseline": ("gpu_uuids",),
                  "loaded_idle": ("gpu_uuids",)}
 
@@ -58,7 +60,7 @@ def run_row(result: ExperimentResult) -> dict[str, Any]:
         "cycle": result.cycle, "config_hash": result.config_hash, "config_summary": result.config.summary(),
         "started_at": result.started_at, "finished_at": result.finished_at, "gpu_set": gpu_set(result),
     }
-    for name in COUNT_COLUMNS:
+    for name in COUNT_COLUMNS + METHOD_COLUMNS:
         row[name] = getattr(result, name)
     flatten(result.metrics.model_dump(mode="json"), "", row)
     for section in PREFIXED_SECTIONS:

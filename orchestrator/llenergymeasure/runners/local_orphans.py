@@ -5,6 +5,8 @@ group) — which also means the harness outlives an orchestrator killed by SIGKI
 loading a GPU that the next study measures. Every harness carries LLEM_ORCHESTRATOR_PID and
 LLEM_ORCHESTRATOR_HOST in its environment; at the next start, harness groups whose orchestrator
 pid no longer runs on this host are killed, and the study says so. Linux /proc only.
+The marker also holds the orchestrator's start time (LLEM_ORCHESTRATOR_START, clock ticks since
+boot): a pid the kernel has since given to another process does not keep an orphan alive.
 """
 from __future__ import annotations
 
@@ -13,11 +15,29 @@ import signal
 import socket
 from pathlib import Path
 
-PID_ENV, HOST_ENV = "LLEM_ORCHESTRATOR_PID", "LLEM_ORCHESTRATOR_HOST"
+PID_ENV, HOST_ENV, START_ENV = "LLEM_ORCHESTRATOR_PID", "LLEM_ORCHESTRATOR_HOST", "LLEM_ORCHESTRATOR_START"
 
 
 def marker_env() -> dict[str, str]:
-    return {PID_ENV: str(os.getpid()), HOST_ENV: socket.gethostname()}
+    return {PID_ENV: str(os.getpid()), HOST_ENV: socket.gethostname(), START_ENV: start_ticks(os.getpid()) or ""}
+
+
+def start_ticks(pid: int) -> str | None:
+    """When `pid` started (field 22 of /proc/PID/stat, clock ticks since boot); None without /proc."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rpartition(")")[2].split()
+    return fields[19] if len(fields) > 19 else None
+
+
+def owner_alive(pid: int, started: str | None) -> bool:
+    """The orchestrator `pid` that started at `started` still runs (not another process given its pid)."""
+    if not pid_alive(pid):
+        return False
+    now = start_ticks(pid)
+    return not started or now is None or now == started
 
 
 def _environ(pid: int) -> dict[str, str]:
@@ -52,7 +72,7 @@ def find_orphans() -> list[tuple[int, int]]:
             continue
         env = _environ(int(entry.name))
         owner = env.get(PID_ENV)
-        if owner and owner.isdigit() and env.get(HOST_ENV) == host and not pid_alive(int(owner)):
+        if owner and owner.isdigit() and env.get(HOST_ENV) == host and not owner_alive(int(owner), env.get(START_ENV)):
             found.append((int(entry.name), int(owner)))
     return found
 
