@@ -196,5 +196,5 @@ def test_a_closed_stdout_does_not_stop_the_study(tiny_model_dir, tmp_path):
                              "show", str(Path(first.split(": ", 1)[1].strip()))],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     show.stdout.close()  # gone before the first line: `llem results show | head -0`
-    assert show.wait(timeout=120) == 141
+    assert show.wait(timeout=120) == 1  # click's code for a closed pipe, quietly
     assert show.stderr.read() == ""

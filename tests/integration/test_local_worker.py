@@ -134,3 +134,54 @@ def _wait_for_pids(pattern: str, timeout_s: float = 180) -> list[int]:
             return pids
         time.sleep(0.2)
     raise AssertionError(f"no process matching {pattern!r} started")
+
+
+def _worker_pids_of_this_process() -> list[int]:
+    """The pre-imported workers this test process's runner started (their marker names our pid)."""
+    from llenergymeasure.runners.local_orphans import PID_ENV, _environ
+
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"llem_harness.worker" in cmdline and _environ(int(entry.name)).get(PID_ENV) == str(os.getpid()):
+            found.append(int(entry.name))
+    return found
+
+
+def test_a_worker_killed_between_runs_is_replaced_and_nothing_is_lost(tiny_model_dir, tmp_path):
+    """kill -9 of the worker (what the OOM killer does) after the first run: the next run starts
+    another worker, says so in its runner.log, and every run completes forked."""
+    data = _study(tiny_model_dir, tmp_path, n_cycles=3).model_dump(mode="json")
+    data["execution"]["cycle_gap_s"] = 3.0  # the kill lands between runs, never on a harness
+    killed: list[int] = []
+
+    def kill_after_first_run() -> None:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and not killed:
+            for manifest in tmp_path.glob("*/manifest.json"):
+                try:
+                    entries = json.loads(manifest.read_text())["entries"]
+                except (ValueError, KeyError):
+                    continue
+                if entries and entries[0]["status"] == "completed":
+                    for pid in _worker_pids_of_this_process():
+                        os.kill(pid, signal.SIGKILL)
+                        killed.append(pid)
+                    return
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_after_first_run)
+    killer.start()
+    result = run_study(StudyConfig.model_validate(data))
+    killer.join()
+    assert len(killed) == 1 and result.summary.completed == 3
+    results = _results(Path(result.study_dir))
+    assert all(r.harness_start == "forked from a pre-imported worker" for r, _ in results)
+    second_log = results[1][1]
+    assert f"the pre-imported worker (pid {killed[0]}) exited (code -9); starting another (restart 1)" in second_log
+    assert f"(pid {killed[0]}," not in second_log  # forked from the new worker

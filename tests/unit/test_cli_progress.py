@@ -33,3 +33,26 @@ def test_the_live_display_says_the_reason_once_too(capsys):
         observer.run_event({"event": "environment", "summary": f"no GPU measured ({REASON})"})
         observer.run_event({"event": "warning", "message": f"GPU energy unavailable: {REASON}"})
     assert capsys.readouterr().out.count("nvmlInit failed") == 1
+
+
+def test_a_closed_pipe_silences_the_output_and_never_exits(monkeypatch, capsys):
+    """rich's own reaction to a broken pipe is SystemExit(1); the study's observer must get an error it
+    handles instead, go quiet, and say so once on stderr (a real pipe whose reader has gone)."""
+    import os
+    import sys
+
+    from llenergymeasure.cli.console import make_console
+
+    read_fd, write_fd = os.pipe()
+    os.close(read_fd)
+    stream = os.fdopen(write_fd, "w", buffering=1)
+    monkeypatch.setattr(sys, "stdout", stream)
+    observer = PlainObserver()
+    try:
+        observer._write(lambda: make_console().print("a table"))  # the summary table's path
+        observer.notice("later lines go nowhere, without an error")
+        observer._write(lambda: make_console().print("nor rich's"))
+    finally:
+        stream.close()
+    err = capsys.readouterr().err
+    assert err.count("standard output failed (Broken pipe); the study goes on") == 1

@@ -1,8 +1,7 @@
 """Exit codes and friendly error output, in one place.
 
 ConfigError / ValidationError -> 2 (message names the field and the fix); PreFlightError,
-ExperimentError, StudyError -> 1; SIGINT -> 130; stdout's reader gone (`| head`) -> 141, quietly.
-Tracebacks only with --verbose.
+ExperimentError, StudyError -> 1; SIGINT -> 130. Tracebacks only with --verbose.
 """
 from __future__ import annotations
 
@@ -14,7 +13,6 @@ import click
 from ..errors import ConfigError, LLEMError, format_validation_error
 
 EXIT_INTERRUPTED = 130
-EXIT_OUTPUT_CLOSED = 141  # 128 + SIGPIPE, what a shell reports for a process its pipe's reader left
 
 
 def run_cli(cli: click.Group, docker: bool) -> None:
@@ -31,11 +29,6 @@ def run_cli(cli: click.Group, docker: bool) -> None:
     try:
         code = cli.main(standalone_mode=False, prog_name="llem-docker" if docker else "llem")
         sys.exit(code if isinstance(code, int) else 0)
-    except BrokenPipeError:  # `llem results show | head`: the reader had what it wanted
-        from .progress import silence
-
-        silence(sys.stdout)
-        sys.exit(EXIT_OUTPUT_CLOSED)
     except click.exceptions.Abort:
         click.echo("Interrupted.", err=True)
         sys.exit(EXIT_INTERRUPTED)

@@ -11,6 +11,7 @@ import click
 
 from ..domain import ManifestEntry
 from ..study.observer import StudyObserver
+from .console import make_console
 
 ENERGY_UNAVAILABLE = "GPU energy unavailable: "  # the harness's warning prefix when no GPU energy was read
 
@@ -129,10 +130,9 @@ class LiveObserver(PlainObserver):
 
     def __init__(self):
         super().__init__(quiet=False)
-        from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        self.console = Console()
+        self.console = make_console()
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                  TimeElapsedColumn(), console=self.console, transient=True)
         self.task = None
@@ -173,7 +173,6 @@ def print_summary_table(result, said=lambda reason: False) -> None:
     `said(reason)` tells whether a reason was printed during the study already: it is then
     pointed to, not repeated.
     """
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title=f"{result.study_name}: {result.summary.completed} completed, {result.summary.failed} failed, "
@@ -186,7 +185,7 @@ def print_summary_table(result, said=lambda reason: False) -> None:
         table.add_row(r.run_id.split("_", 1)[0], r.config.summary(), str(r.cycle), str(r.output_tokens_total),
                       _fmt(r.window_s), _fmt(m.output_tokens_per_s), _fmt(m.ttft_s.p50),
                       _fmt(m.energy_per_output_token_j), _fmt(m.energy_per_output_token_adjusted_j))
-    console = Console() if sys.stdout.isatty() else Console(width=160)  # logs: no wrapping of the table
+    console = make_console() if sys.stdout.isatty() else make_console(width=160)  # logs: no wrapping of the table
     console.print(table)
     energy_reasons = {r.energy.unavailable_reason for r in result.experiments if r.energy.unavailable_reason}
     for reason in sorted(energy_reasons):

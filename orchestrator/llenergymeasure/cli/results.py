@@ -29,10 +29,10 @@ def _console():
     import shutil
     import sys
 
-    from rich.console import Console
+    from .console import make_console
 
     width = shutil.get_terminal_size((200, 24)).columns if sys.stdout.isatty() else 200
-    return Console(width=width, highlight=False)
+    return make_console(width=width, highlight=False)
 
 
 def _fmt_value(value: float | None) -> str:

@@ -5,6 +5,8 @@ die with it. The same run directory and command serve the Docker runner. By defa
 harness is forked from a pre-imported worker started once per study and engine (local_worker.py:
 the imports are paid once, each experiment still gets a fresh process); when the worker cannot
 be used the run starts as a fresh interpreter and its runner.log and `harness_start` say why.
+A worker found dead before a run (the OOM killer, a stray kill) is replaced, at most twice per
+study and engine, and that run's runner.log says so.
 """
 from __future__ import annotations
 
@@ -27,6 +29,9 @@ KILL_GRACE_S = 5.0
 RUNNER_LOG_FILE = "runner.log"  # stdout (progress lines) and stderr of the harness process
 
 
+WORKER_RESTARTS = 2  # per engine and study: a worker that keeps dying is not worth its imports
+
+
 class LocalRunner:
     name = "local"
 
@@ -35,6 +40,7 @@ class LocalRunner:
         self.extra_env = env or {}
         self.use_worker = worker_enabled() if worker is None else worker
         self._workers: dict[str, PreimportedWorker | str] = {}  # engine -> its worker, or why it has none
+        self._restarts: dict[str, int] = {}                     # engine -> workers started after one died
         self._workers_lock = threading.Lock()
 
     def preflight(self, configs: list) -> None:
@@ -87,10 +93,12 @@ class LocalRunner:
         why_fresh = "the pre-imported worker is off (LLEM_LOCAL_WORKER=0)" if not self.use_worker else None
         if why_fresh is None:
             try:
-                worker = self._worker(_worker_key(request.spec.config), request.spec.config.model)
+                worker, replaced = self._worker(_worker_key(request.spec.config), request.spec.config.model)
             except KeyboardInterrupt:  # no harness yet to record the stop: record it here
                 _stopped_before_start(request.run_dir)
                 raise
+            if replaced:
+                _log_line(stderr_log, replaced)
             if isinstance(worker, str):
                 why_fresh = worker
             else:
@@ -113,13 +121,21 @@ class LocalRunner:
                                 stdin=subprocess.DEVNULL, text=True, bufsize=1, env=env,
                                 start_new_session=True)
 
-    def _worker(self, engine: str, model: str) -> PreimportedWorker | str:
-        """The engine's worker (started and imported on first use), or why there is none."""
+    def _worker(self, engine: str, model: str) -> tuple[PreimportedWorker | str, str | None]:
+        """The engine's worker (started and imported on first use), or why there is none; and, when
+        a worker that died (OOM killer, a stray kill) was replaced for this run, a line saying so.
+        A worker is replaced at most WORKER_RESTARTS times per study; later runs then start fresh."""
+        replaced = None
         with self._workers_lock:
             worker = self._workers.get(engine)
             if isinstance(worker, PreimportedWorker) and not worker.alive():
                 worker.close()
-                worker = self._workers[engine] = f"the pre-imported worker (pid {worker.pid}) exited"
+                died = f"the pre-imported worker (pid {worker.pid}) exited (code {worker.proc.returncode})"
+                if self._restarts.get(engine, 0) < WORKER_RESTARTS:
+                    self._restarts[engine] = self._restarts.get(engine, 0) + 1
+                    worker, replaced = None, f"{died}; starting another (restart {self._restarts[engine]})"
+                else:
+                    worker = self._workers[engine] = f"{died} after {WORKER_RESTARTS} restarts"
             if worker is None:
                 try:
                     worker = PreimportedWorker(self.python, engine, self._base_env(), model)
@@ -131,7 +147,7 @@ class LocalRunner:
                         worker.close()
                         worker = why_not
                 self._workers[engine] = worker
-            return worker
+            return worker, replaced
 
     def close(self) -> None:
         with self._workers_lock:
