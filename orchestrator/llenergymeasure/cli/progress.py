@@ -5,6 +5,7 @@ errors with --quiet. The harness's progress events drive the current-phase text.
 """
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -25,8 +26,6 @@ def _fmt(value, digits=3) -> str:
 def silence(stream) -> None:
     """Point a stream whose reader is gone (or whose disk is full) at /dev/null, so that nothing later,
     the interpreter's final flush included, fails on it again."""
-    import os
-
     try:
         stream.flush()
     except (OSError, ValueError):
