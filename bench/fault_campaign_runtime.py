@@ -20,6 +20,7 @@ HARNESS_GONE_WITHIN_S = 10.0  # a harness whose llem is gone must stop itself wi
 def run_runtime_cases(campaign, short: bool = False) -> None:
     double_count_after_crash(campaign, tries=2 if short else 5)
     signals_from_scripts(campaign)
+    nohup_keeps_a_hang_up_ignored(campaign)
     ctrl_c_of_a_parallel_study(campaign)
     made_up_gpu_id(campaign)
     harness_stops_with_its_llem(campaign)
@@ -74,9 +75,15 @@ def signals_from_scripts(campaign) -> None:
     stop the study gracefully — exit 130, the harness writes error.json, the manifest names the signal."""
     from fault_campaign_shared import LONG
 
+    def background_job() -> None:
+        """A shell's background job: SIGINT ignored; SIGHUP at its default even where this campaign
+        itself runs under nohup (that case is `nohup_keeps_a_hang_up_ignored`)."""
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # SIGHUP: the SSH session closed
         path, results = campaign._study(f"bg-{sig.name}", base=LONG)
-        proc = campaign._start("run", str(path), preexec=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+        proc = campaign._start("run", str(path), preexec=background_job)
         campaign._wait(results, lambda m: m["entries"][0]["status"] == "running")
         time.sleep(2.0)
         started = time.monotonic()
@@ -97,6 +104,37 @@ def signals_from_scripts(campaign) -> None:
                          f"exit {proc.returncode}, manifest {manifest['status']} ({manifest.get('stop_reason')}), "
                          f"error.json {'written' if error_json else 'missing'}, stopped in {took:.1f} s")
         campaign._check_orphans(f"background {sig.name}")
+
+
+def nohup_keeps_a_hang_up_ignored(campaign) -> None:
+    """`nohup llem run ...`: the hang-up stays ignored (the study goes on), and SIGTERM still stops it."""
+    from fault_campaign_shared import LONG
+
+    def under_nohup() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+    path, results = campaign._study("nohup", base=LONG)
+    proc = campaign._start("run", str(path), preexec=under_nohup)
+    campaign._wait(results, lambda m: m["entries"][0]["status"] == "running")
+    time.sleep(1.0)
+    os.kill(proc.pid, signal.SIGHUP)
+    time.sleep(3.0)
+    _, manifest = campaign._manifest(results)
+    went_on = proc.poll() is None and manifest["entries"][0]["status"] == "running"
+    os.kill(proc.pid, signal.SIGTERM)
+    try:
+        out = proc.communicate(timeout=60)[0]
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out = proc.communicate()[0]
+    campaign._no_traceback("nohup", out)
+    _, manifest = campaign._manifest(results)
+    campaign._record("SIGHUP under nohup: ignored, SIGTERM still stops", went_on and proc.returncode == 130
+                     and "SIGTERM" in (manifest.get("stop_reason") or ""),
+                     f"{'went on' if went_on else 'stopped'} after SIGHUP; SIGTERM: exit {proc.returncode}, "
+                     f"manifest {manifest['status']} ({manifest.get('stop_reason')})")
+    campaign._check_orphans("nohup")
 
 
 def ctrl_c_of_a_parallel_study(campaign) -> None:

@@ -36,7 +36,8 @@ def test_short_fault_campaign(tiny_model_dir, tmp_path, capsys):
     assert t.kill_points == 3 and t.bad_inputs == 150
     assert set(t.faults) >= {"timeout", "silence", "kill -9 of the harness", "engine error", "SIGINT x1", "SIGINT x2",
                              "kill -9 between result.json and the manifest", "background SIGINT (SIGINT inherited "
-                             "ignored)", "background SIGTERM (SIGINT inherited ignored)", "made-up GPU id",
+                             "ignored)", "background SIGTERM (SIGINT inherited ignored)", "background SIGHUP (SIGINT inherited "
+                             "ignored)", "SIGHUP under nohup: ignored, SIGTERM still stops", "made-up GPU id",
                              "kill -9 of llem: its harness stops", "next start stops a dead llem's process and token",
                              "Ctrl-C of a parallel study"}
     assert t.problems == [] and t.bad_input_problems == []
