@@ -4,7 +4,8 @@ The image is built once per session from this source tree, FROM `$LLEM_TEST_BASE
 (default: the local CI base `llem-ci-base:py311-torch-cpu` when it exists, else the
 Dockerfile's own pinned base). Docker tests are skipped cleanly when no daemon answers, unless
 LLEM_REQUIRE_DOCKER=1 (CI), where that is a failure.
-After the session, no container carrying our labels may remain (checked, then removed).
+After the session, no container carrying our labels may remain (checked, then removed); a
+container of an llem this session did not start, still running, is left alone.
 """
 from __future__ import annotations
 
@@ -55,8 +56,33 @@ def docker_client():
     client.close()
 
 
+def _descends_from_this_session(pid: int) -> bool:
+    """`pid` is this pytest process or started (transitively) by it: its parent chain in /proc."""
+    me, seen = os.getpid(), 0
+    while pid > 1 and seen < 64:
+        if pid == me:
+            return True
+        try:
+            pid = int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[1])
+        except (OSError, ValueError, IndexError):
+            return False
+        seen += 1
+    return False
+
+
 def _ours(client) -> dict[str, str]:
-    return {c.id: c.name for c in client.containers.list(all=True, filters={"label": LABEL_KEY})}
+    """Containers these tests may have left: llem-labelled ones, except those of an llem that is alive
+    and not started by this session (a study a user runs meanwhile, another test session)."""
+    from llenergymeasure.runners.docker_support import LABEL_PID
+    from llenergymeasure.runners.local_orphans import pid_alive
+
+    found = {}
+    for container in client.containers.list(all=True, filters={"label": LABEL_KEY}):
+        owner = (container.labels or {}).get(LABEL_PID, "")
+        if owner.isdigit() and pid_alive(int(owner)) and not _descends_from_this_session(int(owner)):
+            continue
+        found[container.id] = container.name
+    return found
 
 
 @pytest.fixture(scope="session", autouse=True)
