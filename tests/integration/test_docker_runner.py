@@ -140,6 +140,8 @@ def test_failed_container_is_kept_on_request_and_survives_the_orphan_sweep(
 
 def test_sigint_during_execute_stops_and_removes_the_container(docker_client, llem_image, tiny_model_dir,
                                                                make_run):
+    from llenergymeasure.runners import signals
+
     run_dir, spec = make_run(str(tiny_model_dir), **SLOW_WORKLOAD)
     runner = DockerRunner()
     started = threading.Event()
@@ -149,8 +151,17 @@ def test_sigint_during_execute_stops_and_removes_the_container(docker_client, ll
             started.set()
             os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C does to the orchestrator
 
-    with pytest.raises(KeyboardInterrupt):
-        runner.execute(_request(run_dir, spec, on_event=on_event))
+    # llem's own handlers, as the CLI installs them: a test session started in the background
+    # (`cmd &`, nohup) inherits SIGINT ignored, and the signal would then never arrive.
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    signals.install()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            runner.execute(_request(run_dir, spec, on_event=on_event))
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        signals.stop_requested.clear()
     runner.close()
     assert started.is_set()
     assert _containers_of(docker_client, spec.run_id) == []
