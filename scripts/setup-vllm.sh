@@ -40,7 +40,8 @@ quiet_pip uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true
 # llenergymeasure beside it, holding every version vLLM's install chose.
 held=$(mktemp)
 "$VENV/bin/python" -m pip list --format=freeze > "$held"
-quiet_pip install -q -c "$held" --find-links "$WHEELS" -e ".[harness]"
+# gguf: `llem models make-tiny` writes the llama.cpp file beside the model (vLLM brings the rest).
+quiet_pip install -q -c "$held" --find-links "$WHEELS" -e ".[harness]" "gguf>=0.10"
 rm -f "$held"
-"$VENV/bin/python" -c "import vllm, llem_harness; print('setup-vllm: vllm', vllm.__version__, 'in $VENV')"
+"$VENV/bin/python" -c "import vllm, llem_harness, gguf; print('setup-vllm: vllm', vllm.__version__, 'in $VENV')"
 echo "setup-vllm: done in $(( $(date +%s) - start )) s" >&2

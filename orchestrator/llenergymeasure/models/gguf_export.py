@@ -62,7 +62,8 @@ def export_gguf(model_dir: str | Path, out_file: str | Path | None = None) -> Pa
         import numpy as np
         from safetensors.numpy import load_file
     except ImportError as exc:
-        raise PreFlightError(f"writing a GGUF file needs pip install 'llenergymeasure[transformers]' ({exc})") from exc
+        raise PreFlightError(f"writing a GGUF file needs the gguf package: pip install 'gguf>=0.10' (part of "
+                             f"llenergymeasure[transformers]) ({exc})") from exc
     model_dir = Path(model_dir)
     out_file = Path(out_file) if out_file else model_dir / GGUF_FILE
     cfg = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
