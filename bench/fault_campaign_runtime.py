@@ -17,6 +17,15 @@ from pathlib import Path
 HARNESS_GONE_WITHIN_S = 10.0  # a harness whose llem is gone must stop itself within this
 
 
+def _output_within(proc: subprocess.Popen, timeout_s: float) -> str:
+    """The output of an llem that was told to stop; killed (its whole group) if it has not within `timeout_s`."""
+    try:
+        return proc.communicate(timeout=timeout_s)[0]
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        return proc.communicate()[0]
+
+
 def run_runtime_cases(campaign, short: bool = False) -> None:
     double_count_after_crash(campaign, tries=2 if short else 5)
     signals_from_scripts(campaign)
@@ -88,11 +97,7 @@ def signals_from_scripts(campaign) -> None:
         time.sleep(2.0)
         started = time.monotonic()
         os.kill(proc.pid, sig)
-        try:
-            out = proc.communicate(timeout=60)[0]
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            out = proc.communicate()[0]
+        out = _output_within(proc, 60.0)
         took = time.monotonic() - started
         campaign._no_traceback(f"background {sig.name}", out)
         study_dir, manifest = campaign._manifest(results)
@@ -123,11 +128,7 @@ def nohup_keeps_a_hang_up_ignored(campaign) -> None:
     _, manifest = campaign._manifest(results)
     went_on = proc.poll() is None and manifest["entries"][0]["status"] == "running"
     os.kill(proc.pid, signal.SIGTERM)
-    try:
-        out = proc.communicate(timeout=60)[0]
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out = proc.communicate()[0]
+    out = _output_within(proc, 60.0)
     campaign._no_traceback("nohup", out)
     _, manifest = campaign._manifest(results)
     campaign._record("SIGHUP under nohup: ignored, SIGTERM still stops", went_on and proc.returncode == 130
@@ -149,11 +150,7 @@ def ctrl_c_of_a_parallel_study(campaign) -> None:
     time.sleep(1.5)
     started = time.monotonic()
     os.killpg(proc.pid, signal.SIGINT)
-    try:
-        out = proc.communicate(timeout=60)[0]
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out = proc.communicate()[0]
+    out = _output_within(proc, 60.0)
     took = time.monotonic() - started
     campaign._no_traceback("parallel Ctrl-C", out)
     _, manifest = campaign._manifest(results)
