@@ -23,7 +23,11 @@ def images_group() -> None:
               help="Engine build argument, repeatable (e.g. VLLM_BACKEND=cpu for vLLM's CPU build).")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the resulting tag.")
 def build_cmd(engine: str, base_image: str | None, tag: str | None, build_arg: tuple[str, ...], quiet: bool) -> None:
-    """Build the Docker image of ENGINE (default: transformers) from this source checkout."""
+    """Build the Docker image of ENGINE (default: transformers) from this source checkout.
+
+    The image this build replaces under the same tag is removed (the log says so), unless another
+    tag or a container still uses it: rebuilding does not pile up gigabytes of untagged images.
+    """
     from ..domain.config import ENGINE_ALIASES
     from ..errors import ConfigError
     from ..runners.image_build import build_image, default_image

@@ -4,6 +4,7 @@ when the committed files differ from what the code generates, so they cannot dri
 """
 from __future__ import annotations
 
+import inspect
 import json
 
 import click
@@ -130,7 +131,8 @@ def study_reference_markdown() -> str:
 
 def _command_doc(command: click.Command, path: str, level: int) -> list[str]:
     ctx = click.Context(command, info_name=path)
-    lines = [f"{'#' * level} `{path}`", "", (command.help or "").strip(), "",
+    # cleandoc: a docstring's indented later paragraphs would otherwise render as code blocks
+    lines = [f"{'#' * level} `{path}`", "", inspect.cleandoc(command.help or ""), "",
              "```text", command.get_usage(ctx).strip(), "```", ""]
     params = [p for p in command.get_params(ctx) if p.get_help_record(ctx)]
     arguments = [p for p in command.params if isinstance(p, click.Argument)]
