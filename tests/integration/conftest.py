@@ -4,8 +4,9 @@ The image is built once per session from this source tree, FROM `$LLEM_TEST_BASE
 (default: the local CI base `llem-ci-base:py311-torch-cpu` when it exists, else the
 Dockerfile's own pinned base). Docker tests are skipped cleanly when no daemon answers, unless
 LLEM_REQUIRE_DOCKER=1 (CI), where that is a failure.
-After the session, no container carrying our labels may remain (checked, then removed); a
-container of an llem this session did not start, still running, is left alone.
+After the pytest run, no container carrying llem's labels that it started may remain (checked,
+then removed); a container whose llem is still running and was not started by this pytest run
+(a user's study, a second pytest run) is left alone.
 """
 from __future__ import annotations
 
@@ -56,8 +57,8 @@ def docker_client():
     client.close()
 
 
-def _descends_from_this_session(pid: int) -> bool:
-    """`pid` is this pytest process or started (transitively) by it: its parent chain in /proc."""
+def _started_by_this_pytest(pid: int) -> bool:
+    """`pid` is this pytest process or was started (transitively) by it: its parent chain in /proc."""
     me, seen = os.getpid(), 0
     while pid > 1 and seen < 64:
         if pid == me:
@@ -72,14 +73,14 @@ def _descends_from_this_session(pid: int) -> bool:
 
 def _ours(client) -> dict[str, str]:
     """Containers these tests may have left: llem-labelled ones, except those of an llem that is alive
-    and not started by this session (a study a user runs meanwhile, another test session)."""
+    and not started by this pytest process (a user's study running meanwhile, a second pytest run)."""
     from llenergymeasure.runners.docker_support import LABEL_PID
     from llenergymeasure.runners.local_orphans import pid_alive
 
     found = {}
     for container in client.containers.list(all=True, filters={"label": LABEL_KEY}):
         owner = (container.labels or {}).get(LABEL_PID, "")
-        if owner.isdigit() and pid_alive(int(owner)) and not _descends_from_this_session(int(owner)):
+        if owner.isdigit() and pid_alive(int(owner)) and not _started_by_this_pytest(int(owner)):
             continue
         found[container.id] = container.name
     return found

@@ -45,9 +45,8 @@ def test_every_run_is_forked_from_one_worker_that_has_imported_the_engine(tiny_m
         assert result.harness_start == "forked from a pre-imported worker"
         assert result.engine_import_s is not None and result.engine_import_s < 0.5  # imported by the worker
         assert result.model_load_s > 0 and result.n_requests == 2
-        [line] = [line for line in log.splitlines() if line.startswith("llem: ")]
-        assert line.startswith("llem: harness pid ") and "forked from a pre-imported worker (pid " in line
-        worker_pids.add(int(line.rsplit("(pid ", 1)[1].split(",")[0]))
+        assert len([line for line in log.splitlines() if line.startswith("llem: ")]) == 1
+        worker_pids.add(_worker_pid(log))
     assert len(worker_pids) == 1  # one worker per study and engine
     assert not pid_alive(worker_pids.pop())  # stopped with its study
 
@@ -136,21 +135,11 @@ def _wait_for_pids(pattern: str, timeout_s: float = 180) -> list[int]:
     raise AssertionError(f"no process matching {pattern!r} started")
 
 
-def _worker_pids_of_this_process() -> list[int]:
-    """The pre-imported workers this test process's runner started (their marker names our pid)."""
-    from llenergymeasure.runners.local_orphans import PID_ENV, _environ
-
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if b"llem_harness.worker" in cmdline and _environ(int(entry.name)).get(PID_ENV) == str(os.getpid()):
-            found.append(int(entry.name))
-    return found
+def _worker_pid(runner_log: str) -> int:
+    """The pre-imported worker a harness was forked from, as its runner.log's `llem:` line names it."""
+    [line] = [line for line in runner_log.splitlines() if line.startswith("llem: harness pid ")]
+    assert "forked from a pre-imported worker (pid " in line
+    return int(line.rsplit("(pid ", 1)[1].split(",")[0])
 
 
 def test_a_worker_killed_between_runs_is_replaced_and_nothing_is_lost(tiny_model_dir, tmp_path):
@@ -169,9 +158,9 @@ def test_a_worker_killed_between_runs_is_replaced_and_nothing_is_lost(tiny_model
                 except (ValueError, KeyError):
                     continue
                 if entries and entries[0]["status"] == "completed":
-                    for pid in _worker_pids_of_this_process():
-                        os.kill(pid, signal.SIGKILL)
-                        killed.append(pid)
+                    pid = _worker_pid((manifest.parent / "runs" / entries[0]["run_id"] / "runner.log").read_text())
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
                     return
             time.sleep(0.05)
 

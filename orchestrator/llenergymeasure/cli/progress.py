@@ -68,9 +68,9 @@ class PlainObserver(StudyObserver):
             self._lost.add(err)
             silence(sys.stderr if err else sys.stdout)
             if not err:
-                self._write(lambda: click.echo(f"note: standard output failed ({exc.strerror or exc}); the study "
-                                               f"goes on without progress output (see manifest.json)", err=True),
-                            err=True)
+                note = (f"note: standard output failed ({exc.strerror or exc}); the study goes on without "
+                        "progress output (see manifest.json)")
+                self._write(lambda: click.echo(note, err=True), err=True)
 
     def already_said(self, reason: str) -> bool:
         return any(reason in line for line in self._said)
