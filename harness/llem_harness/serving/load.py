@@ -24,6 +24,7 @@ from llenergymeasure.domain.latency import LATENCY_REFERENCE_DEFINITION
 
 from ..datasets import load_prompts, warmup_prompts
 from ..workload import Emit, WorkloadOutcome
+from . import listener
 from .arrivals import send_offsets_s
 from .loadgen import LoadPlan, RequestTrace, count_prompt_tokens, drive
 from .process import SERVER_LOG_FILE, ServerFailed, ServerProcess
@@ -65,6 +66,11 @@ class ServingLoad:
         return None  # the server process imports its engine, inside model_load_s
 
     def load(self) -> float:
+        if self.cfg.port:  # a configured port someone already listens on: the answers would not be the server's
+            taken = listener.port_in_use(self.cfg.port)
+            if taken:
+                raise ServerFailed(f"serving.port {self.cfg.port} is already in use ({taken}); free it, choose "
+                                   "another port, or leave serving.port unset (llem then picks a free one)")
         self.server.start()
         self.ready_s = self.server.wait_ready(self.cfg.ready_timeout_s)
         return self.ready_s
@@ -123,6 +129,10 @@ class ServingLoad:
                                f"server alive: {self.server.alive()}; log tail:\n{self.server.log_tail()}")
         if not self.server.alive():
             self.warnings.append("the server exited during the load; see " + SERVER_LOG_FILE)
+        else:  # still the server llem started on the port (an impostor cannot share it while it listens)
+            foreign = listener.foreign_listener(self.server.port, self.server.pid())
+            if foreign:
+                raise ServerFailed(foreign)
         records, itl = to_records(traces, self.prompt_tokens, config.max_output_tokens)
         sw = window_figures(traces, start_s, end_s, WINDOW_DEFINITION[self.load_kind])
         metrics = serving_metrics(records, itl, sw, window.energy)
@@ -139,6 +149,9 @@ class ServingLoad:
             warnings.append(f"server command for engine '{config.engine}' is unverified (written from its docs)")
         effective = {"server_command": server_def.argv, "request_body": request_body(config, "<prompt>", server_def),
                      "prefix_caching": config.prefix_caching, **server_def.prefix_caching,
+                     "server_listener": {"port": self.server.port, "pid": self.server.pid(),
+                                         "verified": listener.verification_available(),
+                                         "check": listener.CHECK_DEFINITION},
                      "latency_reference": LATENCY_REFERENCE_DEFINITION["serving"],
                      "window_edge_stall_ms": [round(x * 1000, 3) for x in self.live.stalls_s]}
         return WorkloadOutcome(

@@ -2,7 +2,8 @@
 stop it. Its stdout/stderr go to `server.log` in the run directory, which survives any failure.
 
 A server that exits before it is ready, or is not ready within `ready_timeout_s`, raises
-`ServerFailed` with the tail of its log: the pipeline turns that into error.json (phase
+`ServerFailed` with the tail of its log; so does a 200 from a process other than the child
+(`listener.py`: the port's listening socket must be the child's). The pipeline turns that into error.json (phase
 `server_starting`), a structured failure like any other.
 """
 from __future__ import annotations
@@ -12,8 +13,11 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
+
+from .listener import foreign_listener
 
 SERVER_LOG_FILE = "server.log"
 LOG_TAIL_CHARS = 2000
@@ -28,6 +32,7 @@ class ServerProcess:
         self.argv = argv
         self.base_url = base_url
         self.ready_path = ready_path
+        self.port = urlsplit(base_url).port
         self.log_path = Path(run_dir) / SERVER_LOG_FILE
         self._proc: subprocess.Popen | None = None
         self._log = None
@@ -52,14 +57,21 @@ class ServerProcess:
                     raise ServerFailed(f"server exited with code {code} before it was ready; "
                                        f"log tail ({self.log_path.name}):\n{self.log_tail()}")
                 try:
-                    if client.get(url).status_code == 200:
-                        return time.monotonic() - start
+                    answered = client.get(url).status_code == 200
                 except httpx.HTTPError:
-                    pass
+                    answered = False
+                if answered:  # a 200 proves a server; the port's socket proves it is ours (listener.py)
+                    foreign = foreign_listener(self.port, self._proc.pid)
+                    if foreign is None:
+                        return time.monotonic() - start
+                    raise ServerFailed(f"{foreign}; log tail ({self.log_path.name}):\n{self.log_tail()}")
                 if time.monotonic() - start > timeout_s:
                     raise ServerFailed(f"server not ready after {timeout_s:g} s (serving.ready_timeout_s); "
                                        f"log tail ({self.log_path.name}):\n{self.log_tail()}")
                 time.sleep(poll_s)
+
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
 
     def alive(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
