@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_va
 
 from .base import StrictModel
 from .engine_options import TensorRtLlmConfig, VllmConfig
+from .server_args import refused_server_arg
 from .serving import ServingConfig
 
 Engine = Literal["transformers", "vllm", "tensorrt_llm", "llama_cpp"]
@@ -258,6 +259,10 @@ class ExperimentConfig(StrictModel):
                              "vllm.enable_prefix_caching")
         if self.mode == "serving" and self.serving is None:
             object.__setattr__(self, "serving", ServingConfig())
+        if self.serving is not None and self.serving.server_args:
+            refused = refused_server_arg(self.engine, self.serving.server_args, self.prefix_caching)
+            if refused:
+                raise ValueError(refused)
         defaults = {"transformers": TransformersConfig, "llama_cpp": LlamaCppConfig, "vllm": VllmConfig,
                     "tensorrt_llm": TensorRtLlmConfig}
         if getattr(self, self.engine) is None:
