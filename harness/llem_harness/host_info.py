@@ -1,6 +1,7 @@
 """Software and CPU facts recorded with every result (what produced these numbers)."""
 from __future__ import annotations
 
+import json
 import os
 import platform
 import socket
@@ -32,4 +33,14 @@ def base_environment() -> EnvironmentInfo:
         llem_version = None
     return EnvironmentInfo(python_version=platform.python_version(), platform=platform.platform(),
                            hostname=socket.gethostname(), cpu_model=cpu_model(), cpu_count=os.cpu_count(),
-                           in_container=in_container(), llenergymeasure_version=llem_version)
+                           in_container=in_container(), llenergymeasure_version=llem_version,
+                           extra_mounts=extra_mounts())
+
+
+def extra_mounts() -> list[str]:
+    """The bind mounts the study added to this container (the Docker runner names them in the environment)."""
+    try:
+        value = json.loads(os.environ.get("LLEM_EXTRA_MOUNTS") or "[]")
+    except ValueError:
+        return ["(unreadable LLEM_EXTRA_MOUNTS)"]
+    return [str(item) for item in value] if isinstance(value, list) else []

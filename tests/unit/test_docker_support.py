@@ -67,3 +67,39 @@ def test_container_kwargs_for_assigned_gpus_and_an_engine_needing_shm(tmp_path):
     assert kwargs["image"] == "llenergymeasure/vllm:" + __import__("llenergymeasure").__version__
     assert kwargs["command"][-1] == CONTAINER_RUN_DIR
     runner.close()
+
+
+@pytest.mark.parametrize("target", ["/usr/local/lib/python3.11/site-packages/llem_harness", "/opt/venv", "/usr",
+                                    "/", "/tmp/llem_harness", "/tmp", "/llem/run", "/etc/passwd", "/usr/../usr/lib"])
+def test_extra_mounts_over_the_images_install_paths_are_refused(tmp_path, target):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="docker.extra_mounts entry .* mounts over /"):
+        DockerConfig(extra_mounts=[f"{tmp_path}:{target}:ro"])
+
+
+def test_extra_mounts_are_recorded_for_the_result_and_read_write_ones_warned(tmp_path):
+    from llem_harness.host_info import base_environment
+
+    ro, rw = tmp_path / "ro", tmp_path / "rw"
+    ro.mkdir(), rw.mkdir()
+    config = DockerConfig(model_cache_dir=str(tmp_path / "cache"), extra_mounts=[f"{ro}:/data:ro", f"{rw}:/mnt/out"])
+    runner = DockerRunner(docker_config=config)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    kwargs = runner.container_kwargs(RunRequest(run_dir=run_dir, spec=_spec("org/model"), timeout_s=10,
+                                                silence_timeout_s=None))
+    recorded = [f"{ro}:/data:ro", f"{rw}:/mnt/out:rw"]
+    env = kwargs["environment"]
+    assert __import__("json").loads(env["LLEM_EXTRA_MOUNTS"]) == recorded
+    old = os.environ.get("LLEM_EXTRA_MOUNTS")
+    os.environ["LLEM_EXTRA_MOUNTS"] = env["LLEM_EXTRA_MOUNTS"]
+    try:  # the harness (inside the container) records what the runner named
+        assert base_environment().extra_mounts == recorded
+    finally:
+        os.environ.pop("LLEM_EXTRA_MOUNTS") if old is None else os.environ.__setitem__("LLEM_EXTRA_MOUNTS", old)
+    from llenergymeasure.runners.docker_support import read_write_mount_warnings
+
+    (warning,) = read_write_mount_warnings(config.extra_mounts)
+    assert f"{rw} is mounted read-write" in warning and "':ro'" in warning
+    runner.close()

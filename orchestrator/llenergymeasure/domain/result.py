@@ -35,6 +35,9 @@ class EnvironmentInfo(OpenModel):
     device_name: str | None = None
     gpus: list[GpuInfo] = Field(default_factory=list)
     foreign_processes: list[dict[str, Any]] = Field(default_factory=list)
+    extra_mounts: list[str] = Field(
+        default_factory=list, description="bind mounts the study added to the container (docker.extra_mounts), "
+                                          "each 'HOST:CONTAINER:ro' or ':rw'")
 
 
 class ExperimentResult(OpenModel):

@@ -1,6 +1,7 @@
 """StudyConfig: a grid of experiments repeated over cycles, plus how to run it."""
 from __future__ import annotations
 
+import posixpath
 import re
 from typing import Any, Literal
 
@@ -15,6 +16,23 @@ _DOCKER_SIZE = re.compile(r"^\d+(\.\d+)? ?([kKmMgGtTpP])?[iI]?[bB]?$")
 MAX_STUDY_NAME = 100  # the study directory is `<name>_<timestamp>`: far below the 255-byte file name limit
 
 RunnerName = Literal["local", "docker", "auto"]
+# Where an llem image keeps what it runs: Python and every installed package (the harness, the engine, a
+# venv under /opt), system libraries and configuration, and llem's own mounts. /tmp is the harness's
+# working directory, first on its import path (`python -m`): a package mounted there would replace the
+# installed harness. A docker.extra_mounts target on, inside or above one of these is refused.
+IMAGE_INSTALL_PATHS = ("/usr", "/opt", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/llem",
+                       "/tmp", "/proc", "/sys", "/dev", "/root")
+
+
+def mount_over_image(target: str) -> str | None:
+    """The image path an extra mount at `target` would cover or hide (None: it covers none)."""
+    if not target.startswith("/"):
+        return None  # not absolute: refused at pre-flight with its own message
+    normal = posixpath.normpath("/" + target.lstrip("/"))
+    for path in IMAGE_INSTALL_PATHS:
+        if normal == path or normal.startswith(path + "/") or normal == "/":
+            return path
+    return None
 
 
 class ExecutionConfig(StrictModel):
@@ -62,6 +80,18 @@ class DockerConfig(StrictModel):
     extra_mounts: list[str] = Field(default_factory=list, description="'HOST:CONTAINER[:ro]' bind mounts")
     gpus: list[str] | None = Field(None, description="GPU indices or UUIDs; default: all present")
     keep_failed: bool = False
+
+    @field_validator("extra_mounts")
+    @classmethod
+    def _not_over_the_image(cls, value: list[str]) -> list[str]:
+        for text in value:
+            parts = text.split(":")
+            covered = mount_over_image(parts[1]) if len(parts) >= 2 else None
+            if covered is not None:
+                raise ValueError(f"docker.extra_mounts entry '{text}' mounts over {covered} in the image, where the "
+                                 "harness, the engine and Python are installed (or the harness runs from): the run "
+                                 "would not run the code llem shipped; mount it elsewhere, e.g. /data or /mnt")
+        return value
 
     @field_validator("shm_size")
     @classmethod

@@ -11,6 +11,7 @@ what is left, and `cleanup_orphans` removes what a crashed orchestrator left beh
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import socket
 import time
@@ -22,7 +23,8 @@ from .base import ExitInfo, LinePump, RunRequest, check_timeouts
 from .docker_support import (CONTAINER_HF_HOME, ENGINE_DEFAULT_SHM, KEPT_PREFIX, LABEL_HOST, LABEL_PID,
                              LiveContainers, build_mounts, check_image_contract, cleanup_orphans,
                              container_labels, container_name, device_requests, docker_client, host_has_gpu,
-                             model_cache_dir, nvidia_runtime_available, parse_extra_mount, split_lines)
+                             model_cache_dir, nvidia_runtime_available, parse_extra_mount, split_lines,
+                             EXTRA_MOUNTS_ENV, described_extra_mounts, read_write_mount_warnings)
 from .image_build import default_image
 from .signals import stop_requested
 from .watchdog import secrets_prefix, secrets_root
@@ -53,6 +55,7 @@ class DockerRunner:
         self._client = client
         self._gpu_present = host_has_gpu()
         self.orphans_removed: list[str] = []
+        self.notices: list[str] = []  # pre-flight warnings the study prints (read-write extra mounts)
         atexit.register(self.close)
 
     @property
@@ -82,6 +85,7 @@ class DockerRunner:
             check_image_contract(client, image, engine)
         for text in self.config.extra_mounts:
             parse_extra_mount(text)
+        self.notices = read_write_mount_warnings(self.config.extra_mounts)
         wants_gpu = any(device_requests(self._gpu_ids(s), self._gpu_present) for s in specs)
         if wants_gpu and not nvidia_runtime_available(client):
             raise PreFlightError(
@@ -95,6 +99,8 @@ class DockerRunner:
         engine = spec.config.engine
         env = {"PYTHONUNBUFFERED": "1", "HOME": "/tmp", "HF_HOME": CONTAINER_HF_HOME, "LLEM_IN_CONTAINER": "1"}
         env.update({k: os.environ[k] for k in PASS_THROUGH_ENV if os.environ.get(k)})
+        if self.config.extra_mounts:  # recorded in the result: what besides the image the run could read
+            env[EXTRA_MOUNTS_ENV] = json.dumps(described_extra_mounts(self.config.extra_mounts))
         mounts = build_mounts(spec, request.run_dir, model_cache_dir(self.config.model_cache_dir),
                               self.config.extra_mounts)
         secrets = self._secrets_dir()

@@ -100,6 +100,30 @@ def parse_extra_mount(text: str) -> tuple[str, str, bool]:
     return str(host), parts[1], len(parts) == 3 and parts[2] == "ro"
 
 
+EXTRA_MOUNTS_ENV = "LLEM_EXTRA_MOUNTS"  # the container's extra mounts, recorded in the result's environment
+
+
+def described_extra_mounts(extra_mounts: Iterable[str]) -> list[str]:
+    """Each docker.extra_mounts entry as 'HOST:CONTAINER:ro|rw' (absolute host path), as the result records it."""
+    described = []
+    for text in extra_mounts:
+        host, target, read_only = parse_extra_mount(text)
+        described.append(f"{host}:{target}:{'ro' if read_only else 'rw'}")
+    return described
+
+
+def read_write_mount_warnings(extra_mounts: Iterable[str]) -> list[str]:
+    """A warning per read-write extra mount: the run (and the engine it loads) can change those host files."""
+    warnings = []
+    for text in extra_mounts:
+        host, target, read_only = parse_extra_mount(text)
+        if not read_only:
+            warnings.append(f"docker.extra_mounts: {host} is mounted read-write at {target}: the container (the "
+                            "harness and the engine it runs) can change those host files; add ':ro' unless the run "
+                            "must write there")
+    return warnings
+
+
 def input_paths(spec: RunSpec) -> list[str]:
     """Local model directory and dataset file named by the config, if they exist on this host.
 

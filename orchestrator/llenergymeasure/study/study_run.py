@@ -258,6 +258,8 @@ class StudyRun:
                 runner.preflight([e.config for e in self.valid() if e.engine == engine])
                 if getattr(runner, "orphans_removed", None):
                     self.observer.notice(f"removed what a crashed llem left running: {', '.join(runner.orphans_removed)}")
+                for message in getattr(runner, "notices", None) or ():
+                    self.observer.notice(message)
 
     def gap(self, seconds: float) -> None:
         if seconds > 0:
