@@ -15,7 +15,7 @@ from typing import Any, Iterable, Iterator
 
 from ..domain import CONTAINER_RUN_DIR, RunSpec
 from ..errors import PreFlightError
-from .local_orphans import pid_alive
+from .local_orphans import pid_alive, pid_namespace
 
 LABEL_PREFIX = "llem."
 LABEL_STUDY = "llem.study_id"
@@ -24,6 +24,7 @@ LABEL_CYCLE = "llem.cycle"
 LABEL_RUN = "llem.run_id"
 LABEL_HOST = "llem.orchestrator_host"
 LABEL_PID = "llem.orchestrator_pid"
+LABEL_PIDNS = "llem.orchestrator_pidns"  # the pid namespace LABEL_PID belongs to (local_orphans.py)
 CONTRACT_LABEL = "org.llenergymeasure.contract"
 VERSION_LABEL = "org.opencontainers.image.version"
 KEPT_PREFIX = "llem-kept-"  # containers kept on purpose (--keep-failed): never auto-removed
@@ -68,6 +69,7 @@ def container_labels(spec: RunSpec, extra: dict[str, str] | None = None) -> dict
         LABEL_RUN: spec.run_id,
         LABEL_HOST: socket.gethostname(),
         LABEL_PID: str(os.getpid()),
+        LABEL_PIDNS: pid_namespace() or "",
     }
     labels.update({str(k): str(v) for k, v in (extra or {}).items()})
     return labels
@@ -235,6 +237,9 @@ def cleanup_orphans(client) -> list[str]:
         if container.name.startswith(KEPT_PREFIX) or not pid_text.isdigit():
             continue
         pid = int(pid_text)
+        recorded_ns = (container.labels or {}).get(LABEL_PIDNS)
+        if recorded_ns and recorded_ns != pid_namespace():  # its llem's pid means nothing in this namespace
+            continue
         if pid != os.getpid() and not pid_alive(pid):
             orphans.append(container)
     return force_remove(orphans)
