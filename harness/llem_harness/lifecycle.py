@@ -21,6 +21,7 @@ import sys
 
 PR_SET_PDEATHSIG = 1
 ORCHESTRATOR_PID_ENV = "LLEM_ORCHESTRATOR_PID"
+PARENT_PID_ENV = "LLEM_HARNESS_PARENT_PID"  # set by the pre-imported worker (worker.py) in the harness it forks
 STORAGE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
@@ -32,7 +33,24 @@ def _raise_for(signum, frame):
     name = signal.Signals(signum).name
     if signum == signal.SIGINT:
         raise KeyboardInterrupt(f"stopped by {name}")
-    raise Terminated(f"stopped by {name}")
+    raise Terminated(parent_died() or f"stopped by {name}")
+
+
+def parent_died() -> str | None:
+    """Why a SIGTERM came, when it is the kernel's parent-death signal: the process that started this
+    harness (the pre-imported worker, or llem) is gone — nobody sent SIGTERM, and saying "stopped by
+    SIGTERM" would send the reader looking for who did. The kernel re-parents before signalling, so the
+    parent differs from the one recorded at the start."""
+    if os.environ.get("LLEM_IN_CONTAINER") == "1" or not sys.platform.startswith("linux"):
+        return None
+    worker = os.environ.get(PARENT_PID_ENV, "")
+    parent = worker or os.environ.get(ORCHESTRATOR_PID_ENV, "")
+    if not parent.isdigit() or os.getppid() == int(parent):
+        return None
+    if worker:
+        return (f"the pre-imported worker (pid {parent}) that started this harness died while it ran (killed, "
+                "e.g. by the OOM killer or a user); the kernel then stopped the harness")
+    return f"llem (pid {parent}) that started this harness died while it ran; the kernel then stopped the harness"
 
 
 def install_signal_handlers() -> None:
@@ -57,7 +75,7 @@ def stop_with_parent() -> None:
     except (OSError, AttributeError):
         return
     # A harness forked by the pre-imported worker (worker.py) dies with that worker, which dies with llem.
-    parent = os.environ.get("LLEM_HARNESS_PARENT_PID", owner)
+    parent = os.environ.get(PARENT_PID_ENV, owner)
     if not parent.isdigit() or os.getppid() != int(parent):  # the parent died before the request took effect
         os.kill(os.getpid(), signal.SIGTERM)
 

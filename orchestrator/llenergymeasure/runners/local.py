@@ -22,7 +22,7 @@ from . import oom_evidence
 from .base import ExitInfo, LinePump, RunRequest, check_timeouts
 from .local_orphans import marker_env
 from ..domain.run_spec import FORKED_START, FRESH_START, HARNESS_START_ENV
-from .local_worker import PreimportedWorker, worker_enabled
+from .local_worker import IMPORT_TIMEOUT_PREFIX, READY_TIMEOUT_S, PreimportedWorker, worker_enabled
 from .signals import stop_requested, stop_signal
 
 KILL_GRACE_S = 5.0
@@ -59,9 +59,12 @@ class LocalRunner:
         log_path = request.run_dir / RUNNER_LOG_FILE
         stderr_log = open(log_path, "ab")
         oom_before = oom_evidence.snapshot()
+        started = time.monotonic()  # the run's limits cover the pre-imported worker's start (its first import)
         proc = self._start(request, env, stderr_log)
+        if isinstance(proc, ExitInfo):  # the worker's start alone outlasted the run's limit
+            _close_quietly(stderr_log)
+            return proc
         pump = LinePump(proc.stdout, log_path, request.on_event)
-        started = time.monotonic()
         try:
             while proc.poll() is None and not getattr(proc, "lost", None):
                 if stop_requested.is_set():  # the study is stopping (a worker thread of a parallel study)
@@ -92,13 +95,20 @@ class LocalRunner:
         """The harness process: forked from the engine's pre-imported worker, else a fresh one."""
         why_fresh = "the pre-imported worker is off (LLEM_LOCAL_WORKER=0)" if not self.use_worker else None
         if why_fresh is None:
+            limit_s, limit_name = worker_start_limit(request)
             try:
-                worker, replaced = self._worker(_worker_key(request.spec.config), request.spec.config.model)
+                worker, replaced = self._worker(_worker_key(request.spec.config), request.spec.config.model, limit_s)
             except KeyboardInterrupt:  # no harness yet to record the stop: record it here
                 _stopped_before_start(request.run_dir)
                 raise
             if replaced:
                 _log_line(stderr_log, replaced)
+            if isinstance(worker, str) and worker.startswith(IMPORT_TIMEOUT_PREFIX) and limit_name:
+                _log_line(stderr_log, worker)
+                return ExitInfo(exit_code=None, timed_out=True,
+                                timeout_reason=f"{limit_name}: the pre-imported worker was still importing the engine "
+                                               f"and the first run's model after {limit_s:.0f} s (a model path that "
+                                               "blocks, e.g. a stalled network file system?)")
             if isinstance(worker, str):
                 why_fresh = worker
             else:
@@ -121,7 +131,8 @@ class LocalRunner:
                                 stdin=subprocess.DEVNULL, text=True, bufsize=1, env=env,
                                 start_new_session=True)
 
-    def _worker(self, engine: str, model: str) -> tuple[PreimportedWorker | str, str | None]:
+    def _worker(self, engine: str, model: str,
+                limit_s: float = READY_TIMEOUT_S) -> tuple[PreimportedWorker | str, str | None]:
         """The engine's worker (started and imported on first use), or why there is none; and, when
         a worker that died (OOM killer, a stray kill) was replaced for this run, a line saying so.
         A worker is replaced at most WORKER_RESTARTS times per study; later runs then start fresh."""
@@ -142,7 +153,7 @@ class LocalRunner:
                 except OSError as exc:
                     worker = f"the pre-imported worker could not start ({exc})"
                 else:
-                    why_not = worker.wait_ready()
+                    why_not = worker.wait_ready(limit_s)
                     if why_not is not None:
                         worker.close()
                         worker = why_not
@@ -155,6 +166,15 @@ class LocalRunner:
                 if isinstance(worker, PreimportedWorker):
                     worker.close()
             self._workers.clear()
+
+
+def worker_start_limit(request: RunRequest) -> tuple[float, str | None]:
+    """How long the worker's first import may take for this run, and which limit that is (None: the worker's
+    own READY_TIMEOUT_S, shorter than the run's limits). Output-silent while it imports: the silence limit
+    applies too."""
+    limits = [(request.timeout_s, "wall-clock timeout"), (request.silence_timeout_s, "silence timeout")]
+    limit_s, name = min(((s, n) for s, n in limits if s is not None), default=(READY_TIMEOUT_S, None))
+    return (limit_s, name) if limit_s < READY_TIMEOUT_S else (READY_TIMEOUT_S, None)
 
 
 def _stopped_before_start(run_dir: Path) -> None:

@@ -32,7 +32,8 @@ from .signals import stop_requested
 
 WORKER_ENV = "LLEM_LOCAL_WORKER"  # "0": a fresh process per run, no pre-imported worker
 PER_RUN_ENV = ("CUDA_VISIBLE_DEVICES", HARNESS_START_ENV)  # may differ between runs: read after the fork
-READY_TIMEOUT_S = 600.0
+READY_TIMEOUT_S = 600.0  # at most; a run's shorter timeout_s / silence_timeout_s bound it (LocalRunner)
+IMPORT_TIMEOUT_PREFIX = "the pre-imported worker did not finish importing"
 REPLY_TIMEOUT_S = 30.0
 MAX_MESSAGE = 1 << 20
 COMMAND_LINE_ROOM = 4096  # bytes the worker keeps for a child's command line (PATH_MAX)
@@ -122,7 +123,7 @@ class PreimportedWorker:
                     break
                 except TimeoutError:
                     if time.monotonic() > deadline:
-                        return f"the pre-imported worker did not finish importing within {timeout_s:.0f} s"
+                        return f"{IMPORT_TIMEOUT_PREFIX} within {timeout_s:.0f} s"
         except BaseException:
             self.close()
             raise
