@@ -32,6 +32,8 @@ def dtype_name(precision: str) -> str:
     """The engines' dtype name for a precision option; "auto" stays "auto" (the engine decides)."""
     return "auto" if precision == "auto" else PRECISION_DTYPES[precision][0]
 
+MAX_CONFIG_COUNT = 1_000_000  # batches, layers, failures...: a count beyond this is a typo, not a setting
+MAX_THREADS, MAX_DEVICES = 4096, 1024  # CPU threads of one host; GPUs of one run
 MAX_CONFIG_FLOAT = 1e9  # no setting is meaningful beyond this (seconds, rates, ratios): bigger is a typo or .inf
 
 
@@ -81,7 +83,7 @@ class DatasetConfig(StrictModel):
     split: str = "train"
     column: str | None = Field(None, description="text column; default: prompt, then text")
     input_tokens: int | None = Field(
-        None, ge=1, description="synthetic only: target prompt length in tokens (default: max_input_tokens)")
+        None, ge=1, le=1 << 22, description="synthetic only: target prompt length in tokens (default: max_input_tokens)")
 
     @model_validator(mode="after")
     def _path_needed(self) -> "DatasetConfig":
@@ -96,7 +98,7 @@ class DecodingConfig(StrictModel):
     strategy: Literal["greedy", "sample"] = "greedy"
     temperature: float = Field(1.0, gt=0)
     top_p: float = Field(1.0, gt=0, le=1)
-    top_k: int = Field(0, ge=0, description="0 disables top-k")
+    top_k: int = Field(0, ge=0, le=1 << 22, description="0 disables top-k")
     ignore_eos: bool = Field(False, description="generate exactly max_output_tokens (fixed-length workload)")
 
 
@@ -116,10 +118,10 @@ class LlamaCppConfig(StrictModel):
     value used is recorded in the result's effective parameters.
     """
 
-    n_ctx: int | None = Field(None, ge=16, description="context length; default: max_input_tokens + max_output_tokens (min 512; serving adds 64)")
-    n_threads: int | None = Field(None, ge=1, description="CPU threads for generation and prompt evaluation alike; default: llama.cpp's choice")
-    n_gpu_layers: int | None = Field(None, ge=-1, description="-1 = all layers; default: all with a GPU, else 0")
-    n_batch: int = Field(512, ge=1, description="prompt tokens evaluated per llama_decode call")
+    n_ctx: int | None = Field(None, ge=16, le=1 << 24, description="context length; default: max_input_tokens + max_output_tokens (min 512; serving adds 64)")
+    n_threads: int | None = Field(None, ge=1, le=MAX_THREADS, description="CPU threads for generation and prompt evaluation alike; default: llama.cpp's choice")
+    n_gpu_layers: int | None = Field(None, ge=-1, le=MAX_CONFIG_COUNT, description="-1 = all layers; default: all with a GPU, else 0")
+    n_batch: int = Field(512, ge=1, le=1 << 22, description="prompt tokens evaluated per llama_decode call")
     flash_attn: bool = False
     type_k: Literal["f32", "f16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1"] | None = Field(
         None, description="KV-cache key type; default f16")
@@ -135,9 +137,9 @@ class WarmupConfig(StrictModel):
     at most max_duration_s: on a loaded host 30 slow batches took minutes without settling."""
 
     enabled: bool = True
-    min_batches: int = Field(2, ge=0)
-    max_batches: int = Field(30, ge=1)
-    window: int = Field(5, ge=2, description="batches in the CV window")
+    min_batches: int = Field(2, ge=0, le=MAX_CONFIG_COUNT)
+    max_batches: int = Field(30, ge=1, le=MAX_CONFIG_COUNT)
+    window: int = Field(5, ge=2, le=MAX_CONFIG_COUNT, description="batches in the CV window")
     cv_threshold: float = Field(0.05, gt=0, description="converged when CV of the window < this")
     max_duration_s: float | None = Field(
         WARMUP_MAX_DURATION_DEFAULT_S, gt=0,

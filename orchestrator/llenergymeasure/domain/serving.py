@@ -30,17 +30,17 @@ class ServingConfig(StrictModel):
     flight) or `request_rate` (open loop: gamma arrivals of shape `burstiness`, Poisson by default, seeded
     by `random_seed`); default C=1."""
 
-    concurrency: int | None = Field(None, ge=1, description="requests kept in flight (closed loop)")
+    concurrency: int | None = Field(None, ge=1, le=1 << 16, description="requests kept in flight (closed loop)")
     request_rate: float | None = Field(None, gt=0, description="mean arrivals per second (seeded)")
     burstiness: float = Field(
         1.0, gt=0, description="request_rate only: shape of the gamma inter-arrival distribution; 1 = Poisson, "
                                "< 1 burstier, > 1 more regular (as vllm bench serve --burstiness)")
     n_requests: int = Field(
-        32, ge=2, description="requests sent in total; with fewer prompts, prompts repeat (labelled prompt_repeat, warned)")
+        32, ge=2, le=10_000_000, description="requests sent in total; with fewer prompts, prompts repeat (labelled prompt_repeat, warned)")
     duration_s: float | None = Field(None, gt=0, description="cap: no new request is sent after this")
     streaming: bool = Field(True, description="stream tokens (needed for TTFT and inter-token latency)")
     ramp_requests: int | None = Field(
-        None, ge=1, description="request_rate only: the window opens at this send (default: 10% of n_requests)")
+        None, ge=1, le=10_000_000, description="request_rate only: the window opens at this send (default: 10% of n_requests)")
     ready_timeout_s: float = Field(600.0, gt=0, description="give up if the server is not ready by then")
     port: int | None = Field(None, ge=1024, le=65535,
                              description="localhost port of the server inside the run; default: a free one")

@@ -51,9 +51,9 @@ class ExecutionConfig(StrictModel):
     cooldown_delta_c: float = Field(3.0, gt=0, le=100)
     cooldown_max_s: float = Field(120.0, ge=0, le=DAY_S)
     max_consecutive_failures: int = Field(
-        5, ge=0, description="circuit breaker: stop the study after this many failed runs in a row (0 = never)")
+        5, ge=0, le=1_000_000, description="circuit breaker: stop the study after this many failed runs in a row (0 = never)")
     parallel: int | Literal["auto"] = Field(1, description="runs at once on disjoint GPU sets (see docs/scale.md)")
-    gpus_per_run: int | None = Field(None, ge=1, description="GPUs each run gets; default: the largest "
+    gpus_per_run: int | None = Field(None, ge=1, le=1024, description="GPUs each run gets; default: the largest "
                                      "tensor_parallel_size among the study's configurations, else 1")
     gpus: list[str] | None = Field(None, description="GPU ids/UUIDs for parallel runs; on a CPU host these are "
                                    "fake ids passed through CUDA_VISIBLE_DEVICES only")
@@ -62,8 +62,8 @@ class ExecutionConfig(StrictModel):
     @field_validator("parallel")
     @classmethod
     def _parallel_positive(cls, value: int | str) -> int | str:
-        if value != "auto" and int(value) < 1:
-            raise ValueError("execution.parallel must be 'auto' or an integer >= 1")
+        if value != "auto" and not 1 <= int(value) <= 1024:
+            raise ValueError("execution.parallel must be 'auto' or an integer from 1 to 1024 (runs at once)")
         return value
 
     @field_validator("*", mode="after")
