@@ -51,15 +51,18 @@ def _expanded_size(node, memo: dict[int, int], path: set[int], source) -> int:
 
 
 def _check_duplicate_keys(node, source) -> None:
+    """By key, not by line: a flow mapping (`{n_prompts: 2, n_prompts: 3}`) holds both on one line."""
     seen: dict[tuple[str, str], int] = {}
     for key_node, _ in node.value:
         if key_node.tag == _MERGE_TAG or key_node.id != "scalar":
             continue
         line = key_node.start_mark.line + 1
-        first = seen.setdefault((key_node.tag, key_node.value), line)
-        if first != line:
-            raise ConfigError(f"{source}: line {line}: key '{key_node.value}' is given twice (first on line {first}); "
+        key = (key_node.tag, key_node.value)
+        if key in seen:
+            where = f"line {seen[key]}" if seen[key] != line else "the same line"
+            raise ConfigError(f"{source}: line {line}: key '{key_node.value}' is given twice (first on {where}); "
                               "keep one of them")
+        seen[key] = line
 
 
 def load_yaml(path: Path) -> dict[str, Any]:
