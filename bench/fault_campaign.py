@@ -401,7 +401,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--docker", action="store_true", help="also kill -9 studies on the Docker runner")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    from fault_campaign_runtime import run_runtime_cases  # bench/ is on sys.path (above)
+    from fault_campaign_identity import run_identity_cases  # bench/ is on sys.path (above)
+    from fault_campaign_runtime import run_runtime_cases
     from llenergymeasure.models import make_tiny_model
 
     with tempfile.TemporaryDirectory(prefix="llem-campaign-") as tmp:
@@ -410,6 +411,7 @@ def main(argv: list[str] | None = None) -> int:
         campaign.kill9_points(args.kill_points)
         campaign.faults()
         run_runtime_cases(campaign)
+        run_identity_cases(campaign)
         campaign.bad_inputs(args.bad_inputs)
         input_cases(campaign)
         campaign.secrets()
