@@ -98,3 +98,23 @@ def test_a_configured_port_already_in_use_is_refused_before_the_server_starts(im
         assert not load.server.alive() and load.server.pid() is None  # never started
     finally:
         load.server.stop(grace_s=2)
+
+
+def test_a_server_llem_started_that_listens_beyond_loopback_is_refused(tmp_path):
+    port = free_port()
+    argv = [sys.executable, "-m", "http.server", str(port), "--bind", "0.0.0.0"]
+    server = ServerProcess(argv, f"http://127.0.0.1:{port}", "/", tmp_path)
+    server.start()
+    try:
+        with pytest.raises(ServerFailed, match="beyond the loopback interface"):
+            server.wait_ready(timeout_s=20, poll_s=0.1)
+    finally:
+        server.stop(grace_s=2)
+
+
+@pytest.mark.parametrize("address, loopback", [("0100007F", True), ("0101007F", True), ("00000000", False),
+                                               ("0A00000A", False), ("00000000000000000000000001000000", True),
+                                               ("0000000000000000FFFF00000100007F", True),
+                                               ("00000000000000000000000000000000", False)])
+def test_loopback_addresses_as_the_kernel_writes_them(address, loopback):
+    assert listener.is_loopback(address) is loopback
