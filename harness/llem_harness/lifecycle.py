@@ -29,11 +29,18 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM (a timeout, `kill`, Slurm's scancel, or the death of llem): stop like Ctrl-C."""
 
 
+class ParentDied(Terminated):
+    """The kernel's parent-death SIGTERM: the pre-imported worker (or llem) that started the harness died."""
+
+
 def _raise_for(signum, frame):
     name = signal.Signals(signum).name
     if signum == signal.SIGINT:
         raise KeyboardInterrupt(f"stopped by {name}")
-    raise Terminated(parent_died() or f"stopped by {name}")
+    died = parent_died()
+    if died:
+        raise ParentDied(died)
+    raise Terminated(f"stopped by {name}")
 
 
 def parent_died() -> str | None:

@@ -76,6 +76,6 @@ def test_a_worker_killed_under_a_running_harness_is_named_as_the_cause(tiny_mode
             os.killpg(llem.pid, signal.SIGKILL)
             llem.communicate()
     [entry] = _entries(results)
-    assert entry["status"] == "failed", entry
+    assert entry["status"] == "failed" and entry["error_type"] == "ParentDied", entry
     assert f"the pre-imported worker (pid {worker})" in entry["error_message"], entry
     assert "died" in entry["error_message"] and "stopped by SIGTERM" not in entry["error_message"], entry
