@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gpu_validation_stats import COUNTER_VS_INSTANT_TOLERANCE, JPT_CV_MAX, SAMPLER_OVERHEAD_MAX_PCT
+from gpu_validation_stats import (COUNTER_VS_INSTANT_TOLERANCE, FAIL, INCONCLUSIVE, JPT_CV_MAX, PASS,
+                                  SAMPLER_OVERHEAD_MAX_PCT, interval_verdict, pytest_verdict)
 
 WINDOW_RATIO_MIN = 0.98  # measured-window throughput / bare engine loop (docs/metrics.md, token_timing)
 
@@ -17,7 +18,7 @@ def _f(value, fmt: str = "{:.2f}", unit: str = "") -> str:
 
 
 def _verdict(ok) -> str:
-    return "n/a" if ok is None else ("PASS" if ok else "FAIL")
+    return "n/a" if ok is None else (PASS if ok else FAIL)
 
 
 def _power(stats: dict | None) -> str:
@@ -52,8 +53,10 @@ def rows(report: dict) -> list[tuple[str, str, str, str]]:
                        for k in ("energy_counter", "power_instant_field", "power_average_field")), "", "")]
     pt = report.get("pytest_gpu") or {}
     stage = (report.get("stages") or {}).get("pytest_gpu") or {}
+    pv = pytest_verdict(pt)
     out.append(("pytest -m gpu", ", ".join(f"{v} {k}" for k, v in pt.items()) or f"no report (rc {stage.get('rc')})",
-                "0 failed", _verdict(not pt.get("failed") and not pt.get("errors")) if pt else "n/a"))
+                "all ran, 0 failed", "n/a" if pv is None else
+                (f"{pv} ({pt.get('skipped')} skipped: not run)" if pv == INCONCLUSIVE else pv)))
     out.append(("idle before load", _power(dev.get("idle_preload")) if "idle_preload" in dev
                 else f"n/a ({errors.get('idle_preload', 'not run')})", "reported", ""))
     out.append(("idle, model loaded", _power(dev.get("loaded_idle")) if "loaded_idle" in dev
@@ -70,20 +73,29 @@ def rows(report: dict) -> list[tuple[str, str, str, str]]:
     study = report.get("study") or {}
     for batch, s in sorted((study.get("per_batch_size") or {}).items(), key=lambda kv: int(kv[0])):
         ci = s.get("ci95") or [None, None]
+        cvi = s.get("cv_ci95") or [None, None]
+        pct = (lambda x: None if x is None else x * 100)  # noqa: E731
+        verdict = s.get("verdict") or "n/a"
+        if verdict == INCONCLUSIVE:
+            verdict += (f" (about {s['n_to_decide']} cycles would decide)" if s.get("n_to_decide")
+                        else " (CV at the limit)")
         out.append((f"J/token, batch {batch} (n={s['n']})",
-                    f"{_f(s['mean'], '{:.5g}')} ± {_f(s['std'], '{:.2g}')} J, CV {_f(s['cv'] and s['cv'] * 100, '{:.2f}', ' %')}, "
-                    f"95 % CI [{_f(ci[0], '{:.5g}')}, {_f(ci[1], '{:.5g}')}]",
-                    f"CV <= {JPT_CV_MAX:.0%}", _verdict(s.get("pass"))))
+                    f"{_f(s['mean'], '{:.5g}')} ± {_f(s['std'], '{:.2g}')} J, CV {_f(pct(s['cv']), '{:.2f}', ' %')} "
+                    f"(95 % interval {_f(pct(cvi[0]), '{:.2f}')}-{_f(pct(cvi[1]), '{:.2f}', ' %')}), "
+                    f"mean's 95 % CI [{_f(ci[0], '{:.5g}')}, {_f(ci[1], '{:.5g}')}]",
+                    f"CV <= {JPT_CV_MAX:.0%} over the whole interval", verdict))
     if not study.get("per_batch_size"):
         st = (report.get("stages") or {}).get("study") or {}
         out.append(("J/token (study)", f"n/a (no energy results; study rc {st.get('rc')}, "
                     f"{study.get('failed_runs', 0)} failed runs)", f"CV <= {JPT_CV_MAX:.0%}", "n/a"))
     ov = dev.get("overhead")
-    out.append(("sampler overhead", f"{_f(ov['overhead_pct'], '{:.2f}', ' %')} (median on/off ratio "
-                f"{_f(ov['ratio_median'], '{:.4f}')}, std {_f(ov['ratio_std'], '{:.4f}')}, {len(ov['reps'])} pairs)"
+    oci = (ov or {}).get("overhead_ci95_pct") or [None, None]
+    out.append(("sampler overhead", f"{_f(ov['overhead_pct'], '{:.2f}', ' %')} (95 % interval "
+                f"{_f(oci[0], '{:.2f}')} to {_f(oci[1], '{:.2f}', ' %')}; mean on/off ratio "
+                f"{_f(ov['ratio_mean'], '{:.4f}')}, std {_f(ov['ratio_std'], '{:.4f}')}, {len(ov['reps'])} pairs)"
                 if ov else f"n/a ({errors.get('overhead', 'not run')})",
-                f"<= {SAMPLER_OVERHEAD_MAX_PCT} %, standard error <= {SAMPLER_OVERHEAD_MAX_PCT} %",
-                ("INCONCLUSIVE (noise)" if ov.get("pass") is None else _verdict(ov["pass"])) if ov else "n/a"))
+                f"<= {SAMPLER_OVERHEAD_MAX_PCT} % over the whole interval",
+                (ov.get("verdict") or "n/a") if ov else "n/a"))
     out.append(window_overhead_row(report))
     cd = dev.get("cooldown")
     out.append(("cool-down to idle temp", f"{_f(cd['time_to_idle_s'], '{:.1f}', ' s') if cd['reached'] else 'not reached'} ({cd['start_c']} -> {cd['end_c']} °C, "
@@ -98,8 +110,8 @@ def rows(report: dict) -> list[tuple[str, str, str, str]]:
 
 
 def window_overhead_row(report: dict) -> tuple[str, str, str, str]:
-    """Window/bare throughput (bench/measurement_overhead.py): PASS at a median ratio >= the target, FAIL when
-    even the top of its 95 % interval is below it, INCONCLUSIVE (noise) in between."""
+    """Window/bare throughput (bench/measurement_overhead.py): PASS only when the whole 95 % interval of the
+    median ratio is >= the target, FAIL when even its top is below it, INCONCLUSIVE (noise) in between."""
     name, threshold = "window / bare throughput", f">= {WINDOW_RATIO_MIN}"
     results = (report.get("window_overhead") or {}).get("results") or []
     if not results:
@@ -111,8 +123,9 @@ def window_overhead_row(report: dict) -> tuple[str, str, str, str]:
              f"{r['token_timing']['method']})")
     if "sync_per_step_ratio" in r:
         value += f"; bare loop + sync per step (the old hook): {r['sync_per_step_ratio']['median']:.3f}"
-    verdict = "PASS" if q["median"] >= WINDOW_RATIO_MIN else ("FAIL" if ci[1] < WINDOW_RATIO_MIN
-                                                                else "INCONCLUSIVE (noise)")
+    verdict = interval_verdict(ci[0], ci[1], WINDOW_RATIO_MIN, at_most=False)
+    if verdict == INCONCLUSIVE:
+        verdict += " (noise)"
     return name, value, threshold, verdict
 
 
