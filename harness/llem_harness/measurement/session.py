@@ -40,6 +40,7 @@ from llenergymeasure.domain import (TIMESERIES_FILE, BaselineResult, ContentionR
 from .backends import open_backend
 from .baseline import measure_gated, try_reuse
 from .contention import ContentionMonitor
+from .cross_check import cross_check
 from .devices import DeviceBackend, GpuDevice, RealTimeClock, select_devices
 from .energy import integrate_power_j, window_energy
 from .environment import environment_summary, read_environment
@@ -276,6 +277,10 @@ class MeasurementSession:
             energy, notes = window_energy(self.devices, self._start_energy, end_energy, self._window_ticks,
                                           self._t0, t1, subtracted)
             energy.readings_source = self.backend.description
+            energy.cross_check, flagged = cross_check(self.devices, self._start_energy, end_energy,
+                                                      self._window_ticks, self._t0, t1,
+                                                      {g.uuid: g.name for g in self._gpus or []})
+            notes += flagged
             if energy.gpu_energy_adjusted_j is not None and subtracted is not None:
                 energy.baseline_power_w = subtracted.power_mean_w
                 energy.baseline_subtracted = kind
