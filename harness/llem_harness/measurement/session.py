@@ -174,7 +174,8 @@ class MeasurementSession:
             self._baseline = reused
             return reused
         result, warnings = measure_gated(self.backend, self.devices, self.cfg.baseline.duration_s,
-                                         self.cfg.sampling_period_ms, kind="pre_load")
+                                         self.cfg.sampling_period_ms, kind="pre_load",
+                                         max_wait_s=self.cfg.baseline.temperature_max_wait_s)
         for w in warnings:
             self._warn(w)
         self._baseline = result
@@ -191,7 +192,8 @@ class MeasurementSession:
                                                unavailable_reason=self.unavailable_reason)
             return self._loaded_idle
         result, warnings = measure_gated(self.backend, self.devices, self.cfg.baseline.duration_s,
-                                         self.cfg.sampling_period_ms, kind="loaded")
+                                         self.cfg.sampling_period_ms, kind="loaded",
+                                         max_wait_s=self.cfg.baseline.temperature_max_wait_s)
         for w in warnings:
             self._warn(w)
         self._loaded_idle = result

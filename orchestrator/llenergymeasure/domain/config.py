@@ -127,6 +127,7 @@ class LlamaCppConfig(StrictModel):
 
 
 WARMUP_MAX_DURATION_DEFAULT_S = 60.0
+BASELINE_TEMPERATURE_MAX_WAIT_DEFAULT_S = 60.0
 
 
 class WarmupConfig(StrictModel):
@@ -157,6 +158,10 @@ class BaselineConfig(StrictModel):
     enabled: bool = True
     duration_s: float = Field(10.0, ge=0.5)
     reuse_ttl_s: float = Field(900.0, ge=0, description="reuse a study's pre-load baseline for this long; 0 = always fresh")
+    temperature_max_wait_s: float = Field(
+        BASELINE_TEMPERATURE_MAX_WAIT_DEFAULT_S, ge=0, le=3600,
+        description="bound on re-measuring a baseline whose GPU temperature is still moving (0: measure once); "
+                    "keeps a short lease's runs from waiting on a cooling GPU")
 
 
 class MeasurementConfig(StrictModel):
@@ -171,10 +176,15 @@ class MeasurementConfig(StrictModel):
 
 def _without_later_defaults(measurement: dict) -> dict:
     """The measurement section's JSON without fields added after hashes were published, when they hold
-    their default (warmup.max_duration_s): configs written before them keep their hashes."""
+    their default (warmup.max_duration_s, baseline.temperature_max_wait_s): configs written before them keep
+    their hashes."""
     warmup = measurement.get("warmup")
     if isinstance(warmup, dict) and warmup.get("max_duration_s") == WARMUP_MAX_DURATION_DEFAULT_S:
         measurement = {**measurement, "warmup": {k: v for k, v in warmup.items() if k != "max_duration_s"}}
+    baseline = measurement.get("baseline")
+    if isinstance(baseline, dict) and baseline.get("temperature_max_wait_s") == BASELINE_TEMPERATURE_MAX_WAIT_DEFAULT_S:
+        measurement = {**measurement,
+                       "baseline": {k: v for k, v in baseline.items() if k != "temperature_max_wait_s"}}
     return measurement
 
 
