@@ -87,7 +87,11 @@ def rows(report: dict) -> list[tuple[str, str, str, str]]:
     if not study.get("per_batch_size"):
         st = (report.get("stages") or {}).get("study") or {}
         out.append(("J/token (study)", f"n/a (no energy results; study rc {st.get('rc')}, "
-                    f"{study.get('failed_runs', 0)} failed runs)", f"CV <= {JPT_CV_MAX:.0%}", "n/a"))
+                    f"{study.get('failed_runs', 0)} failed runs, {study.get('cut_runs', 0)} cut)",
+                    f"CV <= {JPT_CV_MAX:.0%}", "n/a"))
+    if study:
+        out.append(("study runs", f"{study.get('completed_runs', 0)} completed, {study.get('failed_runs', 0)} failed, "
+                    f"{study.get('cut_runs', 0)} cut (not run or stopped when the study's share ran out)", "", ""))
     ov = dev.get("overhead")
     oci = (ov or {}).get("overhead_ci95_pct") or [None, None]
     out.append(("sampler overhead", f"{_f(ov['overhead_pct'], '{:.2f}', ' %')} (95 % interval "
@@ -102,11 +106,43 @@ def rows(report: dict) -> list[tuple[str, str, str, str]]:
                 f"target {_f(cd['target_c'], '{:.1f}')} °C, max {cd['max_s']:.0f} s)" if cd else "n/a", "reported", ""))
     traces = dev.get("traces") or []
     out.append(("traces written", f"{len(traces)} file(s) in traces/" if traces else "none", "", ""))
+    out.append(time_plan_row(report))
     for name, st in (report.get("stages") or {}).items():
-        if st.get("rc") != 0:
-            out.append((f"stage {name}", f"rc {st.get('rc')}{' TIMED OUT' if st.get('timed_out') else ''}; "
-                        f"see {Path(st.get('log', '')).name}", "rc 0", "FAIL"))
+        if st.get("timed_out"):
+            out.append((f"stage {name}", f"CUT at its limit of {st.get('limit_s')} s ({cut_reason(name, report)}); "
+                        f"what it finished is above; see {Path(st.get('log', '')).name}", "within its share",
+                        "CUT (incomplete, not failed)"))
+        elif st.get("rc") != 0:
+            out.append((f"stage {name}", f"rc {st.get('rc')}; see {Path(st.get('log', '')).name}", "rc 0", "FAIL"))
     return out
+
+
+def time_plan_row(report: dict) -> tuple[str, str, str, str]:
+    """Each stage's time against its share, and the whole against the budget."""
+    plan = report.get("time_plan") or {}
+    shares = plan.get("shares_s") or {}
+    stages = report.get("stages") or {}
+    parts = [f"{name} {st.get('wall_s')}/{shares.get(name, '?'):g} s" if isinstance(shares.get(name), (int, float))
+             else f"{name} {st.get('wall_s')} s" for name, st in stages.items()]
+    total = sum(st.get("wall_s") or 0 for st in stages.values())
+    return ("time (used / share)", f"{', '.join(parts)}; total {total:.0f} s of {_f(plan.get('budget_s'), '{:.0f}')} s",
+            "each stage within its share", "")
+
+
+def cut_reason(name: str, report: dict) -> str:
+    """Why a stage reached its limit, in the terms a reader can act on."""
+    if name == "study":
+        plan = report.get("study_plan") or {}
+        study = report.get("study") or {}
+        why = (f"planned {plan.get('n_runs')} runs x ({plan.get('window_s')} s window + fixed cost) = "
+               f"{plan.get('planned_s')} s of a {plan.get('share_s')} s share"
+               + ("" if plan.get("fits", True) else ", which did not fit even at the shortest window"))
+        return f"{why}; {study.get('completed_runs', 0)} of {plan.get('n_runs')} runs completed"
+    if name == "device":
+        return "the device phases, sampler overhead and calibration took longer than planned on this GPU"
+    if name == "pytest_gpu":
+        return "the GPU tests took longer than their share"
+    return "the stage took longer than its share on this machine"
 
 
 def window_overhead_row(report: dict) -> tuple[str, str, str, str]:
