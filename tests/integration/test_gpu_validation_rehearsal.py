@@ -82,3 +82,19 @@ def test_travel_size_check_counts_the_wheels_and_refuses_over_the_limit(tmp_path
     assert "timeout" in ok.stdout and "bench/gpu_validation.py" in ok.stdout
     over = _prepare({"LLEM_TRAVEL_WHEELS": str(wheels), "LLEM_TRAVEL_LIMIT_MIB": "2"})
     assert over.returncode == 1 and "over the limit" in over.stderr
+
+
+def test_travel_pins_are_committed_and_a_missing_pin_stops_the_preparation(tmp_path):
+    """The wheels are the versions the tests ran with (scripts/gpu-travel-pins.txt), never the newest."""
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    pins = (REPO_ROOT / "scripts" / "gpu-travel-pins.txt").read_text()
+    ok = _prepare({"LLEM_TRAVEL_WHEELS": str(wheels)})
+    assert ok.returncode == 0, ok.stderr
+    pinned = ok.stdout.split("pinned: ", 1)[1].splitlines()[0].split()
+    assert pinned and all("==" in spec and spec in pins for spec in pinned)
+    assert any(spec.startswith("pydantic==") for spec in pinned) and any(s.startswith("pytest==") for s in pinned)
+    partial = tmp_path / "pins.txt"
+    partial.write_text("\n".join(line for line in pins.splitlines() if not line.startswith("gguf==")) + "\n")
+    missing = _prepare({"LLEM_TRAVEL_WHEELS": str(wheels), "LLEM_TRAVEL_PINS": str(partial)})
+    assert missing.returncode == 2 and "no pin" in missing.stderr and "gguf" in missing.stderr
