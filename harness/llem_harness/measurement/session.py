@@ -43,6 +43,7 @@ from .contention import ContentionMonitor
 from .cross_check import cross_check
 from .devices import DeviceBackend, GpuDevice, RealTimeClock, select_devices
 from .energy import integrate_power_j, window_energy
+from .external import external_beside
 from .environment import environment_summary, read_environment
 from .rapl import RaplMeter
 from .sampler import Sampler, Tick, write_timeseries
@@ -283,6 +284,9 @@ class MeasurementSession:
                                                       self._window_ticks, self._t0, t1,
                                                       {g.uuid: g.name for g in self._gpus or []})
             notes += flagged
+            if self.cfg.external_energy_file:
+                energy.external = external_beside(self.cfg.external_energy_file, energy.cross_check, self._wall0,
+                                                  edge.wall_s)
             if energy.gpu_energy_adjusted_j is not None and subtracted is not None:
                 energy.baseline_power_w = subtracted.power_mean_w
                 energy.baseline_subtracted = kind

@@ -68,3 +68,7 @@ class ExternalEnergy(OpenModel):
     reading_period_ms: float | None = Field(None, description="median interval between readings in the window")
     counter_energy_j: float | None = Field(None, description="the GPUs' summed counter energy of the same window")
     ratio: float | None = Field(None, description="energy_j / counter_energy_j")
+    scope: str | None = Field(None, description="what the meter measures, as its file says (`gpu`: the same GPUs)")
+    tolerance: float | None = Field(
+        None, description="largest |ratio - 1| the readings' period explains (only for a meter of scope `gpu`)")
+    flagged: bool | None = Field(None, description="|ratio - 1| > tolerance (null unless scope is `gpu`)")
