@@ -89,6 +89,11 @@ def rows(report: dict) -> list[tuple[str, str, str, str]]:
         out.append(("J/token (study)", f"n/a (no energy results; study rc {st.get('rc')}, "
                     f"{study.get('failed_runs', 0)} failed runs, {study.get('cut_runs', 0)} cut)",
                     f"CV <= {JPT_CV_MAX:.0%}", "n/a"))
+    cc = study.get("cross_check") or {}
+    if cc.get("runs"):
+        out.append(("cross-check in each study run", f"counter vs integrated instant power: ratio "
+                    f"{_f(cc['ratio_min'], '{:.4f}')}-{_f(cc['ratio_max'], '{:.4f}')} over {cc['runs']} runs, "
+                    f"{cc['flagged']} flagged", "within each run's tolerance", FAIL if cc["flagged"] else PASS))
     if study:
         out.append(("study runs", f"{study.get('completed_runs', 0)} completed, {study.get('failed_runs', 0)} failed, "
                     f"{study.get('cut_runs', 0)} cut (not run or stopped when the study's share ran out)", "", ""))

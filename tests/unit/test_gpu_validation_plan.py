@@ -69,10 +69,12 @@ def test_the_summary_names_the_cut_stage_and_why():
                          "study": {"rc": -15, "timed_out": True, "wall_s": 200.0, "limit_s": 200.0,
                                    "log": "study.log"}},
               "study_plan": {"n_runs": 10, "window_s": 8.0, "planned_s": 185.0, "share_s": 200.0, "fits": True},
-              "study": {"per_batch_size": {}, "completed_runs": 7, "failed_runs": 0, "cut_runs": 3}}
+              "study": {"per_batch_size": {}, "completed_runs": 7, "failed_runs": 0, "cut_runs": 3,
+                        "cross_check": {"runs": 7, "flagged": 1, "ratio_min": 0.99, "ratio_max": 1.3}}}
     table = {r[0]: r for r in rows(report)}
     cut = table["stage study"]
     assert cut[3].startswith("CUT") and "FAIL" not in cut[3] and "7 of 10 runs completed" in cut[1]
     assert "0 failed, 3 cut" in table["study runs"][1]
     assert "study 200.0/200 s" in table["time (used / share)"][1]
-    assert not any(r[3] == "FAIL" for r in table.values())
+    assert table["cross-check in each study run"][3] == "FAIL" and "1 flagged" in table["cross-check in each study run"][1]
+    assert [k for k, r in table.items() if r[3] == "FAIL"] == ["cross-check in each study run"]  # the cut is no FAIL
