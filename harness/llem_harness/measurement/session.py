@@ -43,8 +43,8 @@ from .contention import ContentionMonitor
 from .cross_check import cross_check
 from .devices import DeviceBackend, GpuDevice, RealTimeClock, select_devices
 from .energy import integrate_power_j, window_energy
-from .external import external_beside
 from .environment import environment_summary, read_environment
+from .external import external_beside
 from .rapl import RaplMeter
 from .sampler import Sampler, Tick, write_timeseries
 from .throttle import summarise_throttle
