@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gpu_validation_stats import COUNTER_VS_INSTANT_TOLERANCE, JPT_CV_MAX, SAMPLER_OVERHEAD_MAX_PCT
+from gpu_validation_stats import (COUNTER_VS_INSTANT_TOLERANCE, FAIL, INCONCLUSIVE, JPT_CV_MAX, PASS,
+                                  SAMPLER_OVERHEAD_MAX_PCT, interval_verdict, pytest_verdict)
 
 WINDOW_RATIO_MIN = 0.98  # measured-window throughput / bare engine loop (docs/metrics.md, token_timing)
 
@@ -17,7 +18,7 @@ def _f(value, fmt: str = "{:.2f}", unit: str = "") -> str:
 
 
 def _verdict(ok) -> str:
-    return "n/a" if ok is None else ("PASS" if ok else "FAIL")
+    return "n/a" if ok is None else (PASS if ok else FAIL)
 
 
 def _power(stats: dict | None) -> str:
@@ -52,8 +53,10 @@ def rows(report: dict) -> list[tuple[str, str, str, str]]:
                        for k in ("energy_counter", "power_instant_field", "power_average_field")), "", "")]
     pt = report.get("pytest_gpu") or {}
     stage = (report.get("stages") or {}).get("pytest_gpu") or {}
+    pv = pytest_verdict(pt)
     out.append(("pytest -m gpu", ", ".join(f"{v} {k}" for k, v in pt.items()) or f"no report (rc {stage.get('rc')})",
-                "0 failed", _verdict(not pt.get("failed") and not pt.get("errors")) if pt else "n/a"))
+                "all ran, 0 failed", "n/a" if pv is None else
+                (f"{pv} ({pt.get('skipped')} skipped: not run)" if pv == INCONCLUSIVE else pv)))
     out.append(("idle before load", _power(dev.get("idle_preload")) if "idle_preload" in dev
                 else f"n/a ({errors.get('idle_preload', 'not run')})", "reported", ""))
     out.append(("idle, model loaded", _power(dev.get("loaded_idle")) if "loaded_idle" in dev
@@ -70,36 +73,86 @@ def rows(report: dict) -> list[tuple[str, str, str, str]]:
     study = report.get("study") or {}
     for batch, s in sorted((study.get("per_batch_size") or {}).items(), key=lambda kv: int(kv[0])):
         ci = s.get("ci95") or [None, None]
+        cvi = s.get("cv_ci95") or [None, None]
+        pct = (lambda x: None if x is None else x * 100)  # noqa: E731
+        verdict = s.get("verdict") or "n/a"
+        if verdict == INCONCLUSIVE:
+            verdict += (f" (about {s['n_to_decide']} cycles would decide)" if s.get("n_to_decide")
+                        else " (CV at the limit)")
         out.append((f"J/token, batch {batch} (n={s['n']})",
-                    f"{_f(s['mean'], '{:.5g}')} ± {_f(s['std'], '{:.2g}')} J, CV {_f(s['cv'] and s['cv'] * 100, '{:.2f}', ' %')}, "
-                    f"95 % CI [{_f(ci[0], '{:.5g}')}, {_f(ci[1], '{:.5g}')}]",
-                    f"CV <= {JPT_CV_MAX:.0%}", _verdict(s.get("pass"))))
+                    f"{_f(s['mean'], '{:.5g}')} ± {_f(s['std'], '{:.2g}')} J, CV {_f(pct(s['cv']), '{:.2f}', ' %')} "
+                    f"(95 % interval {_f(pct(cvi[0]), '{:.2f}')}-{_f(pct(cvi[1]), '{:.2f}', ' %')}), "
+                    f"mean's 95 % CI [{_f(ci[0], '{:.5g}')}, {_f(ci[1], '{:.5g}')}]",
+                    f"CV <= {JPT_CV_MAX:.0%} over the whole interval", verdict))
     if not study.get("per_batch_size"):
         st = (report.get("stages") or {}).get("study") or {}
         out.append(("J/token (study)", f"n/a (no energy results; study rc {st.get('rc')}, "
-                    f"{study.get('failed_runs', 0)} failed runs)", f"CV <= {JPT_CV_MAX:.0%}", "n/a"))
+                    f"{study.get('failed_runs', 0)} failed runs, {study.get('cut_runs', 0)} cut)",
+                    f"CV <= {JPT_CV_MAX:.0%}", "n/a"))
+    cc = study.get("cross_check") or {}
+    if cc.get("runs"):
+        out.append(("cross-check in each study run", f"counter vs integrated instant power: ratio "
+                    f"{_f(cc['ratio_min'], '{:.4f}')}-{_f(cc['ratio_max'], '{:.4f}')} over {cc['runs']} runs, "
+                    f"{cc['flagged']} flagged", "within each run's tolerance", FAIL if cc["flagged"] else PASS))
+    if study:
+        out.append(("study runs", f"{study.get('completed_runs', 0)} completed, {study.get('failed_runs', 0)} failed, "
+                    f"{study.get('cut_runs', 0)} cut (not run or stopped when the study's share ran out)", "", ""))
     ov = dev.get("overhead")
-    out.append(("sampler overhead", f"{_f(ov['overhead_pct'], '{:.2f}', ' %')} (median on/off ratio "
-                f"{_f(ov['ratio_median'], '{:.4f}')}, std {_f(ov['ratio_std'], '{:.4f}')}, {len(ov['reps'])} pairs)"
+    oci = (ov or {}).get("overhead_ci95_pct") or [None, None]
+    out.append(("sampler overhead", f"{_f(ov['overhead_pct'], '{:.2f}', ' %')} (95 % interval "
+                f"{_f(oci[0], '{:.2f}')} to {_f(oci[1], '{:.2f}', ' %')}; mean on/off ratio "
+                f"{_f(ov['ratio_mean'], '{:.4f}')}, std {_f(ov['ratio_std'], '{:.4f}')}, {len(ov['reps'])} pairs)"
                 if ov else f"n/a ({errors.get('overhead', 'not run')})",
-                f"<= {SAMPLER_OVERHEAD_MAX_PCT} %, standard error <= {SAMPLER_OVERHEAD_MAX_PCT} %",
-                ("INCONCLUSIVE (noise)" if ov.get("pass") is None else _verdict(ov["pass"])) if ov else "n/a"))
+                f"<= {SAMPLER_OVERHEAD_MAX_PCT} % over the whole interval",
+                (ov.get("verdict") or "n/a") if ov else "n/a"))
     out.append(window_overhead_row(report))
     cd = dev.get("cooldown")
     out.append(("cool-down to idle temp", f"{_f(cd['time_to_idle_s'], '{:.1f}', ' s') if cd['reached'] else 'not reached'} ({cd['start_c']} -> {cd['end_c']} °C, "
                 f"target {_f(cd['target_c'], '{:.1f}')} °C, max {cd['max_s']:.0f} s)" if cd else "n/a", "reported", ""))
     traces = dev.get("traces") or []
     out.append(("traces written", f"{len(traces)} file(s) in traces/" if traces else "none", "", ""))
+    out.append(time_plan_row(report))
     for name, st in (report.get("stages") or {}).items():
-        if st.get("rc") != 0:
-            out.append((f"stage {name}", f"rc {st.get('rc')}{' TIMED OUT' if st.get('timed_out') else ''}; "
-                        f"see {Path(st.get('log', '')).name}", "rc 0", "FAIL"))
+        if st.get("timed_out"):
+            out.append((f"stage {name}", f"CUT at its limit of {st.get('limit_s')} s ({cut_reason(name, report)}); "
+                        f"what it finished is above; see {Path(st.get('log', '')).name}", "within its share",
+                        "CUT (incomplete, not failed)"))
+        elif st.get("rc") != 0:
+            out.append((f"stage {name}", f"rc {st.get('rc')}; see {Path(st.get('log', '')).name}", "rc 0", "FAIL"))
     return out
 
 
+def time_plan_row(report: dict) -> tuple[str, str, str, str]:
+    """Each stage's time against its share, and the whole against the budget."""
+    plan = report.get("time_plan") or {}
+    shares = plan.get("shares_s") or {}
+    stages = report.get("stages") or {}
+    parts = [f"{name} {st.get('wall_s')}/{shares.get(name, '?'):g} s" if isinstance(shares.get(name), (int, float))
+             else f"{name} {st.get('wall_s')} s" for name, st in stages.items()]
+    total = sum(st.get("wall_s") or 0 for st in stages.values())
+    return ("time (used / share)", f"{', '.join(parts)}; total {total:.0f} s of {_f(plan.get('budget_s'), '{:.0f}')} s",
+            "each stage within its share", "")
+
+
+def cut_reason(name: str, report: dict) -> str:
+    """Why a stage reached its limit, in the terms a reader can act on."""
+    if name == "study":
+        plan = report.get("study_plan") or {}
+        study = report.get("study") or {}
+        why = (f"planned {plan.get('n_runs')} runs x ({plan.get('window_s')} s window + fixed cost) = "
+               f"{plan.get('planned_s')} s of a {plan.get('share_s')} s share"
+               + ("" if plan.get("fits", True) else ", which did not fit even at the shortest window"))
+        return f"{why}; {study.get('completed_runs', 0)} of {plan.get('n_runs')} runs completed"
+    if name == "device":
+        return "the device phases, sampler overhead and calibration took longer than planned on this GPU"
+    if name == "pytest_gpu":
+        return "the GPU tests took longer than their share"
+    return "the stage took longer than its share on this machine"
+
+
 def window_overhead_row(report: dict) -> tuple[str, str, str, str]:
-    """Window/bare throughput (bench/measurement_overhead.py): PASS at a median ratio >= the target, FAIL when
-    even the top of its 95 % interval is below it, INCONCLUSIVE (noise) in between."""
+    """Window/bare throughput (bench/measurement_overhead.py): PASS only when the whole 95 % interval of the
+    median ratio is >= the target, FAIL when even its top is below it, INCONCLUSIVE (noise) in between."""
     name, threshold = "window / bare throughput", f">= {WINDOW_RATIO_MIN}"
     results = (report.get("window_overhead") or {}).get("results") or []
     if not results:
@@ -111,8 +164,9 @@ def window_overhead_row(report: dict) -> tuple[str, str, str, str]:
              f"{r['token_timing']['method']})")
     if "sync_per_step_ratio" in r:
         value += f"; bare loop + sync per step (the old hook): {r['sync_per_step_ratio']['median']:.3f}"
-    verdict = "PASS" if q["median"] >= WINDOW_RATIO_MIN else ("FAIL" if ci[1] < WINDOW_RATIO_MIN
-                                                                else "INCONCLUSIVE (noise)")
+    verdict = interval_verdict(ci[0], ci[1], WINDOW_RATIO_MIN, at_most=False)
+    if verdict == INCONCLUSIVE:
+        verdict += " (noise)"
     return name, value, threshold, verdict
 
 

@@ -52,6 +52,9 @@ def test_energy_is_measured_by_counter_with_consistent_normalisations(replay_res
         assert e.gpu_energy_adjusted_j == pytest.approx(expected_adjusted, rel=1e-6)
         assert r.contention.gpu_process_samples >= 2 and r.contention.gpu_foreign_processes == []
         assert r.sampler.n_samples >= 1
+        check = r.energy.cross_check  # the counter beside the integrated instant power of the same window
+        assert check.method == "counter_vs_instant_trapezoid" and check.flagged is False
+        assert check.per_gpu[0].n_samples >= 2 and check.per_gpu[0].ratio == pytest.approx(1.0, abs=check.per_gpu[0].tolerance)
         assert (Path(replay_result.study_dir) / "runs" / r.run_id / "timeseries.parquet").is_file()
     assert replay_result.summary.gpu_energy_raw_j == pytest.approx(
         sum(r.energy.gpu_energy_raw_j for r in replay_result.experiments))

@@ -17,8 +17,9 @@ from llem_harness.measurement.sampler import Tick
 from tests.helpers import REPO_ROOT
 
 sys.path.insert(0, str(REPO_ROOT / "bench"))
-from gpu_validation_stats import (agreement, cooldown_time, idle_stats, jpt_summary,  # noqa: E402
-                                  overhead_verdict, update_periods)
+from gpu_validation_stats import (JPT_CV_MAX, agreement, cooldown_time, cv_interval,  # noqa: E402
+                                  cycles_to_decide, idle_stats, jpt_summary, overhead_verdict, pytest_verdict,
+                                  update_periods)
 
 SESSION = REPO_ROOT / "tests" / "fixtures" / "traces" / "rehearsal_session.jsonl"
 
@@ -74,19 +75,79 @@ def test_update_periods_of_the_readings():
     assert periods["energy_mj"]["smallest_step_mj"] > 0
 
 
-def test_overhead_verdict_needs_precise_pairs():
-    assert overhead_verdict([0.999, 0.998, 1.000, 0.999])["pass"] is True          # 0.1 % loss, se 0.04 %
-    assert overhead_verdict([0.990, 0.991, 0.989, 0.990])["pass"] is False         # 1 % loss, precise
-    noisy = overhead_verdict([1.4, 0.7, 1.2, 0.9])                                 # CPU noise: undecided
-    assert noisy["pass"] is None and noisy["standard_error_pct"] > 0.5
+def test_overhead_verdict_on_the_mean_and_its_interval():
+    ok = overhead_verdict([0.999, 0.998, 1.000, 0.999])                 # 0.1 % loss, interval well under 0.5 %
+    assert ok["verdict"] == "PASS" and ok["overhead_ci95_pct"][1] <= 0.5
+    assert overhead_verdict([0.990, 0.991, 0.989, 0.990])["verdict"] == "FAIL"   # 1 % loss, precise
+    noisy = overhead_verdict([1.4, 0.7, 1.2, 0.9])                      # CPU noise: the interval spans 0.5 %
+    assert noisy["verdict"] == "INCONCLUSIVE" and noisy["overhead_ci95_pct"][0] < 0.5 < noisy["overhead_ci95_pct"][1]
+    assert overhead_verdict([0.99])["verdict"] is None                  # one pair: no interval, no verdict
 
 
-def test_jpt_summary_cv_verdict():
-    steady = jpt_summary([1.00, 1.01, 0.99, 1.00, 1.00])
-    assert steady["n"] == 5 and steady["cv"] < 0.02 and steady["pass"] is True
+def test_overhead_verdict_at_the_boundary():
+    """The same mean loss of 0.3 %: PASS when tight, INCONCLUSIVE when the interval reaches past 0.5 %;
+    a mean loss of 0.7 % FAILs only when the interval's best end is still over 0.5 %."""
+    assert overhead_verdict([0.9969, 0.9971, 0.9970, 0.9970])["verdict"] == "PASS"
+    assert overhead_verdict([0.9940, 1.0000, 0.9960, 0.9980])["verdict"] == "INCONCLUSIVE"
+    assert overhead_verdict([0.9929, 0.9931, 0.9930, 0.9930])["verdict"] == "FAIL"
+    assert overhead_verdict([0.9900, 0.9960, 0.9920, 0.9940])["verdict"] == "INCONCLUSIVE"
+
+
+def test_cv_interval_is_the_chi_square_interval():
+    low, high = cv_interval(0.01, 5)       # chi2(4): 0.4844 and 11.143 at 2.5 % / 97.5 %
+    assert high == pytest.approx(0.01 * (4 / 0.484419) ** 0.5, rel=1e-4)
+    assert low == pytest.approx(0.01 * (4 / 11.143287) ** 0.5, rel=1e-4)
+    assert cv_interval(0.01, 1) is None
+
+
+def _values_with_cv(cv: float, n: int) -> list[float]:
+    """n values of mean 1 and sample CV exactly `cv` (alternating around the mean, n even; odd: a 1 added)."""
+    half = [1.0 + d for d in (-1, 1)] * (n // 2) + ([1.0] * (n % 2))
+    import statistics
+    s = statistics.stdev(half)
+    return [1.0 + (v - 1.0) * cv / s for v in half]
+
+
+def test_jpt_repeatability_three_outcomes_at_the_boundary():
+    """n = 5: the CV's 95 % upper bound is 2.87 x the sample CV and its lower bound 0.60 x, so a sample CV
+    of 0.69 % passes (bound 1.98 %), 0.71 % is undecided (bound 2.04 %), and only over 3.34 % fails."""
+    for cv, verdict in ((0.0069, "PASS"), (0.0071, "INCONCLUSIVE"), (0.0200, "INCONCLUSIVE"),
+                        (0.0330, "INCONCLUSIVE"), (0.0340, "FAIL")):
+        s = jpt_summary(_values_with_cv(cv, 5))
+        assert s["cv"] == pytest.approx(cv, rel=1e-9) and s["verdict"] == verdict, (cv, s)
+        assert s["cv_ci95"][0] < s["cv"] < s["cv_ci95"][1]
+
+
+def test_a_sample_cv_under_the_limit_is_not_a_pass_on_its_own():
+    """The old rule (sample CV <= 2 %) passed this; the bound says 5 cycles cannot tell, and how many could."""
+    s = jpt_summary(_values_with_cv(0.015, 5))
+    assert s["cv"] < JPT_CV_MAX and s["verdict"] == "INCONCLUSIVE"
+    assert s["n_to_decide"] == cycles_to_decide(0.015) and 15 < s["n_to_decide"] < 40
+    low, high = cv_interval(0.015, s["n_to_decide"])
+    assert high <= JPT_CV_MAX < cv_interval(0.015, s["n_to_decide"] - 1)[1]
+    assert cycles_to_decide(0.03) is not None and cv_interval(0.03, cycles_to_decide(0.03))[0] > JPT_CV_MAX
+    assert cycles_to_decide(JPT_CV_MAX) is None      # at the limit no n decides
+
+
+def test_jpt_summary_figures():
+    steady = jpt_summary([1.00, 1.001, 0.999, 1.00, 1.00])
+    assert steady["n"] == 5 and steady["verdict"] == "PASS" and steady["n_to_decide"] is None
     assert steady["ci95"][0] < 1.0 < steady["ci95"][1]
-    assert jpt_summary([1.0, 1.5, 1.2])["pass"] is False
-    assert jpt_summary([1.0])["pass"] is None
+    assert jpt_summary([1.0, 1.5, 1.2])["verdict"] == "FAIL"
+    one = jpt_summary([1.0])
+    assert one["verdict"] is None and one["cv_ci95"] is None
+
+
+@pytest.mark.parametrize("counts, verdict", [
+    ({"passed": 9, "failed": 0, "errors": 0, "skipped": 0}, "PASS"),
+    ({"passed": 0, "failed": 0, "errors": 0, "skipped": 9}, "INCONCLUSIVE"),   # every test skipped: not a pass
+    ({"passed": 8, "failed": 0, "errors": 0, "skipped": 1}, "INCONCLUSIVE"),   # one skipped proved nothing
+    ({"passed": 8, "failed": 1, "errors": 0, "skipped": 0}, "FAIL"),
+    ({"passed": 0, "failed": 0, "errors": 1, "skipped": 8}, "FAIL"),
+    ({}, None),                                                               # no report at all
+])
+def test_pytest_gpu_verdict(counts, verdict):
+    assert pytest_verdict(counts) == verdict
 
 
 class _FakeNvml:

@@ -73,10 +73,10 @@ def test_pre_load_idle_is_subtracted_when_no_loaded_idle_was_measured(monkeypatc
 
 
 def test_temperature_gate_is_bounded_and_flags_a_baseline_that_never_settles(monkeypatch, tmp_path):
-    monkeypatch.setattr(baseline_module, "TEMPERATURE_MAX_WAIT_S", 7.0)
     name = _trace(tmp_path / "cooling.jsonl", [(30, 70.0, 80, 50)])  # cools 1 °C/s throughout
     monkeypatch.setattr("_measurement_helpers.TRACES", tmp_path)
-    session, events = replay_session(monkeypatch, tmp_path, name, baseline={"enabled": True, "duration_s": 2.0})
+    session, events = replay_session(monkeypatch, tmp_path, name, baseline={"enabled": True, "duration_s": 2.0,
+                                                                            "temperature_max_wait_s": 7.0})
     pre = session.baseline()
     session.close()
     assert pre.temperature_settled is False and pre.temperature_drift_c >= 2.0
@@ -86,6 +86,18 @@ def test_temperature_gate_is_bounded_and_flags_a_baseline_that_never_settles(mon
     assert pre.power_mean_w == pytest.approx(70.0, rel=0.02)  # kept, flagged — not discarded
     assert any("temperature still moving" in w for w in session.warnings())
     assert any(name == "warning" and "temperature still moving" in f["message"] for name, f in events)
+
+
+def test_temperature_gate_bound_of_zero_measures_once(monkeypatch, tmp_path):
+    """A short lease bounds the gate (`temperature_max_wait_s`): 0 keeps the first baseline, flagged."""
+    name = _trace(tmp_path / "cooling.jsonl", [(30, 70.0, 80, 50)])
+    monkeypatch.setattr("_measurement_helpers.TRACES", tmp_path)
+    session, _ = replay_session(monkeypatch, tmp_path, name, baseline={"enabled": True, "duration_s": 2.0,
+                                                                       "temperature_max_wait_s": 0})
+    pre = session.baseline()
+    session.close()
+    assert pre.temperature_settled is False and pre.temperature_wait_s < 0.5
+    assert baseline_module.TEMPERATURE_MAX_WAIT_S == 60.0   # the default bound, unchanged
 
 
 def test_loaded_idle_without_gpu_is_unavailable_and_disabled_is_none(monkeypatch, tmp_path):

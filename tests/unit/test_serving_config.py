@@ -21,8 +21,18 @@ def test_offline_hash_is_unchanged_by_the_serving_fields():
     cfg = ExperimentConfig(model="m")
     payload = cfg.model_dump(mode="json", exclude={"name", "mode", "serving", "prefix_caching"})
     del payload["measurement"]["warmup"]["max_duration_s"]  # added later still: hashed only when set
+    del payload["measurement"]["baseline"]["temperature_max_wait_s"]  # likewise
+    del payload["measurement"]["external_energy_file"]  # likewise
     expected = hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
     assert cfg.config_hash() == expected
+
+
+def test_a_bounded_temperature_gate_is_hashed_only_when_set():
+    default = ExperimentConfig(model="m")
+    assert ExperimentConfig(model="m", measurement={"baseline": {"temperature_max_wait_s": 60}}).config_hash() \
+        == default.config_hash()
+    assert ExperimentConfig(model="m", measurement={"baseline": {"temperature_max_wait_s": 5}}).config_hash() \
+        != default.config_hash()
 
 
 def test_serving_load_shape_changes_the_hash():

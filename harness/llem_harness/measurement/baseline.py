@@ -59,9 +59,10 @@ TEMPERATURE_MAX_WAIT_S = 60.0   # bound on re-measuring a drifting baseline
 
 
 def measure_gated(backend: DeviceBackend, devices: list[GpuDevice], duration_s: float, period_ms: float,
-                  kind: str = "pre_load") -> tuple[BaselineResult, list[str]]:
-    """A baseline measured again until its temperature range is within tolerance (bounded wait)."""
-    max_wait_s, tolerance_c = TEMPERATURE_MAX_WAIT_S, TEMPERATURE_TOLERANCE_C
+                  kind: str = "pre_load", max_wait_s: float = TEMPERATURE_MAX_WAIT_S) -> tuple[BaselineResult, list[str]]:
+    """A baseline measured again until its temperature range is within tolerance (bounded wait:
+    `baseline.temperature_max_wait_s`; 0 measures once)."""
+    tolerance_c = TEMPERATURE_TOLERANCE_C
     t_start = backend.clock()
     while True:
         result, warnings = measure_baseline(backend, devices, duration_s, period_ms)

@@ -40,9 +40,11 @@ from llenergymeasure.domain import (TIMESERIES_FILE, BaselineResult, ContentionR
 from .backends import open_backend
 from .baseline import measure_gated, try_reuse
 from .contention import ContentionMonitor
+from .cross_check import cross_check
 from .devices import DeviceBackend, GpuDevice, RealTimeClock, select_devices
 from .energy import integrate_power_j, window_energy
 from .environment import environment_summary, read_environment
+from .external import external_beside
 from .rapl import RaplMeter
 from .sampler import Sampler, Tick, write_timeseries
 from .throttle import summarise_throttle
@@ -173,7 +175,8 @@ class MeasurementSession:
             self._baseline = reused
             return reused
         result, warnings = measure_gated(self.backend, self.devices, self.cfg.baseline.duration_s,
-                                         self.cfg.sampling_period_ms, kind="pre_load")
+                                         self.cfg.sampling_period_ms, kind="pre_load",
+                                         max_wait_s=self.cfg.baseline.temperature_max_wait_s)
         for w in warnings:
             self._warn(w)
         self._baseline = result
@@ -190,7 +193,8 @@ class MeasurementSession:
                                                unavailable_reason=self.unavailable_reason)
             return self._loaded_idle
         result, warnings = measure_gated(self.backend, self.devices, self.cfg.baseline.duration_s,
-                                         self.cfg.sampling_period_ms, kind="loaded")
+                                         self.cfg.sampling_period_ms, kind="loaded",
+                                         max_wait_s=self.cfg.baseline.temperature_max_wait_s)
         for w in warnings:
             self._warn(w)
         self._loaded_idle = result
@@ -276,6 +280,13 @@ class MeasurementSession:
             energy, notes = window_energy(self.devices, self._start_energy, end_energy, self._window_ticks,
                                           self._t0, t1, subtracted)
             energy.readings_source = self.backend.description
+            energy.cross_check, flagged = cross_check(self.devices, self._start_energy, end_energy,
+                                                      self._window_ticks, self._t0, t1,
+                                                      {g.uuid: g.name for g in self._gpus or []})
+            notes += flagged
+            if self.cfg.external_energy_file:
+                energy.external = external_beside(self.cfg.external_energy_file, energy.cross_check, self._wall0,
+                                                  edge.wall_s)
             if energy.gpu_energy_adjusted_j is not None and subtracted is not None:
                 energy.baseline_power_w = subtracted.power_mean_w
                 energy.baseline_subtracted = kind

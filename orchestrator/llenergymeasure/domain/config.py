@@ -130,6 +130,7 @@ class LlamaCppConfig(StrictModel):
 
 
 WARMUP_MAX_DURATION_DEFAULT_S = 60.0
+BASELINE_TEMPERATURE_MAX_WAIT_DEFAULT_S = 60.0
 
 
 class WarmupConfig(StrictModel):
@@ -160,6 +161,10 @@ class BaselineConfig(StrictModel):
     enabled: bool = True
     duration_s: float = Field(10.0, ge=0.5)
     reuse_ttl_s: float = Field(900.0, ge=0, description="reuse a study's pre-load baseline for this long; 0 = always fresh")
+    temperature_max_wait_s: float = Field(
+        BASELINE_TEMPERATURE_MAX_WAIT_DEFAULT_S, ge=0,
+        description="bound on re-measuring a baseline whose GPU temperature is still moving (0: measure once); "
+                    "keeps a short lease's runs from waiting on a cooling GPU")
 
 
 class MeasurementConfig(StrictModel):
@@ -170,14 +175,25 @@ class MeasurementConfig(StrictModel):
     sampling_period_ms: float = Field(100.0, ge=50.0, description="power/thermal sampler period")
     save_timeseries: bool = Field(False, description="write timeseries.parquet in the run directory")
     min_window_s: float = Field(10.0, gt=0, description="warn when the measured window is shorter")
+    external_energy_file: str | None = Field(
+        None, description="readings of an external meter ('unix_s,power_w' or 'unix_s,energy_j' lines) appended "
+                          "while the run goes on; the window's energy from it is recorded beside the counter's "
+                          "(energy.external)")
 
 
 def _without_later_defaults(measurement: dict) -> dict:
     """The measurement section's JSON without fields added after hashes were published, when they hold
-    their default (warmup.max_duration_s): configs written before them keep their hashes."""
+    their default (warmup.max_duration_s, baseline.temperature_max_wait_s, external_energy_file): configs
+    written before them keep their hashes."""
     warmup = measurement.get("warmup")
     if isinstance(warmup, dict) and warmup.get("max_duration_s") == WARMUP_MAX_DURATION_DEFAULT_S:
         measurement = {**measurement, "warmup": {k: v for k, v in warmup.items() if k != "max_duration_s"}}
+    if "external_energy_file" in measurement and measurement["external_energy_file"] is None:
+        measurement = {k: v for k, v in measurement.items() if k != "external_energy_file"}
+    baseline = measurement.get("baseline")
+    if isinstance(baseline, dict) and baseline.get("temperature_max_wait_s") == BASELINE_TEMPERATURE_MAX_WAIT_DEFAULT_S:
+        measurement = {**measurement,
+                       "baseline": {k: v for k, v in baseline.items() if k != "temperature_max_wait_s"}}
     return measurement
 
 

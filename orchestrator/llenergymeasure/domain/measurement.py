@@ -10,6 +10,7 @@ from typing import Literal
 from pydantic import Field
 
 from .base import OpenModel
+from .energy_check import EnergyCrossCheck, ExternalEnergy
 
 EnergyMethod = Literal["counter", "integrated_instant_power", "rapl", "unavailable"]
 
@@ -40,6 +41,11 @@ class EnergyResult(OpenModel):
     baseline_power_w: float | None = Field(None, description="idle power subtracted for the adjusted value")
     baseline_subtracted: Literal["loaded_idle", "pre_load_idle"] | None = Field(
         None, description="which idle baseline the adjusted value subtracts (loaded idle when it was measured)")
+    cross_check: EnergyCrossCheck | None = Field(
+        None, description="counter energy beside the integral of sampled instant power, per GPU (null: no power "
+                          "timeline)")
+    external: ExternalEnergy | None = Field(
+        None, description="an external meter's energy of the same window (null: no external_energy_file)")
 
 
 class BaselineResult(OpenModel):
