@@ -32,8 +32,8 @@ BLOCKED_NOTE_S = 0.5  # a write that waited longer is a pipe llem did not drain
 class _Channel:
     """The progress pipe, written by one thread: emit never waits for the reader."""
 
-    def __init__(self, fd: int):
-        self.fd = fd
+    def __init__(self, fd: int, saved_stdout_fd: int):
+        self.fd, self.saved_stdout_fd = fd, saved_stdout_fd
         self.lines: queue.SimpleQueue = queue.SimpleQueue()
         self.blocked_s = 0.0               # total time writes waited for llem to drain the pipe
         self.writing_since: float | None = None  # monotonic start of the write in progress
@@ -74,10 +74,9 @@ def open_channel() -> None:
     if _channel is not None:
         return
     sys.stdout.flush()
-    fd = os.dup(1)
-    os.set_inheritable(fd, False)  # the server and engine processes must not hold the pipe open
-    os.dup2(2, 1)                  # prints (libraries, engines) go to the log, never to the pipe
-    _channel = _Channel(fd)
+    fd, saved = os.dup(1), os.dup(1)  # dup() is not inherited: servers and engines never hold the pipe
+    os.dup2(2, 1)                     # prints (libraries, engines) go to the log, never to the pipe
+    _channel = _Channel(fd, saved)
 
 
 def close_channel() -> None:
@@ -88,10 +87,13 @@ def close_channel() -> None:
         return
     channel.lines.put(None)
     channel.thread.join()
-    try:
-        os.close(channel.fd)
-    except OSError:
-        pass
+    sys.stdout.flush()
+    os.dup2(channel.saved_stdout_fd, 1)  # as it was (a harness run in-process: a test's own stdout)
+    for fd in (channel.fd, channel.saved_stdout_fd):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
 
 
 def blocked_note() -> str | None:

@@ -19,6 +19,7 @@ from llenergymeasure.domain import (EnergyResult, Metrics, RequestRecord, Servin
                                     ServingWindow, compute_metrics)
 from llenergymeasure.domain.latency import request_latency
 from llenergymeasure.domain.metrics import MemoryStats, energy_normalisations
+from llenergymeasure.domain.serving import unmeasured_window_reason
 
 from .loadgen import RequestTrace
 from .process import SERVER_LOG_FILE
@@ -95,20 +96,31 @@ def window_figures(traces: list[RequestTrace], start_s: float, end_s: float, def
                          request_share=completed / len(ok) if ok else None)
 
 
+def check_window(window: ServingWindow, cfg: ServingConfig, min_duration_s: float) -> ServingWindow:
+    """The window with `unmeasured_reason` set when it is too short or too empty to publish figures from."""
+    reason = unmeasured_window_reason(window.duration_s, window.requests_completed, window.output_tokens,
+                                      cfg.streaming, cfg.concurrency, min_duration_s)
+    return window.model_copy(update={"unmeasured_reason": reason})
+
+
 def serving_metrics(records: list[RequestRecord], itl: list[float], window: ServingWindow,
                     energy: EnergyResult) -> Metrics:
-    """Latency distributions over every ok request; throughput and energy over the window only."""
+    """Latency distributions over every ok request; throughput and energy over the window only
+    (null, never 0, when the window measured nothing: `window.unmeasured_reason`)."""
     metrics = compute_metrics(records, itl, window.run_s, energy, None,
                               MemoryStats(unavailable_reason="model runs in the server process"))
 
     def per(x, d):
         return None if x is None or not d else x / d
 
+    normalised = energy_normalisations(energy, window.output_tokens, window.requests_completed)
+    if window.unmeasured_reason is not None:
+        normalised = {key: None for key in normalised}
     return metrics.model_copy(update=dict(
-        output_tokens_per_s=per(window.output_tokens, window.duration_s),
+        output_tokens_per_s=None if window.unmeasured_reason else per(window.output_tokens, window.duration_s),
         total_tokens_per_s=None,  # input tokens are not spread over time by the server: not defined here
-        requests_per_s=per(window.requests_completed, window.duration_s),
-        **energy_normalisations(energy, window.output_tokens, window.requests_completed)))
+        requests_per_s=None if window.unmeasured_reason else per(window.requests_completed, window.duration_s),
+        **normalised))
 
 
 def goodput(records: list[RequestRecord], cfg: ServingConfig, run_s: float):
