@@ -104,3 +104,38 @@ def test_a_window_long_enough_is_published(tmp_path, tiny_model_dir):
     result = ExperimentResult.model_validate_json((run_dir / RESULT_FILE).read_text())
     assert result.serving.window.unmeasured_reason is None
     assert result.metrics.output_tokens_per_s > 0 and result.metrics.requests_per_s > 0
+    # One token per streamed chunk, proven by the server's usage: the gaps are inter-token latencies.
+    assert result.serving.itl_definition.startswith("inter-token") and result.metrics.itl_s.n > 0
+
+
+def test_cpu_energy_per_token_has_the_gpu_figures_denominator(tmp_path, tiny_model_dir, monkeypatch):
+    """Serving RAPL energy is the window's: per token of the window, as GPU J/token (was: per token of the run)."""
+    from tests.integration.test_energy_window_run import FakeRapl
+
+    rapl = FakeRapl(tmp_path / "powercap")
+    monkeypatch.setenv("LLEM_POWERCAP_ROOT", str(tmp_path / "powercap"))
+    try:
+        code, run_dir = _run(tmp_path, str(tiny_model_dir), {"n_requests": 16, "concurrency": 2}, itl_s=0.01)
+    finally:
+        rapl.close()
+    assert code == 0
+    result = ExperimentResult.model_validate_json((run_dir / RESULT_FILE).read_text())
+    cpu, window = result.cpu_energy, result.serving.window
+    assert cpu.package_energy_j > 0 and 0 < window.output_tokens < result.output_tokens_total
+    assert cpu.package_energy_per_output_token_j == pytest.approx(cpu.package_energy_j / window.output_tokens)
+
+
+def test_streaming_off_counts_the_tokens_of_requests_completed_in_the_window(tmp_path, tiny_model_dir):
+    """No token times: never 0 tok/s and 0 % of tokens, but the requests completed inside the window, said so."""
+    code, run_dir = _run(tmp_path, str(tiny_model_dir), {"n_requests": 16, "concurrency": 2, "streaming": False},
+                         itl_s=0.01)
+    assert code == 0
+    result = ExperimentResult.model_validate_json((run_dir / RESULT_FILE).read_text())
+    window, metrics = result.serving.window, result.metrics
+    assert window.unmeasured_reason is None and "completed inside the window" in window.output_tokens_basis
+    assert window.output_tokens == 8 * window.requests_completed > 0 and window.output_token_share > 0
+    assert metrics.output_tokens_per_s == pytest.approx(window.output_tokens / window.duration_s)
+    assert metrics.ttft_s.n == 0 and metrics.itl_s.n == 0  # not measured without streaming: null
+    assert result.serving.itl_unavailable_reason.startswith("streaming off")
+    requests = [json.loads(line) for line in (run_dir / "requests.jsonl").read_text().splitlines()]
+    assert sum(r["output_tokens_in_window"] for r in requests) == window.output_tokens

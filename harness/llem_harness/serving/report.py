@@ -18,7 +18,7 @@ from pathlib import Path
 from llenergymeasure.domain import (EnergyResult, Metrics, RequestRecord, ServingConfig, ServingResult,
                                     ServingWindow, compute_metrics)
 from llenergymeasure.domain.latency import request_latency
-from llenergymeasure.domain.metrics import MemoryStats, energy_normalisations
+from llenergymeasure.domain.metrics import MemoryStats, distribution, energy_normalisations
 from llenergymeasure.domain.serving import unmeasured_window_reason
 
 from .loadgen import RequestTrace
@@ -35,14 +35,28 @@ def output_tokens(trace: RequestTrace) -> int:
     return len(trace.token_times_s)
 
 
+TOKENS_BY_ARRIVAL = "token arrivals inside the window (each request's token count x its share of arrivals inside)"
+TOKENS_BY_COMPLETION = ("tokens of the requests completed inside the window (streaming off: no token times, "
+                        "a request's tokens count where its response completed)")
+
+
 def tokens_in_window(trace: RequestTrace, start_s: float, end_s: float) -> float:
     """Output tokens of a request inside [start_s, end_s]: its token count x the share of its token
-    arrivals in the window (equal to the arrivals when each chunk is one token)."""
+    arrivals in the window (equal to the arrivals when each chunk is one token). Without token times
+    (streaming off) all its tokens count where the response completed: inside the window or not at all."""
     times = trace.token_times_s
     if not times:
-        return 0.0
+        done = trace.done_s
+        return float(output_tokens(trace)) if trace.ok and done is not None and start_s <= done <= end_s else 0.0
     inside = sum(1 for x in times if start_s <= x <= end_s)
     return output_tokens(trace) * inside / len(times)
+
+
+def itl_is_per_token(traces: list[RequestTrace]) -> bool:
+    """Whether every streamed ok request had one token arrival per output token (the server's count):
+    only then are the gaps between arrivals inter-token latencies; otherwise they are inter-chunk."""
+    streamed = [t for t in traces if t.ok and t.token_times_s]
+    return bool(streamed) and all((t.usage or {}).get("completion_tokens") == len(t.token_times_s) for t in streamed)
 
 
 def cached_tokens(trace: RequestTrace) -> int | None:
@@ -89,9 +103,11 @@ def window_figures(traces: list[RequestTrace], start_s: float, end_s: float, def
     all_tokens = sum(output_tokens(t) for t in ok)
     completed = sum(1 for t in ok if t.done_s is not None and start_s <= t.done_s <= end_s)
     duration = end_s - start_s
+    by_arrival = any(t.token_times_s for t in ok)
     return ServingWindow(definition=definition, start_s=start_s - first, end_s=end_s - first, duration_s=duration,
                          run_s=run_s, steady_state_share=duration / run_s if run_s > 0 else 0.0,
                          output_tokens=tokens, requests_completed=completed,
+                         output_tokens_basis=TOKENS_BY_ARRIVAL if by_arrival else TOKENS_BY_COMPLETION,
                          output_token_share=tokens / all_tokens if all_tokens else None,
                          request_share=completed / len(ok) if ok else None)
 
@@ -104,10 +120,11 @@ def check_window(window: ServingWindow, cfg: ServingConfig, min_duration_s: floa
 
 
 def serving_metrics(records: list[RequestRecord], itl: list[float], window: ServingWindow,
-                    energy: EnergyResult) -> Metrics:
+                    energy: EnergyResult, itl_per_token: bool = True) -> Metrics:
     """Latency distributions over every ok request; throughput and energy over the window only
-    (null, never 0, when the window measured nothing: `window.unmeasured_reason`)."""
-    metrics = compute_metrics(records, itl, window.run_s, energy, None,
+    (null, never 0, when the window measured nothing: `window.unmeasured_reason`). ITL only where
+    every arrival was one token (`itl_per_token`); inter-chunk gaps go to `serving.inter_chunk_latency_s`."""
+    metrics = compute_metrics(records, itl if itl_per_token else [], window.run_s, energy, None,
                               MemoryStats(unavailable_reason="model runs in the server process"))
 
     def per(x, d):
@@ -123,11 +140,12 @@ def serving_metrics(records: list[RequestRecord], itl: list[float], window: Serv
         **normalised))
 
 
-def goodput(records: list[RequestRecord], cfg: ServingConfig, run_s: float):
+def goodput(records: list[RequestRecord], cfg: ServingConfig, run_s: float, n_sent: int | None = None):
     """(requests/s meeting every SLO threshold set, their share, reason when not computed).
 
-    The rate is over `run_s`, the same denominator as the achieved request rate. A request that
-    lacks the figure a threshold tests (no TPOT for a one-token answer, no TTFT) does not meet it.
+    The rate is over `run_s`, the same denominator as the achieved request rate. The share is over
+    every request sent (`n_sent`): a failed request is not good, as in `vllm bench serve`. A request
+    that lacks the figure a threshold tests (no TPOT for a one-token answer, no TTFT) does not meet it.
     SLOs that need streaming are refused at config time when streaming is off.
     """
     slo = cfg.slo
@@ -141,16 +159,31 @@ def goodput(records: list[RequestRecord], cfg: ServingConfig, run_s: float):
 
     good = sum(1 for r in records if within(r.ttft_s, slo.ttft_s) and within(r.tpot_s, slo.tpot_s)
                and within(r.e2e_latency_s, slo.e2e_s))
-    return (good / run_s if run_s > 0 else None), good / len(records), None
+    return (good / run_s if run_s > 0 else None), good / max(n_sent or 0, len(records)), None
+
+
+def itl_fields(traces: list[RequestTrace], itl: list[float]) -> dict:
+    """What the serving result says about inter-token latency: which gaps `metrics.itl_s` holds, and the
+    inter-chunk gaps apart where a chunk is not one token (then `metrics.itl_s` is null, with the reason)."""
+    if not any(t.ok and t.token_times_s for t in traces):
+        return dict(itl_definition=None, itl_unavailable_reason="streaming off: no token times")
+    if itl_is_per_token(traces):
+        return dict(itl_definition="inter-token: the server's token count equals the streamed arrivals of every "
+                                   "request, so each gap is between two tokens")
+    return dict(itl_definition="inter-chunk", inter_chunk_latency_s=distribution(itl),
+                itl_unavailable_reason="a streamed chunk is not one token here (the server's token count differs "
+                                       "from the arrivals, or it sends none): the gaps are inter-chunk "
+                                       "(serving.inter_chunk_latency_s), not inter-token")
 
 
 def serving_result(load: str, cfg: ServingConfig, server_def, ready_s: float, traces: list[RequestTrace],
-                   records: list[RequestRecord], sw: ServingWindow, metrics: Metrics) -> ServingResult:
+                   records: list[RequestRecord], sw: ServingWindow, metrics: Metrics,
+                   itl: list[float] | None = None) -> ServingResult:
     """The serving section of the result: load, server, request counts, run and window figures, goodput."""
     errors = [t for t in traces if not t.ok]
     n_out_total = sum(output_tokens(t) for t in traces if t.ok)
     usage_seen = any(t.usage and t.usage.get("completion_tokens") is not None for t in traces)
-    good_rate, good_share, good_reason = goodput(records, cfg, sw.run_s)
+    good_rate, good_share, good_reason = goodput(records, cfg, sw.run_s, len(traces))
     return ServingResult(
         load=load, concurrency=cfg.concurrency, request_rate_offered_per_s=cfg.request_rate,
         server_command=server_def.argv, server_command_verified=server_def.verified,
@@ -165,7 +198,7 @@ def serving_result(load: str, cfg: ServingConfig, server_def, ready_s: float, tr
         window=sw, energy_per_output_token_window_j=metrics.energy_per_output_token_j,
         energy_per_request_window_j=metrics.energy_per_request_j, energy_attribution=ATTRIBUTION,
         slo=cfg.slo, goodput_requests_per_s=good_rate, goodput_share=good_share,
-        goodput_unavailable_reason=good_reason)
+        goodput_unavailable_reason=good_reason, **itl_fields(traces, itl or []))
 
 
 def write_requests_file(path: Path, traces: list[RequestTrace],

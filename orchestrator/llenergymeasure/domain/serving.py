@@ -11,6 +11,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from .base import OpenModel, StrictModel
+from .metrics import Distribution
 
 MIN_WINDOW_REQUESTS = 2  # a rate over one completion is one request's timing, not a steady state
 
@@ -133,7 +134,10 @@ class ServingWindow(OpenModel):
     duration_s: float
     run_s: float = Field(..., description="first send to last response")
     steady_state_share: float = Field(..., description="duration_s / run_s")
-    output_tokens: int = Field(..., description="output tokens whose arrival time lies in the window")
+    output_tokens: int = Field(..., description="output tokens inside the window (how: output_tokens_basis)")
+    output_tokens_basis: str | None = Field(
+        None, description="how tokens were placed in the window: by their arrival times (streaming), or whole "
+                          "requests by their completion (streaming off)")
     requests_completed: int = Field(..., description="requests whose last token arrived in the window")
     output_token_share: float | None = Field(None, description="output_tokens / output tokens of every ok request")
     request_share: float | None = Field(None, description="requests_completed / ok requests")
@@ -170,5 +174,12 @@ class ServingResult(OpenModel):
     energy_attribution: str = Field(..., description="how per-request energy_j in the requests file is derived")
     slo: ServingSlo | None = None
     goodput_requests_per_s: float | None = None
-    goodput_share: float | None = Field(None, description="share of ok requests meeting the SLO")
+    goodput_share: float | None = Field(None, description="requests meeting the SLO / requests sent (a failed "
+                                                          "request is not good)")
     goodput_unavailable_reason: str | None = None
+    itl_definition: str | None = Field(
+        None, description="what metrics.itl_s holds: 'inter-token…' where every streamed chunk was one token; "
+                          "'inter-chunk' where not (metrics.itl_s is then null, the gaps are in inter_chunk_latency_s)")
+    inter_chunk_latency_s: Distribution | None = Field(
+        None, description="gaps between streamed chunks, where a chunk is not one token")
+    itl_unavailable_reason: str | None = Field(None, description="why metrics.itl_s is null")
