@@ -4,8 +4,7 @@ from __future__ import annotations
 import pytest
 
 from llem_harness.serving.loadgen import RequestTrace
-from llem_harness.serving.report import (goodput, itl_fields, itl_is_per_token, serving_metrics, to_records,
-                                         window_figures)
+from llem_harness.serving.report import goodput, itl_fields, itl_split, serving_metrics, to_records, window_figures
 from llenergymeasure.domain import EnergyResult, ServingConfig
 
 
@@ -29,17 +28,19 @@ def test_goodput_share_counts_failed_requests_as_not_good():
 
 def test_itl_is_inter_token_only_where_each_chunk_is_one_token():
     per_token = [_ok(0, [0.1, 0.2, 0.3], 3), _ok(1, [1.1, 1.2], 2)]
-    packed = [_ok(0, [0.1, 0.2, 0.3], 6), _ok(1, [1.1, 1.2], 2)]  # a server that packs two tokens per chunk
-    assert itl_is_per_token(per_token) and not itl_is_per_token(packed)
+    packed = [_ok(0, [0.1, 0.2, 0.3], 6), _ok(1, [1.1, 1.2], 4)]  # a server that packs two tokens per chunk
+    mixed = [_ok(0, [0.1, 0.2, 0.3], 6), _ok(1, [1.1, 1.2], 2)]
+    assert itl_split(per_token)[0] == pytest.approx([0.1, 0.1, 0.1])
+    assert itl_split(packed)[0] == [] and itl_split(mixed)[0] == pytest.approx([0.1])
 
-    records, itl = to_records(packed, [4, 4], max_output_tokens=8)
-    window = window_figures(packed, 0.0, 2.0, "test")
-    metrics = serving_metrics(records, itl, window, EnergyResult(), itl_is_per_token(packed))
-    fields = itl_fields(packed, itl)
+    records, _ = to_records(packed, [4, 4], max_output_tokens=8)
+    metrics = serving_metrics(records, itl_split(packed)[0], window_figures(packed, 0.0, 2.0, "test"), EnergyResult())
+    fields = itl_fields(packed)
     assert metrics.itl_s.n == 0  # null: these gaps are not inter-token latencies
     assert fields["itl_definition"] == "inter-chunk" and fields["inter_chunk_latency_s"].n == 3
     assert "not inter-token" in fields["itl_unavailable_reason"]
-    assert itl_fields(per_token, [0.1, 0.1, 0.1])["itl_definition"].startswith("inter-token")
+    assert itl_fields(per_token)["itl_definition"].startswith("inter-token:")
+    assert itl_fields(mixed)["itl_definition"].startswith("inter-token, over the 1 of 2")
 
 
 def test_streaming_off_window_tokens_are_those_of_requests_completed_inside():

@@ -27,7 +27,7 @@ from ..workload import Emit, WorkloadOutcome
 from .arrivals import send_offsets_s
 from .loadgen import LoadPlan, RequestTrace, count_prompt_tokens, drive
 from .process import SERVER_LOG_FILE, ServerFailed, ServerProcess
-from .report import (REQUESTS_FILE, check_window, itl_is_per_token, serving_metrics, serving_result, to_records, window_figures,
+from .report import (REQUESTS_FILE, check_window, itl_split, serving_metrics, serving_result, to_records, window_figures,
                      write_requests_file)
 from .servers import SERVED_MODEL_NAME, free_port, server_spec
 from .window import LiveEdges, WindowTracker
@@ -119,16 +119,16 @@ class ServingLoad:
         config, cfg, server_def, traces = self.config, self.cfg, self.server_def, self.traces
         start_s, end_s = self.live.start_wall_s, self.live.end_wall_s  # the instants the counters were read
         self.refuse_unserved_load(start_s, end_s)
-        records, itl = to_records(traces, self.prompt_tokens, config.max_output_tokens)
+        records, _every_gap = to_records(traces, self.prompt_tokens, config.max_output_tokens)
         sw = check_window(window_figures(traces, start_s, end_s, WINDOW_DEFINITION[self.load_kind]), cfg,
                           config.measurement.sampling_period_ms / 1000.0)
         if sw.unmeasured_reason is not None:
             self.warnings.append(f"{sw.unmeasured_reason}: the window's throughput and energy figures are null")
-        metrics = serving_metrics(records, itl, sw, window.energy, itl_is_per_token(traces))
+        metrics = serving_metrics(records, itl_split(traces)[0], sw, window.energy)  # inter-token gaps only
         write_requests_file(self.run_dir / REQUESTS_FILE, traces, start_s, end_s, metrics.energy_per_output_token_j)
         cache, cache_warnings = prompt_cache(records, config.prefix_caching, "server usage.prompt_tokens_details."
                                              "cached_tokens", f"the {config.engine} server reports no cached tokens")
-        serving = serving_result(self.load_kind, cfg, server_def, self.ready_s, traces, records, sw, metrics, itl)
+        serving = serving_result(self.load_kind, cfg, server_def, self.ready_s, traces, records, sw, metrics)
         if serving.requests_over_max_output_tokens:
             self.warnings.append(f"{serving.requests_over_max_output_tokens} request(s) returned more than "
                                  f"max_output_tokens ({config.max_output_tokens}) tokens: flagged per request, "

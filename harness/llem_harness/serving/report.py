@@ -52,11 +52,24 @@ def tokens_in_window(trace: RequestTrace, start_s: float, end_s: float) -> float
     return output_tokens(trace) * inside / len(times)
 
 
-def itl_is_per_token(traces: list[RequestTrace]) -> bool:
-    """Whether every streamed ok request had one token arrival per output token (the server's count):
-    only then are the gaps between arrivals inter-token latencies; otherwise they are inter-chunk."""
+def one_token_per_arrival(trace: RequestTrace) -> bool:
+    """The server's token count equals the request's streamed arrivals: each gap is between two tokens."""
+    return bool(trace.token_times_s) and (trace.usage or {}).get("completion_tokens") == len(trace.token_times_s)
+
+
+def itl_split(traces: list[RequestTrace]) -> tuple[list[float], list[float], int, int]:
+    """(inter-token gaps, every inter-arrival gap, requests with one token per arrival, streamed requests).
+
+    Inter-token gaps come only from requests whose arrivals are one token each by the server's count;
+    where a chunk carries several tokens (or the server sends no count) a gap is inter-chunk.
+    """
     streamed = [t for t in traces if t.ok and t.token_times_s]
-    return bool(streamed) and all((t.usage or {}).get("completion_tokens") == len(t.token_times_s) for t in streamed)
+    per_token = [t for t in streamed if one_token_per_arrival(t)]
+
+    def gaps(ts: list[RequestTrace]) -> list[float]:
+        return [b - a for t in ts for a, b in zip(t.token_times_s, t.token_times_s[1:])]
+
+    return gaps(per_token), gaps(streamed), len(per_token), len(streamed)
 
 
 def cached_tokens(trace: RequestTrace) -> int | None:
@@ -120,11 +133,11 @@ def check_window(window: ServingWindow, cfg: ServingConfig, min_duration_s: floa
 
 
 def serving_metrics(records: list[RequestRecord], itl: list[float], window: ServingWindow,
-                    energy: EnergyResult, itl_per_token: bool = True) -> Metrics:
+                    energy: EnergyResult) -> Metrics:
     """Latency distributions over every ok request; throughput and energy over the window only
-    (null, never 0, when the window measured nothing: `window.unmeasured_reason`). ITL only where
-    every arrival was one token (`itl_per_token`); inter-chunk gaps go to `serving.inter_chunk_latency_s`."""
-    metrics = compute_metrics(records, itl if itl_per_token else [], window.run_s, energy, None,
+    (null, never 0, when the window measured nothing: `window.unmeasured_reason`). `itl`: the
+    inter-token gaps only (`itl_split`); inter-chunk gaps go to `serving.inter_chunk_latency_s`."""
+    metrics = compute_metrics(records, itl, window.run_s, energy, None,
                               MemoryStats(unavailable_reason="model runs in the server process"))
 
     def per(x, d):
@@ -162,23 +175,29 @@ def goodput(records: list[RequestRecord], cfg: ServingConfig, run_s: float, n_se
     return (good / run_s if run_s > 0 else None), good / max(n_sent or 0, len(records)), None
 
 
-def itl_fields(traces: list[RequestTrace], itl: list[float]) -> dict:
+def itl_fields(traces: list[RequestTrace]) -> dict:
     """What the serving result says about inter-token latency: which gaps `metrics.itl_s` holds, and the
-    inter-chunk gaps apart where a chunk is not one token (then `metrics.itl_s` is null, with the reason)."""
-    if not any(t.ok and t.token_times_s for t in traces):
+    inter-chunk gaps apart where a chunk is not one token (`metrics.itl_s` then covers only the requests
+    whose arrivals were one token each, or is null with the reason)."""
+    _token_gaps, all_gaps, n_per_token, n_streamed = itl_split(traces)
+    if not n_streamed:
         return dict(itl_definition=None, itl_unavailable_reason="streaming off: no token times")
-    if itl_is_per_token(traces):
+    if n_per_token == n_streamed:
         return dict(itl_definition="inter-token: the server's token count equals the streamed arrivals of every "
                                    "request, so each gap is between two tokens")
-    return dict(itl_definition="inter-chunk", inter_chunk_latency_s=distribution(itl),
-                itl_unavailable_reason="a streamed chunk is not one token here (the server's token count differs "
-                                       "from the arrivals, or it sends none): the gaps are inter-chunk "
-                                       "(serving.inter_chunk_latency_s), not inter-token")
+    inter_chunk = dict(inter_chunk_latency_s=distribution(all_gaps))
+    if n_per_token:
+        return dict(itl_definition=f"inter-token, over the {n_per_token} of {n_streamed} streamed requests whose "
+                                   "arrivals were one token each (the server's count); the others' gaps are "
+                                   "inter-chunk (serving.inter_chunk_latency_s)", **inter_chunk)
+    return dict(itl_definition="inter-chunk", **inter_chunk,
+                itl_unavailable_reason="no streamed request had one arrival per token by the server's count (a chunk "
+                                       "carries several tokens, or the server sends no count): the gaps are "
+                                       "inter-chunk (serving.inter_chunk_latency_s), not inter-token")
 
 
 def serving_result(load: str, cfg: ServingConfig, server_def, ready_s: float, traces: list[RequestTrace],
-                   records: list[RequestRecord], sw: ServingWindow, metrics: Metrics,
-                   itl: list[float] | None = None) -> ServingResult:
+                   records: list[RequestRecord], sw: ServingWindow, metrics: Metrics) -> ServingResult:
     """The serving section of the result: load, server, request counts, run and window figures, goodput."""
     errors = [t for t in traces if not t.ok]
     n_out_total = sum(output_tokens(t) for t in traces if t.ok)
@@ -198,7 +217,7 @@ def serving_result(load: str, cfg: ServingConfig, server_def, ready_s: float, tr
         window=sw, energy_per_output_token_window_j=metrics.energy_per_output_token_j,
         energy_per_request_window_j=metrics.energy_per_request_j, energy_attribution=ATTRIBUTION,
         slo=cfg.slo, goodput_requests_per_s=good_rate, goodput_share=good_share,
-        goodput_unavailable_reason=good_reason, **itl_fields(traces, itl or []))
+        goodput_unavailable_reason=good_reason, **itl_fields(traces))
 
 
 def write_requests_file(path: Path, traces: list[RequestTrace],
