@@ -45,7 +45,8 @@ class ReplayThenContend(StudyObserver):
 def study_dir(tiny_model_dir, tmp_path_factory):
     study = StudyConfig.model_validate({
         "name": "comparable", "results_dir": str(tmp_path_factory.mktemp("results")),
-        "base": {"model": str(tiny_model_dir), "n_prompts": 8, "max_output_tokens": 32, "decoding": {"ignore_eos": True},
+        "base": {"model": str(tiny_model_dir), "n_prompts": 8, "max_output_tokens": 32,
+                 "decoding": {"ignore_eos": True},
                  "measurement": {"baseline": {"duration_s": 0.5}, "warmup": {"enabled": False}}},
         "execution": {"n_cycles": 2, "cycle_order": "sequential"}})
     observer = ReplayThenContend()

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from llenergymeasure.domain import ERROR_FILE, RESULT_FILE, RUN_SPEC_FILE, ExperimentConfig, ExperimentResult, HarnessError, RunSpec
+from llenergymeasure.domain import (ERROR_FILE, RESULT_FILE, RUN_SPEC_FILE, ExperimentConfig, ExperimentResult,
+                                    HarnessError, RunSpec)
 from tests.helpers import REPO_ROOT, small_measurement
 
 pytest.importorskip("httpx")

@@ -51,8 +51,8 @@ def _load(tmp_path, n_ok: int, n_failed: int, alive: bool = True, max_error_shar
                            done_s=i + 0.5, finish_reason="length") for i in range(n_ok)]
     traces += [RequestTrace(index=n_ok + i, prompt_index=0, send_s=float(n_ok + i), error="ConnectError: refused")
                for i in range(n_failed)]
-    return SimpleNamespace(traces=traces, run_dir=tmp_path,
-                           cfg=ServingConfig(concurrency=1, n_requests=n_ok + n_failed, max_error_share=max_error_share),
+    cfg = ServingConfig(concurrency=1, n_requests=n_ok + n_failed, max_error_share=max_error_share)
+    return SimpleNamespace(traces=traces, run_dir=tmp_path, cfg=cfg,
                            server=SimpleNamespace(alive=lambda: alive, log_tail=lambda: "server log"))
 
 

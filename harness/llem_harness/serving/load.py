@@ -27,8 +27,8 @@ from ..workload import Emit, WorkloadOutcome
 from .arrivals import send_offsets_s
 from .loadgen import LoadPlan, RequestTrace, count_prompt_tokens, drive
 from .process import SERVER_LOG_FILE, ServerFailed, ServerProcess
-from .report import (REQUESTS_FILE, check_window, itl_split, serving_metrics, serving_result, to_records, window_figures,
-                     write_requests_file)
+from .report import (REQUESTS_FILE, check_window, itl_split, serving_metrics, serving_result, to_records,
+                     window_figures, write_requests_file)
 from .servers import SERVED_MODEL_NAME, free_port, server_spec
 from .window import LiveEdges, WindowTracker
 

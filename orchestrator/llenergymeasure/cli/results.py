@@ -89,8 +89,9 @@ def _short_flags(conf: dict[str, Any]) -> str:
     if conf.get("flagged_runs"):  # runs not comparable with a clean measurement, named
         from ..results.comparability import short_flag
 
+        flags = conf["run_flags"]
         parts.append("not comparable: " + ", ".join(
-            f"{run_id} ({', '.join(short_flag(f) for f in conf['run_flags'][run_id])})" for run_id in conf["flagged_runs"]))
+            f"{run_id} ({', '.join(short_flag(f) for f in flags[run_id])})" for run_id in conf["flagged_runs"]))
     if conf.get("excluded_runs"):
         parts.append(f"left out: {', '.join(conf['excluded_runs'])}")
     parts += [f"n={conf['n_runs']}<{conf['min_runs']}"] if conf.get("few_runs") else []

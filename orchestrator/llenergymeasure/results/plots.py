@@ -89,7 +89,8 @@ def plot_energy_vs_throughput(configurations: list[dict[str, Any]], out_path: Pa
     ax.plot([xs[i] for i in front], [ys[i] for i in front], "--s", color="tab:red", markerfacecolor="none",
             markersize=12, label="Pareto front (higher tok/s, lower J/token)")
     for (x, y), label in zip(points, labels):
-        ax.annotate(label.split(" ")[0] + (" [replayed]" if "[replayed]" in label else ""), (x, y), textcoords="offset points", xytext=(6, 6), fontsize=8)
+        ax.annotate(label.split(" ")[0] + (" [replayed]" if "[replayed]" in label else ""), (x, y),
+                    textcoords="offset points", xytext=(6, 6), fontsize=8)
     ax.set_xlabel("output throughput [output tokens/s]")
     ax.set_ylabel(f"{energy_metric} [{STAT_METRICS[energy_metric][0]}]")
     ax.set_title("Energy per output token vs output throughput")
