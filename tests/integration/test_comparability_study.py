@@ -99,3 +99,11 @@ def test_the_csv_tables_carry_the_labels(study_dir):
     assert summary["readings"] == "replayed"
     assert set(summary["flagged_runs"].split(",")) == {runs[1].run_id, runs[2].run_id}
     assert "not comparable" in summary["flags"]
+
+
+def test_compare_labels_the_replayed_figures_and_names_the_runs(study_dir):
+    path, runs = study_dir
+    proc = run_llem("results", "compare", str(path))
+    assert proc.returncode == 0, proc.stderr
+    out = " ".join(proc.stdout.split())
+    assert "[replayed]" in out and "REPLAYED readings" in out and "not comparable" in out

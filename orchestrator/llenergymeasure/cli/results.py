@@ -60,7 +60,7 @@ EXCLUDE_FLAGGED_OPTION = click.option(
          "the window) out of the statistics; they are listed")
 
 
-def _label(conf: dict[str, Any]) -> str:
+def _config_label(conf: dict[str, Any]) -> str:
     """A configuration's name, labelled when its figures come from replayed readings."""
     return conf["config_summary"] + (" [replayed]" if conf.get("readings") == "replayed" else "")
 
@@ -166,7 +166,7 @@ def show_cmd(study_dir: Path, sort_metric: str | None, descending: bool, cv_thre
     for i in order:
         conf = configurations[i]
         cells = [_fmt_stats(conf["metrics"][m]) for m in SHOW_COLUMNS]
-        table.add_row(*map(escape, [str(i + 1), f"{_label(conf)}\n{conf['config_hash']}",
+        table.add_row(*map(escape, [str(i + 1), f"{_config_label(conf)}\n{conf['config_hash']}",
                                     str(conf["n_runs"]), *cells, _short_flags(conf)]))
     console.print(table)
     for i in order:  # comparability in full: a table cell wraps run ids
@@ -204,7 +204,7 @@ def compare_cmd(study_dirs: tuple[Path, ...], metrics: tuple[str, ...], by_gpu: 
         _header(console, data)
         for i, conf in enumerate(configurations):
             gpu = f"\non {_short_gpu(conf['gpu_set'])}" if by_gpu else ""
-            columns.append((f"{data.name} #{i + 1}\n{_label(conf)}{gpu}", conf))
+            columns.append((f"{data.name} #{i + 1}\n{_config_label(conf)}{gpu}", conf))
     chosen = list(metrics) or [m for m in STAT_METRICS if any(c["metrics"][m]["mean"] is not None for _, c in columns)]
     table = Table(title=escape("Configurations side by side (mean ± 95% CI half-width; [interval])"),
                   show_lines=True)
