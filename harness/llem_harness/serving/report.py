@@ -8,7 +8,13 @@ attribution, not a per-request measurement: concurrent requests share the device
 
 Tokens, not chunks: a request's output tokens are the server's usage.completion_tokens where it sends
 them; its tokens inside the window are that count times the share of its streamed token arrivals
-that fall in the window (a chunk may carry several tokens).
+that fall in the window (a chunk may carry several tokens). Without streaming there are no arrival
+times: a request's tokens count, whole, where its response completed (`output_tokens_basis` says so),
+never as 0. For the same reason ITL holds only the gaps of requests whose arrivals were one token
+each; other gaps are inter-chunk and reported apart (`itl_definition`).
+
+Goodput's share counts every request sent: a failed request is not good. A window too short or too
+empty to measure (domain/serving.py `unmeasured_window_reason`) nulls its rates and energy figures.
 """
 from __future__ import annotations
 
