@@ -70,3 +70,16 @@ def test_a_study_of_replayed_runs_only_is_labelled_replayed():
     (conf,) = configuration_stats(runs)
     assert conf["readings"] == "replayed" and conf["excluded_runs"] == {}
     assert conf["flags"][0].startswith("REPLAYED readings")
+
+
+def test_the_report_and_the_plots_label_replayed_and_flagged_configurations():
+    from llenergymeasure.results.plots import _label, _tick
+    from llenergymeasure.results.report_sections import summary_section
+
+    runs = _runs()
+    for r in runs:
+        r.energy.readings_source = TRACE
+    (conf,) = configuration_stats(runs)
+    html = summary_section([conf])
+    assert "replayed readings" in html and "4 not comparable" in html
+    assert _tick(conf, 0) == "#1 [replayed]" and _label(conf, 0).startswith("#1 [replayed] ")
