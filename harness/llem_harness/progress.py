@@ -73,9 +73,12 @@ def open_channel() -> None:
     global _channel
     if _channel is not None:
         return
-    sys.stdout.flush()
-    fd, saved = os.dup(1), os.dup(1)  # dup() is not inherited: servers and engines never hold the pipe
-    os.dup2(2, 1)                     # prints (libraries, engines) go to the log, never to the pipe
+    try:
+        sys.stdout.flush()
+        fd, saved = os.dup(1), os.dup(1)  # dup() is not inherited: servers and engines never hold the pipe
+        os.dup2(2, 1)                     # prints (libraries, engines) go to the log, never to the pipe
+    except OSError:  # no usable stdout or stderr: events are written directly (and fail there, reported)
+        return
     _channel = _Channel(fd, saved)
 
 
