@@ -2,7 +2,8 @@
 
 It answers `POST /v1/completions` with `stream: true` the way vLLM does (HTTP/1.1 chunked transfer,
 one `data: {...}` SSE event per token with `choices[0].text`, the last one with `finish_reason`,
-then a usage event when `stream_options.include_usage` is set, then `data: [DONE]`), so the load
+then a usage event when `stream_options.include_usage` is set, then `data: [DONE]`; with `stream: false`
+one JSON completion with usage after all the tokens' time), so the load
 generator's whole path (HTTP, SSE framing, JSON, bookkeeping) is exercised. No model: each token
 event is a pre-encoded byte string, so the server costs a few microseconds per token and the client
 is what the benchmark measures.
@@ -119,6 +120,13 @@ class StubProtocol(asyncio.Protocol):
     async def _stream(self, request: dict) -> None:
         n_tokens = int(request.get("max_tokens") or 16)
         itl_s = float(request.get("stub_itl_s") or 0.0)
+        if request.get("stream") is False:  # one JSON answer once every token is "generated"
+            await asyncio.sleep(itl_s * n_tokens)
+            self._plain("200 OK", json.dumps({
+                "id": "cmpl-0", "object": "text_completion", "created": 1767225600, "model": "stub",
+                "choices": [{"index": 0, "text": " tok" * n_tokens, "finish_reason": "length"}],
+                "usage": {"prompt_tokens": 4, "completion_tokens": n_tokens, "total_tokens": 4 + n_tokens}}).encode())
+            return
         sends = StubProtocol.sendlog.setdefault(str(request.get("prompt")), [])
         write, now = self.transport.write, time.time
         write(_HEAD_OK)

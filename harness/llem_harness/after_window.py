@@ -12,6 +12,7 @@ import logging
 from typing import Callable, TypeVar
 
 from llenergymeasure.domain import ExperimentResult
+from llenergymeasure.domain.metrics import per_output_token_j, window_counts
 
 T = TypeVar("T")
 log = logging.getLogger("llem_harness")
@@ -49,13 +50,13 @@ class AfterWindow:
 
 def attach_window_records(result: ExperimentResult, loaded_idle, contention,
                           after: AfterWindow) -> ExperimentResult:
-    """Add loaded idle, contention, CPU J/token and after-window gaps to a finished result."""
+    """Add loaded idle, contention, CPU J/token (over the window's tokens, as GPU J/token) and after-window gaps."""
     result.loaded_idle = loaded_idle
     result.contention = contention
     result.after_window_unavailable = dict(after.unavailable)
     cpu = result.cpu_energy
-    if cpu.package_energy_j is not None and result.output_tokens_total > 0:
-        cpu.package_energy_per_output_token_j = cpu.package_energy_j / result.output_tokens_total
+    # The same denominator as the GPU figures (domain/metrics.py): serving divides by the window's tokens.
+    cpu.package_energy_per_output_token_j = per_output_token_j(cpu.package_energy_j, window_counts(result)[0])
     extra = list(after.warnings)
     if cpu.method == "unavailable" and result.environment.device == "cpu":  # the run's only energy: say why
         extra.append(f"CPU energy not measured: {cpu.unavailable_reason or 'no RAPL reading'}")

@@ -20,7 +20,7 @@ from llenergymeasure.domain import ExperimentResult, RunSpec
 from .after_window import AfterWindow
 from .host_info import base_environment
 from .measurement import MeasurementSession
-from .progress import Phase, emit, now_iso
+from .progress import Phase, blocked_note, emit, now_iso
 from .result_assembly import RunFacts, assemble_result
 from .workload import create_workload
 
@@ -66,7 +66,11 @@ def measured_run(spec: RunSpec, run_dir: Path) -> ExperimentResult:
         facts = RunFacts(started_at=started_at, wall_start_s=wall_start_s, environment=environment,
                          baseline=baseline, loaded_idle=loaded_idle, warmup=warmup, model_load_s=model_load_s,
                          engine_import_s=engine_import_s)
-        return assemble_result(spec, facts, window, outcome, session.warnings(), after)
+        result = assemble_result(spec, facts, window, outcome, session.warnings(), after)
+        note = blocked_note()  # llem stopped reading: said, not hidden (the window did not wait for it)
+        if note is not None:
+            result.measurement_warnings.append(note)
+        return result
     finally:  # a failing cleanup is reported, never allowed to replace the measured result
         workload.close(after)
         after.call("session.close", session.close)

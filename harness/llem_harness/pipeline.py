@@ -17,7 +17,7 @@ from llenergymeasure.domain import (ERROR_FILE, HARNESS_EXIT_STORAGE, HARNESS_LO
 from llenergymeasure.domain.io import write_json_atomic
 
 from .lifecycle import ignore_further_signals, install_signal_handlers, stop_with_parent, storage_failure
-from .progress import Phase, emit
+from .progress import Phase, close_channel, emit, open_channel
 
 log = logging.getLogger("llem_harness")
 
@@ -29,6 +29,7 @@ def main(argv: list[str]) -> int:
     run_dir = Path(argv[0])
     install_signal_handlers()  # before anything slow: a stop must always reach the except below
     stop_with_parent()
+    open_channel()  # progress never waits for llem to read it (progress.py)
     try:
         logging.basicConfig(filename=str(run_dir / HARNESS_LOG_FILE), level=logging.INFO,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -37,6 +38,8 @@ def main(argv: list[str]) -> int:
         Phase.enter("writing")
         write_json_atomic(run_dir / RESULT_FILE, result)
         emit("done", ok=True)
+        ignore_further_signals()  # the result is written: waiting for llem to read the last lines loses nothing
+        close_channel()
         return 0
     except BaseException as exc:  # noqa: BLE001 - every failure must leave error.json behind
         ignore_further_signals()  # a second signal must not cut the writing of error.json short
@@ -51,6 +54,7 @@ def main(argv: list[str]) -> int:
         except OSError:
             pass  # disk full: the exit status below still says StorageError
         emit("done", ok=False, error_type=error.type, message=error.message)
+        close_channel()
         if storage is not None:
             return HARNESS_EXIT_STORAGE
         return 130 if isinstance(exc, KeyboardInterrupt) else 1

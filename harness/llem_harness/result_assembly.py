@@ -50,7 +50,7 @@ def assemble_result(spec: RunSpec, facts: RunFacts, window: Any, outcome: Worklo
         output_tokens_total=sum(r.output_tokens for r in records),
         window_s=window.window_s, model_load_s=facts.model_load_s, engine_import_s=facts.engine_import_s,
         harness_start=harness_start(),
-        harness_wall_s=time.monotonic() - facts.wall_start_s,
+        harness_wall_s=time.monotonic() - facts.wall_start_s, window_stall_s=window.stall_s,
         requests=records, metrics=outcome.metrics, energy=window.energy, phase_energy=outcome.phase_energy,
         baseline=facts.baseline, warmup=facts.warmup, sampler=window.sampler, throttle=window.throttle,
         thermal=window.thermal, cpu_energy=window.cpu_energy, environment=facts.environment,

@@ -142,7 +142,10 @@ def test_steady_state_window_is_inside_the_run_and_not_empty(serving_study):
         start, end = window_from_trace([r["send_s"] for r in reqs], [r["done_s"] for r in reqs], c)
         assert start == pytest.approx(w.start_s, abs=0.02) and end == pytest.approx(w.end_s, abs=0.02)
         if streaming:
-            assert w.output_tokens > 0 and res.metrics.ttft_s.n == 12 and res.metrics.itl_s.n > 0
+            assert w.output_tokens > 0 and res.metrics.ttft_s.n == 12
+            # ITL holds inter-token gaps only (requests whose arrivals were one token each); the rest are inter-chunk.
+            assert res.metrics.itl_s.n > 0 or (res.serving.itl_definition == "inter-chunk"
+                                               and res.serving.inter_chunk_latency_s.n > 0)
             assert sum(r["output_tokens_in_window"] for r in reqs) == w.output_tokens
             assert res.metrics.ttft_s.p50 <= res.metrics.ttft_s.p99
         else:

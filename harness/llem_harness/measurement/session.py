@@ -47,6 +47,7 @@ from .environment import environment_summary, read_environment
 from .external import external_beside
 from .rapl import RaplMeter
 from .sampler import Sampler, Tick, write_timeseries
+from .stall import StallWatch
 from .throttle import summarise_throttle
 from .warmup import run_warmup
 
@@ -68,6 +69,7 @@ class WindowMeasurement:
     thermal: ThermalSummary = field(default_factory=ThermalSummary)
     timeseries_file: str | None = None
     warnings: list[str] = field(default_factory=list)
+    stall_s: float = 0.0  # seconds inside the window the harness process did not run (stall.py)
 
 
 @dataclass
@@ -101,6 +103,7 @@ class MeasurementSession:
         self._foreign: list[dict] = []
         self._sampler: Sampler | None = None
         self._window_ticks: list[Tick] = []
+        self._stall: StallWatch | None = None
         self._t0 = self._wall0 = self._t1 = 0.0
         self._start_energy: list = []
         choice = open_backend()
@@ -233,6 +236,8 @@ class MeasurementSession:
         if edge is None:
             edge = self.read_edge()
         self._start_energy, self._t0, self._wall0 = edge.energies, edge.clock_s, edge.wall_s
+        self._stall = StallWatch()
+        self._stall.start()
         if self.rapl.available:
             self.rapl.start()
         self._window_ticks = []
@@ -267,6 +272,14 @@ class MeasurementSession:
             if self.devices:
                 stats = self._sampler.stats()
         cpu = edge.cpu if edge.cpu is not None else self.rapl.stop(window_s)
+        stall_s = 0.0
+        if self._stall is not None:
+            self._stall.stop()
+            stall_s = self._stall.stalled_s(self._wall0, edge.wall_s)
+        if stall_s > 0:
+            self._warn(f"the harness process did not run for {stall_s:.1f} s inside the measured window (stopped, "
+                       "suspended or not scheduled): the window's throughput and energy include the stall; "
+                       "flagged in the statistics", warnings)
         contention, notes = self.contention.stop()
         for note in notes:
             self._warn(note, warnings)
@@ -311,7 +324,7 @@ class MeasurementSession:
         return WindowMeasurement(window_s=window_s, start_unix_s=self._wall0, end_unix_s=edge.wall_s,
                                  energy=energy, cpu_energy=cpu, contention=contention, sampler=stats,
                                  throttle=throttle, thermal=thermal,
-                                 timeseries_file=ts_file, warnings=warnings)
+                                 timeseries_file=ts_file, warnings=warnings, stall_s=stall_s)
 
     def _poll_rapl_and_contention(self) -> None:
         if self.rapl.available:
@@ -362,6 +375,8 @@ class MeasurementSession:
                             lambda a, b: integrate_power_j(points, clock(a), clock(b)), window_energy_j)
 
     def close(self) -> None:
+        if self._stall is not None:
+            self._stall.stop()
         if self._sampler is not None:
             self._sampler.stop()
         if self.backend is not None:

@@ -28,7 +28,8 @@ from . import listener
 from .arrivals import send_offsets_s
 from .loadgen import LoadPlan, RequestTrace, count_prompt_tokens, drive
 from .process import SERVER_LOG_FILE, ServerFailed, ServerProcess
-from .report import REQUESTS_FILE, serving_metrics, serving_result, to_records, window_figures, write_requests_file
+from .report import (REQUESTS_FILE, check_window, itl_split, serving_metrics, serving_result, to_records,
+                     window_figures, write_requests_file)
 from .servers import SERVED_MODEL_NAME, free_port, server_spec
 from .window import LiveEdges, WindowTracker
 
@@ -123,19 +124,17 @@ class ServingLoad:
     def outcome(self, session, window, after) -> WorkloadOutcome:
         config, cfg, server_def, traces = self.config, self.cfg, self.server_def, self.traces
         start_s, end_s = self.live.start_wall_s, self.live.end_wall_s  # the instants the counters were read
-        errors = [t for t in traces if not t.ok]
-        if len(errors) == len(traces):
-            raise ServerFailed(f"all {len(traces)} requests failed, first: {errors[0].error}; "
-                               f"server alive: {self.server.alive()}; log tail:\n{self.server.log_tail()}")
-        if not self.server.alive():
-            self.warnings.append("the server exited during the load; see " + SERVER_LOG_FILE)
-        else:  # still the server llem started on the port (an impostor cannot share it while it listens)
-            foreign = listener.foreign_listener(self.server.port, self.server.pid())
-            if foreign:
-                raise ServerFailed(foreign)
-        records, itl = to_records(traces, self.prompt_tokens, config.max_output_tokens)
-        sw = window_figures(traces, start_s, end_s, WINDOW_DEFINITION[self.load_kind])
-        metrics = serving_metrics(records, itl, sw, window.energy)
+        self.refuse_unserved_load(start_s, end_s)
+        # still the server llem started on the port (an impostor cannot share it while it listens)
+        foreign = listener.foreign_listener(self.server.port, self.server.pid())
+        if foreign:
+            raise ServerFailed(foreign)
+        records, _every_gap = to_records(traces, self.prompt_tokens, config.max_output_tokens)
+        sw = check_window(window_figures(traces, start_s, end_s, WINDOW_DEFINITION[self.load_kind]), cfg,
+                          config.measurement.sampling_period_ms / 1000.0)
+        if sw.unmeasured_reason is not None:
+            self.warnings.append(f"{sw.unmeasured_reason}: the window's throughput and energy figures are null")
+        metrics = serving_metrics(records, itl_split(traces)[0], sw, window.energy)  # inter-token gaps only
         write_requests_file(self.run_dir / REQUESTS_FILE, traces, start_s, end_s, metrics.energy_per_output_token_j)
         cache, cache_warnings = prompt_cache(records, config.prefix_caching, "server usage.prompt_tokens_details."
                                              "cached_tokens", f"the {config.engine} server reports no cached tokens")
@@ -159,6 +158,24 @@ class ServingLoad:
             phase_energy=PhaseEnergy(unavailable_reason="serving: prefill and decode of concurrent requests overlap"),
             serving=serving,
             token_timing=token_timing("client_stream_arrival", note="the engine's server runs unmodified"))
+
+    def refuse_unserved_load(self, start_s: float, end_s: float) -> None:
+        """A load the server did not serve is not a measurement: the run fails (error.json) when the server
+        exited during the load or more than `max_error_share` of the requests failed. The requests file
+        is kept for the post-mortem."""
+        traces, cfg = self.traces, self.cfg
+        errors = [t for t in traces if not t.ok]
+        alive = self.server.alive()
+        if alive and len(errors) <= cfg.max_error_share * len(traces):
+            return
+        write_requests_file(self.run_dir / REQUESTS_FILE, traces, start_s, end_s, None)
+        why = ("the server exited during the load" if not alive else
+               f"{len(errors)} of {len(traces)} requests failed (more than serving.max_error_share "
+               f"{cfg.max_error_share:g})")
+        first = f", first error: {errors[0].error}" if errors else ""
+        raise ServerFailed(f"{why}{first}; {len(errors)}/{len(traces)} requests failed; not published as a "
+                           f"measurement (see {REQUESTS_FILE}, {SERVER_LOG_FILE}); log tail:\n"
+                           f"{self.server.log_tail()}")
 
     def close(self, after) -> None:
         after.call("server.stop", self.server.stop)

@@ -8,7 +8,13 @@ attribution, not a per-request measurement: concurrent requests share the device
 
 Tokens, not chunks: a request's output tokens are the server's usage.completion_tokens where it sends
 them; its tokens inside the window are that count times the share of its streamed token arrivals
-that fall in the window (a chunk may carry several tokens).
+that fall in the window (a chunk may carry several tokens). Without streaming there are no arrival
+times: a request's tokens count, whole, where its response completed (`output_tokens_basis` says so),
+never as 0. For the same reason ITL holds only the gaps of requests whose arrivals were one token
+each; other gaps are inter-chunk and reported apart (`itl_definition`).
+
+Goodput's share counts every request sent: a failed request is not good. A window too short or too
+empty to measure (domain/serving.py `unmeasured_window_reason`) nulls its rates and energy figures.
 """
 from __future__ import annotations
 
@@ -18,7 +24,8 @@ from pathlib import Path
 from llenergymeasure.domain import (EnergyResult, Metrics, RequestRecord, ServingConfig, ServingResult,
                                     ServingWindow, compute_metrics)
 from llenergymeasure.domain.latency import request_latency
-from llenergymeasure.domain.metrics import MemoryStats, energy_normalisations
+from llenergymeasure.domain.metrics import MemoryStats, distribution, energy_normalisations
+from llenergymeasure.domain.serving import unmeasured_window_reason
 
 from .loadgen import RequestTrace
 from .process import SERVER_LOG_FILE
@@ -34,14 +41,41 @@ def output_tokens(trace: RequestTrace) -> int:
     return len(trace.token_times_s)
 
 
+TOKENS_BY_ARRIVAL = "token arrivals inside the window (each request's token count x its share of arrivals inside)"
+TOKENS_BY_COMPLETION = ("tokens of the requests completed inside the window (streaming off: no token times, "
+                        "a request's tokens count where its response completed)")
+
+
 def tokens_in_window(trace: RequestTrace, start_s: float, end_s: float) -> float:
     """Output tokens of a request inside [start_s, end_s]: its token count x the share of its token
-    arrivals in the window (equal to the arrivals when each chunk is one token)."""
+    arrivals in the window (equal to the arrivals when each chunk is one token). Without token times
+    (streaming off) all its tokens count where the response completed: inside the window or not at all."""
     times = trace.token_times_s
     if not times:
-        return 0.0
+        done = trace.done_s
+        return float(output_tokens(trace)) if trace.ok and done is not None and start_s <= done <= end_s else 0.0
     inside = sum(1 for x in times if start_s <= x <= end_s)
     return output_tokens(trace) * inside / len(times)
+
+
+def one_token_per_arrival(trace: RequestTrace) -> bool:
+    """The server's token count equals the request's streamed arrivals: each gap is between two tokens."""
+    return bool(trace.token_times_s) and (trace.usage or {}).get("completion_tokens") == len(trace.token_times_s)
+
+
+def itl_split(traces: list[RequestTrace]) -> tuple[list[float], list[float], int, int]:
+    """(inter-token gaps, every inter-arrival gap, requests with one token per arrival, streamed requests).
+
+    Inter-token gaps come only from requests whose arrivals are one token each by the server's count;
+    where a chunk carries several tokens (or the server sends no count) a gap is inter-chunk.
+    """
+    streamed = [t for t in traces if t.ok and t.token_times_s]
+    per_token = [t for t in streamed if one_token_per_arrival(t)]
+
+    def gaps(ts: list[RequestTrace]) -> list[float]:
+        return [b - a for t in ts for a, b in zip(t.token_times_s, t.token_times_s[1:])]
+
+    return gaps(per_token), gaps(streamed), len(per_token), len(streamed)
 
 
 def cached_tokens(trace: RequestTrace) -> int | None:
@@ -88,34 +122,49 @@ def window_figures(traces: list[RequestTrace], start_s: float, end_s: float, def
     all_tokens = sum(output_tokens(t) for t in ok)
     completed = sum(1 for t in ok if t.done_s is not None and start_s <= t.done_s <= end_s)
     duration = end_s - start_s
+    by_arrival = any(t.token_times_s for t in ok)
     return ServingWindow(definition=definition, start_s=start_s - first, end_s=end_s - first, duration_s=duration,
                          run_s=run_s, steady_state_share=duration / run_s if run_s > 0 else 0.0,
                          output_tokens=tokens, requests_completed=completed,
+                         output_tokens_basis=TOKENS_BY_ARRIVAL if by_arrival else TOKENS_BY_COMPLETION,
                          output_token_share=tokens / all_tokens if all_tokens else None,
                          request_share=completed / len(ok) if ok else None)
 
 
+def check_window(window: ServingWindow, cfg: ServingConfig, min_duration_s: float) -> ServingWindow:
+    """The window with `unmeasured_reason` set when it is too short or too empty to publish figures from."""
+    reason = unmeasured_window_reason(window.duration_s, window.requests_completed, window.output_tokens,
+                                      cfg.streaming, cfg.concurrency, min_duration_s)
+    return window.model_copy(update={"unmeasured_reason": reason})
+
+
 def serving_metrics(records: list[RequestRecord], itl: list[float], window: ServingWindow,
                     energy: EnergyResult) -> Metrics:
-    """Latency distributions over every ok request; throughput and energy over the window only."""
+    """Latency distributions over every ok request; throughput and energy over the window only
+    (null, never 0, when the window measured nothing: `window.unmeasured_reason`). `itl`: the
+    inter-token gaps only (`itl_split`); inter-chunk gaps go to `serving.inter_chunk_latency_s`."""
     metrics = compute_metrics(records, itl, window.run_s, energy, None,
                               MemoryStats(unavailable_reason="model runs in the server process"))
 
     def per(x, d):
         return None if x is None or not d else x / d
 
+    normalised = energy_normalisations(energy, window.output_tokens, window.requests_completed)
+    if window.unmeasured_reason is not None:
+        normalised = {key: None for key in normalised}
     return metrics.model_copy(update=dict(
-        output_tokens_per_s=per(window.output_tokens, window.duration_s),
+        output_tokens_per_s=None if window.unmeasured_reason else per(window.output_tokens, window.duration_s),
         total_tokens_per_s=None,  # input tokens are not spread over time by the server: not defined here
-        requests_per_s=per(window.requests_completed, window.duration_s),
-        **energy_normalisations(energy, window.output_tokens, window.requests_completed)))
+        requests_per_s=None if window.unmeasured_reason else per(window.requests_completed, window.duration_s),
+        **normalised))
 
 
-def goodput(records: list[RequestRecord], cfg: ServingConfig, run_s: float):
+def goodput(records: list[RequestRecord], cfg: ServingConfig, run_s: float, n_sent: int | None = None):
     """(requests/s meeting every SLO threshold set, their share, reason when not computed).
 
-    The rate is over `run_s`, the same denominator as the achieved request rate. A request that
-    lacks the figure a threshold tests (no TPOT for a one-token answer, no TTFT) does not meet it.
+    The rate is over `run_s`, the same denominator as the achieved request rate. The share is over
+    every request sent (`n_sent`): a failed request is not good, as in `vllm bench serve`. A request
+    that lacks the figure a threshold tests (no TPOT for a one-token answer, no TTFT) does not meet it.
     SLOs that need streaming are refused at config time when streaming is off.
     """
     slo = cfg.slo
@@ -129,7 +178,28 @@ def goodput(records: list[RequestRecord], cfg: ServingConfig, run_s: float):
 
     good = sum(1 for r in records if within(r.ttft_s, slo.ttft_s) and within(r.tpot_s, slo.tpot_s)
                and within(r.e2e_latency_s, slo.e2e_s))
-    return (good / run_s if run_s > 0 else None), good / len(records), None
+    return (good / run_s if run_s > 0 else None), good / max(n_sent or 0, len(records)), None
+
+
+def itl_fields(traces: list[RequestTrace]) -> dict:
+    """What the serving result says about inter-token latency: which gaps `metrics.itl_s` holds, and the
+    inter-chunk gaps apart where a chunk is not one token (`metrics.itl_s` then covers only the requests
+    whose arrivals were one token each, or is null with the reason)."""
+    _token_gaps, all_gaps, n_per_token, n_streamed = itl_split(traces)
+    if not n_streamed:
+        return dict(itl_definition=None, itl_unavailable_reason="streaming off: no token times")
+    if n_per_token == n_streamed:
+        return dict(itl_definition="inter-token: the server's token count equals the streamed arrivals of every "
+                                   "request, so each gap is between two tokens")
+    inter_chunk = dict(inter_chunk_latency_s=distribution(all_gaps))
+    if n_per_token:
+        return dict(itl_definition=f"inter-token, over the {n_per_token} of {n_streamed} streamed requests whose "
+                                   "arrivals were one token each (the server's count); the others' gaps are "
+                                   "inter-chunk (serving.inter_chunk_latency_s)", **inter_chunk)
+    return dict(itl_definition="inter-chunk", **inter_chunk,
+                itl_unavailable_reason="no streamed request had one arrival per token by the server's count (a chunk "
+                                       "carries several tokens, or the server sends no count): the gaps are "
+                                       "inter-chunk (serving.inter_chunk_latency_s), not inter-token")
 
 
 def serving_result(load: str, cfg: ServingConfig, server_def, ready_s: float, traces: list[RequestTrace],
@@ -138,7 +208,7 @@ def serving_result(load: str, cfg: ServingConfig, server_def, ready_s: float, tr
     errors = [t for t in traces if not t.ok]
     n_out_total = sum(output_tokens(t) for t in traces if t.ok)
     usage_seen = any(t.usage and t.usage.get("completion_tokens") is not None for t in traces)
-    good_rate, good_share, good_reason = goodput(records, cfg, sw.run_s)
+    good_rate, good_share, good_reason = goodput(records, cfg, sw.run_s, len(traces))
     return ServingResult(
         load=load, concurrency=cfg.concurrency, request_rate_offered_per_s=cfg.request_rate,
         server_command=server_def.argv, server_command_verified=server_def.verified,
@@ -153,7 +223,7 @@ def serving_result(load: str, cfg: ServingConfig, server_def, ready_s: float, tr
         window=sw, energy_per_output_token_window_j=metrics.energy_per_output_token_j,
         energy_per_request_window_j=metrics.energy_per_request_j, energy_attribution=ATTRIBUTION,
         slo=cfg.slo, goodput_requests_per_s=good_rate, goodput_share=good_share,
-        goodput_unavailable_reason=good_reason)
+        goodput_unavailable_reason=good_reason, **itl_fields(traces))
 
 
 def write_requests_file(path: Path, traces: list[RequestTrace],

@@ -34,6 +34,10 @@ def print_dry_run(study, expanded, cli_runner: str | None = None) -> None:
         else:
             line += "  VRAM estimate: unknown (no local config.json)"
         click.echo(line)
+        window_warning = cfg.serving.window_warning(cfg.measurement.sampling_period_ms / 1000.0) \
+            if cfg.mode == "serving" else None
+        if window_warning:
+            click.echo(f"      WARNING: {window_warning}")
         if cfg.engine in no_gpu:
             click.echo(f"      UNAVAILABLE here (runs will be recorded failed, EngineUnavailable): {no_gpu[cfg.engine]}")
     order = run_order(len(expanded), ex.n_cycles, ex.cycle_order, ex.shuffle_seed)

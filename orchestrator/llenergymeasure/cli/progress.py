@@ -179,9 +179,15 @@ def print_summary_table(result, said=lambda reason: False) -> None:
     for column in ("#", "configuration", "cycle", "out tok", "window s", "out tok/s", "TTFT p50 s", "J/out tok",
                    "J/out tok (adj)"):
         table.add_column(column, justify="left" if column == "configuration" else "right")
+    from ..domain.metrics import window_counts
+    from ..results.comparability import run_flags, short_flag
+
     for r in result.experiments:
         m = r.metrics
-        table.add_row(r.run_id.split("_", 1)[0], r.config.summary(), str(r.cycle), str(r.output_tokens_total),
+        window_tokens = window_counts(r)[0]  # what out tok/s and J/out tok divide by: the row agrees with itself
+        flags = [short_flag(f) for f in run_flags(r)]  # replayed readings, contention, ...: said on the row
+        label = r.config.summary() + (f" [{', '.join(flags)}]" if flags else "")
+        table.add_row(r.run_id.split("_", 1)[0], label, str(r.cycle), _fmt(window_tokens),
                       _fmt(r.window_s), _fmt(m.output_tokens_per_s), _fmt(m.ttft_s.p50),
                       _fmt(m.energy_per_output_token_j), _fmt(m.energy_per_output_token_adjusted_j))
     console = make_console() if sys.stdout.isatty() else make_console(width=160)  # logs: no wrapping of the table

@@ -54,7 +54,19 @@ def _fmt_stats(stats: dict[str, Any], with_interval: bool = False) -> str:
     return text
 
 
-def _load(study_dir: Path, cv_threshold: float, require_results: bool = True, by_gpu: bool = False):
+EXCLUDE_FLAGGED_OPTION = click.option(
+    "--exclude-flagged", is_flag=True,
+    help="leave runs flagged as not comparable (replayed readings, contention, warm-up not converged, a stall in "
+         "the window) out of the statistics; they are listed")
+
+
+def _config_label(conf: dict[str, Any]) -> str:
+    """A configuration's name, labelled when its figures come from replayed readings."""
+    return conf["config_summary"] + (" [replayed]" if conf.get("readings") == "replayed" else "")
+
+
+def _load(study_dir: Path, cv_threshold: float, require_results: bool = True, by_gpu: bool = False,
+          exclude_flagged: bool = False):
     from ..errors import StudyError
     from ..results.load import load_study
     from ..results.stats import configuration_stats
@@ -63,7 +75,8 @@ def _load(study_dir: Path, cv_threshold: float, require_results: bool = True, by
     if require_results and not data.results:
         raise StudyError(f"{study_dir} has no completed runs (no runs/*/result.json); "
                          f"manifest status: {data.manifest.status}")
-    return data, configuration_stats(data.results, cv_threshold=cv_threshold, by_gpu=by_gpu)
+    return data, configuration_stats(data.results, cv_threshold=cv_threshold, by_gpu=by_gpu,
+                                     exclude_flagged=exclude_flagged)
 
 
 def _short_gpu(gpu_set: str) -> str:
@@ -72,7 +85,16 @@ def _short_gpu(gpu_set: str) -> str:
 
 
 def _short_flags(conf: dict[str, Any]) -> str:
-    parts = [f"n={conf['n_runs']}<{conf['min_runs']}"] if conf.get("few_runs") else []
+    parts = ["REPLAYED readings"] if conf.get("readings") == "replayed" else []
+    if conf.get("flagged_runs"):  # runs not comparable with a clean measurement, named
+        from ..results.comparability import short_flag
+
+        flags = conf["run_flags"]
+        parts.append("not comparable: " + ", ".join(
+            f"{run_id} ({', '.join(short_flag(f) for f in flags[run_id])})" for run_id in conf["flagged_runs"]))
+    if conf.get("excluded_runs"):
+        parts.append(f"left out: {', '.join(conf['excluded_runs'])}")
+    parts += [f"n={conf['n_runs']}<{conf['min_runs']}"] if conf.get("few_runs") else []
     if not conf.get("few_runs") and conf.get("few_runs_metrics"):  # some runs did not measure these
         parts.append(f"n<{conf['min_runs']}: {', '.join(conf['few_runs_metrics'][:3])}")
     if conf.get("mixed_method_metrics"):
@@ -114,7 +136,9 @@ def results_group() -> None:
               help="sort configurations by this metric's mean (e.g. energy_per_output_token_j, ttft_s.p50)")
 @click.option("--descending", is_flag=True, help="sort from largest to smallest")
 @CV_OPTION
-def show_cmd(study_dir: Path, sort_metric: str | None, descending: bool, cv_threshold: float) -> None:
+@EXCLUDE_FLAGGED_OPTION
+def show_cmd(study_dir: Path, sort_metric: str | None, descending: bool, cv_threshold: float,
+             exclude_flagged: bool) -> None:
     """Table of the study summary: one row per configuration, mean ± 95% CI half-width across cycles."""
     from rich.table import Table
 
@@ -122,7 +146,7 @@ def show_cmd(study_dir: Path, sort_metric: str | None, descending: bool, cv_thre
 
     if sort_metric:
         check_metric(sort_metric)
-    data, configurations = _load(study_dir, cv_threshold)
+    data, configurations = _load(study_dir, cv_threshold, exclude_flagged=exclude_flagged)
     order = list(range(len(configurations)))
     if sort_metric:
         present = [i for i in order if configurations[i]["metrics"][sort_metric]["mean"] is not None]
@@ -142,9 +166,13 @@ def show_cmd(study_dir: Path, sort_metric: str | None, descending: bool, cv_thre
     for i in order:
         conf = configurations[i]
         cells = [_fmt_stats(conf["metrics"][m]) for m in SHOW_COLUMNS]
-        table.add_row(*map(escape, [str(i + 1), f"{conf['config_summary']}\n{conf['config_hash']}",
+        table.add_row(*map(escape, [str(i + 1), f"{_config_label(conf)}\n{conf['config_hash']}",
                                     str(conf["n_runs"]), *cells, _short_flags(conf)]))
     console.print(table)
+    for i in order:  # comparability in full: a table cell wraps run ids
+        for flag in configurations[i]["flags"]:
+            if flag.startswith(("REPLAYED", "not comparable", "left out")):
+                console.print(escape(f"#{i + 1}: {flag}"), soft_wrap=True)
     for conf in configurations:
         reason = conf["metrics"]["energy_per_output_token_j"].get("unavailable_reason")
         if reason:
@@ -159,8 +187,9 @@ def show_cmd(study_dir: Path, sort_metric: str | None, descending: bool, cv_thre
 @click.option("--by-gpu", is_flag=True, help="one column per (configuration, GPU set): the same configuration "
               "compared across the GPUs that ran it")
 @CV_OPTION
+@EXCLUDE_FLAGGED_OPTION
 def compare_cmd(study_dirs: tuple[Path, ...], metrics: tuple[str, ...], by_gpu: bool,
-                cv_threshold: float) -> None:
+                cv_threshold: float, exclude_flagged: bool) -> None:
     """Configurations of one or more studies side by side: mean ± CI half-width and the 95% interval."""
     from rich.table import Table
 
@@ -171,11 +200,11 @@ def compare_cmd(study_dirs: tuple[Path, ...], metrics: tuple[str, ...], by_gpu: 
     columns: list[tuple[str, dict[str, Any]]] = []
     console = _console()
     for study_dir in study_dirs:
-        data, configurations = _load(study_dir, cv_threshold, by_gpu=by_gpu)
+        data, configurations = _load(study_dir, cv_threshold, by_gpu=by_gpu, exclude_flagged=exclude_flagged)
         _header(console, data)
         for i, conf in enumerate(configurations):
             gpu = f"\non {_short_gpu(conf['gpu_set'])}" if by_gpu else ""
-            columns.append((f"{data.name} #{i + 1}\n{conf['config_summary']}{gpu}", conf))
+            columns.append((f"{data.name} #{i + 1}\n{_config_label(conf)}{gpu}", conf))
     chosen = list(metrics) or [m for m in STAT_METRICS if any(c["metrics"][m]["mean"] is not None for _, c in columns)]
     table = Table(title=escape("Configurations side by side (mean ± 95% CI half-width; [interval])"),
                   show_lines=True)
@@ -199,14 +228,16 @@ def compare_cmd(study_dirs: tuple[Path, ...], metrics: tuple[str, ...], by_gpu: 
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
               help="file to write (default: STUDY_DIR/export/<table>.<format>)")
 @CV_OPTION
-def export_cmd(study_dir: Path, fmt: str, which: str, output: Path | None, cv_threshold: float) -> None:
+@EXCLUDE_FLAGGED_OPTION
+def export_cmd(study_dir: Path, fmt: str, which: str, output: Path | None, cv_threshold: float,
+               exclude_flagged: bool) -> None:
     """Write the study's runs (or summary) as CSV, Parquet or JSON. JSON of runs is the full StudyResult."""
     from ..domain.io import write_json_atomic
     from ..results.load import study_result_of
     from ..results.outputs import write_table
     from ..results.tables import run_rows, summary_rows
 
-    data, configurations = _load(study_dir, cv_threshold, require_results=False)
+    data, configurations = _load(study_dir, cv_threshold, require_results=False, exclude_flagged=exclude_flagged)
     _warn_unreadable(data)
     output = output or study_dir / "export" / f"{which}.{fmt}"
     output.parent.mkdir(parents=True, exist_ok=True)

@@ -306,6 +306,8 @@ class ExperimentConfig(StrictModel):
                 del serving["burstiness"]
             if (serving.get("slo") or {}).get("e2e_s", 0) is None:
                 del serving["slo"]["e2e_s"]
+            if serving.get("max_error_share") == 0.1:
+                del serving["max_error_share"]
             payload["measurement"] = _without_later_defaults(payload["measurement"])
             canonical = canonical_json(payload)
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]

@@ -162,12 +162,33 @@ def energy_normalisations(energy: EnergyResult, output_tokens: int, n_requests: 
     """
     raw, adjusted = energy.gpu_energy_raw_j, energy.gpu_energy_adjusted_j
     return dict(
-        energy_per_output_token_j=_per(raw, output_tokens),
-        energy_per_output_token_adjusted_j=_per(adjusted, output_tokens),
+        energy_per_output_token_j=per_output_token_j(raw, output_tokens),
+        energy_per_output_token_adjusted_j=per_output_token_j(adjusted, output_tokens),
         energy_per_request_j=_per(raw, n_requests),
         energy_per_request_adjusted_j=_per(adjusted, n_requests),
         energy_wh_per_1000_requests=wh_per_1000_requests(raw, n_requests),
         energy_wh_per_1000_requests_adjusted=wh_per_1000_requests(adjusted, n_requests))
+
+
+def per_output_token_j(energy_j: float | None, output_tokens: int | None) -> float | None:
+    """Energy per output token for any energy source (GPU counter, RAPL, a future meter): the one formula."""
+    return _per(energy_j, output_tokens)
+
+
+def window_counts(result) -> tuple[int | None, int | None]:
+    """The output tokens and requests every energy of a run's window is divided by — GPU and CPU alike.
+
+    Offline: the window holds the whole measured work (every token, every request). Serving: the
+    steady-state window's tokens and completed requests (serving/report.py), or (None, None) when
+    the window measured nothing (`serving.window.unmeasured_reason`).
+    """
+    serving = getattr(result, "serving", None)
+    if serving is not None:
+        window = serving.window
+        if getattr(window, "unmeasured_reason", None):
+            return None, None
+        return window.output_tokens, window.requests_completed
+    return result.output_tokens_total, result.n_requests
 
 
 def compute_metrics(requests: list[RequestRecord], itl_values_s: list[float], window_s: float,

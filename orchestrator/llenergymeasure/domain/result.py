@@ -70,6 +70,9 @@ class ExperimentResult(OpenModel):
         None, description="how the harness process started: 'fresh process' (with the reason when the "
                           "pre-imported worker could not be used) or 'forked from a pre-imported worker'")
     harness_wall_s: float | None = None
+    window_stall_s: float | None = Field(
+        None, description="seconds inside the measured window the harness process did not run (stopped, "
+                          "suspended, not scheduled); > 0 flags the run in the statistics; null in older results")
     requests: list[RequestRecord] = Field(default_factory=list)
     latency_reference: str | None = Field(
         None, description="what every latency is measured from (domain/latency.py); null in older results")

@@ -11,6 +11,34 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from .base import OpenModel, StrictModel
+from .metrics import Distribution
+
+MIN_WINDOW_REQUESTS = 2  # a rate over one completion is one request's timing, not a steady state
+
+
+def min_window_requests(concurrency: int | None) -> int:
+    """Completions a steady-state window must hold: closed loop, every slot turned over at least once."""
+    return max(MIN_WINDOW_REQUESTS, concurrency or 1)
+
+
+def unmeasured_window_reason(duration_s: float, requests_completed: int, output_tokens: int, streaming: bool,
+                             concurrency: int | None, min_duration_s: float) -> str | None:
+    """Why a steady-state window measured nothing publishable (its windowed figures are then null), or None.
+
+    The rule (docs/methodology.md, "Steady state"): at least one sampling period long, at least
+    `min_window_requests` completions inside it, and (streaming) at least one output token in it.
+    """
+    need = min_window_requests(concurrency)
+    if duration_s < min_duration_s:
+        return (f"the steady-state window lasted {duration_s * 1000:.0f} ms, shorter than one sampling period "
+                f"({min_duration_s * 1000:.0f} ms): too short to measure")
+    if requests_completed < need:
+        return (f"{requests_completed} request(s) completed inside the steady-state window, fewer than the "
+                f"{need} a window needs" + (f" (every one of the {concurrency} slots turned over once)"
+                                            if concurrency and concurrency >= MIN_WINDOW_REQUESTS else ""))
+    if streaming and output_tokens == 0:
+        return "no output token arrived inside the steady-state window"
+    return None
 
 
 class ServingSlo(StrictModel):
@@ -46,6 +74,9 @@ class ServingConfig(StrictModel):
                              description="localhost port of the server inside the run; default: a free one")
     server_args: list[str] = Field(default_factory=list, description="extra arguments for the server command")
     slo: ServingSlo | None = None
+    max_error_share: float = Field(
+        0.1, ge=0, le=1, description="the run fails (error.json) when more than this share of its requests "
+                                     "failed: a load the server did not serve is not a measurement")
 
     @model_validator(mode="after")
     def _load_shape(self) -> "ServingConfig":
@@ -70,6 +101,29 @@ class ServingConfig(StrictModel):
         """Sends before the open-loop window opens."""
         return self.ramp_requests or max(1, self.n_requests // 10)
 
+    def window_warning(self, min_duration_s: float) -> str | None:
+        """Why these settings cannot give a steady-state window with figures (`--dry-run`), or None.
+
+        Closed loop: the window holds the completions after the first refill up to the drain, at most
+        n_requests - concurrency. Open loop: it runs from send `ramp` to the last send, expected to last
+        (n_requests - ramp) / request_rate seconds.
+        """
+        if self.concurrency is not None:
+            need = min_window_requests(self.concurrency)
+            if self.n_requests - self.concurrency < need:
+                return (f"serving.n_requests {self.n_requests} with concurrency {self.concurrency} leaves at most "
+                        f"{self.n_requests - self.concurrency} completion(s) in the steady-state window, fewer than "
+                        f"the {need} it needs: its throughput and energy figures would be null (set n_requests >= "
+                        f"{self.concurrency + need})")
+            return None
+        expected_s = (self.n_requests - self.ramp()) / self.request_rate
+        if expected_s < min_duration_s:
+            return (f"serving.request_rate {self.request_rate:g}/s with n_requests {self.n_requests} (ramp "
+                    f"{self.ramp()}) gives a steady-state window of about {expected_s * 1000:.0f} ms, shorter than "
+                    f"one sampling period ({min_duration_s * 1000:.0f} ms): its figures would be null (more "
+                    "requests or a lower rate)")
+        return None
+
 
 class ServingWindow(OpenModel):
     """Steady-state window; times in seconds from the first request's send."""
@@ -80,10 +134,16 @@ class ServingWindow(OpenModel):
     duration_s: float
     run_s: float = Field(..., description="first send to last response")
     steady_state_share: float = Field(..., description="duration_s / run_s")
-    output_tokens: int = Field(..., description="output tokens whose arrival time lies in the window")
+    output_tokens: int = Field(..., description="output tokens inside the window (how: output_tokens_basis)")
+    output_tokens_basis: str | None = Field(
+        None, description="how tokens were placed in the window: by their arrival times (streaming), or whole "
+                          "requests by their completion (streaming off)")
     requests_completed: int = Field(..., description="requests whose last token arrived in the window")
     output_token_share: float | None = Field(None, description="output_tokens / output tokens of every ok request")
     request_share: float | None = Field(None, description="requests_completed / ok requests")
+    unmeasured_reason: str | None = Field(
+        None, description="set when the window is too short or holds too few completions to measure: its "
+                          "throughput and energy figures are then null")
 
 
 class ServingResult(OpenModel):
@@ -114,5 +174,12 @@ class ServingResult(OpenModel):
     energy_attribution: str = Field(..., description="how per-request energy_j in the requests file is derived")
     slo: ServingSlo | None = None
     goodput_requests_per_s: float | None = None
-    goodput_share: float | None = Field(None, description="share of ok requests meeting the SLO")
+    goodput_share: float | None = Field(None, description="requests meeting the SLO / requests sent (a failed "
+                                                          "request is not good)")
     goodput_unavailable_reason: str | None = None
+    itl_definition: str | None = Field(
+        None, description="what metrics.itl_s holds: 'inter-token…' where every streamed chunk was one token; "
+                          "'inter-chunk' where not (metrics.itl_s is then null, the gaps are in inter_chunk_latency_s)")
+    inter_chunk_latency_s: Distribution | None = Field(
+        None, description="gaps between streamed chunks, where a chunk is not one token")
+    itl_unavailable_reason: str | None = Field(None, description="why metrics.itl_s is null")

@@ -46,7 +46,12 @@ def _pyplot():
 
 
 def _label(config: dict[str, Any], index: int) -> str:
-    return f"#{index + 1} {config['config_summary']}"
+    return f"{_tick(config, index)} {config['config_summary']}"
+
+
+def _tick(config: dict[str, Any], index: int) -> str:
+    """`#n`, labelled where the configuration's figures come from replayed readings."""
+    return f"#{index + 1}" + (" [replayed]" if config.get("readings") == "replayed" else "")
 
 
 def pareto_front(points: list[tuple[float, float]]) -> list[int]:
@@ -84,7 +89,8 @@ def plot_energy_vs_throughput(configurations: list[dict[str, Any]], out_path: Pa
     ax.plot([xs[i] for i in front], [ys[i] for i in front], "--s", color="tab:red", markerfacecolor="none",
             markersize=12, label="Pareto front (higher tok/s, lower J/token)")
     for (x, y), label in zip(points, labels):
-        ax.annotate(label.split(" ")[0], (x, y), textcoords="offset points", xytext=(6, 6), fontsize=8)
+        ax.annotate(label.split(" ")[0] + (" [replayed]" if "[replayed]" in label else ""), (x, y),
+                    textcoords="offset points", xytext=(6, 6), fontsize=8)
     ax.set_xlabel("output throughput [output tokens/s]")
     ax.set_ylabel(f"{energy_metric} [{STAT_METRICS[energy_metric][0]}]")
     ax.set_title("Energy per output token vs output throughput")
@@ -108,7 +114,7 @@ def plot_configuration_bars(configurations: list[dict[str, Any]], out_path: Path
         errs = [_half_width(c["metrics"][metric]) for c in configurations]
         ax.bar(positions, means, yerr=_asymmetric_err(means, errs), capsize=3, color="tab:blue")
         ax.set_title(f"{STAT_METRICS[metric][1]} [{STAT_METRICS[metric][0]}]", fontsize=8)
-        ax.set_xticks(positions, [f"#{i + 1}" for i in positions], fontsize=7)
+        ax.set_xticks(positions, [_tick(c, i) for i, c in enumerate(configurations)], fontsize=7)
         ax.tick_params(axis="y", labelsize=7)
     for ax in list(axes.flat)[len(metrics):]:
         ax.set_visible(False)

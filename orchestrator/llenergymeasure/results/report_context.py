@@ -118,6 +118,9 @@ def collect_warnings(data, study_result, configurations) -> list[str]:
         if conf.get("high_cv_metrics"):
             out.append(f"configuration #{number}: coefficient of variation above {conf['cv_threshold']:g} for "
                        f"{', '.join(conf['high_cv_metrics'])}")
+        for flag in conf.get("flags", []):  # comparability: replayed, contended, unconverged, stalled runs, named
+            if flag.startswith(("REPLAYED", "not comparable", "left out")):
+                out.append(f"configuration #{number}: {flag}")
     return list(dict.fromkeys(out))
 
 

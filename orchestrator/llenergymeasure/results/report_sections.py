@@ -116,6 +116,10 @@ def summary_section(configurations: list[dict[str, Any]]) -> str:
     rows = []
     for number, conf in enumerate(configurations, start=1):
         few = f'<span class="flag">fewer than {conf["min_runs"]}</span>' if conf.get("few_runs") else ""
+        if conf.get("readings") == "replayed":
+            few += '<span class="flag">replayed readings</span>'
+        if conf.get("flagged_runs"):
+            few += f'<span class="flag">{len(conf["flagged_runs"])} not comparable</span>'
         rows.append((esc(f"#{number}"), f"{esc(conf['config_summary'])}<span class='ci'>{esc(conf['config_hash'])}</span>",
                      esc(conf["n_runs"]) + few, *[stat_cell(conf["metrics"][m], m) for m in metrics]))
     head = ("#", "configuration", "runs", *[_metric_head(m) for m in metrics])

@@ -13,6 +13,12 @@ power and one from RAPL are different measurements (and adjusted figures subtrac
 or the pre-load idle). When a configuration's runs measured a metric by more than one method, the
 metric's statistics cover the most common method's runs only (`method`), every method's own
 statistics are in `by_method`, and the configuration is flagged.
+
+Runs that are not comparable with a clean measurement (comparability.py: replayed readings,
+contention, warm-up not converged, a stall in the window) are flagged in their configuration, by
+run id, wherever the statistics appear. Replayed readings are never pooled with measured ones: a
+configuration with both has statistics over its measured runs, the replayed ones left out and
+listed (`excluded_runs`). `exclude_flagged` leaves every flagged run out the same way.
 """
 from __future__ import annotations
 
@@ -20,6 +26,7 @@ import math
 from typing import Any, Iterable
 
 from ..domain import ExperimentResult
+from .comparability import MEASURED, REPLAYED, readings, run_flags, short_flag
 from .tables import run_row
 
 DEFAULT_CV_THRESHOLD = 0.1
@@ -135,12 +142,46 @@ def describe(values: Iterable[float | None], cv_threshold: float = DEFAULT_CV_TH
     return out
 
 
+def comparable_members(members: list[tuple[ExperimentResult, dict[str, Any]]], exclude_flagged: bool):
+    """(the runs the statistics cover, {run_id: flags} of all runs, {run_id: why left out})."""
+    flags = {r.run_id: run_flags(r) for r, _ in members}
+    flags = {run_id: f for run_id, f in flags.items() if f}
+    excluded: dict[str, str] = {}
+    kinds = {readings(r) for r, _ in members}
+    if REPLAYED in kinds and MEASURED in kinds:
+        for r, _ in members:
+            if readings(r) == REPLAYED:
+                excluded[r.run_id] = "replayed readings: never pooled with measured ones"
+    if exclude_flagged:
+        for run_id, run_flag in flags.items():
+            excluded.setdefault(run_id, "flagged, left out (--exclude-flagged): " + "; ".join(run_flag))
+    return [(r, row) for r, row in members if r.run_id not in excluded], flags, excluded
+
+
+def comparability_fields(used, flags: dict[str, list[str]], excluded: dict[str, str]) -> tuple[dict, list[str]]:
+    """The configuration's comparability fields and its flag lines."""
+    kinds = {readings(r) for r, _ in used} - {None}
+    label = REPLAYED if kinds == {REPLAYED} else MEASURED if kinds == {MEASURED} else None
+    flagged = [r.run_id for r, _ in used if r.run_id in flags]
+    lines = []
+    if label == REPLAYED:
+        lines.append("REPLAYED readings: a recorded trace, not a measurement of this machine")
+    if flagged:
+        listed = "; ".join(f"{run_id} ({', '.join(short_flag(f) for f in flags[run_id])})" for run_id in flagged)
+        lines.append(f"not comparable with a clean measurement, in these statistics: {listed}")
+    if excluded:
+        lines.append("left out of these statistics: " + "; ".join(f"{k} ({v})" for k, v in excluded.items()))
+    return {"readings": label, "run_flags": flags, "flagged_runs": flagged, "excluded_runs": excluded}, lines
+
+
 def configuration_stats(results: Iterable[ExperimentResult], cv_threshold: float = DEFAULT_CV_THRESHOLD,
-                        min_runs: int = DEFAULT_MIN_RUNS, by_gpu: bool = False) -> list[dict[str, Any]]:
+                        min_runs: int = DEFAULT_MIN_RUNS, by_gpu: bool = False,
+                        exclude_flagged: bool = False) -> list[dict[str, Any]]:
     """One JSON-ready dict per configuration, in the order configurations first appear in the study.
 
     `by_gpu`: one dict per (configuration, GPU set) instead, each with its `gpu_set` — the same
     configuration compared across the GPUs that ran it (parallel studies, Slurm).
+    `exclude_flagged`: leave runs flagged as not comparable out of the statistics (listed).
     """
     groups: dict[tuple, list[tuple[ExperimentResult, dict[str, Any]]]] = {}
     for result in sorted(results, key=lambda r: (r.experiment_index, r.cycle, r.run_id)):
@@ -148,12 +189,14 @@ def configuration_stats(results: Iterable[ExperimentResult], cv_threshold: float
         key = (result.config_hash, row["gpu_set"]) if by_gpu else (result.config_hash,)
         groups.setdefault(key, []).append((result, row))
     out = []
-    for key, members in groups.items():
+    for key, all_members in groups.items():
         config_hash = key[0]
-        first = members[0][0]
+        first = all_members[0][0]
+        members, run_flag_map, excluded = comparable_members(all_members, exclude_flagged)
+        comparability, comparability_lines = comparability_fields(members, run_flag_map, excluded)
         rows = [row for _, row in members]
         metrics: dict[str, Any] = {}
-        flags: list[str] = []
+        flags: list[str] = list(comparability_lines)
         if len(rows) < min_runs:
             flags.append(f"n={len(rows)} < {min_runs} runs: confidence interval unreliable")
         for metric, (unit, _label) in STAT_METRICS.items():
@@ -188,6 +231,7 @@ def configuration_stats(results: Iterable[ExperimentResult], cv_threshold: float
             "few_runs_metrics": [m for m, st in metrics.items() if st["few_runs"]],
             "mixed_method_metrics": [m for m, st in metrics.items() if "mixed_methods" in st],
             "high_cv_metrics": [m for m, st in metrics.items() if st["cv_exceeds_threshold"]],
+            **comparability,
         })
     return out
 

@@ -11,6 +11,7 @@ import json
 from typing import Any, Iterable
 
 from ..domain import ExperimentResult
+from .comparability import readings, run_flags
 
 ID_COLUMNS = ("run_id", "study_id", "experiment_index", "cycle", "config_hash", "config_summary",
               "started_at", "finished_at")
@@ -83,6 +84,8 @@ def run_row(result: ExperimentResult) -> dict[str, Any]:
     row["environment.torch_version"] = env.torch_version
     row["environment.driver_version"] = env.gpus[0].driver_version if env.gpus else None
     row["measurement_warnings"] = " | ".join(result.measurement_warnings) or None
+    row["readings"] = readings(result)  # 'replayed' labels every figure of the row as not a measurement
+    row["comparability_flags"] = " | ".join(run_flags(result)) or None
     flatten(result.config.model_dump(mode="json"), "config", row)
     return row
 
@@ -101,6 +104,9 @@ def summary_row(configuration: dict[str, Any]) -> dict[str, Any]:
         "n_runs": configuration["n_runs"],
         "cycles": ",".join(str(c) for c in configuration["cycles"]),
         "flags": "; ".join(configuration["flags"]) or None,
+        "readings": configuration.get("readings"),
+        "flagged_runs": ",".join(configuration.get("flagged_runs") or []) or None,
+        "excluded_runs": ",".join(configuration.get("excluded_runs") or {}) or None,
     }
     for metric, stats in configuration["metrics"].items():
         for key in ("n", "mean", "std", "ci95_low", "ci95_high", "ci95_half_width", "cv"):
