@@ -31,27 +31,28 @@ def _console():
 
     from .console import make_console
 
-    width = shutil.get_terminal_size((200, 24)).columns if sys.stdout.isatty() else 200
+    width = shutil.get_terminal_size((120, 24)).columns if sys.stdout.isatty() else 120  # logs: 120 columns
     return make_console(width=width, highlight=False)
 
 
 def _fmt_value(value: float | None) -> str:
-    if value is None:
-        return "—"
-    return f"{value:.4g}"
+    from ..results.number_format import number
+
+    return number(value)
 
 
-def _fmt_stats(stats: dict[str, Any], with_interval: bool = False) -> str:
-    if stats["mean"] is None:
-        return "—"
-    text = _fmt_value(stats["mean"])
-    if (stats.get("n") or 0) < MIN_RUNS_FOR_INTERVAL:
-        return text + "\n(n < 3: no interval)"  # a two-run interval is too wide to mean much
-    if stats["ci95_half_width"] is not None:
-        text += f" ± {stats['ci95_half_width']:.2g}"
-        if with_interval:
-            text += f"\n[{stats['ci95_low']:.4g}, {stats['ci95_high']:.4g}]"
-    return text
+def _fmt_stats(stats: dict[str, Any], metric: str, with_interval: bool = False) -> str:
+    """One formatting of a mean and its interval for every command (results/number_format.py)."""
+    from ..results.number_format import stat_text
+
+    return stat_text(stats, metric, with_interval=with_interval, sep="\n")
+
+
+def _legend(console, cells) -> None:
+    from ..results.number_format import LEGEND, needs_legend
+
+    if needs_legend(cells):
+        console.print(escape(LEGEND), soft_wrap=False)
 
 
 def _load(study_dir: Path, cv_threshold: float, require_results: bool = True, by_gpu: bool = False):
@@ -109,19 +110,28 @@ def results_group() -> None:
 
 
 @results_group.command("show")
-@click.argument("study_dir", type=STUDY_DIR)
+@click.argument("study_dirs", nargs=-1, required=True, type=STUDY_DIR)
 @click.option("--sort", "sort_metric", default=None, metavar="METRIC",
               help="sort configurations by this metric's mean (e.g. energy_per_output_token_j, ttft_s.p50)")
 @click.option("--descending", is_flag=True, help="sort from largest to smallest")
 @CV_OPTION
-def show_cmd(study_dir: Path, sort_metric: str | None, descending: bool, cv_threshold: float) -> None:
-    """Table of the study summary: one row per configuration, mean ± 95% CI half-width across cycles."""
-    from rich.table import Table
+def show_cmd(study_dirs: tuple[Path, ...], sort_metric: str | None, descending: bool, cv_threshold: float) -> None:
+    """Table of the study summary: one row per configuration, mean ± 95% CI half-width across cycles.
 
-    from ..results.stats import STAT_METRICS, check_metric
+    Several STUDY_DIRs (`llem results show results/my-study_*/`) are shown one after another."""
+    from ..results.stats import check_metric
 
     if sort_metric:
         check_metric(sort_metric)
+    for study_dir in study_dirs:
+        _show_one(study_dir, sort_metric, descending, cv_threshold)
+
+
+def _show_one(study_dir: Path, sort_metric: str | None, descending: bool, cv_threshold: float) -> None:
+    from rich.table import Table
+
+    from ..results.stats import STAT_METRICS
+
     data, configurations = _load(study_dir, cv_threshold)
     order = list(range(len(configurations)))
     if sort_metric:
@@ -139,12 +149,15 @@ def show_cmd(study_dir: Path, sort_metric: str | None, descending: bool, cv_thre
         unit, label = STAT_METRICS[metric]
         table.add_column(escape(f"{label}\n[{unit}]"), justify="right")
     table.add_column("flags")
+    every = []
     for i in order:
         conf = configurations[i]
-        cells = [_fmt_stats(conf["metrics"][m]) for m in SHOW_COLUMNS]
+        cells = [_fmt_stats(conf["metrics"][m], m) for m in SHOW_COLUMNS]
+        every += cells
         table.add_row(*map(escape, [str(i + 1), f"{conf['config_summary']}\n{conf['config_hash']}",
                                     str(conf["n_runs"]), *cells, _short_flags(conf)]))
     console.print(table)
+    _legend(console, every)
     for conf in configurations:
         reason = conf["metrics"]["energy_per_output_token_j"].get("unavailable_reason")
         if reason:
@@ -183,12 +196,15 @@ def compare_cmd(study_dirs: tuple[Path, ...], metrics: tuple[str, ...], by_gpu: 
     for label, _ in columns:
         table.add_column(escape(label), justify="right")
     table.add_row("n runs", *[str(c["n_runs"]) for _, c in columns])
+    every = []
     for metric in chosen:
         unit, _label = STAT_METRICS[metric]
-        cells = [_fmt_stats(c["metrics"][metric], with_interval=True) for _, c in columns]
+        cells = [_fmt_stats(c["metrics"][metric], metric, with_interval=True) for _, c in columns]
+        every += cells
         table.add_row(*map(escape, [f"{metric}\n[{unit}]", *cells]))
     table.add_row(*map(escape, ["flags", *[_short_flags(c) for _, c in columns]]))
     console.print(table)
+    _legend(console, every)
 
 
 @results_group.command("export")
