@@ -13,6 +13,7 @@ from typing import Callable
 
 import click
 
+from .run_help import EXAMPLES, GroupedCommand
 
 @dataclass(frozen=True)
 class Launch:
@@ -80,7 +81,7 @@ def _check_plan_size(study, n_runs: int) -> None:
                           f"`llem run STUDY --dry-run` first, then add --yes, or set execution.max_runs: {n_runs}")
 
 
-@click.command("run")
+@click.command("run", cls=GroupedCommand, epilog=EXAMPLES)
 @click.argument("config", required=False, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("-m", "--model", help="HF hub id or local model directory")
 @click.option("-e", "--engine", "-b", "--backend", "engine", help="transformers (alias: pytorch), vllm, tensorrt_llm, llama_cpp")
@@ -111,7 +112,8 @@ def _check_plan_size(study, n_runs: int) -> None:
 @click.option("--slurm-sbatch-arg", "slurm_sbatch_args", multiple=True,
               help="any further sbatch argument, e.g. --slurm-sbatch-arg=--qos=high (repeatable)")
 @click.option("--wait", "wait_slurm", is_flag=True, help="with --executor slurm: stay until Slurm has run the study")
-@click.option("--dry-run", is_flag=True, help="validate and print the experiment list; run nothing")
+@click.option("--dry-run", is_flag=True, help="validate, check and print the plan and its wall time; run nothing "
+              "(exit 2 naming what would fail; with --verbose every configuration of a large plan)")
 @click.option("-y", "--yes", is_flag=True, help="start a study larger than execution.max_runs (default 1,000 runs)")
 @click.option("-q", "--quiet", is_flag=True, help="only errors and the study directory")
 @click.option("-v", "--verbose", is_flag=True, help="tracebacks and debug logging")
