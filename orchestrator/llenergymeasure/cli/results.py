@@ -49,10 +49,11 @@ def _fmt_stats(stats: dict[str, Any], metric: str, with_interval: bool = False) 
 
 
 def _legend(console, cells) -> None:
-    from ..results.number_format import LEGEND, needs_legend
+    from ..results.number_format import legend
 
-    if needs_legend(cells):
-        console.print(escape(LEGEND), soft_wrap=False)
+    text = legend(cells)
+    if text:
+        console.print(escape(text), soft_wrap=True)
 
 
 def _load(study_dir: Path, cv_threshold: float, require_results: bool = True, by_gpu: bool = False):

@@ -59,7 +59,7 @@ def print_summary_table(result, said=lambda reason: False) -> None:
     """
     from rich.table import Table
 
-    from ..results.number_format import LEGEND, needs_legend, number, stat_text
+    from ..results.number_format import legend, number, stat_text
 
     console = make_console() if sys.stdout.isatty() else make_console(width=LOG_WIDTH)
     numbers = configuration_numbers(result)
@@ -90,8 +90,8 @@ def print_summary_table(result, said=lambda reason: False) -> None:
             cells_all += cells
             confs.add_row(str(numbers[conf["config_hash"]]), label, str(conf["n_runs"]), *cells)
         console.print(confs)
-        if needs_legend(cells_all):
-            console.print(LEGEND, highlight=False)
+        if legend(cells_all):
+            console.print(legend(cells_all), highlight=False, soft_wrap=True)
     energy_reasons = {r.energy.unavailable_reason for r in result.experiments if r.energy.unavailable_reason}
     for reason in sorted(energy_reasons):
         if said(reason):
@@ -106,5 +106,6 @@ def print_summary_table(result, said=lambda reason: False) -> None:
             named = ", ".join(where[:RUNS_NAMED]) + (f" and {len(where) - RUNS_NAMED} more" if len(where) > RUNS_NAMED
                                                       else "")
             shown = text if variants == 1 else f"{text} (the first of {variants}; figures differ per run)"
-            console.print(f"  {len(where)} of {total} runs ({named}): {shown}", highlight=False, markup=False)
+            console.print(f"  {len(where)} of {total} runs ({named}): {shown}", highlight=False, markup=False,
+                          soft_wrap=True)  # one line per warning: grep-able in a log
     console.print(f"Results: {result.study_dir}", highlight=False, soft_wrap=True)

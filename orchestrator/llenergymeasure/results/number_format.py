@@ -21,8 +21,8 @@ from typing import Any
 MIN_RUNS_FOR_INTERVAL = 3
 CUT_MARK = "†"
 WIDE_MARK = "wide"
-LEGEND = (f"{CUT_MARK}: the interval reaches below zero for a quantity that cannot be negative, shown cut at 0; "
-          f"{WIDE_MARK}: the 95% interval is wider than the mean itself (more cycles would narrow it)")
+CUT_LEGEND = f"{CUT_MARK}: the interval reaches below zero for a quantity that cannot be negative, shown cut at 0"
+WIDE_LEGEND = f"{WIDE_MARK}: the 95% interval is wider than the mean itself (more cycles would narrow it)"
 
 
 def non_negative(metric: str) -> bool:
@@ -113,5 +113,10 @@ def stat_text(stats: dict[str, Any], metric: str, with_interval: bool = False, s
     return text
 
 
-def needs_legend(texts) -> bool:
-    return any(CUT_MARK in t or t.endswith(WIDE_MARK) for t in texts)
+def legend(texts) -> str:
+    """The explanation of the marks that `texts` (table cells) use; empty when they use none."""
+    texts = list(texts)
+    parts = [CUT_LEGEND] if any(CUT_MARK in t for t in texts) else []
+    if any(t.endswith(WIDE_MARK) for t in texts):
+        parts.append(WIDE_LEGEND)
+    return "; ".join(parts)

@@ -117,11 +117,11 @@ def _snapshot(study_dir: Path) -> dict[str, Any] | None:
     return study.model_dump(mode="json")
 
 
-def _draw(result, key: str, caption: str) -> str:
+def _draw(result, key: str, caption: str, wide: bool = False) -> str:
     """A figure builder's result as a figure, or its reason for not drawing as a note."""
     if isinstance(result, str):
         return skipped(result)
-    return figure(figs.to_svg(result, key), caption)
+    return figure(figs.to_svg(result, key), caption, wide=wide)
 
 
 def _figures(configurations: list[dict[str, Any]]) -> str:
@@ -135,7 +135,7 @@ def _figures(configurations: list[dict[str, Any]]) -> str:
         parts.append(_draw(figs.energy_vs_throughput(configurations, "energy_per_output_token_adjusted_j"),
                            "fig-eadj", f"As the first, with the idle baseline subtracted (adjusted). {labels}"))
     parts.append(_draw(figs.configuration_bars(configurations), "fig-bars",
-                       "Headline metrics per configuration, mean and 95% CI."))
+                       "Headline metrics per configuration, mean and 95% CI.", wide=True))
     return '<div class="figs">' + "\n".join(parts) + "</div>"
 
 
