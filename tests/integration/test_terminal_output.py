@@ -75,6 +75,8 @@ def test_results_show_takes_several_studies_and_says_when_it_cuts_a_list(cli_stu
     proc = run_llem("results", "show", *map(str, copies[:2]))
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count("Per configuration across cycles") == 2
+    table = proc.stdout.split("Per configuration across cycles", 2)[1].split("flags:")[0].split("wide:")[0]
+    assert max(len(line) for line in table.splitlines()) <= 120, table  # a log's width: the table fits it
     listing = run_llem("results", "show", str(results))
     assert listing.returncode == 2
     assert "(the last 5 of 6 by name)" in listing.stderr and copies[-1].name in listing.stderr

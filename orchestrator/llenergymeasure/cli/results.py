@@ -19,6 +19,10 @@ def escape(text: str) -> str:
 
 SHOW_COLUMNS = ("energy_per_output_token_j", "energy_per_output_token_adjusted_j", "output_tokens_per_s",
                 "total_tokens_per_s", "requests_per_s", "ttft_s.p50", "e2e_latency_s.p50")
+# Short column heads with their units, as the end of `llem run` writes them (docs/metrics.md defines each)
+SHOW_HEADS = {"energy_per_output_token_j": "J/out tok", "energy_per_output_token_adjusted_j": "J/out tok\n(adj)",
+              "output_tokens_per_s": "out tok/s", "total_tokens_per_s": "tok/s\n(in+out)", "requests_per_s": "req/s",
+              "ttft_s.p50": "TTFT p50\n[s]", "e2e_latency_s.p50": "e2e p50\n[s]"}
 CV_OPTION = click.option("--cv-threshold", type=click.FloatRange(min=0.0, min_open=True), default=0.1,
                          show_default=True, help="flag a metric whose coefficient of variation exceeds this")
 STUDY_DIR = click.Path(path_type=Path)
@@ -131,8 +135,6 @@ def show_cmd(study_dirs: tuple[Path, ...], sort_metric: str | None, descending: 
 def _show_one(study_dir: Path, sort_metric: str | None, descending: bool, cv_threshold: float) -> None:
     from rich.table import Table
 
-    from ..results.stats import STAT_METRICS
-
     data, configurations = _load(study_dir, cv_threshold)
     order = list(range(len(configurations)))
     if sort_metric:
@@ -142,23 +144,34 @@ def _show_one(study_dir: Path, sort_metric: str | None, descending: bool, cv_thr
         order = present + missing
     console = _console()
     _header(console, data)
-    table = Table(title="Per configuration across cycles (mean ± 95% CI half-width, Student's t)")
+    from rich import box
+
+    from ..results.report_labels import swept_labels
+
+    # Fits 120 columns: configurations named by what was swept (the report's labels; the full summary
+    # when there is one), no vertical rules, flags under the table; a cell too wide folds at its spaces.
+    labels = swept_labels(configurations) if len(configurations) > 1 else \
+        [c["config_summary"] for c in configurations]
+    table = Table(title="Per configuration across cycles (mean ± 95% CI half-width, Student's t)",
+                  box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("#", justify="right")
-    table.add_column("configuration")
+    table.add_column("configuration", min_width=16, overflow="fold")  # the 16-character hash stays whole
     table.add_column("n", justify="right")
     for metric in SHOW_COLUMNS:
-        unit, label = STAT_METRICS[metric]
-        table.add_column(escape(f"{label}\n[{unit}]"), justify="right")
-    table.add_column("flags")
-    every = []
+        table.add_column(escape(SHOW_HEADS[metric]), justify="right", overflow="fold")
+    every, flags = [], []
     for i in order:
         conf = configurations[i]
         cells = [_fmt_stats(conf["metrics"][m], m) for m in SHOW_COLUMNS]
         every += cells
-        table.add_row(*map(escape, [str(i + 1), f"{conf['config_summary']}\n{conf['config_hash']}",
-                                    str(conf["n_runs"]), *cells, _short_flags(conf)]))
+        table.add_row(*map(escape, [str(i + 1), f"{labels[i]}\n{conf['config_hash']}",
+                                    str(conf["n_runs"]), *cells]))
+        if _short_flags(conf):
+            flags.append(f"  #{i + 1} {conf['config_summary']}: {_short_flags(conf)}")
     console.print(table)
     _legend(console, every)
+    if flags:
+        console.print("flags:\n" + escape("\n".join(flags)), soft_wrap=True)
     for conf in configurations:
         reason = conf["metrics"]["energy_per_output_token_j"].get("unavailable_reason")
         if reason:
