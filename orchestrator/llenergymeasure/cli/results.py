@@ -45,7 +45,7 @@ def _fmt_value(value: float | None) -> str:
     return number(value)
 
 
-def _fmt_stats(stats: dict[str, Any], metric: str, with_interval: bool = False) -> str:
+def _fmt_stats(stats: dict[str, Any], metric: str = "", with_interval: bool = False) -> str:
     """One formatting of a mean and its interval for every command (results/number_format.py)."""
     from ..results.number_format import stat_text
 

@@ -59,7 +59,9 @@ def render_report(study_dir: Path, cv_threshold: float = 0.1) -> str:
     warnings = collect_warnings(data, study_result, configurations)
     no_runs = para("No run of this study has completed: nothing measured to show.", "muted")
     # Sections that can only be empty are left out (and out of the contents): no GPU, no timeline.
-    any_gpu = any(r.environment.gpus for r in data.results)
+    from .tables import gpu_set
+
+    any_gpu = any(not gpu_set(r).startswith("cpu@") for r in data.results)  # measured, or ids llem assigned
     any_timeline = any((data.run_dir(r.run_id) / TIMESERIES_FILE).is_file() for r in data.results)
     left_out = {name for name, present in (("gpus", any_gpu), ("timelines", any_timeline)) if not present}
     body = [

@@ -225,24 +225,12 @@ def run_timeline(timeseries_path: Path, title: str):
         twin.tick_params(labelsize=9)
         more = twin.get_legend_handles_labels()
         handles, labels = handles + more[0], labels + more[1]
-    if power:  # the readings' own range, padded: from 0 a 5 W swing at 300 W is a flat line at the top
-        _pad_to_data(ax, [frame[c].to_numpy(dtype=float) for c in power.values()])
+    if power:
+        ax.set_ylim(bottom=0)
     ax.legend(handles, labels, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2, frameon=False)
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
     return fig
-
-
-def _pad_to_data(ax, columns) -> None:
-    """y limits around the readings with 15 % room above and below (never below 0 W)."""
-    import numpy as np
-
-    values = np.concatenate([c[~np.isnan(c)] for c in columns]) if columns else np.array([])
-    if values.size == 0:
-        return
-    low, high = float(values.min()), float(values.max())
-    room = max((high - low) * 0.15, 0.05 * max(abs(high), 1.0))
-    ax.set_ylim(max(low - room, 0.0), high + room)
 
 
 def _thin(time_s, values, max_points: int = MAX_POINTS_PER_LINE):
