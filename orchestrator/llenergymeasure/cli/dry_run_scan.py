@@ -146,7 +146,8 @@ class PlanScan:
         self.uses: dict[tuple, list[int]] = {}             # environment-dependent facts -> indices
         self.hub_models: dict[str, list[int]] = {}
         self._vram_memo: dict[tuple, str] = {}
-        self._measurement_ids: dict[int, object] = {}
+        self._kept: dict[int, object] = {}                   # sections keyed by id(): kept alive
+        self._section_facts: dict[int, tuple] = {}
         self._hub_checked: set[str] = set()
         self._context: dict[str, tuple[int, str] | None] = {}
 
@@ -159,12 +160,14 @@ class PlanScan:
         self.problems.setdefault(key, Problem(message)).add(index)
 
     def visit(self, index: int, config) -> None:
-        """Called by the plan for each valid configuration."""
-        model_config = self.model_config(config.model)
+        """Called by the plan for each valid configuration: a few microseconds, 100,000 times."""
+        model = config.model
+        model_config = self.model_configs[model] if model in self.model_configs else self.model_config(model)
         m = config.measurement
-        self._measurement_ids.setdefault(id(m), m)  # keeps the section alive: its id stays unique
-        serving = config.serving if config.mode == "serving" else None
-        key = (config.engine, config.model, config.mode, serving.n_requests if serving is not None else None,
+        if id(m) not in self._kept:
+            self._kept[id(m)] = m  # keeps the section alive: its id stays unique while the scan lives
+        engine, mode = config.engine, config.mode
+        key = (engine, model, mode, config.serving.n_requests if mode == "serving" and config.serving else None,
                config.batch_size, config.n_prompts, config.max_input_tokens, config.max_output_tokens,
                config.precision, id(m))
         if key not in self.estimate_config:
@@ -172,7 +175,48 @@ class PlanScan:
         self.estimate_of.append((index, key))
         if self.keep_lines is None or index < self.keep_lines:
             self.vram[index] = self._vram(config, model_config)
-        self._config_problems(index, config, model_config)
+        if mode != "serving" and config.batch_size > config.n_prompts:
+            self._problem(("batch",), f"batch_size is larger than n_prompts (first: batch_size {config.batch_size}, "
+                          f"n_prompts {config.n_prompts}): the run would measure one batch of {config.n_prompts} "
+                          f"under the label bs={config.batch_size}; lower batch_size to at most n_prompts, or raise "
+                          "n_prompts", index)
+        section = getattr(config, engine, None)
+        facts = self._section_facts.get(id(section)) if section is not None else ()
+        if facts is None:
+            facts = self._facts(engine, section)
+        context = facts[0] if facts and facts[0] is not None else (
+            self._context[model] if model in self._context else self._context_of(model, model_config))
+        wanted = config.max_input_tokens + config.max_output_tokens
+        if context and wanted > context[0]:
+            self._problem(("context", model, context),
+                          f"max_input_tokens + max_output_tokens is more than the model's context length "
+                          f"{context[0]} ({context[1]}) (first: {config.max_input_tokens} + "
+                          f"{config.max_output_tokens} = {wanted} tokens); lower max_input_tokens or "
+                          "max_output_tokens", index)
+        for fact in facts[1:]:
+            self.uses.setdefault(fact, []).append(index)
+        if model in self.hub_models or (model not in self._hub_checked and self._not_found(model, model_config)):
+            self.hub_models.setdefault(model, []).append(index)
+
+    def _context_of(self, model: str, model_config: dict | None):
+        self._context[model] = model_context_length(model_config)
+        return self._context[model]
+
+    def _facts(self, engine: str, section) -> tuple:
+        """(context length the engine section sets or None, *environment facts it implies), once per section."""
+        self._kept[id(section)] = section
+        facts: list = [None]
+        if engine == "transformers":
+            if section.device == "cuda":
+                facts.append(("cuda", "transformers.device: cuda"))
+            if section.attn_implementation == "flash_attention_2":
+                facts += [("cuda", "transformers.attn_implementation: flash_attention_2"), ("flash_attn",)]
+        elif engine == "vllm":
+            if section.max_model_len:
+                facts[0] = (section.max_model_len, "vllm.max_model_len")
+            facts.append(("vllm_memory", section.gpu_memory_utilization or VLLM_DEFAULT_MEMORY_UTILIZATION))
+        self._section_facts[id(section)] = tuple(facts)
+        return self._section_facts[id(section)]
 
     def _vram(self, config, model_config: dict | None) -> str:
         if not model_config:
@@ -186,38 +230,6 @@ class PlanScan:
             self._vram_memo[key] = (f"VRAM estimate {vram['total_bytes'] / 2**30:.2f} GiB" if "total_bytes" in vram
                                     else f"VRAM estimate: unknown ({vram.get('unavailable_reason')})")
         return self._vram_memo[key]
-
-    def _config_problems(self, index: int, config, model_config: dict | None) -> None:
-        if config.mode != "serving" and config.batch_size > config.n_prompts:
-            self._problem(("batch",), f"batch_size is larger than n_prompts (first: batch_size {config.batch_size}, "
-                          f"n_prompts {config.n_prompts}): the run would measure one batch of {config.n_prompts} "
-                          f"under the label bs={config.batch_size}; lower batch_size to at most n_prompts, or raise "
-                          "n_prompts", index)
-        if config.model not in self._context:
-            self._context[config.model] = model_context_length(model_config)
-        context = self._context[config.model]
-        vllm_len = getattr(getattr(config, "vllm", None), "max_model_len", None) if config.engine == "vllm" else None
-        if vllm_len:
-            context = (vllm_len, "vllm.max_model_len")
-        wanted = config.max_input_tokens + config.max_output_tokens
-        if context and wanted > context[0]:
-            self._problem(("context", config.model, wanted, context),
-                          f"max_input_tokens {config.max_input_tokens} + max_output_tokens "
-                          f"{config.max_output_tokens} = {wanted} tokens, more than the model's context length "
-                          f"{context[0]} ({context[1]}); lower max_input_tokens or max_output_tokens", index)
-        if config.engine == "transformers" and config.transformers is not None:
-            if config.transformers.device == "cuda":
-                self.uses.setdefault(("cuda", "transformers.device: cuda"), []).append(index)
-            if config.transformers.attn_implementation == "flash_attention_2":
-                self.uses.setdefault(("cuda", "transformers.attn_implementation: flash_attention_2"),
-                                     []).append(index)
-                self.uses.setdefault(("flash_attn",), []).append(index)
-        if config.engine == "vllm":
-            share = getattr(config.vllm, "gpu_memory_utilization", None) if config.vllm is not None else None
-            self.uses.setdefault(("vllm_memory", share or VLLM_DEFAULT_MEMORY_UTILIZATION), []).append(index)
-        if config.model in self.hub_models or (
-                config.model not in self._hub_checked and self._not_found(config.model, model_config)):
-            self.hub_models.setdefault(config.model, []).append(index)
 
     def _not_found(self, model: str, model_config: dict | None) -> bool:
         """A hub id with no local directory and nothing in the hub cache (asked once per model)."""
