@@ -59,7 +59,8 @@ def test_dry_run_names_each_engines_runner_and_whether_its_image_exists(docker_c
     from tests.helpers import run_llem
 
     study = tmp_path / "s.yaml"
-    study.write_text("name: s\nbase: {model: m}\nrunners: {transformers: docker}\n"
+    (tmp_path / "m").mkdir()  # a local model directory (a hub id would be looked up on the hub)
+    study.write_text(f"name: s\nbase: {{model: {tmp_path / 'm'}}}\nrunners: {{transformers: docker}}\n"
                      "images: {transformers: llem-test/absent-transformers:none}\n")
     proc = run_llem("run", str(study), "--dry-run")
     assert proc.returncode == 0, proc.stderr

@@ -67,7 +67,7 @@ def test_the_dry_run_of_the_same_study_estimates_its_measured_wall_time(measured
     study_yaml, history, _, study_wall_s = measured
     wall_s = _records(history)[0][0]["wall_s"]
     out, total = _dry_run(study_yaml, history)
-    line = next(ln for ln in out.splitlines() if ln.strip().startswith("#0:") and "per run" in ln)
+    line = next(ln for ln in out.splitlines() if ln.strip().startswith("#1:") and "per run" in ln)
     assert "median of 1 runs of this configuration here" in line
     assert int(re.search(r"(\d+) s per run", line).group(1)) == round(wall_s)
     assert "1 runs measured on this host" in out and "median of 1 studies here" in out

@@ -7,9 +7,15 @@ through the DevTools protocol: no console error, no network request, every figur
 lays out, and a screenshot that is not blank. Where Chromium is absent the browser tests skip,
 except with LLEM_REQUIRE_BROWSER=1 (CI), where that is a failure.
 Set LLEM_REPORT_SCREENSHOT=PATH to keep the screenshot (docs/report-quickstart.png is made so).
+
+docs/report.md shows that screenshot; docs/report-quickstart.png.sha256 holds the hash of the report's
+sources it was taken of, and a test fails when they changed since: retake it with
+`LLEM_REPORT_SCREENSHOT=docs/report-quickstart.png pytest tests/integration/test_report_browser.py`
+(taking it there also writes the new hash).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -26,12 +32,24 @@ from tests.helpers import REPO_ROOT, quickstart_data, run_llem
 pytestmark = pytest.mark.slow
 
 REPLAY_TRACE = REPO_ROOT / "tests" / "fixtures" / "traces" / "ci_idle_load.jsonl"
+DOCS_SCREENSHOT = REPO_ROOT / "docs" / "report-quickstart.png"
+DOCS_STAMP = REPO_ROOT / "docs" / "report-quickstart.png.sha256"
+RESULTS_PACKAGE = REPO_ROOT / "orchestrator" / "llenergymeasure" / "results"
+
+
+def report_sources_sha256() -> str:
+    """What the report looks like is decided by these files: the screenshot is current while they are."""
+    digest = hashlib.sha256()
+    for path in sorted([*RESULTS_PACKAGE.glob("report*.py"), RESULTS_PACKAGE / "number_format.py"]):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
 HOSTILE = '<img src=x onerror="console.error(\'INJECTED\')"><script>console.error("INJECTED")</script>'
 DOM = {
     "figures": "document.querySelectorAll('figure').length",
     "svg_sizes": "Array.from(document.querySelectorAll('figure svg')).map(s => "
                  "{const r = s.getBoundingClientRect(); return [r.width, r.height];})",
     "svg_shapes": "Array.from(document.querySelectorAll('figure svg')).map(s => s.querySelectorAll('path').length)",
+    "svg_text": "Array.from(document.querySelectorAll('figure svg text')).map(t => t.textContent).join(' | ')",
     "scripts": "document.scripts.length",
     "images": "document.images.length",
     "text": "document.body.innerText",
@@ -80,7 +98,10 @@ def test_quickstart_report_renders_in_chromium(chromium, quickstart_study, tmp_p
     assert f"wrote {out}" in proc.stdout
     seen = render(out, DOM, chromium=chromium)
     if os.environ.get("LLEM_REPORT_SCREENSHOT"):
-        Path(os.environ["LLEM_REPORT_SCREENSHOT"]).write_bytes(seen.screenshot_png)
+        shot = Path(os.environ["LLEM_REPORT_SCREENSHOT"])
+        shot.write_bytes(seen.screenshot_png)
+        if shot.resolve() == DOCS_SCREENSHOT:
+            DOCS_STAMP.write_text(report_sources_sha256() + "\n")
     assert seen.console_errors == []
     assert seen.network_requests == []
     assert seen.values["scripts"] == 0 and seen.values["images"] == 0
@@ -97,16 +118,26 @@ def test_quickstart_report_renders_in_chromium(chromium, quickstart_study, tmp_p
     assert f"{len(runs)} / {len(manifest.entries)}" in text
     n_cycles = manifest.n_cycles
     assert ("n = 2 < 3: no interval" in text) == (n_cycles == 2) and ("95% CI [" in text) == (n_cycles >= 3)
-    for heading in ("Design", "Summary per configuration", "Energy, throughput and latency",
+    for heading in ("Which configuration is best for what", "Design", "Summary per configuration", "Energy, throughput and latency",
                     "Power and temperature during each run", "Per-GPU comparison", "Environment",
                     "How each figure was measured", "Warnings"):
         assert heading in text
     assert "transformers" in text and "bs=1" in text and "bs=4" in text
+    assert text.index("Which configuration is best for what") < text.index("Summary per configuration")
+    assert "bs=1" in seen.values["svg_text"] and "bs=4" in seen.values["svg_text"]  # figures name what was swept
     if REPLAY_TRACE.is_file():  # energy and timelines drawn, and labelled as replayed
         assert "REPLAYED from a recorded trace" in text and "counter" in text
         assert len(sizes) >= 3 + len(runs)  # energy vs throughput, vs latency, adjusted, bars + a timeline per run
     else:
         assert "No GPU energy was measured" in text
+
+
+def test_the_docs_screenshot_is_of_the_current_report():
+    """docs/report.md's screenshot was taken of the report as the code draws it now."""
+    taken_of = DOCS_STAMP.read_text().strip() if DOCS_STAMP.is_file() else "(no stamp)"
+    assert taken_of == report_sources_sha256(), (
+        "docs/report-quickstart.png was taken of an older report; retake it with "
+        "LLEM_REPORT_SCREENSHOT=docs/report-quickstart.png pytest tests/integration/test_report_browser.py")
 
 
 def test_hostile_study_cannot_inject_markup(chromium, quickstart_study, tmp_path):

@@ -160,7 +160,7 @@ def test_results_show_sort_and_errors(results_study, tmp_path):
     hashes = {r.config.batch_size: r.config_hash for r in result.experiments}
     proc = run_llem("results", "show", study_dir)
     assert proc.returncode == 0, proc.stderr
-    assert "bs=1" in proc.stdout and "bs=4" in proc.stdout and "[J/output token]" in proc.stdout
+    assert "bs=1" in proc.stdout and "bs=4" in proc.stdout and "J/out tok" in proc.stdout
     proc = run_llem("results", "show", study_dir, "--sort", "output_tokens_per_s", "--descending")
     assert proc.returncode == 0, proc.stderr
     confs = {c["config_hash"]: c["metrics"]["output_tokens_per_s"]["mean"] for c in result.configurations}

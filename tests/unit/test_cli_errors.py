@@ -55,13 +55,14 @@ def test_dry_run_lists_experiments_and_order(tmp_path):
                             "execution: {n_cycles: 2, cycle_order: sequential}\n")
     proc = run_llem("run", str(path), "--dry-run")
     assert proc.returncode == 2, proc.stderr  # a validator: the invalid configuration is named, exit 2
-    assert "configuration #2" in proc.stderr and "batch_size" in proc.stderr
+    assert "configuration #3" in proc.stderr and "batch_size" in proc.stderr
     assert "3 configurations (2 valid, 1 skipped) × 2 cycles = 4 runs" in proc.stdout
-    assert "SKIPPED" in proc.stdout and "#0c1 #0c2 #1c1 #1c2" in proc.stdout
+    assert "SKIPPED" in proc.stdout and "#1c1 #1c2 #2c1 #2c2" in proc.stdout
     assert "estimate" in proc.stdout
 
 
 def test_flags_override_yaml_and_sweep(tmp_path):
+    (tmp_path / "m").mkdir()  # a local model directory: a hub id would be looked up in the cache and on the hub
     path = _write(tmp_path, "name: s\nbase: {model: m}\nsweep: {batch_size: [1, 2]}\n")
     proc = run_llem("run", str(path), "--batch-size", "8", "--dry-run", "-b", "pytorch")
     assert proc.returncode == 0, proc.stderr

@@ -186,11 +186,11 @@ def test_an_empty_or_missing_dataset_is_refused_before_the_model_loads(tmp_path,
 
 def test_dry_run_exits_2_naming_each_invalid_configuration(tmp_path, tiny_model_dir):
     text = _study(str(tiny_model_dir), sweep={"batch_size": [1, 0, -3]})
-    _refused(_cli(tmp_path, text, "--dry-run"), "configuration #1", "configuration #2", "batch_size")
+    _refused(_cli(tmp_path, text, "--dry-run"), "configuration #2", "configuration #3", "batch_size")
 
 
 def test_dry_run_exits_0_for_a_study_that_would_start(tmp_path, tiny_model_dir):
-    outcome = _cli(tmp_path, _study(str(tiny_model_dir), sweep={"batch_size": [1, 2]}), "--dry-run")
+    outcome = _cli(tmp_path, _study(str(tiny_model_dir), sweep={"random_seed": [1, 2]}), "--dry-run")
     assert outcome.exit_code == 0, outcome.output
     assert outcome.study_dirs_left == 0
 

@@ -90,5 +90,5 @@ def test_show_and_compare_print_no_interval_below_three_runs():
     assert MIN_RUNS_FOR_INTERVAL == DEFAULT_MIN_RUNS
     two = describe([10.0, 30.0])  # a t-interval of two runs spans negative throughput
     assert two["ci95_low"] < 0
-    assert _fmt_stats(two, with_interval=True) == "20\n(n < 3: no interval)"
+    assert _fmt_stats(two, with_interval=True) == "20.00\n(n = 2 < 3: no interval)"
     assert "±" in _fmt_stats(describe([10.0, 11.0, 12.0]), with_interval=True)

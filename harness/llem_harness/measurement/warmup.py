@@ -50,7 +50,8 @@ def run_warmup(cfg: WarmupConfig, run_batch: Callable[[], float],
         bound = (f"max_duration_s {cfg.max_duration_s:g} s reached" if stopped_by == "max_duration_s"
                  else f"max_batches {cfg.max_batches} reached")
         warnings.append(f"warm-up did not converge: CV {shown} >= {cfg.cv_threshold} after {len(latencies)} "
-                        f"batches in {duration_s:.1f} s ({bound})")
+                        f"batches in {duration_s:.1f} s ({bound}); the window may start before batch times "
+                        "settle: raise measurement.warmup.max_batches (or cv_threshold on a noisy, shared host)")
     return WarmupResult(iterations=len(latencies), converged=stopped_by == "converged", final_cv=cv,
                         cv_threshold=cfg.cv_threshold, latencies_s=latencies, duration_s=duration_s,
                         stopped_by=stopped_by, max_duration_s=cfg.max_duration_s), warnings

@@ -7,44 +7,72 @@ import click
 from ..study.expand import run_order
 
 
-def print_dry_run(study, expanded, cli_runner: str | None = None) -> None:
-    from ..domain.estimates import dtype_bytes, estimate_vram_bytes, read_local_model_config
-    from ..runners.gpu_presence import gpu_only_unavailable
+SHOWN_LINES = 200  # configurations listed one by one; past that a summary (--verbose lists all)
+HEAD_LINES = 20    # configurations listed before the summary of a larger plan
+LARGE_PLAN_DAYS = 1.0  # an estimate above this many days is warned about
 
+
+def print_dry_run(study, expanded, cli_runner: str | None = None, scan=None, verbose: bool = False) -> list[str]:
+    """Print the plan; return the problems that depend on this host (each a line naming field and fix).
+
+    Configurations are numbered from 1, as in every other command and the report. `scan` is the
+    PlanScan the plan's validation pass filled (cli/dry_run_scan.py); without one, it is filled here."""
+    from ..runners.gpu_presence import gpu_only_unavailable
+    from .dry_run_scan import PlanScan
+
+    if scan is None:
+        scan = PlanScan(None)
+        for e in expanded:
+            if e.valid:
+                scan.visit(e.index, e.config)
     ex = study.execution
-    valid = [e for e in expanded if e.valid]
-    no_gpu = gpu_only_unavailable({e.engine for e in valid}, study.images)
-    click.echo(f"Study '{study.name}': {len(expanded)} configurations ({len(valid)} valid, "
-               f"{len(expanded) - len(valid)} skipped) × {ex.n_cycles} cycles = {len(valid) * ex.n_cycles} runs")
-    for e in expanded:
+    n = len(expanded)
+    n_valid = n - len(expanded.skip_reasons)
+    engines = {engine for engine in expanded.engines if engine}
+    no_gpu = gpu_only_unavailable(engines, study.images)
+    click.echo(f"Study '{study.name}': {n:,} configurations ({n_valid:,} valid, "
+               f"{n - n_valid:,} skipped) × {ex.n_cycles} cycles = {n_valid * ex.n_cycles:,} runs")
+    shown = n if verbose or n <= SHOWN_LINES else HEAD_LINES
+    for e in expanded[:shown]:
         if not e.valid:
-            click.echo(f"  #{e.index}: SKIPPED {e.label}: {e.skip_reason}")
+            click.echo(f"  #{e.index + 1}: SKIPPED {e.label}: {e.skip_reason}")
             continue
-        cfg = e.config
-        line = f"  #{e.index}: {cfg.summary()} [{cfg.config_hash()}]"
-        model_config = read_local_model_config(cfg.model)
-        width = dtype_bytes(cfg.precision, model_config) or 4
-        if model_config:
-            vram = estimate_vram_bytes(model_config, cfg.batch_size, cfg.max_input_tokens + cfg.max_output_tokens,
-                                       width)
-            if "total_bytes" in vram:
-                line += f"  VRAM estimate {vram['total_bytes'] / 2**30:.2f} GiB"
-            else:
-                line += f"  VRAM estimate: unknown ({vram.get('unavailable_reason')})"
-        else:
-            line += "  VRAM estimate: unknown (no local config.json)"
-        click.echo(line)
-        window_warning = cfg.serving.window_warning(cfg.measurement.sampling_period_ms / 1000.0) \
-            if cfg.mode == "serving" else None
-        if window_warning:
-            click.echo(f"      WARNING: {window_warning}")
-        if cfg.engine in no_gpu:
-            click.echo(f"      UNAVAILABLE here (runs will be recorded failed, EngineUnavailable): {no_gpu[cfg.engine]}")
-    order = run_order(len(expanded), ex.n_cycles, ex.cycle_order, ex.shuffle_seed)
-    shown = [f"#{i}c{c}" for i, c in order if expanded[i].valid]
-    click.echo(f"Cycle order ({ex.cycle_order}): {' '.join(shown[:60])}{' …' if len(shown) > 60 else ''}")
-    runners = print_runner_plan(study, {e.config.engine for e in valid}, cli_runner)
-    print_wall_time_estimate(study, valid, runners, len(expanded))
+        click.echo(f"  #{e.index + 1}: {e.summary} [{e.config_hash}]  {scan.vram.get(e.index, '')}".rstrip())
+        if e.index in scan.window_warnings:
+            click.echo(f"      WARNING: {scan.window_warnings[e.index]}")
+        if e.engine in no_gpu:
+            click.echo(f"      UNAVAILABLE here (runs will be recorded failed, EngineUnavailable): {no_gpu[e.engine]}")
+    if shown < n:
+        skipped_later = sum(1 for i in expanded.skip_reasons if i >= shown)
+        click.echo(f"  … {n - shown:,} more configurations ({skipped_later:,} of them skipped); "
+                   "--verbose lists every one")
+    order = run_order(n, ex.n_cycles, ex.cycle_order, ex.shuffle_seed)
+    skips = expanded.skip_reasons
+    listed = []
+    for i, c in order:
+        if i not in skips:
+            listed.append(f"#{i + 1}c{c}")
+            if len(listed) > 60:
+                break
+    click.echo(f"Cycle order ({ex.cycle_order}): {' '.join(listed[:60])}{' …' if len(listed) > 60 else ''}")
+    runners = print_runner_plan(study, engines, cli_runner)
+    total_s = print_wall_time_estimate(study, expanded, scan, runners, order, shown)
+    _warn_if_large(study, n_valid * ex.n_cycles, total_s)
+    return scan.environment_problems(runners, n_valid, frozenset(no_gpu))
+
+
+def _warn_if_large(study, n_runs: int, total_s: float) -> None:
+    """A plan larger than a person usually means: say so, and what a real run will ask for."""
+    from ..domain.study import LARGE_PLAN_RUNS
+
+    limit = study.execution.max_runs or LARGE_PLAN_RUNS
+    days = total_s / 86_400
+    if n_runs > limit:
+        click.echo(f"warning: {n_runs:,} runs, more than execution.max_runs ({limit:,}); a real run starts only "
+                   f"with --yes, or with execution.max_runs: {n_runs} in the study")
+    if days > LARGE_PLAN_DAYS:
+        click.echo(f"warning: the estimate is {days:,.1f} days of runs; remove sweep values or cycles if that "
+                   "is more than meant")
 
 
 def print_runner_plan(study, engines: set[str], cli_runner: str | None) -> dict[str, str]:
@@ -99,38 +127,56 @@ def _image_state(image: str, engine: str) -> str:
         client.close()
 
 
-def print_wall_time_estimate(study, valid, runners: dict[str, str], n_experiments: int) -> None:
+def print_wall_time_estimate(study, expanded, scan, runners: dict[str, str], order, shown: int) -> float:
     """Per configuration: seconds per run, its parts and where they come from; then the study total with
-    its gaps, cool-downs and the study's own overhead (study/history.py says what is learned here)."""
-    from ..domain.estimates import estimate_run_wall_time_s, read_local_model_config
-    from ..study.history import cooldown_s, estimate_wall_s, history_path, load_history, study_overhead_s
+    its gaps, cool-downs and the study's own overhead (study/history.py says what is learned here).
+    Returns the total in seconds. Configurations alike in what the estimate reads share one estimate."""
+    from ..study.history import cooldown_s, history_path, load_history, study_overhead_s
 
     history = load_history()
     ex = study.execution
+    estimates, _ = scan.estimates(runners)
     per_run: dict[int, float] = {}
-    measured_only = True
+    measured_only = all(source.startswith(("median", "scaled")) for _, source, _ in estimates.values())
     click.echo(f"Wall-time estimate ({len(history)} runs measured on this host in {history_path()}):")
-    for e in valid:
-        cfg = e.config
-        crude = estimate_run_wall_time_s(cfg, read_local_model_config(cfg.model))
-        seconds, source, parts = estimate_wall_s(cfg, runners.get(cfg.engine), history, crude)
-        measured_only &= source.startswith(("median", "scaled"))
-        per_run[e.index] = seconds
+    for index, key in scan.estimate_of:
+        seconds, source, parts = estimates[key]
+        per_run[index] = seconds
+        if index >= shown:
+            continue
         detail = "" if "run" in parts else (
             f" = start-up, import and load {parts['start-up']:.0f} s + baselines {parts['baseline']:.0f} s + warm-up "
             f"{parts['warm-up']:.0f} s ({parts['warm-up batches']:.0f} batches) + window {parts['window']:.0f} s")
-        click.echo(f"  #{e.index}: {seconds:.0f} s per run × {ex.n_cycles} cycles{detail} — {source}")
-    order = [(i, c) for i, c in run_order(n_experiments, ex.n_cycles, ex.cycle_order, ex.shuffle_seed)
-             if i in per_run]
-    runs_s = sum(per_run[i] for i, _ in order)
-    gaps_s = sum(ex.cycle_gap_s if c != prev[1] else ex.experiment_gap_s for prev, (_, c) in zip(order, order[1:]))
+        click.echo(f"  #{index + 1}: {seconds:.0f} s per run × {ex.n_cycles} cycles{detail} — {source}")
+    if len(per_run) > shown and shown < len(expanded):
+        values = sorted(per_run.values())
+        click.echo(f"  … {len(per_run) - sum(1 for i in per_run if i < shown):,} more configurations: "
+                   f"{values[0]:.0f} to {values[-1]:.0f} s per run")
+    runs_s, gaps_s, prev_cycle, count = 0.0, 0.0, None, 0
+    for i, c in order:
+        seconds = per_run.get(i)
+        if seconds is None:
+            continue
+        runs_s += seconds
+        if prev_cycle is not None:
+            gaps_s += ex.cycle_gap_s if c != prev_cycle else ex.experiment_gap_s
+        prev_cycle, count = c, count + 1
     cool_s, cool_source = cooldown_s(history, ex.cooldown_max_s) if ex.cooldown_to_idle else (0.0, "off")
-    cool_s *= len(order)  # after every run
+    cool_s *= count  # after every run
     overhead_s, overhead_source = study_overhead_s()
     measured_only &= overhead_source.startswith("median")
     total_s = runs_s + gaps_s + cool_s + overhead_s
     click.echo(f"  runs {runs_s:.0f} s + gaps {gaps_s:.0f} s + cool-down {cool_s:.0f} s ({cool_source}) + "
                f"study overhead {overhead_s:.0f} s ({overhead_source}; pre-flight, manifest, outputs)")
     label = "measured here" if measured_only else "partly assumed"
-    click.echo(f"Estimated study wall time: {total_s / 60:.1f} min ({total_s:.0f} s; {label}; "
+    click.echo(f"Estimated study wall time: {_duration(total_s)} ({total_s:.0f} s; {label}; "
                "each completed study adds to the history)")
+    return total_s
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 2 * 86_400:
+        return f"{seconds / 86_400:,.1f} days"
+    if seconds >= 2 * 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 60:.1f} min"

@@ -19,12 +19,13 @@ def start_problems(study, run) -> list[str]:
     from ..study.paths import check_storage
 
     problems: list[str] = []
-    invalid = [e for e in run.expanded if not e.valid]
-    for e in invalid[:SHOWN]:
-        problems.append(f"configuration #{e.index} ({e.label}) is invalid: {e.skip_reason}")
+    invalid = sorted(run.expanded.skip_reasons)  # numbered from 1, as in every other command
+    for index in invalid[:SHOWN]:
+        e = run.expanded[index]
+        problems.append(f"configuration #{index + 1} ({e.label}) is invalid: {e.skip_reason}")
     if len(invalid) > SHOWN:
         problems.append(f"... and {len(invalid) - SHOWN:,} more invalid configurations")
-    engines = {e.engine for e in run.valid()}
+    engines = {engine for engine in run.expanded.engines if engine}
     if not engines:
         problems.append("no valid configuration: nothing would run")
     no_gpu = gpu_only_unavailable(engines)

@@ -13,8 +13,7 @@ import click
 from ..domain import ManifestEntry
 from ..study.observer import StudyObserver
 from .console import make_console
-
-ENERGY_UNAVAILABLE = "GPU energy unavailable: "  # the harness's warning prefix when no GPU energy was read
+from .run_summary import ENERGY_UNAVAILABLE, print_summary_table  # noqa: F401 (the observer's end of study)
 
 
 def _fmt(value, digits=3) -> str:
@@ -164,38 +163,3 @@ def make_observer(quiet: bool) -> StudyObserver:
     if quiet:
         return PlainObserver(quiet=True)
     return LiveObserver() if sys.stdout.isatty() else PlainObserver()
-
-
-def print_summary_table(result, said=lambda reason: False) -> None:
-    """One row per completed run; the figures people compare first.
-
-    `said(reason)` tells whether a reason was printed during the study already: it is then
-    pointed to, not repeated.
-    """
-    from rich.table import Table
-
-    table = Table(title=f"{result.study_name}: {result.summary.completed} completed, {result.summary.failed} failed, "
-                        f"{result.summary.skipped} skipped")
-    for column in ("#", "configuration", "cycle", "out tok", "window s", "out tok/s", "TTFT p50 s", "J/out tok",
-                   "J/out tok (adj)"):
-        table.add_column(column, justify="left" if column == "configuration" else "right")
-    from ..domain.metrics import window_counts
-    from ..results.comparability import run_flags, short_flag
-
-    for r in result.experiments:
-        m = r.metrics
-        window_tokens = window_counts(r)[0]  # what out tok/s and J/out tok divide by: the row agrees with itself
-        flags = [short_flag(f) for f in run_flags(r)]  # replayed readings, contention, ...: said on the row
-        label = r.config.summary() + (f" [{', '.join(flags)}]" if flags else "")
-        table.add_row(r.run_id.split("_", 1)[0], label, str(r.cycle), _fmt(window_tokens),
-                      _fmt(r.window_s), _fmt(m.output_tokens_per_s), _fmt(m.ttft_s.p50),
-                      _fmt(m.energy_per_output_token_j), _fmt(m.energy_per_output_token_adjusted_j))
-    console = make_console() if sys.stdout.isatty() else make_console(width=160)  # logs: no wrapping of the table
-    console.print(table)
-    energy_reasons = {r.energy.unavailable_reason for r in result.experiments if r.energy.unavailable_reason}
-    for reason in sorted(energy_reasons):
-        if said(reason):
-            console.print("J/out tok is '—': no GPU energy was measured (the reason is above)", highlight=False)
-        else:
-            console.print(f"{ENERGY_UNAVAILABLE}{reason}", highlight=False)
-    console.print(f"Results: {result.study_dir}", highlight=False, soft_wrap=True)

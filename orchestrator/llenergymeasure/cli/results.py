@@ -19,6 +19,10 @@ def escape(text: str) -> str:
 
 SHOW_COLUMNS = ("energy_per_output_token_j", "energy_per_output_token_adjusted_j", "output_tokens_per_s",
                 "total_tokens_per_s", "requests_per_s", "ttft_s.p50", "e2e_latency_s.p50")
+# Short column heads with their units, as the end of `llem run` writes them (docs/metrics.md defines each)
+SHOW_HEADS = {"energy_per_output_token_j": "J/out tok", "energy_per_output_token_adjusted_j": "J/out tok\n(adj)",
+              "output_tokens_per_s": "out tok/s", "total_tokens_per_s": "tok/s\n(in+out)", "requests_per_s": "req/s",
+              "ttft_s.p50": "TTFT p50\n[s]", "e2e_latency_s.p50": "e2e p50\n[s]"}
 CV_OPTION = click.option("--cv-threshold", type=click.FloatRange(min=0.0, min_open=True), default=0.1,
                          show_default=True, help="flag a metric whose coefficient of variation exceeds this")
 STUDY_DIR = click.Path(path_type=Path)
@@ -31,27 +35,29 @@ def _console():
 
     from .console import make_console
 
-    width = shutil.get_terminal_size((200, 24)).columns if sys.stdout.isatty() else 200
+    width = shutil.get_terminal_size((120, 24)).columns if sys.stdout.isatty() else 120  # logs: 120 columns
     return make_console(width=width, highlight=False)
 
 
 def _fmt_value(value: float | None) -> str:
-    if value is None:
-        return "—"
-    return f"{value:.4g}"
+    from ..results.number_format import number
+
+    return number(value)
 
 
-def _fmt_stats(stats: dict[str, Any], with_interval: bool = False) -> str:
-    if stats["mean"] is None:
-        return "—"
-    text = _fmt_value(stats["mean"])
-    if (stats.get("n") or 0) < MIN_RUNS_FOR_INTERVAL:
-        return text + "\n(n < 3: no interval)"  # a two-run interval is too wide to mean much
-    if stats["ci95_half_width"] is not None:
-        text += f" ± {stats['ci95_half_width']:.2g}"
-        if with_interval:
-            text += f"\n[{stats['ci95_low']:.4g}, {stats['ci95_high']:.4g}]"
-    return text
+def _fmt_stats(stats: dict[str, Any], metric: str = "", with_interval: bool = False) -> str:
+    """One formatting of a mean and its interval for every command (results/number_format.py)."""
+    from ..results.number_format import stat_text
+
+    return stat_text(stats, metric, with_interval=with_interval, sep="\n")
+
+
+def _legend(console, cells) -> None:
+    from ..results.number_format import legend
+
+    text = legend(cells)
+    if text:
+        console.print(escape(text), soft_wrap=True)
 
 
 EXCLUDE_FLAGGED_OPTION = click.option(
@@ -131,21 +137,29 @@ def results_group() -> None:
 
 
 @results_group.command("show")
-@click.argument("study_dir", type=STUDY_DIR)
+@click.argument("study_dirs", nargs=-1, required=True, type=STUDY_DIR)
 @click.option("--sort", "sort_metric", default=None, metavar="METRIC",
               help="sort configurations by this metric's mean (e.g. energy_per_output_token_j, ttft_s.p50)")
 @click.option("--descending", is_flag=True, help="sort from largest to smallest")
 @CV_OPTION
 @EXCLUDE_FLAGGED_OPTION
-def show_cmd(study_dir: Path, sort_metric: str | None, descending: bool, cv_threshold: float,
+def show_cmd(study_dirs: tuple[Path, ...], sort_metric: str | None, descending: bool, cv_threshold: float,
              exclude_flagged: bool) -> None:
-    """Table of the study summary: one row per configuration, mean ± 95% CI half-width across cycles."""
-    from rich.table import Table
+    """Table of the study summary: one row per configuration, mean ± 95% CI half-width across cycles.
 
-    from ..results.stats import STAT_METRICS, check_metric
+    Several STUDY_DIRs (`llem results show results/my-study_*/`) are shown one after another."""
+    from ..results.stats import check_metric
 
     if sort_metric:
         check_metric(sort_metric)
+    for study_dir in study_dirs:
+        _show_one(study_dir, sort_metric, descending, cv_threshold, exclude_flagged)
+
+
+def _show_one(study_dir: Path, sort_metric: str | None, descending: bool, cv_threshold: float,
+              exclude_flagged: bool) -> None:
+    from rich.table import Table
+
     data, configurations = _load(study_dir, cv_threshold, exclude_flagged=exclude_flagged)
     order = list(range(len(configurations)))
     if sort_metric:
@@ -155,20 +169,35 @@ def show_cmd(study_dir: Path, sort_metric: str | None, descending: bool, cv_thre
         order = present + missing
     console = _console()
     _header(console, data)
-    table = Table(title="Per configuration across cycles (mean ± 95% CI half-width, Student's t)")
+    from rich import box
+
+    from ..results.report_labels import swept_labels
+
+    # Fits 120 columns: configurations named by what was swept (the report's labels; the full summary
+    # when there is one), no vertical rules, flags under the table; a cell too wide folds at its spaces.
+    labels = swept_labels(configurations) if len(configurations) > 1 else \
+        [c["config_summary"] for c in configurations]
+    table = Table(title="Per configuration across cycles (mean ± 95% CI half-width, Student's t)",
+                  box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("#", justify="right")
-    table.add_column("configuration")
+    table.add_column("configuration", min_width=16, overflow="fold")  # the 16-character hash stays whole
     table.add_column("n", justify="right")
     for metric in SHOW_COLUMNS:
-        unit, label = STAT_METRICS[metric]
-        table.add_column(escape(f"{label}\n[{unit}]"), justify="right")
-    table.add_column("flags")
+        table.add_column(escape(SHOW_HEADS[metric]), justify="right", overflow="fold")
+    every, flags = [], []
     for i in order:
         conf = configurations[i]
-        cells = [_fmt_stats(conf["metrics"][m]) for m in SHOW_COLUMNS]
-        table.add_row(*map(escape, [str(i + 1), f"{_config_label(conf)}\n{conf['config_hash']}",
-                                    str(conf["n_runs"]), *cells, _short_flags(conf)]))
+        cells = [_fmt_stats(conf["metrics"][m], m) for m in SHOW_COLUMNS]
+        every += cells
+        label = labels[i] + (" [replayed]" if conf.get("readings") == "replayed" else "")
+        table.add_row(*map(escape, [str(i + 1), f"{label}\n{conf['config_hash']}",
+                                    str(conf["n_runs"]), *cells]))
+        if _short_flags(conf):
+            flags.append(f"  #{i + 1} {conf['config_summary']}: {_short_flags(conf)}")
     console.print(table)
+    _legend(console, every)
+    if flags:
+        console.print("flags:\n" + escape("\n".join(flags)), soft_wrap=True)
     for i in order:  # comparability in full: a table cell wraps run ids
         for flag in configurations[i]["flags"]:
             if flag.startswith(("REPLAYED", "not comparable", "left out")):
@@ -212,12 +241,15 @@ def compare_cmd(study_dirs: tuple[Path, ...], metrics: tuple[str, ...], by_gpu: 
     for label, _ in columns:
         table.add_column(escape(label), justify="right")
     table.add_row("n runs", *[str(c["n_runs"]) for _, c in columns])
+    every = []
     for metric in chosen:
         unit, _label = STAT_METRICS[metric]
-        cells = [_fmt_stats(c["metrics"][metric], with_interval=True) for _, c in columns]
+        cells = [_fmt_stats(c["metrics"][metric], metric, with_interval=True) for _, c in columns]
+        every += cells
         table.add_row(*map(escape, [f"{metric}\n[{unit}]", *cells]))
     table.add_row(*map(escape, ["flags", *[_short_flags(c) for _, c in columns]]))
     console.print(table)
+    _legend(console, every)
 
 
 @results_group.command("export")

@@ -13,6 +13,7 @@ from typing import Callable
 
 import click
 
+from .run_help import EXAMPLES, GroupedCommand
 
 @dataclass(frozen=True)
 class Launch:
@@ -68,7 +69,19 @@ def choose_launch(executor: str | None, previous, resume_dir, slurm_flags: dict,
     return Launch(SlurmObserver, partial(submit_and_report, options=options, wait=bool(slurm_flags["--wait"])))
 
 
-@click.command("run")
+def _check_plan_size(study, n_runs: int) -> None:
+    """A study larger than execution.max_runs starts only with --yes: a sweep of 12,800 points × 10
+    cycles is more often a slip than a plan, and `--dry-run` shows what it would cost."""
+    from ..domain.study import LARGE_PLAN_RUNS
+    from ..errors import ConfigError
+
+    limit = study.execution.max_runs or LARGE_PLAN_RUNS
+    if n_runs > limit:
+        raise ConfigError(f"execution.max_runs: the study plans {n_runs:,} runs, more than {limit:,}; look at "
+                          f"`llem run STUDY --dry-run` first, then add --yes, or set execution.max_runs: {n_runs}")
+
+
+@click.command("run", cls=GroupedCommand, epilog=EXAMPLES)
 @click.argument("config", required=False, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("-m", "--model", help="HF hub id or local model directory")
 @click.option("-e", "--engine", "-b", "--backend", "engine", help="transformers (alias: pytorch), vllm, tensorrt_llm, llama_cpp")
@@ -99,13 +112,15 @@ def choose_launch(executor: str | None, previous, resume_dir, slurm_flags: dict,
 @click.option("--slurm-sbatch-arg", "slurm_sbatch_args", multiple=True,
               help="any further sbatch argument, e.g. --slurm-sbatch-arg=--qos=high (repeatable)")
 @click.option("--wait", "wait_slurm", is_flag=True, help="with --executor slurm: stay until Slurm has run the study")
-@click.option("--dry-run", is_flag=True, help="validate and print the experiment list; run nothing")
+@click.option("--dry-run", is_flag=True, help="validate, check and print the plan and its wall time; run nothing "
+              "(exit 2 naming what would fail; with --verbose every configuration of a large plan)")
+@click.option("-y", "--yes", is_flag=True, help="start a study larger than execution.max_runs (default 1,000 runs)")
 @click.option("-q", "--quiet", is_flag=True, help="only errors and the study directory")
 @click.option("-v", "--verbose", is_flag=True, help="tracebacks and debug logging")
 def run_cmd(config, model, engine, dataset, n_prompts, batch_size, precision, max_input_tokens,
             max_output_tokens, cycles, output, runner, keep_failed, resume_dir, skip_failed, wait_for_devices,
             executor, slurm_partition, slurm_gpus_per_task, slurm_time, slurm_account, slurm_array_limit,
-            slurm_sbatch_args, wait_slurm, dry_run, quiet, verbose):
+            slurm_sbatch_args, wait_slurm, dry_run, yes, quiet, verbose):
     """Run a study (CONFIG.yaml) or one experiment given by flags."""
     import logging
 
@@ -160,14 +175,21 @@ def run_cmd(config, model, engine, dataset, n_prompts, batch_size, precision, ma
         from ..study.resume import snapshot_cwd
 
         start_cwd = snapshot_cwd(resume_dir)
-    run = StudyRun(study, observer=observer, cli_runner=forced, search_dirs=search_dirs, cwd=start_cwd)
+    scan = None
+    if dry_run:  # the dry-run reads every configuration in the plan's own validation pass
+        from .dry_run import SHOWN_LINES
+        from .dry_run_scan import PlanScan
+
+        scan = PlanScan(None if verbose else SHOWN_LINES)
+    run = StudyRun(study, observer=observer, cli_runner=forced, search_dirs=search_dirs, cwd=start_cwd,
+                   visit=scan.visit if scan is not None else None)
     if dry_run:
         from .dry_run import print_dry_run
 
-        print_dry_run(study, run.expanded, forced)
+        host_problems = print_dry_run(study, run.expanded, forced, scan=scan, verbose=verbose)
         from .dry_run_checks import start_problems
 
-        problems = start_problems(study, run)
+        problems = start_problems(study, run) + host_problems
         if problems:
             raise ConfigError(f"--dry-run: {len(problems)} problem(s) would stop or fail runs of this study:\n  "
                               + "\n  ".join(problems))
@@ -175,4 +197,6 @@ def run_cmd(config, model, engine, dataset, n_prompts, batch_size, precision, ma
     if not run.valid():
         reasons = "; ".join(f"#{e.index}: {e.skip_reason}" for e in run.expanded if e.skip_reason)
         raise ConfigError(f"no valid experiment in the study: {reasons}")
+    if resume_dir is None and not yes:
+        _check_plan_size(study, len(run.valid()) * study.execution.n_cycles)
     return launch.start(run, resume_dir, skip_failed, quiet)

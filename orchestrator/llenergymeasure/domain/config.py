@@ -62,6 +62,13 @@ def canonical_json(payload: Any) -> str:
     return json.dumps(payload, sort_keys=True, separators=(",", ":"))
 
 
+_FIELD_PREFIX: dict[str, str] = {}  # field name -> its JSON key and colon, encoded once (a plan hashes 100,000 configs)
+
+
+def _field_prefix(name: str) -> str:
+    return _FIELD_PREFIX.setdefault(name, _encode_str(name) + ":")
+
+
 def _sorted_fields(model: type) -> list[str]:
     cached = model.__dict__.get("_llem_sorted_fields")
     if cached is None:
@@ -330,7 +337,7 @@ class ExperimentConfig(StrictModel):
                 text = section_json.get(id(value)) or section_canonical_json(value)
             else:
                 return None
-            parts.append(f"{_encode_str(name)}:{text}")
+            parts.append((_FIELD_PREFIX.get(name) or _field_prefix(name)) + text)
         return "{" + ",".join(parts) + "}"
 
     def summary(self) -> str:

@@ -11,6 +11,7 @@ from .base import StrictModel
 from .config import ENGINE_ALIASES, ENGINES, check_floats_bounded
 
 DAY_S = 86_400.0
+LARGE_PLAN_RUNS = 1_000  # runs a study may start without --yes unless execution.max_runs says otherwise
 # Docker's own size syntax (units.RAMInBytes): 512m, 8g, 1.5GB, 268435456.
 _DOCKER_SIZE = re.compile(r"^\d+(\.\d+)? ?([kKmMgGtTpP])?[iI]?[bB]?$")
 MAX_STUDY_NAME = 100  # the study directory is `<name>_<timestamp>`: far below the 255-byte file name limit
@@ -58,6 +59,8 @@ class ExecutionConfig(StrictModel):
     gpus: list[str] | None = Field(None, description="GPU ids/UUIDs for parallel runs; on a CPU host these are "
                                    "fake ids passed through CUDA_VISIBLE_DEVICES only")
     allow_parallel_cpu: bool = Field(False, description="allow parallel runs without GPUs (timing/energy skewed)")
+    max_runs: int | None = Field(None, ge=1, description="runs this study may start without `llem run --yes` "
+                                 f"(default {LARGE_PLAN_RUNS:,}): a guard against a sweep larger than meant")
 
     @field_validator("parallel")
     @classmethod

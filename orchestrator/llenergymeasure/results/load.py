@@ -39,11 +39,13 @@ class StudyData:
 def _not_a_study(path: Path, why: str) -> ConfigError:
     hint = ""
     if path.is_dir():
-        inner = sorted(p.parent.name for p in path.glob(f"*/{MANIFEST_FILE}"))[:3]
-        if inner:
-            hint = f"; study directories inside it: {', '.join(inner)}"
+        inner = sorted(p.parent.name for p in path.glob(f"*/{MANIFEST_FILE}"))  # <name>_<timestamp>: oldest first
+        shown = inner[-5:]
+        if shown:
+            cut = f" (the last {len(shown)} of {len(inner)} by name)" if len(inner) > len(shown) else ""
+            hint = f"; study directories inside it{cut}: {', '.join(shown)}"
     return ConfigError(f"{path} is not a study directory ({why}){hint}. "
-                       f"Pass a directory like results/<study>_<timestamp> containing {MANIFEST_FILE}.")
+                       f"Pass a directory like results/<study>_<timestamp> containing {MANIFEST_FILE} (several may be given).")
 
 
 def result_path_of(study_dir: Path, entry) -> Path:

@@ -14,12 +14,13 @@ from typing import Any
 from ..domain import TIMESERIES_FILE
 from . import report_figures as figs
 from .report_context import collect_warnings, environment_section, methods_section, readings_banners, warnings_section
+from .report_best import best_section
 from .report_html import esc, figure, page, para, section, skipped
 from .report_sections import design_section, gpu_section_tables, gpu_set_letters, summary_section
 
 REPORT_FILE = "report.html"
 MAX_TIMELINES = 48  # per report; beyond that the runs' timeseries.parquet files are listed, not drawn
-TOC = (("design", "Design"), ("summary", "Summary"), ("figures", "Figures"), ("timelines", "Timelines"),
+TOC = (("best", "Best for what"), ("design", "Design"), ("summary", "Summary"), ("figures", "Figures"), ("timelines", "Timelines"),
        ("gpus", "Per-GPU"), ("environment", "Environment"), ("methods", "How measured"), ("warnings", "Warnings"))
 
 
@@ -57,14 +58,23 @@ def render_report(study_dir: Path, cv_threshold: float = 0.1) -> str:
     study_result = study_result_of(data)
     warnings = collect_warnings(data, study_result, configurations)
     no_runs = para("No run of this study has completed: nothing measured to show.", "muted")
+    # Sections that can only be empty are left out (and out of the contents): no GPU, no timeline.
+    from .tables import gpu_set
+
+    any_gpu = any(not gpu_set(r).startswith("cpu@") for r in data.results)  # measured, or ids llem assigned
+    any_timeline = any((data.run_dir(r.run_id) / TIMESERIES_FILE).is_file() for r in data.results)
+    left_out = {name for name, present in (("gpus", any_gpu), ("timelines", any_timeline)) if not present}
     body = [
-        _header(data, configurations, warnings, __version__),
+        _header(data, configurations, warnings, __version__, left_out),
+        section("best", "Which configuration is best for what",
+                best_section(configurations) if configurations else no_runs),
         section("design", "Design", design_section(data, configurations, _snapshot(data.study_dir))),
         section("summary", "Summary per configuration",
                 summary_section(configurations) if configurations else no_runs),
         section("figures", "Energy, throughput and latency", _figures(configurations) if configurations else no_runs),
+        "" if "timelines" in left_out else
         section("timelines", "Power and temperature during each run", _timelines(data, configurations)),
-        section("gpus", "Per-GPU comparison", _gpus(data, by_gpu) if by_gpu else no_runs),
+        "" if "gpus" in left_out else section("gpus", "Per-GPU comparison", _gpus(data, by_gpu) if by_gpu else no_runs),
         section("environment", "Environment", environment_section(data.results) if data.results else no_runs),
         section("methods", "How each figure was measured",
                 methods_section(data, configurations, study_result) if configurations else no_runs),
@@ -76,7 +86,7 @@ def render_report(study_dir: Path, cv_threshold: float = 0.1) -> str:
     return page(f"llem report: {data.name}", "\n".join(body), generator=f"llenergymeasure {__version__}")
 
 
-def _header(data, configurations, warnings, version: str) -> str:
+def _header(data, configurations, warnings, version: str, left_out: set[str] = frozenset()) -> str:
     manifest = data.manifest
     counts = manifest.counters
     energy = [r.energy.gpu_energy_raw_j for r in data.results if r.energy.gpu_energy_raw_j is not None]
@@ -84,7 +94,7 @@ def _header(data, configurations, warnings, version: str) -> str:
             (str(len(configurations)), "configurations"), (str(manifest.n_cycles), f"cycles ({manifest.cycle_order})"),
             (f"{sum(energy):.4g} J" if energy else "not measured", "GPU energy, all windows (raw)"),
             (str(len(warnings)), "warnings")]
-    nav = "".join(f'<a href="#{anchor}">{esc(title)}</a>' for anchor, title in TOC)
+    nav = "".join(f'<a href="#{anchor}">{esc(title)}</a>' for anchor, title in TOC if anchor not in left_out)
     return "\n".join([
         '<header class="top">',
         f"<h1>{esc(data.name)}</h1>",
@@ -109,15 +119,15 @@ def _snapshot(study_dir: Path) -> dict[str, Any] | None:
     return study.model_dump(mode="json")
 
 
-def _draw(result, key: str, caption: str) -> str:
+def _draw(result, key: str, caption: str, wide: bool = False) -> str:
     """A figure builder's result as a figure, or its reason for not drawing as a note."""
     if isinstance(result, str):
         return skipped(result)
-    return figure(figs.to_svg(result, key), caption)
+    return figure(figs.to_svg(result, key), caption, wide=wide)
 
 
 def _figures(configurations: list[dict[str, Any]]) -> str:
-    labels = "Points are configurations (#n = row of the summary table); bars are 95% CIs."
+    labels = "Points are configurations, labelled by what was swept; bars are 95% CIs."
     parts = [_draw(figs.energy_vs_throughput(configurations, "energy_per_output_token_j"), "fig-etp",
                    f"Raw GPU energy per output token against output throughput. {labels} Dashed, where "
                    "configurations trade off: the Pareto front (none other is both faster and cheaper)."),
@@ -127,12 +137,15 @@ def _figures(configurations: list[dict[str, Any]]) -> str:
         parts.append(_draw(figs.energy_vs_throughput(configurations, "energy_per_output_token_adjusted_j"),
                            "fig-eadj", f"As the first, with the idle baseline subtracted (adjusted). {labels}"))
     parts.append(_draw(figs.configuration_bars(configurations), "fig-bars",
-                       "Headline metrics per configuration, mean and 95% CI."))
+                       "Headline metrics per configuration, mean and 95% CI.", wide=True))
     return '<div class="figs">' + "\n".join(parts) + "</div>"
 
 
 def _timelines(data, configurations: list[dict[str, Any]]) -> str:
+    from .report_labels import swept_labels
+
     drawn, listed, missing = [], [], 0
+    labels = swept_labels(configurations)
     for number, conf in enumerate(configurations, start=1):
         for run_id in conf["run_ids"]:
             path = data.run_dir(run_id) / TIMESERIES_FILE
@@ -143,7 +156,7 @@ def _timelines(data, configurations: list[dict[str, Any]]) -> str:
             else:
                 cycle = next((r.cycle for r in data.results if r.run_id == run_id), "?")
                 key = f"tl{len(drawn) + 1}"
-                drawn.append(_draw(figs.run_timeline(path, f"#{number} cycle {cycle}"), key,
+                drawn.append(_draw(figs.run_timeline(path, f"{labels[number - 1]}, cycle {cycle}"), key,
                                    f"#{number} {conf['config_summary']} — run {run_id}"))
     parts = []
     if drawn:

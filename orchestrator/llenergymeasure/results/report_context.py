@@ -91,10 +91,17 @@ def collect_warnings(data, study_result, configurations) -> list[str]:
         out.append(f"study stopped early: {data.manifest.stop_reason}")
     run_ids = {r.run_id for r in data.results}
     out += [w for w in study_result.summary.warnings if w.split(":", 1)[0] not in run_ids]
+    failures: dict[tuple[str, str], list[str]] = {}  # the same error of many runs is said once, with its runs
     for entry in data.manifest.entries:
         if entry.status in ("failed", "interrupted"):
             why = ": ".join(x for x in (entry.error_type, entry.error_message) if x) or "no error recorded"
-            out.append(f"run {entry.run_id or entry.config_summary} {entry.status}: {why}")
+            failures.setdefault((entry.status, why), []).append(entry.run_id or entry.config_summary)
+    for (status, why), runs in failures.items():
+        if len(runs) == 1:
+            out.append(f"run {runs[0]} {status}: {why}")
+        else:
+            shown = ", ".join(runs[:12]) + (f" and {len(runs) - 12} more" if len(runs) > 12 else "")
+            out.append(f"{len(runs)} runs {status}: {why} — {shown}")
     labels = {run_id: f"#{number} c{r.cycle}" for number, conf in enumerate(configurations, start=1)
               for run_id in conf["run_ids"] for r in data.results if r.run_id == run_id}
     groups: dict[str, dict[str, list[str]]] = {}  # text with its figures blanked -> text -> runs

@@ -17,20 +17,15 @@ import re
 from pathlib import Path
 from typing import Any
 
+from .number_format import MIN_RUNS_FOR_INTERVAL, non_negative  # noqa: F401 (sections import them from here too)
 from .stats import STAT_METRICS
 
-MIN_RUNS_FOR_INTERVAL = 3
 MAX_POINTS_PER_LINE = 1500
 BAR_METRICS = ("energy_per_output_token_j", "energy_per_output_token_adjusted_j", "output_tokens_per_s",
                "ttft_s.p50", "e2e_latency_s.p50", "energy.mean_power_w")
 # Harness spelling `gpu0_power_instant_w`; older files `power_instant_w_gpu0`.
 _SERIES = re.compile(r"^(?:gpu(?P<a>\d+)_(?P<qa>power_instant_w|power_avg_w|temperature_c)"
                      r"|(?P<qb>power_instant_w|power_avg_w|temperature_c)_gpu(?P<b>\d+))$")
-
-
-def non_negative(metric: str) -> bool:
-    """Every summary metric is >= 0 except idle-subtracted (adjusted) energy, which can dip below."""
-    return "adjusted" not in metric
 
 
 def interval(stats: dict[str, Any], metric: str) -> tuple[float, float] | None:
@@ -59,7 +54,9 @@ def _label(metric: str, two_lines: bool = False) -> str:
 
 def _errorbar_points(ax, configurations, x_metric: str, y_metric: str) -> list[tuple[float, float, int]]:
     """Points (x, y, configuration number) with clipped CI bars; hollow markers for n < 3."""
-    points = []
+    from .report_labels import swept_labels
+
+    points, labels = [], swept_labels(configurations)
     for number, conf in enumerate(configurations, start=1):
         xs, ys = conf["metrics"][x_metric], conf["metrics"][y_metric]
         if xs["mean"] is None or ys["mean"] is None:
@@ -71,7 +68,8 @@ def _errorbar_points(ax, configurations, x_metric: str, y_metric: str) -> list[t
                     yerr=None if y_int is None else [[y_int[0]], [y_int[1]]],
                     fmt="o", color="tab:blue", capsize=3, markersize=6,
                     markerfacecolor="white" if no_interval else "tab:blue")
-        ax.annotate(f"#{number}", (xs["mean"], ys["mean"]), textcoords="offset points", xytext=(6, 5), fontsize=8)
+        ax.annotate(labels[number - 1], (xs["mean"], ys["mean"]), textcoords="offset points", xytext=(6, 5),
+                    fontsize=9)
         points.append((xs["mean"], ys["mean"], number))
     return points
 
@@ -100,8 +98,8 @@ def energy_vs_throughput(configurations: list[dict[str, Any]], energy_metric: st
     front = pareto_front([(x, y) for x, y, _ in points])
     if len(front) > 1:
         ax.plot([points[i][0] for i in front], [points[i][1] for i in front], "--", color="tab:red", linewidth=1)
-    ax.set_xlabel(_label("output_tokens_per_s"), fontsize=8)
-    ax.set_ylabel(_label(energy_metric), fontsize=8)
+    ax.set_xlabel(_label("output_tokens_per_s"), fontsize=9)
+    ax.set_ylabel(_label(energy_metric), fontsize=9)
     idle = ", idle subtracted" if "adjusted" in energy_metric else ""
     ax.set_title(f"Energy per output token vs throughput{idle}", fontsize=10)
     _legend_note(ax, configurations, pareto=len(front) > 1)
@@ -119,12 +117,12 @@ def energy_vs_latency(configurations: list[dict[str, Any]], energy_metric: str):
     if not latencies:
         return "energy vs latency not drawn: no run measured a latency"
     plt = _pyplot()
-    fig, axes = plt.subplots(1, len(latencies), figsize=(6.4, 3.4), squeeze=False, sharey=True)
+    fig, axes = plt.subplots(1, len(latencies), figsize=(7.2, 3.6), squeeze=False, sharey=True)
     for ax, metric in zip(axes[0], latencies):
         _errorbar_points(ax, configurations, metric, energy_metric)
-        ax.set_xlabel(_label(metric), fontsize=8)
+        ax.set_xlabel(_label(metric), fontsize=9)
         _finish(fig, ax, energy_metric)
-    axes[0][0].set_ylabel(_label(energy_metric), fontsize=8)
+    axes[0][0].set_ylabel(_label(energy_metric), fontsize=9)
     _legend_note(axes[0][0], configurations)
     fig.suptitle("Energy per output token vs latency", fontsize=10)
     fig.tight_layout()
@@ -139,7 +137,11 @@ def configuration_bars(configurations: list[dict[str, Any]]):
     plt = _pyplot()
     cols = min(3, len(metrics))
     rows = -(-len(metrics) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(2.3 * cols, 2.3 * rows), squeeze=False)
+    from .report_labels import swept_labels
+
+    labels = swept_labels(configurations)
+    slanted = len(configurations) > 2 or max(map(len, labels)) > 8
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, (3.4 if slanted else 3.0) * rows), squeeze=False)
     for ax, metric in zip(axes.flat, metrics):
         for pos, conf in enumerate(configurations):
             stats = conf["metrics"][metric]
@@ -148,9 +150,10 @@ def configuration_bars(configurations: list[dict[str, Any]]):
             bar = interval(stats, metric)
             ax.bar(pos, stats["mean"], color="tab:blue" if bar else "#9ab8d6", width=0.7,
                    yerr=None if bar is None else [[bar[0]], [bar[1]]], capsize=3)
-        ax.set_xticks(range(len(configurations)), [f"#{i}" for i in range(1, len(configurations) + 1)], fontsize=7)
-        ax.set_title(_label(metric, two_lines=True), fontsize=8)
-        ax.tick_params(axis="y", labelsize=7)
+        ax.set_xticks(range(len(configurations)), labels, fontsize=9, rotation=30 if slanted else 0,
+                      ha="right" if slanted else "center")
+        ax.set_title(_label(metric, two_lines=True), fontsize=9)
+        ax.tick_params(axis="y", labelsize=9)
         if non_negative(metric):
             ax.set_ylim(bottom=0)
     for ax in list(axes.flat)[len(metrics):]:
@@ -177,7 +180,10 @@ def gpu_comparison(groups: list[dict[str, Any]], set_letters: dict[str, str], me
             ax.bar(numbers.index(group["number"]) + (k - (len(letters) - 1) / 2) * width, stats["mean"], width,
                    color=colours[k % len(colours)], yerr=None if bar is None else [[bar[0]], [bar[1]]], capsize=2)
         ax.bar([], [], color=colours[k % len(colours)], label=f"GPU set {letter}")
-    ax.set_xticks(range(len(numbers)), [f"#{n}" for n in numbers], fontsize=8)
+    from .report_labels import swept_labels
+
+    firsts = [next(g for g in groups if g["number"] == n) for n in numbers]
+    ax.set_xticks(range(len(numbers)), swept_labels(firsts), fontsize=9)
     ax.set_ylabel(_label(metric), fontsize=8)
     if non_negative(metric):
         ax.set_ylim(bottom=0)
@@ -201,28 +207,28 @@ def run_timeline(timeseries_path: Path, title: str):
     if "t_s" not in frame.columns or frame.empty or not (power or series.get("temperature_c")):
         return f"{timeseries_path.name}: no t_s with power or temperature columns"
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5.2, 2.5))
+    fig, ax = plt.subplots(figsize=(6.4, 3.2))
     time_s = frame["t_s"].to_numpy(dtype=float)
     kind = "instant" if series.get("power_instant_w") else "1 s average"
     for gpu, column in sorted((power or {}).items()):
         ax.plot(*_thin(time_s, frame[column].to_numpy(dtype=float)), linewidth=1, label=f"GPU {gpu} power ({kind})")
-    ax.set_xlabel("time since window start [s]", fontsize=8)
-    ax.set_ylabel("power [W]", fontsize=8)
-    ax.tick_params(labelsize=7)
+    ax.set_xlabel("time since window start [s]", fontsize=9)
+    ax.set_ylabel("power [W]", fontsize=9)
+    ax.tick_params(labelsize=9)
     handles, labels = ax.get_legend_handles_labels()
     if series.get("temperature_c"):
         twin = ax.twinx()
         for gpu, column in sorted(series["temperature_c"].items()):
             twin.plot(*_thin(time_s, frame[column].to_numpy(dtype=float)), "--", linewidth=1, color="tab:red",
                       label=f"GPU {gpu} temperature")
-        twin.set_ylabel("temperature [°C]", fontsize=8)
-        twin.tick_params(labelsize=7)
+        twin.set_ylabel("temperature [°C]", fontsize=9)
+        twin.tick_params(labelsize=9)
         more = twin.get_legend_handles_labels()
         handles, labels = handles + more[0], labels + more[1]
     if power:
         ax.set_ylim(bottom=0)
-    ax.legend(handles, labels, fontsize=6, loc="lower right")
-    ax.set_title(title, fontsize=9)
+    ax.legend(handles, labels, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2, frameon=False)
+    ax.set_title(title, fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -247,7 +253,7 @@ def _why_missing(configurations, metric: str) -> str:
 
 def _finish(fig, ax, y_metric: str) -> None:
     ax.grid(True, alpha=0.3)
-    ax.tick_params(labelsize=7)
+    ax.tick_params(labelsize=9)
     if non_negative(y_metric) and ax.get_ylim()[0] < 0:
         ax.set_ylim(bottom=0)
     if ax.get_xlim()[0] < 0:  # x is always throughput or a latency: never negative

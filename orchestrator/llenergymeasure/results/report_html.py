@@ -50,7 +50,8 @@ tr:nth-child(even) td { background: #fafbfc; }
 .cols { display: flex; flex-wrap: wrap; gap: 8px 28px; align-items: flex-start; }
 .cols h3 { margin-top: 6px; }
 .figs { display: grid; grid-template-columns: repeat(auto-fill, minmax(520px, 1fr)); gap: 14px; }
-.figs.small { grid-template-columns: repeat(auto-fill, minmax(360px, 1fr)); }
+.figs.small { grid-template-columns: repeat(auto-fill, minmax(540px, 1fr)); }
+figure.wide { grid-column: 1 / -1; }
 figure { margin: 0; border: 1px solid var(--line); border-radius: 6px; padding: 8px; background: #fff;
          break-inside: avoid; page-break-inside: avoid; }
 figure svg { width: 100%; height: auto; display: block; }
@@ -143,10 +144,11 @@ def bullet_list(items: Iterable[str], cls: str | None = None) -> str:
     return f"<ul{attr}>" + "".join(f"<li>{esc(i)}</li>" for i in items) + "</ul>"
 
 
-def figure(svg: str, caption: str) -> str:
+def figure(svg: str, caption: str, wide: bool = False) -> str:
     """An inline SVG (trusted: drawn by report_figures, whose text is escaped by matplotlib's SVG
     writer) with an escaped caption."""
-    return f"<figure>{svg}<figcaption>{esc(caption)}</figcaption></figure>"
+    opening = '<figure class="wide">' if wide else "<figure>"  # wide: a many-panel figure takes the whole row
+    return f"{opening}{svg}<figcaption>{esc(caption)}</figcaption></figure>"
 
 
 def skipped(text: str) -> str:

@@ -9,7 +9,6 @@ import json
 from collections import Counter
 from typing import Any
 
-from .report_figures import MIN_RUNS_FOR_INTERVAL, non_negative
 from .report_html import bullet_list, columns, esc, key_values, para, table
 from .stats import STAT_METRICS
 
@@ -20,22 +19,27 @@ STATUSES = ("completed", "failed", "interrupted", "skipped", "pending", "running
 
 
 def fmt(value: float | None) -> str:
-    return "—" if value is None else f"{value:.4g}"
+    from .number_format import number
+
+    return number(value)
 
 
 def stat_cell(stats: dict[str, Any], metric: str) -> str:
-    """Mean, then the 95% interval (cut at 0 for a non-negative quantity, marked †) or why none."""
+    """Mean ± half-width and the 95% interval as every command writes them (results/number_format.py:
+    cut at 0 and marked † for a non-negative quantity, `wide` where wider than the mean), or why none."""
+    from .number_format import WIDE_MARK, has_interval, interval, is_wide, mean_pm
+
     if stats["mean"] is None:
         reason = stats.get("unavailable_reason") or "not measured"
         return f'<span class="muted" title="{esc(reason)}">—</span>'
-    text = esc(fmt(stats["mean"]))
-    if stats["n"] < MIN_RUNS_FOR_INTERVAL or stats.get("ci95_low") is None:
+    if not has_interval(stats):
+        text = esc(fmt(stats["mean"]))
         text += f'<span class="ci">n = {stats["n"]} &lt; 3: no interval</span>'
     else:
-        low, cut = stats["ci95_low"], ""
-        if non_negative(metric) and low < 0:
-            low, cut = 0.0, "†"
-        text += f'<span class="ci">95% CI [{esc(fmt(low))}{cut}, {esc(fmt(stats["ci95_high"]))}]</span>'
+        text = esc(mean_pm(stats["mean"], stats["ci95_half_width"]))
+        text += f'<span class="ci">95% CI {esc(interval(stats, metric))}</span>'
+        if is_wide(stats):
+            text += f'<span class="flag">{WIDE_MARK}</span>'
     if stats.get("cv_exceeds_threshold"):
         text += f'<span class="flag">CV {stats["cv"]:.2f}</span>'
     return text
@@ -126,7 +130,8 @@ def summary_section(configurations: list[dict[str, Any]]) -> str:
     parts = [table(head, rows, numeric=range(2, 3 + len(metrics)))]
     parts.append(para("Mean across cycles; 95% confidence interval of the mean (Student's t, n − 1 degrees of "
                       "freedom). With fewer than 3 runs no interval is given. † the interval reaches below zero "
-                      "for a quantity that cannot be negative: it is shown cut at 0 and is too wide to rely on. "
+                      "for a quantity that cannot be negative: it is shown cut at 0 and is too wide to rely on; wide: the "
+                      "interval is wider than the mean itself. "
                       "CV: coefficient of variation across runs, shown where it exceeds the threshold.", "muted small"))
     unmeasured = {m: configurations[0]["metrics"][m].get("unavailable_reason") for m in SUMMARY_METRICS
                   if m not in metrics and configurations}

@@ -100,7 +100,9 @@ def collect_outcome(run_dir: Path, exit_info: ExitInfo) -> RunOutcome:
     if error_path.is_file():
         try:
             err = HarnessError.model_validate_json(error_path.read_text())
-            return RunOutcome("failed", None, err.type, err.message, exit_info)
+            from .root_cause import with_root_cause
+
+            return RunOutcome("failed", None, err.type, with_root_cause(run_dir, err.message), exit_info)
         except ValueError:
             pass
     code = exit_info.exit_code

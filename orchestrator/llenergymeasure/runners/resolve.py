@@ -212,6 +212,16 @@ def _missing_images(plan: RunnerPlan, engines: list[str], docker_client) -> list
         client.close()
 
 
+# How each engine is installed here, as docs/engines.md says: llama.cpp is compiled once by the setup
+# script (a bare pip line would compile it silently for minutes), vLLM's CPU build has its own environment.
+INSTALL_HINTS = {"llama_cpp": "bash scripts/setup.sh --all", "vllm": "GPU: pip install 'llenergymeasure[vllm]'; "
+                 "CPU build: bash scripts/setup-vllm.sh"}
+
+
+def install_hint(engine: str) -> str:
+    return INSTALL_HINTS.get(engine, f"pip install 'llenergymeasure[{engine}]'")
+
+
 def _mark_unavailable(plan: RunnerPlan, docker_ok, docker_client) -> None:
     """Engines that cannot run anywhere: not installed here and no image (or no Docker)."""
     docker_engines = [e for e, r in plan.runners.items() if r == "docker"]
@@ -227,7 +237,7 @@ def _mark_unavailable(plan: RunnerPlan, docker_ok, docker_client) -> None:
             continue  # runs locally; a missing image is reported by the Docker preflight with its build command
         if runner == "local":
             plan.unavailable[engine] = (f"engine '{engine}' is not installed here "
-                                        f"(pip install 'llenergymeasure[{engine}]'), and the runner is local"
+                                        f"({install_hint(engine)}), and the runner is local"
                                         + ("" if docker_ok() else " (Docker, which could run its image, is not reachable)"))
         elif engine in missing_images or not docker_ok():
             plan.unavailable[engine] = (f"engine '{engine}' is not installed here and its image "

@@ -18,7 +18,7 @@ import os
 import random
 import re
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -165,8 +165,11 @@ class Plan(Sequence):
     """The study's configurations in order, validated once in a streaming pass."""
 
     def __init__(self, study: StudyConfig, search_dirs: list[Path] | None = None, cwd: Path | None = None,
-                 stream: bool = True):
-        """`stream=False`: no validation pass (a caller that needs one point's config, e.g. to explain a change)."""
+                 stream: bool = True, visit: Callable[[int, ExperimentConfig], None] | None = None):
+        """`stream=False`: no validation pass (a caller that needs one point's config, e.g. to explain a change).
+
+        `visit(index, config)`: called for every valid point during the validation pass, so that a
+        caller that needs every config (the dry-run's checks and estimates) does not validate twice."""
         self.study = study
         self.grid = Grid(study)
         self.bases = list(dict.fromkeys([Path(cwd or Path.cwd()), *(Path(p) for p in search_dirs or [])]))
@@ -185,6 +188,8 @@ class Plan(Sequence):
             self.hashes.append(config.config_hash(self._section_json) if config else None)
             self.summaries.append(config.summary() if config else "")
             self.engines.append(config.engine if config else None)
+            if visit is not None and config is not None:
+                visit(index, config)
 
     def __len__(self) -> int:
         return self._n
@@ -254,7 +259,8 @@ class Plan(Sequence):
         updates: dict[str, Any] = {}
         model = self._find(config.model)
         if model:
-            updates["model"] = model
+            if model != config.model:  # already absolute: no copy (a 100,000-point plan copies nothing)
+                updates["model"] = model
         elif looks_like_path(config.model) or not _HUB_ID.match(config.model):
             shown = config.model if len(config.model) <= 200 else config.model[:200] + "…"
             raise ConfigError(f"model: {shown!r} is not an existing local directory (looked in "
@@ -295,10 +301,11 @@ def raw_points(study: StudyConfig) -> list[dict[str, Any]]:
     return [grid.raw(i) for i in range(grid.n)]
 
 
-def expand(study: StudyConfig, search_dirs: list[Path] | None = None, cwd: Path | None = None) -> Plan:
+def expand(study: StudyConfig, search_dirs: list[Path] | None = None, cwd: Path | None = None,
+           visit: Callable[[int, ExperimentConfig], None] | None = None) -> Plan:
     """Validate every point; resolve local model/dataset paths against `cwd` (default: the
-    current directory), then `search_dirs`."""
-    return Plan(study, search_dirs, cwd)
+    current directory), then `search_dirs`. `visit`: see Plan."""
+    return Plan(study, search_dirs, cwd, visit=visit)
 
 
 def _find(value: str, bases: list[Path]) -> str | None:

@@ -103,13 +103,14 @@ class StudyRun:
     """State of one study execution (kept small; the heavy lifting is in runners and harness)."""
 
     def __init__(self, study: StudyConfig, observer: StudyObserver | None = None, cli_runner: str | None = None,
-                 search_dirs: list[Path] | None = None, cwd: Path | None = None):
+                 search_dirs: list[Path] | None = None, cwd: Path | None = None, visit=None):
+        """`visit(index, config)`: see study/expand.py Plan (the dry-run reads every config once)."""
         self.study = study
         self.cwd = Path(cwd or Path.cwd()).resolve()  # relative paths resolve here first (a resume: the start's)
         self.observer = observer or StudyObserver()
         self.cli_runner = cli_runner
         self.search_dirs = [Path(p).resolve() for p in search_dirs or []]
-        self.expanded = expand(study, self.search_dirs, self.cwd)
+        self.expanded = expand(study, self.search_dirs, self.cwd, visit=visit)
         self.baselines: dict[tuple, BaselineResult] = {}
         self.cooldown_waits: dict[tuple, float] = {}  # GPU set -> cool-down waited before its next run
         self.waited_s = 0.0  # gaps and cool-downs: deliberate waits, apart from the study's overhead

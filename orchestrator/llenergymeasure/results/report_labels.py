@@ -1,0 +1,51 @@
+"""Short labels of configurations by what was swept (`bs=4`, `llama_cpp`, `bs=4 fp16`).
+
+Why: `#1`, `#2` in a figure send the reader to a table to learn what was compared; the values
+that differ between the study's configurations say it in place. Fields that are the same in every
+configuration are left out; the number stays in front where labels would otherwise collide.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+# Field -> short name in a label; engine and precision are shown as their bare value.
+SHORT = {"batch_size": "bs", "n_prompts": "n", "max_input_tokens": "in", "max_output_tokens": "out",
+         "random_seed": "seed", "serving.concurrency": "c", "serving.request_rate": "rate",
+         "serving.n_requests": "req", "vllm.tensor_parallel_size": "tp", "vllm.max_num_seqs": "seqs"}
+BARE = ("engine", "precision", "mode")
+MAX_LABEL = 28
+
+
+def _flat(value: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        if isinstance(item, dict):
+            out.update(_flat(item, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = item
+    return out
+
+
+def _part(key: str, value: Any) -> str:
+    if key in BARE:
+        return str(value)
+    if key == "model":
+        return str(value).rstrip("/").split("/")[-1]
+    name = SHORT.get(key, key.rsplit(".", 1)[-1])
+    return f"{name}={value:g}" if isinstance(value, float) else f"{name}={value}"
+
+
+def swept_labels(configurations: list[dict[str, Any]]) -> list[str]:
+    """One label per configuration (same order), from the fields whose values differ between them."""
+    flats = [_flat(conf.get("config") or {}) for conf in configurations]
+    keys = sorted({k for f in flats for k in f}, key=lambda k: (k not in BARE, k != "model", k))
+    differing = [k for k in keys if len({repr(f.get(k)) for f in flats}) > 1]
+    labels = []
+    for number, flat in enumerate(flats, start=1):
+        text = " ".join(_part(k, flat.get(k)) for k in differing)
+        if len(text) > MAX_LABEL:
+            text = text[:MAX_LABEL - 1] + "…"
+        labels.append(text or f"#{number}")
+    if len(set(labels)) < len(labels):  # cut labels that collide: the number tells them apart
+        labels = [f"#{n} {text}" for n, text in enumerate(labels, start=1)]
+    return labels
