@@ -43,6 +43,7 @@ from .contention import ContentionMonitor
 from .devices import DeviceBackend, GpuDevice, RealTimeClock, select_devices
 from .energy import integrate_power_j, window_energy
 from .environment import environment_summary, read_environment
+from .idle_gpus import idle_gpus
 from .rapl import RaplMeter
 from .sampler import Sampler, Tick, write_timeseries
 from .throttle import summarise_throttle
@@ -279,6 +280,11 @@ class MeasurementSession:
             if energy.gpu_energy_adjusted_j is not None and subtracted is not None:
                 energy.baseline_power_w = subtracted.power_mean_w
                 energy.baseline_subtracted = kind
+            for note in notes:
+                self._warn(note, warnings)
+            energy.gpu_uuids = [d.uuid for d in self.devices]
+            energy.idle_gpu_uuids, notes = idle_gpus(self.devices, self._window_ticks, energy,
+                                                     [self._loaded_idle, self._baseline])
             for note in notes:
                 self._warn(note, warnings)
             if getattr(self.backend, "exhausted", lambda: False)():

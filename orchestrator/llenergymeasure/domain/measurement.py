@@ -40,6 +40,12 @@ class EnergyResult(OpenModel):
     baseline_power_w: float | None = Field(None, description="idle power subtracted for the adjusted value")
     baseline_subtracted: Literal["loaded_idle", "pre_load_idle"] | None = Field(
         None, description="which idle baseline the adjusted value subtracts (loaded idle when it was measured)")
+    gpu_uuids: list[str] = Field(
+        default_factory=list, description="the GPUs this energy is of, by UUID: the run's own (assigned) GPUs, "
+        "the only ones measured; empty when no GPU was measured")
+    idle_gpu_uuids: list[str] = Field(
+        default_factory=list, description="measured GPUs that stayed idle through the window (utilisation about 0 "
+        "and power about their idle power): their idle draw is in the figures; a comparability flag")
 
 
 class BaselineResult(OpenModel):
@@ -54,6 +60,8 @@ class BaselineResult(OpenModel):
     gpu_uuids: list[str] = Field(default_factory=list)
     idle_temperature_c: float | None = None
     idle_temperature_per_gpu_c: dict[str, float] = Field(default_factory=dict, description="GPU UUID -> mean idle °C")
+    idle_power_per_gpu_w: dict[str, float] = Field(
+        default_factory=dict, description="GPU UUID -> mean idle power (W); what tells an idle GPU in the window")
     measured_at: str | None = Field(None, description="ISO-8601 UTC")
     fresh: bool = True
     age_s: float | None = Field(None, description="age when used (0 when fresh)")
