@@ -186,3 +186,30 @@ def test_live_edges_read_only_counters_and_keep_the_window_at_the_edges(monkeypa
     assert window.energy.gpu_energy_raw_j == pytest.approx(500.0 * window.window_s, rel=0.03)
     assert all(tk.t_s <= live.end_edge.clock_s for tk in session._window_ticks)
     assert len(live.stalls_s) == 2 and window.timeseries_file
+
+
+def test_serving_edges_hold_the_event_loop_at_most_a_millisecond(monkeypatch, tmp_path):
+    """Each edge runs inside the load generator's event loop: it may read counters and hand work over,
+    nothing slower (sampler start, /proc, files), with save_timeseries on. About 0.15 ms here; the
+    bound is 1 ms per edge. A busy host can preempt one edge, so the best of a few windows counts:
+    slow work in an edge exceeds the bound in every one."""
+    from _measurement_helpers import wait_until
+    from llem_harness.serving.window import LiveEdges
+
+    worst = []
+    for attempt in range(5):
+        (tmp_path / str(attempt)).mkdir()
+        session, _ = replay_session(monkeypatch, tmp_path / str(attempt), "two_gpu_counter.jsonl",
+                                    save_timeseries=True)
+        live = LiveEdges(session)
+        wait_until(session, 6.0)
+        live.on_edge("start")
+        wait_until(session, 9.0)
+        live.on_edge("end")
+        window = live.finish()
+        session.close()
+        assert len(live.stalls_s) == 2 and window.timeseries_file
+        worst.append(max(live.stalls_s))
+        if worst[-1] <= 0.001:
+            break
+    assert min(worst) <= 0.001, f"edge stalls {worst} s: more than 1 ms of work inside the event loop"
