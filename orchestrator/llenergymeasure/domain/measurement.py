@@ -165,3 +165,9 @@ class PhaseEnergy(OpenModel):
     decode_samples: int | None = Field(None, description="power samples inside the decode time")
     overlap_s: float | None = Field(None, description="time when a prefill and a decode ran at once")
     overlap_attribution: str | None = Field(None, description="which phase the overlap time was given to")
+    prefill_start: Literal["first_scheduled", "submission"] | None = Field(
+        None, description="where each request's prefill starts: when the engine first scheduled it (engines that "
+        "queue requests: vLLM, TensorRT-LLM), or its submission (engines that start a request when handed it)")
+    queue_time_s: float | None = Field(
+        None, description="time in the window when at least one request waited for the engine's scheduler (union "
+        "of submission -> first scheduled); apart from prefill and decode; null where not reported")
