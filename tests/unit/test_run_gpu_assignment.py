@@ -108,3 +108,23 @@ def test_an_idle_gpu_needs_no_utilisation_and_its_idle_power():
     idle, warnings = idle_gpus(devs, ticks, energy, [loaded, None])
     assert idle == [GPU.format(1)]
     assert len(warnings) == 1 and "GPU 1" in warnings[0] and "idle 60 W" in warnings[0]
+
+
+def test_a_gpu_the_run_uses_but_does_not_measure_fails_the_run(monkeypatch, tmp_path):
+    """The run measures GPU 0; its own process shows up on GPU 2 (an engine that ignored
+    CUDA_VISIBLE_DEVICES): GPU 2's energy would be in no figure, so the run fails before its window."""
+    from _measurement_helpers import replay_session
+    from llem_harness.measurement.unmeasured_use import UnmeasuredGpuUse
+
+    session, _ = replay_session(monkeypatch, tmp_path, "four_gpu_one_busy.jsonl", gpu_ids=[GPU.format(0)])
+    try:
+        assert [d.uuid for d in session.devices] == [GPU.format(0)]
+        by_uuid = {d.uuid: d for d in session.backend.devices()}
+        own = [{"pid": os.getpid(), "type": "compute", "used_memory_mb": 900.0}]
+        monkeypatch.setattr(by_uuid[GPU.format(0)], "processes", lambda: own)
+        session.after_load()  # ours on the measured GPU only: fine
+        monkeypatch.setattr(by_uuid[GPU.format(2)], "processes", lambda: own)
+        with pytest.raises(UnmeasuredGpuUse, match=rf"GPU 2 \({GPU.format(2)}\): pid {os.getpid()}"):
+            session.after_load()
+    finally:
+        session.close()

@@ -160,6 +160,10 @@ class ContentionMonitor:
         self._notes.append(f"GPU processes {sorted(self._own_gpu_pids)} appeared while the model loaded and are "
                            "not visible in this PID namespace: counted as this run's")
 
+    def own_pids(self) -> set[int]:
+        """This run's PIDs: its process tree, and the GPU PIDs learnt in a PID namespace."""
+        return self._own_tree()[1] | self._own_gpu_pids
+
     def _own_tree(self) -> tuple[float | None, set[int]]:
         try:
             return tree_cpu_s(proc=self.proc)

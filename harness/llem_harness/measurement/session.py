@@ -46,6 +46,7 @@ from .environment import environment_summary, read_environment
 from .idle_gpus import idle_gpus
 from .rapl import RaplMeter
 from .sampler import Sampler, Tick, write_timeseries
+from .unmeasured_use import check_unmeasured_use
 from .throttle import summarise_throttle
 from .warmup import run_warmup
 
@@ -108,7 +109,9 @@ class MeasurementSession:
         self.unavailable_reason = choice.unavailable_reason
         self.notes = list(choice.notes)
         self.devices: list[GpuDevice] = []
+        self._all_devices: list[GpuDevice] = []
         if self.backend is not None:
+            self._all_devices = self.backend.devices()
             self.devices, notes = self._select(gpu_ids)
             for note in notes:
                 self._warn(note)
@@ -184,6 +187,8 @@ class MeasurementSession:
         """Loaded idle: the model is resident and the engine idle (never reused: it depends on both)."""
         if self.devices:
             self.contention.learn_own_gpu_pids(self._foreign)
+            for note in check_unmeasured_use(self._all_devices, self.devices, self.contention.own_pids()):
+                self._warn(note)  # UnmeasuredGpuUse: the run fails before its window
         if not self.cfg.baseline.enabled:
             return None
         if self.backend is None or not self.devices:
