@@ -67,3 +67,17 @@ def test_container_kwargs_for_assigned_gpus_and_an_engine_needing_shm(tmp_path):
     assert kwargs["image"] == "llenergymeasure/vllm:" + __import__("llenergymeasure").__version__
     assert kwargs["command"][-1] == CONTAINER_RUN_DIR
     runner.close()
+
+
+def test_replayed_gpus_are_not_requested_from_docker(tmp_path, monkeypatch):
+    """On a GPU-less host with a replayed trace the sequential executor assigns the trace's GPUs;
+    a container cannot be given them (it would fail to start asking the NVIDIA runtime)."""
+    monkeypatch.setenv("LLEM_NVML_REPLAY", str(tmp_path / "trace.jsonl"))
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    runner = DockerRunner(docker_config=DockerConfig(model_cache_dir=str(tmp_path / "cache")))
+    runner._gpu_present = False
+    spec = _spec("org/model", gpu_ids=["GPU-5e5e5e5e-0000-4000-8000-000000000000"])
+    kwargs = runner.container_kwargs(RunRequest(run_dir=run_dir, spec=spec, timeout_s=10, silence_timeout_s=None))
+    assert kwargs.get("device_requests") in (None, []) and GPUS_ISOLATED_ENV not in kwargs["environment"]
+    runner.close()
