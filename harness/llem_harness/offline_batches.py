@@ -82,8 +82,7 @@ class OfflineBatches:
         requests, itl_values, intervals = _requests_from_outputs(self.outputs, self.perf_to_unix_s,
                                                                  config.max_output_tokens)
         _label_repeats(requests, self.prompts)
-        phase_energy = after.read("phase_energy",
-                                  lambda: session.phase_energy(intervals, window.energy.gpu_energy_raw_j),
+        phase_energy = after.read("phase_energy", lambda: _phase_energy(session, self.outputs, intervals, window),
                                   lambda why: PhaseEnergy(unavailable_reason=why))
         flops = after.read("flops", lambda: _estimate_flops(adapter, requests),
                            lambda why: FlopsEstimate(unavailable_reason=why))
@@ -120,18 +119,40 @@ def _requests_from_outputs(outputs: list[BatchOutput], to_unix: float, max_outpu
             first_s, last_s = req.first_and_last_s()
             lat = request_latency(sent_s, req.output_tokens, req.token_times_s, first_s, last_s)
             itl_values.extend(lat.itl_s)
+            # Prefill from the engine's first scheduling where it reports one (a request queued behind a
+            # full batch is not in prefill while it waits), else from submission.
+            prefill_s = req.scheduled_s if req.scheduled_s is not None else sent_s
             if first_s is not None and last_s is not None:
-                intervals += [(sent_s + to_unix, first_s + to_unix, "prefill"),
+                intervals += [(prefill_s + to_unix, first_s + to_unix, "prefill"),
                               (first_s + to_unix, last_s + to_unix, "decode")]
+            if req.scheduled_s is not None:
+                intervals.append((sent_s + to_unix, req.scheduled_s + to_unix, "queue"))
             requests.append(RequestRecord(index=index, batch_index=b, input_tokens=req.input_tokens,
                                           output_tokens=req.output_tokens, ttft_s=lat.ttft_s,
                                           e2e_latency_s=lat.e2e_latency_s, tpot_s=lat.tpot_s,
                                           finished_by=req.finished_by,
                                           timing_unavailable_reason=req.timing_unavailable_reason,
                                           cached_prompt_tokens=req.cached_prompt_tokens,
-                                          exceeds_max_output_tokens=req.output_tokens > max_output_tokens))
+                                          exceeds_max_output_tokens=req.output_tokens > max_output_tokens,
+                                          queue_s=max(0.0, req.scheduled_s - sent_s)
+                                          if req.scheduled_s is not None else None))
             index += 1
     return requests, itl_values, intervals
+
+
+def _phase_energy(session, outputs: list[BatchOutput], intervals, window) -> PhaseEnergy:
+    """The prefill/decode split, or null with the reason where an engine that queues requests did not
+    say when it scheduled one (its prefill would start at submission and swallow its wait)."""
+    requests = [req for out in outputs for req in out.requests]
+    missing = next((r.schedule_unavailable_reason for r in requests if r.schedule_unavailable_reason), None)
+    if missing is not None:
+        return PhaseEnergy(unavailable_reason=f"prefill start unknown: {missing}; a queued request would count "
+                                              "its wait as prefill")
+    phase = session.phase_energy(intervals, window.energy.gpu_energy_raw_j)
+    if phase.method != "unavailable":
+        scheduled = any(r.scheduled_s is not None for r in requests)
+        phase.prefill_start = "first_scheduled" if scheduled else "submission"
+    return phase
 
 
 def _label_repeats(requests: list[RequestRecord], prompts: list[str]) -> None:

@@ -6,6 +6,10 @@ the same joules once per request (prefill + decode could exceed the window's ene
 phase is the set of instants when at least one request was in it, clipped to the window; an instant
 when one request is in prefill while another decodes is given to prefill (`OVERLAP_ATTRIBUTION`),
 so the two phases are disjoint and prefill + decode <= window, in time and in energy.
+
+A request's prefill starts when the engine first scheduled it, where the engine says (vLLM,
+TensorRT-LLM: requests beyond the batch limit wait in a queue, which is neither prefill nor
+decode); `queue` spans are reported apart as `queue_time_s`.
 """
 from __future__ import annotations
 
@@ -78,7 +82,9 @@ def phase_energy(spans: list[tuple[float, float, str]], window: Interval, sample
     def samples(parts: list[Interval]) -> int:
         return sum(1 for t in sample_times if any(a <= t <= b for a, b in parts))
 
+    queued = [(a, b) for a, b, p in spans if p == "queue"]  # reported apart: neither prefill nor decode
     return PhaseEnergy(method="timeline_integration", prefill_energy_j=energy(prefill), decode_energy_j=energy(decode),
                        prefill_time_s=total_s(prefill), decode_time_s=total_s(decode),
                        prefill_samples=samples(prefill), decode_samples=samples(decode), overlap_s=overlap,
-                       overlap_attribution=OVERLAP_ATTRIBUTION)
+                       overlap_attribution=OVERLAP_ATTRIBUTION,
+                       queue_time_s=total_s(clip(union(queued), *window)) if queued else None)

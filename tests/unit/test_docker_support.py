@@ -102,4 +102,15 @@ def test_extra_mounts_are_recorded_for_the_result_and_read_write_ones_warned(tmp
 
     (warning,) = read_write_mount_warnings(config.extra_mounts)
     assert f"{rw} is mounted read-write" in warning and "':ro'" in warning
+def test_replayed_gpus_are_not_requested_from_docker(tmp_path, monkeypatch):
+    """On a GPU-less host with a replayed trace the sequential executor assigns the trace's GPUs;
+    a container cannot be given them (it would fail to start asking the NVIDIA runtime)."""
+    monkeypatch.setenv("LLEM_NVML_REPLAY", str(tmp_path / "trace.jsonl"))
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    runner = DockerRunner(docker_config=DockerConfig(model_cache_dir=str(tmp_path / "cache")))
+    runner._gpu_present = False
+    spec = _spec("org/model", gpu_ids=["GPU-5e5e5e5e-0000-4000-8000-000000000000"])
+    kwargs = runner.container_kwargs(RunRequest(run_dir=run_dir, spec=spec, timeout_s=10, silence_timeout_s=None))
+    assert kwargs.get("device_requests") in (None, []) and GPUS_ISOLATED_ENV not in kwargs["environment"]
     runner.close()

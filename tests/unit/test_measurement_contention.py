@@ -149,3 +149,49 @@ def test_a_process_the_run_starts_during_the_window_is_its_own():
         child.kill()
         child.wait()
     assert result.gpu_foreign_processes == [] and result.significant is (result.host_cpu_foreign_cores >= 0.5)
+
+
+def test_serving_contention_is_read_at_the_end_edge_not_after_the_drain(monkeypatch, tmp_path):
+    """A foreign process that starts in the drain (after the end edge) is outside the window."""
+    from _measurement_helpers import wait_until
+    from llem_harness.serving.window import LiveEdges
+
+    session, _ = _session(monkeypatch, tmp_path, lambda t: [FOREIGN] if t >= 13.0 else [])
+    live = LiveEdges(session)
+    wait_until(session, 4.0)
+    live.on_edge("start")
+    wait_until(session, 10.0)
+    live.on_edge("end")
+    wait_until(session, 18.0)  # the drain: the sampler thread still polls; the foreign process is there now
+    window = live.finish()
+    session.close()
+    assert window.contention.gpu_foreign_processes == [] and window.contention.gpu_process_samples >= 2
+    assert not any("foreign compute" in r for r in window.contention.reasons)
+
+
+def _fake_proc(root, busy_ticks: int, own_ticks: int):
+    """/proc as ContentionMonitor reads it: the host's busy ticks and this process's own CPU ticks."""
+    pid = os.getpid()
+    (root / str(pid) / "task" / str(pid)).mkdir(parents=True, exist_ok=True)
+    (root / str(pid) / "task" / str(pid) / "children").write_text("")
+    (root / "stat").write_text(f"cpu  {busy_ticks} 0 0 1000 0 0 0 0 0 0\n")
+    (root / str(pid) / "stat").write_text(f"{pid} (python) R 1 1 1 0 -1 0 0 0 0 0 {own_ticks} 0 0 0 20 0\n")
+
+
+def test_foreign_cpu_time_is_taken_over_the_window_not_over_the_drain(tmp_path):
+    """The end edge's /proc readings: CPU load in the drain neither marks the window nor dilutes it."""
+    tick = os.sysconf("SC_CLK_TCK")
+    _fake_proc(tmp_path, 0, 0)
+    monitor = ContentionMonitor([], time.monotonic, proc=tmp_path)
+    t0 = time.monotonic()
+    monitor.start()
+    time.sleep(0.1)
+    _fake_proc(tmp_path, 3 * tick, tick)   # window: 3 s busy, 1 s of it ours
+    monitor.mark_end()
+    window_s = time.monotonic() - t0
+    _fake_proc(tmp_path, 500 * tick, tick)  # the drain: someone else's load
+    time.sleep(1.0)
+    result, _ = monitor.stop()
+    assert result.host_cpu_own_s == 1.0 and result.host_cpu_foreign_s == 2.0
+    assert result.host_cpu_foreign_cores >= 2.0 / window_s  # over the window's length, not the drain's
+    assert result.significant is True

@@ -31,6 +31,11 @@ class GeneratedRequest:
     last_token_s: float | None = None    # only when token_times_s is empty
     timing_unavailable_reason: str | None = None
     cached_prompt_tokens: int | None = None  # prompt tokens served from the engine's cache; None = not reported
+    # When the engine first scheduled the request: its prefill starts there, not at submission (an
+    # engine that batches continuously queues what exceeds its batch). None with no reason: the engine
+    # starts every request when handed it (a static batch, one request at a time).
+    scheduled_s: float | None = None
+    schedule_unavailable_reason: str | None = None  # the engine may queue it and does not say when it ran
 
     def first_and_last_s(self) -> tuple[float | None, float | None]:
         if self.token_times_s:

@@ -60,10 +60,19 @@ def request_timings(completion: Any, mono_to_perf: float) -> dict[str, Any]:
     timing = getattr(perf, "timing_metrics", None)
     if timing is None:
         return {"timing_unavailable_reason": "TensorRT-LLM returned no request_perf_metrics for this request"}
-    return {"start_s": timing.arrival_time.total_seconds() + mono_to_perf,
-            "first_token_s": timing.first_token_time.total_seconds() + mono_to_perf,
-            "last_token_s": timing.last_token_time.total_seconds() + mono_to_perf,
-            "timing_unavailable_reason": NO_PER_TOKEN_TIMES}
+    timings = {"start_s": timing.arrival_time.total_seconds() + mono_to_perf,
+               "first_token_s": timing.first_token_time.total_seconds() + mono_to_perf,
+               "last_token_s": timing.last_token_time.total_seconds() + mono_to_perf,
+               "timing_unavailable_reason": NO_PER_TOKEN_TIMES}
+    # In-flight batching queues what exceeds max_batch_size: prefill starts at the first scheduling.
+    scheduled = getattr(timing, "first_scheduled_time", None)
+    scheduled_s = scheduled.total_seconds() if scheduled is not None else 0.0
+    if scheduled_s > 0:
+        timings["scheduled_s"] = scheduled_s + mono_to_perf
+    else:
+        timings["schedule_unavailable_reason"] = ("TensorRT-LLM reported no first_scheduled_time in this "
+                                                  "request's timing metrics")
+    return timings
 
 
 class TensorRtLlmAdapter:

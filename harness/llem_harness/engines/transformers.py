@@ -15,7 +15,7 @@ from llenergymeasure.domain import ExperimentConfig, MemoryStats, TokenTiming, t
 from llenergymeasure.domain.config import dtype_name
 
 from .base import BatchOutput, GeneratedRequest
-from .step_clock import step_clock
+from .step_clock import open_batch, step_clock
 
 
 class TransformersAdapter:
@@ -119,9 +119,7 @@ class TransformersAdapter:
             gen_kwargs.update(temperature=None, top_p=None, top_k=None)
         if cfg.decoding.ignore_eos:
             gen_kwargs["min_new_tokens"] = cfg.max_output_tokens
-        self.synchronize()
-        start = time.perf_counter()
-        clock.begin(start)
+        start = open_batch(clock, self.synchronize)  # origin event, one synchronise, then the host clock
         with torch.inference_mode():
             out = self.model.generate(**enc, **gen_kwargs)
         self.synchronize()

@@ -8,8 +8,10 @@ Batching: all prompts of a batch go to one `generate` call; vLLM schedules them 
 Per-request latency comes from vLLM's own request metrics (`RequestOutput.metrics`, a
 `RequestStateStats`), which the offline `LLM` fills only with `disable_log_stats=False` (its
 default is True): `arrival_time` is wall-clock, `first_token_latency` is measured by vLLM from
-arrival, and `first_token_ts`/`last_token_ts` are the engine core's monotonic clock. TTFT and
-TPOT therefore come from vLLM; ITL does not (no per-token times offline) and stays null.
+arrival, and `scheduled_ts`/`first_token_ts`/`last_token_ts` are the engine core's monotonic clock. TTFT
+and TPOT therefore come from vLLM; ITL does not (no per-token times offline) and stays null. A
+request's prefill starts at `scheduled_ts` (first scheduled; requests beyond `max_num_seqs` wait in
+the queue until then), as in vLLM's own prefill-time metric.
 
 Effective parameters are read from the live engine right after `load()`, before any measured
 work, one attribute at a time: an attribute a vLLM version renamed becomes `null` with its reason
@@ -71,9 +73,18 @@ def request_timings(metrics: Any, to_perf: float) -> dict[str, Any]:
         return {"timing_unavailable_reason": "vLLM returned no request metrics (RequestOutput.metrics is None)"}
     start_s = metrics.arrival_time + to_perf
     first_s = start_s + metrics.first_token_latency
-    return {"start_s": start_s, "first_token_s": first_s,
-            "last_token_s": first_s + (metrics.last_token_ts - metrics.first_token_ts),
-            "timing_unavailable_reason": NO_PER_TOKEN_TIMES}
+    timings = {"start_s": start_s, "first_token_s": first_s,
+               "last_token_s": first_s + (metrics.last_token_ts - metrics.first_token_ts),
+               "timing_unavailable_reason": NO_PER_TOKEN_TIMES}
+    # Prefill starts when the scheduler first took the request (vLLM's own prefill_time is
+    # first_token_ts - scheduled_ts, both engine-core clock); before that it waited in the queue.
+    scheduled_ts = getattr(metrics, "scheduled_ts", 0.0) or 0.0
+    if scheduled_ts and scheduled_ts <= metrics.first_token_ts:
+        timings["scheduled_s"] = first_s - (metrics.first_token_ts - scheduled_ts)
+    else:
+        timings["schedule_unavailable_reason"] = ("vLLM reported no first-scheduled time for this request "
+                                                  "(RequestStateStats.scheduled_ts unset)")
+    return timings
 
 
 def _plain(value: Any) -> Any:

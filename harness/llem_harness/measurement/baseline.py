@@ -111,6 +111,7 @@ def measure_baseline(backend: DeviceBackend, devices: list[GpuDevice], duration_
                   power_std_w=statistics.stdev(sums) if len(sums) >= 2 else None)
     deltas = [(e.energy_mj - s.energy_mj) if s.energy_mj is not None and e.energy_mj is not None else None
               for s, e in zip(start_e, end_e)]
+    common["idle_power_per_gpu_w"] = _per_gpu_power(devices, deltas, ticks, t1 - t0)
     if all(d is not None and d >= 0 for d in deltas) and t1 > t0:
         return BaselineResult(method="counter_delta", power_mean_w=sum(deltas) / 1000.0 / (t1 - t0),
                               **common), warnings
@@ -122,3 +123,16 @@ def measure_baseline(backend: DeviceBackend, devices: list[GpuDevice], duration_
     warnings.append(f"baseline unavailable: {reason}")
     return BaselineResult(method="unavailable", unavailable_reason=reason,
                           **{**common, "power_std_w": None}), warnings
+
+
+def _per_gpu_power(devices: list[GpuDevice], deltas: list, ticks, duration_s: float) -> dict[str, float]:
+    """Each GPU's mean idle power: its counter delta, else the mean of its instant-power samples."""
+    out: dict[str, float] = {}
+    for pos, dev in enumerate(devices):
+        if deltas[pos] is not None and deltas[pos] >= 0 and duration_s > 0:
+            out[dev.uuid] = deltas[pos] / 1000.0 / duration_s
+            continue
+        vals = [tk.samples[pos].power_instant_w for tk in ticks if tk.samples[pos].power_instant_w is not None]
+        if vals:
+            out[dev.uuid] = statistics.fmean(vals)
+    return out

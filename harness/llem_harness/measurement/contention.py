@@ -15,6 +15,12 @@ Host CPU: /proc/stat busy time (user, nice, system, steal) over the window, minu
 this process tree (utime + stime + reaped children's cutime + cstime of every process descending
 from this one). The difference is what other processes (and, as steal, other virtual machines)
 used. Interrupt time is left out: it is not any process's, and our own I/O causes much of it.
+
+Both are read at the window's edges, not when the window is built: serving builds its window after
+the drain, and what happens in the drain is outside the window (a foreign process that starts then
+must not mark a clean window; a foreign load inside it must not be diluted by the drain's length).
+`mark_end()` takes the end readings (serving: on the window thread right after the end edge, off the
+event loop) and closes the monitor: later polls are ignored, `stop()` only builds the result.
 """
 from __future__ import annotations
 
@@ -135,6 +141,7 @@ class ContentionMonitor:
         self._busy0 = self._own0 = None
         self._wall0 = time.monotonic()
         self._cpu_error: str | None = None
+        self._end: dict | None = None  # the end edge's readings (mark_end); polls after it are ignored
 
     def learn_own_gpu_pids(self, before_load: list[dict]) -> None:
         """After the model loaded: in a PID namespace, the GPU PIDs that appeared are this run's."""
@@ -152,6 +159,10 @@ class ContentionMonitor:
         self._own_gpu_pids = invisible
         self._notes.append(f"GPU processes {sorted(self._own_gpu_pids)} appeared while the model loaded and are "
                            "not visible in this PID namespace: counted as this run's")
+
+    def own_pids(self) -> set[int]:
+        """This run's PIDs: its process tree, and the GPU PIDs learnt in a PID namespace."""
+        return self._own_tree()[1] | self._own_gpu_pids
 
     def _own_tree(self) -> tuple[float | None, set[int]]:
         try:
@@ -172,13 +183,15 @@ class ContentionMonitor:
 
     def poll(self) -> None:
         """From the sampler thread: GPU process lists at most every GPU_POLL_INTERVAL_S (device time)."""
-        if self.devices and self.clock() - self._last_poll >= GPU_POLL_INTERVAL_S:
+        if self.devices and self._end is None and self.clock() - self._last_poll >= GPU_POLL_INTERVAL_S:
             self._read_gpus()
 
     def _read_gpus(self) -> None:
         if not self.devices:
             return
         with self._lock:
+            if self._end is not None:
+                return  # after the end edge: outside the window
             self._last_poll = self.clock()
             self._gpu_samples += 1
             for dev in self.devices:
@@ -201,27 +214,37 @@ class ContentionMonitor:
                     if mem is not None and (entry["used_memory_mb"] is None or mem > entry["used_memory_mb"]):
                         entry["used_memory_mb"] = mem
 
+    def mark_end(self) -> None:
+        """The end edge's readings (host CPU, this tree, the GPU process lists); idempotent."""
+        if self._end is not None:
+            return
+        self._read_gpus()  # the last process-list read of the window
+        with self._lock:
+            wall_s = time.monotonic() - self._wall0
+            own1, tree1 = self._own_tree()
+            busy1, error = None, None
+            try:
+                busy1 = host_busy_s(self.proc)
+            except (OSError, ValueError, IndexError) as exc:
+                error = f"/proc unreadable at the window's end: {type(exc).__name__}: {exc}"
+            self._end = {"wall_s": wall_s, "own_s": own1, "tree": tree1, "busy_s": busy1, "error": error}
+
     def stop(self) -> tuple[ContentionResult, list[str]]:
-        wall_s = time.monotonic() - self._wall0
+        self.mark_end()  # offline: the end edge is now; serving marked it at the edge
+        end = self._end
+        wall_s, own1, busy1 = end["wall_s"], end["own_s"], end["busy_s"]
         with self._lock:
             foreign_s = own_s = cores = None
-            cpu_reason = self._cpu_error
-            own1, tree1 = self._own_tree()
-            self._tree |= tree1  # a process this run started during the window is ours, not foreign
+            cpu_reason = self._cpu_error or end["error"]
+            self._tree |= end["tree"]  # a process this run started during the window is ours, not foreign
             for key in [k for k in self._seen if k[1] in self._tree]:
                 del self._seen[key]
             if cpu_reason is None and self._busy0 is not None and self._own0 is not None and own1 is not None:
-                try:
-                    busy1 = host_busy_s(self.proc)
-                    own_s = own1 - self._own0
-                    # Tick rounding can make the difference slightly negative on an idle host.
-                    foreign_s = max(0.0, busy1 - self._busy0 - own_s)
-                    cores = foreign_s / wall_s if wall_s > 0 else None
-                except (OSError, ValueError, IndexError) as exc:
-                    cpu_reason = f"/proc unreadable at the window's end: {type(exc).__name__}: {exc}"
+                own_s = own1 - self._own0
+                # Tick rounding can make the difference slightly negative on an idle host.
+                foreign_s = max(0.0, busy1 - self._busy0 - own_s)
+                cores = foreign_s / wall_s if wall_s > 0 else None
             cpu_reason = cpu_reason or self._cpu_error
-        self._read_gpus()
-        with self._lock:
             gpu_reason = self._gpu_error if self.devices else "no GPU measured"
             result = ContentionResult(
                 gpu_foreign_processes=sorted(self._seen.values(), key=lambda e: (e["gpu_index"], e["pid"])),

@@ -45,10 +45,12 @@ from .devices import DeviceBackend, GpuDevice, RealTimeClock, select_devices
 from .energy import integrate_power_j, window_energy
 from .environment import environment_summary, read_environment
 from .external import external_beside
+from .idle_gpus import idle_gpus
 from .rapl import RaplMeter
 from .sampler import Sampler, Tick, write_timeseries
 from .stall import StallWatch
 from .throttle import summarise_throttle
+from .unmeasured_use import check_unmeasured_use
 from .warmup import run_warmup
 
 Emit = Callable[..., None]
@@ -112,7 +114,9 @@ class MeasurementSession:
         self.unavailable_reason = choice.unavailable_reason
         self.notes = list(choice.notes)
         self.devices: list[GpuDevice] = []
+        self._all_devices: list[GpuDevice] = []
         if self.backend is not None:
+            self._all_devices = self.backend.devices()
             self.devices, notes = self._select(gpu_ids)
             for note in notes:
                 self._warn(note)
@@ -189,6 +193,8 @@ class MeasurementSession:
         """Loaded idle: the model is resident and the engine idle (never reused: it depends on both)."""
         if self.devices:
             self.contention.learn_own_gpu_pids(self._foreign)
+            for note in check_unmeasured_use(self._all_devices, self.devices, self.contention.own_pids()):
+                self._warn(note)  # UnmeasuredGpuUse: the run fails before its window
         if not self.cfg.baseline.enabled:
             return None
         if self.backend is None or not self.devices:
@@ -303,6 +309,11 @@ class MeasurementSession:
             if energy.gpu_energy_adjusted_j is not None and subtracted is not None:
                 energy.baseline_power_w = subtracted.power_mean_w
                 energy.baseline_subtracted = kind
+            for note in notes:
+                self._warn(note, warnings)
+            energy.gpu_uuids = [d.uuid for d in self.devices]
+            energy.idle_gpu_uuids, notes = idle_gpus(self.devices, self._window_ticks, energy,
+                                                     [self._loaded_idle, self._baseline])
             for note in notes:
                 self._warn(note, warnings)
             if getattr(self.backend, "exhausted", lambda: False)():

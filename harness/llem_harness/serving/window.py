@@ -89,8 +89,9 @@ class LiveEdges:
 
     `on_edge("start")` reads the counters and hands the rest of the window start (RAPL, sampler
     thread) to a worker thread that exists before the load; `on_edge("end")` reads the counters (and
-    RAPL) only. `finish()`, called after the load, stops the sampler, drops its samples taken after
-    the end edge and builds the window (files included). `stalls_s` records how long each edge held
+    RAPL) only, and hands contention's end readings to that thread. `finish()`, called after the
+    load, stops the sampler, drops its samples taken after the end edge and builds the window
+    (files included). `stalls_s` records how long each edge held
     the event loop (bench/serving_edge_stall.py).
     """
 
@@ -100,6 +101,7 @@ class LiveEdges:
     stalls_s: list[float] = field(default_factory=list)
     _worker: Any = None
     _started: Any = None
+    _ended: Any = None
 
     def __post_init__(self) -> None:
         from concurrent.futures import ThreadPoolExecutor
@@ -119,6 +121,9 @@ class LiveEdges:
             if self._started is not None and not self._started.done():
                 self._started.result()  # the end came before the start finished (a window of milliseconds)
             self.end_edge = self.session.read_edge(end=True)
+            # Contention's end readings (/proc, process lists) at the edge, not after the drain; on the
+            # window thread, so the event loop pays only the hand-over.
+            self._ended = self._worker.submit(self.session.contention.mark_end)
         else:
             return
         if self.emit is not None:
@@ -127,8 +132,9 @@ class LiveEdges:
 
     def finish(self):
         try:
-            if self._started is not None:
-                self._started.result()
+            for edge in (self._started, self._ended):
+                if edge is not None:
+                    edge.result()
             return self.session.stop_window(_no_sync, self.end_edge)
         finally:
             self._worker.shutdown(wait=True)

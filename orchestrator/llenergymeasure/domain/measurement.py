@@ -46,6 +46,12 @@ class EnergyResult(OpenModel):
                           "timeline)")
     external: ExternalEnergy | None = Field(
         None, description="an external meter's energy of the same window (null: no external_energy_file)")
+    gpu_uuids: list[str] = Field(
+        default_factory=list, description="the GPUs this energy is of, by UUID: the run's own (assigned) GPUs, "
+        "the only ones measured; empty when no GPU was measured")
+    idle_gpu_uuids: list[str] = Field(
+        default_factory=list, description="measured GPUs that stayed idle through the window (utilisation about 0 "
+        "and power about their idle power): their idle draw is in the figures; a comparability flag")
 
 
 class BaselineResult(OpenModel):
@@ -60,6 +66,8 @@ class BaselineResult(OpenModel):
     gpu_uuids: list[str] = Field(default_factory=list)
     idle_temperature_c: float | None = None
     idle_temperature_per_gpu_c: dict[str, float] = Field(default_factory=dict, description="GPU UUID -> mean idle °C")
+    idle_power_per_gpu_w: dict[str, float] = Field(
+        default_factory=dict, description="GPU UUID -> mean idle power (W); what tells an idle GPU in the window")
     measured_at: str | None = Field(None, description="ISO-8601 UTC")
     fresh: bool = True
     age_s: float | None = Field(None, description="age when used (0 when fresh)")
@@ -163,3 +171,9 @@ class PhaseEnergy(OpenModel):
     decode_samples: int | None = Field(None, description="power samples inside the decode time")
     overlap_s: float | None = Field(None, description="time when a prefill and a decode ran at once")
     overlap_attribution: str | None = Field(None, description="which phase the overlap time was given to")
+    prefill_start: Literal["first_scheduled", "submission"] | None = Field(
+        None, description="where each request's prefill starts: when the engine first scheduled it (engines that "
+        "queue requests: vLLM, TensorRT-LLM), or its submission (engines that start a request when handed it)")
+    queue_time_s: float | None = Field(
+        None, description="time in the window when at least one request waited for the engine's scheduler (union "
+        "of submission -> first scheduled); apart from prefill and decode; null where not reported")

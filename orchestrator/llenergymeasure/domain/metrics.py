@@ -39,6 +39,9 @@ class RequestRecord(OpenModel):
         None, description="prompt tokens the engine served from a cache; null where the engine does not say")
     prompt_repeat: int = Field(0, ge=0, description="times this prompt was already sent in the measured set")
     exceeds_max_output_tokens: bool = Field(False, description="output_tokens > max_output_tokens")
+    queue_s: float | None = Field(
+        None, description="submission to the engine's first scheduling of the request (waiting behind a full batch); "
+        "null where the engine does not report when it scheduled the request")
 
 
 class PromptCache(OpenModel):

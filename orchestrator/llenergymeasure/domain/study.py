@@ -5,7 +5,7 @@ import posixpath
 import re
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from .base import StrictModel
 from .config import ENGINE_ALIASES, ENGINES, check_floats_bounded
@@ -56,8 +56,10 @@ class ExecutionConfig(StrictModel):
     parallel: int | Literal["auto"] = Field(1, description="runs at once on disjoint GPU sets (see docs/scale.md)")
     gpus_per_run: int | None = Field(None, ge=1, le=1024, description="GPUs each run gets; default: the largest "
                                      "tensor_parallel_size among the study's configurations, else 1")
-    gpus: list[str] | None = Field(None, description="GPU ids/UUIDs for parallel runs; on a CPU host these are "
-                                   "fake ids passed through CUDA_VISIBLE_DEVICES only")
+    gpus: list[str] | None = Field(None, description="GPUs (indices or UUIDs) this study may use, whatever the "
+                                   "executor and runner: each run is given gpus_per_run of them and measures only "
+                                   "those; default: every visible NVIDIA GPU. On a CPU host (parallel machinery "
+                                   "tests) fake ids passed through CUDA_VISIBLE_DEVICES only")
     allow_parallel_cpu: bool = Field(False, description="allow parallel runs without GPUs (timing/energy skewed)")
     max_runs: int | None = Field(None, ge=1, description="runs this study may start without `llem run --yes` "
                                  f"(default {LARGE_PLAN_RUNS:,}): a guard against a sweep larger than meant")
@@ -81,7 +83,8 @@ class DockerConfig(StrictModel):
     model_cache_dir: str | None = Field(None, description="host dir mounted as the HF cache (default: $HF_HOME)")
     shm_size: str | None = Field(None, description="e.g. '8g' (vLLM needs a large /dev/shm)")
     extra_mounts: list[str] = Field(default_factory=list, description="'HOST:CONTAINER[:ro]' bind mounts")
-    gpus: list[str] | None = Field(None, description="GPU indices or UUIDs; default: all present")
+    gpus: list[str] | None = Field(None, description="deprecated name of execution.gpus (which governs local "
+                                   "and Docker runs alike); still accepted")
     keep_failed: bool = False
 
     @field_validator("extra_mounts")
@@ -139,3 +142,20 @@ class StudyConfig(StrictModel):
                 raise ValueError(f"unknown engine '{key}'; valid: {', '.join(ENGINES)}")
             out[engine] = item
         return out
+
+    @model_validator(mode="after")
+    def _docker_gpus_alias(self) -> "StudyConfig":
+        """`docker.gpus` once chose the GPUs of Docker runs and, confusingly, of local ones too: it is
+        now a deprecated name of `execution.gpus` (StudyRun says so when a study uses it)."""
+        if self.docker.gpus is None:
+            return self
+        if self.execution.gpus is None:
+            self.execution.gpus = list(self.docker.gpus)
+        elif [str(g) for g in self.execution.gpus] != [str(g) for g in self.docker.gpus]:
+            raise ValueError(f"docker.gpus {self.docker.gpus} and execution.gpus {self.execution.gpus} disagree: "
+                             "docker.gpus is a deprecated name of execution.gpus; remove docker.gpus")
+        return self
+
+
+DOCKER_GPUS_DEPRECATED = ("docker.gpus is deprecated: it is read as execution.gpus, which chooses the GPUs of "
+                          "local and Docker runs alike; rename it to execution.gpus")

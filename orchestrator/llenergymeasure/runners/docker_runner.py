@@ -71,6 +71,8 @@ class DockerRunner:
 
     def _gpu_ids(self, spec: RunSpec | ExperimentConfig) -> list[str] | None:
         assigned = spec.gpu_ids if isinstance(spec, RunSpec) else None
+        if assigned and not self._gpu_present and os.environ.get("LLEM_NVML_REPLAY"):
+            return None  # GPUs of a replayed trace (no GPU here): nothing a container could be given
         return assigned if assigned is not None else self.config.gpus
 
     # -- preflight -------------------------------------------------------------------------------

@@ -75,6 +75,38 @@ def visible_gpu_uuids() -> list[str]:
             if line.startswith("GPU ") and "UUID: " in line]
 
 
+def measurable_gpu_uuids() -> list[str]:
+    """UUIDs, in NVML order, of the GPUs a run on this host is measured on: the replayed trace's
+    GPUs when `LLEM_NVML_REPLAY` names one (the harness then reads that trace, not NVML), else the
+    visible NVIDIA GPUs. Sequential runs are handed a set of these, as parallel runs are."""
+    import json
+    import os
+
+    trace = os.environ.get("LLEM_NVML_REPLAY")
+    if not trace:
+        return visible_gpu_uuids()
+    try:
+        with open(trace, encoding="utf-8") as fh:
+            header = json.loads(fh.readline())
+        gpus = sorted(header.get("gpus") or [], key=lambda g: int(g["index"]))
+        return [str(g["uuid"]) for g in gpus]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []  # the harness reports an unreadable trace; the run is then not assigned GPUs
+
+
+def cuda_visible_devices(gpu_ids: list[str]) -> tuple[str, dict[str, str]]:
+    """CUDA_VISIBLE_DEVICES for a run assigned `gpu_ids`, and the variables that go with it.
+
+    Why not the UUIDs themselves: CUDA accepts them, but vLLM parses each entry as an integer and
+    crashes on a UUID. A UUID of a GPU this host measures becomes its NVML index, with
+    CUDA_DEVICE_ORDER=PCI_BUS_ID so that CUDA numbers the GPUs as NVML does (the harness maps the
+    index back to the same UUID). Anything else (an index, a fake id) is passed through."""
+    order = {uuid: str(i) for i, uuid in enumerate(measurable_gpu_uuids())}
+    tokens = [order.get(str(g), str(g)) for g in gpu_ids]
+    extra = {"CUDA_DEVICE_ORDER": "PCI_BUS_ID"} if any(str(g) in order for g in gpu_ids) else {}
+    return ",".join(tokens), extra
+
+
 def cpu_build_installed(engine: str) -> bool:
     """The engine's CPU build is installed in this Python environment."""
     try:

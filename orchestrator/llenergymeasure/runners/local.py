@@ -54,8 +54,11 @@ class LocalRunner:
 
     def execute(self, request: RunRequest) -> ExitInfo:
         env = self._base_env()
-        if request.spec.gpu_ids:
-            env["CUDA_VISIBLE_DEVICES"] = ",".join(request.spec.gpu_ids)
+        if request.spec.gpu_ids:  # the run's own GPUs only: CUDA sees (and the harness measures) these
+            from .gpu_presence import cuda_visible_devices
+
+            env["CUDA_VISIBLE_DEVICES"], order = cuda_visible_devices(request.spec.gpu_ids)
+            env.update(order)
         log_path = request.run_dir / RUNNER_LOG_FILE
         stderr_log = open(log_path, "ab")
         oom_before = oom_evidence.snapshot()

@@ -142,7 +142,7 @@ class StudyRun:
                 study_dir, manifest = self.open_existing(resume_dir, planned)
             else:
                 check_storage(study.results_dir)
-            keys = device_keys(ex.gpus or study.docker.gpus, "execution.gpus" if ex.gpus else "docker.gpus",
+            keys = device_keys(ex.gpus, "docker.gpus" if study.docker.gpus else "execution.gpus",
                                allow_fake=ex.allow_parallel_cpu)
             locks.append(GpuLock(keys, str(resume_dir or study.results_dir),
                                  wait=wait_for_devices, on_wait=self.observer.notice))
@@ -159,6 +159,10 @@ class StudyRun:
             raise
         for message in plan.notices + plan.warnings:
             self.observer.notice(message)
+        if study.docker.gpus is not None:
+            from ..domain.study import DOCKER_GPUS_DEPRECATED
+
+            self.observer.notice(DOCKER_GPUS_DEPRECATED)
         writer = ManifestWriter(manifest, manifest_path(study_dir))
         writer.write(fsync=True)
         todo = rerun_indices(manifest, skip_failed)
