@@ -83,7 +83,8 @@ def test_temperature_gate_is_bounded_and_flags_a_baseline_that_never_settles(mon
     assert 1.7 <= pre.duration_s <= 2.6  # replay time runs with the wall clock: a loaded host ends late
     # Attempts of 2 s while the next one still fits in 7 s: 0-2, 2-4, 4-6; the wait is the first two.
     assert 3.4 <= pre.temperature_wait_s <= 5.0
-    assert pre.power_mean_w == pytest.approx(70.0, rel=0.02)  # kept, flagged — not discarded
+    # kept, flagged — not discarded; the counter is read at edges a loaded host delays (as above: 5.5 %)
+    assert pre.power_mean_w == pytest.approx(70.0, rel=0.055)
     assert any("temperature still moving" in w for w in session.warnings())
     assert any(name == "warning" and "temperature still moving" in f["message"] for name, f in events)
 

@@ -71,7 +71,7 @@ def test_the_end_of_run_table_shows_the_tokens_its_rate_divides_by(capsys):
                                    window=window, energy_attribution="a")
     result.metrics.output_tokens_per_s = 369 / 0.706
     study = SimpleNamespace(study_name="s", summary=SimpleNamespace(completed=1, failed=0, skipped=0),
-                            experiments=[result], study_dir="/tmp/s")
+                            experiments=[result], configurations=[], study_dir="/tmp/s")
     print_summary_table(study)
     row = next(line for line in capsys.readouterr().out.splitlines() if "0.706" in line)
     assert "369" in row and "384" not in row and "523" in row

@@ -61,7 +61,7 @@ class ExecutionConfig(StrictModel):
                                    "those; default: every visible NVIDIA GPU. On a CPU host (parallel machinery "
                                    "tests) fake ids passed through CUDA_VISIBLE_DEVICES only")
     allow_parallel_cpu: bool = Field(False, description="allow parallel runs without GPUs (timing/energy skewed)")
-    max_runs: int | None = Field(None, ge=1, description="runs this study may start without `llem run --yes` "
+    max_runs: int | None = Field(None, ge=1, le=10**9, description="runs this study may start without `llem run --yes` "
                                  f"(default {LARGE_PLAN_RUNS:,}): a guard against a sweep larger than meant")
 
     @field_validator("parallel")
