@@ -25,6 +25,7 @@ from llenergymeasure.domain.latency import LATENCY_REFERENCE_DEFINITION
 from ..datasets import load_prompts, warmup_prompts
 from ..workload import Emit, WorkloadOutcome
 from .arrivals import send_offsets_s
+from .bunching import bunched_streams
 from .loadgen import LoadPlan, RequestTrace, count_prompt_tokens, drive
 from .process import SERVER_LOG_FILE, ServerFailed, ServerProcess
 from .report import REQUESTS_FILE, serving_metrics, serving_result, to_records, window_figures, write_requests_file
@@ -130,6 +131,10 @@ class ServingLoad:
         cache, cache_warnings = prompt_cache(records, config.prefix_caching, "server usage.prompt_tokens_details."
                                              "cached_tokens", f"the {config.engine} server reports no cached tokens")
         serving = serving_result(self.load_kind, cfg, server_def, self.ready_s, traces, records, sw, metrics)
+        n_bunched, bunched_warning = bunched_streams(traces) if cfg.streaming else (None, None)
+        serving = serving.model_copy(update={"server_start": self.server.start_info, "bunched_responses": n_bunched})
+        if bunched_warning:
+            self.warnings.append(bunched_warning)
         if serving.requests_over_max_output_tokens:
             self.warnings.append(f"{serving.requests_over_max_output_tokens} request(s) returned more than "
                                  f"max_output_tokens ({config.max_output_tokens}) tokens: flagged per request, "

@@ -6,7 +6,7 @@ per-request server-side figures. Kept here so `config.py` and `result.py` change
 """
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -116,3 +116,9 @@ class ServingResult(OpenModel):
     goodput_requests_per_s: float | None = None
     goodput_share: float | None = Field(None, description="share of ok requests meeting the SLO")
     goodput_unavailable_reason: str | None = None
+    server_start: dict[str, Any] | None = Field(
+        None, description="how the server process was started (own process group in the harness's session), "
+                          "read back from the kernel: session, process group, scheduling autogroup")
+    bunched_responses: int | None = Field(
+        None, description="streamed ok responses with at least 3 token events that all arrived in one socket "
+                          "read (a stalled server or client: their TTFT/TPOT/ITL describe the stall)")
