@@ -2,7 +2,9 @@
 
 Closed loop (concurrency C): C workers, each sends its next request when the previous one ends.
 Open loop (request_rate): each request is sent at its seeded offset (gamma/Poisson arrivals, arrivals.py),
-whatever is in flight. A chunk without text is not a token unless the server's usage says so (`token_times`).
+whatever is in flight. Every streamed chunk that carries a choice is a token event, its text empty or
+not (a token can decode to "", and the closing chunk may carry only `finish_reason`), as `vllm bench
+serve` counts them: TTFT is the first such event, e2e ends at the last.
 Per request it records send time, every token's arrival time (streaming), the completion time,
 HTTP status and the server's usage fields when it sends them. Times are unix seconds
 (time.time(), the clock of the measurement window). A streamed response is read by http_stream.py
@@ -35,7 +37,7 @@ class RequestTrace:
     error: str | None = None
     usage: dict | None = None
     finish_reason: str | None = None
-    chunk_times_s: list[float] = field(default_factory=list)  # every streamed chunk that is not a closing one
+    chunk_times_s: list[float] = field(default_factory=list)  # every streamed chunk carrying a choice
     empty_chunks: int = 0                                       # of those, chunks without text
 
     @property
@@ -63,8 +65,11 @@ async def _one_request(client: httpx.AsyncClient, body: dict, trace: RequestTrac
                 trace.error = f"HTTP {response.status_code}: {response.text[:200]}"
                 return
             payload = response.json()
-            trace.usage = payload.get("usage")
-            trace.finish_reason = (payload.get("choices") or [{}])[0].get("finish_reason")
+            if not isinstance(payload, dict):
+                raise BadEvent(f"the response is not a JSON object: {response.text[:80]!r}")
+            trace.usage = checked_usage(payload.get("usage"))
+            trace.finish_reason = checked_choices(payload.get("choices"))[0].get("finish_reason") \
+                if payload.get("choices") else None
             return
         pool = streams or StreamPool(str(client.base_url), read_timeout_s=client.timeout.read or 600.0)
         try:
@@ -75,15 +80,43 @@ async def _one_request(client: httpx.AsyncClient, body: dict, trace: RequestTrac
         if trace.status != 200:
             trace.error = f"HTTP {trace.status}: {error_body[:200]!r}"
             return
-        trace.token_times_s = token_times(trace.chunk_times_s, trace.token_times_s,
-                                          (trace.usage or {}).get("completion_tokens"))
-    except (httpx.HTTPError, json.JSONDecodeError, HTTPStreamError, OSError) as exc:  # TimeoutError is an OSError
+    except Exception as exc:  # noqa: BLE001 - one bad response (broken framing, a wrong-shaped event, a
+        # timeout, a refused connection) fails this request only; the load and every other trace go on
         trace.error = f"{type(exc).__name__}: {exc}"
     finally:
         trace.done_s = time.time()
 
 
 _decode_json = json.JSONDecoder().decode  # json.loads without its per-call checks (same decoder)
+
+
+class BadEvent(HTTPStreamError):
+    """A well-formed JSON event of the wrong shape (not an object, choices not a list, usage not an
+    object or its counts not integers): this request fails, the load goes on."""
+
+
+def checked_choices(choices) -> list:
+    if choices is None:
+        return []
+    if not isinstance(choices, list) or not all(isinstance(c, dict) for c in choices):
+        raise BadEvent(f"'choices' is not a list of objects: {str(choices)[:80]!r}")
+    for choice in choices:
+        for name in ("text", "finish_reason"):
+            if not isinstance(choice.get(name), (str, type(None))):
+                raise BadEvent(f"a choice's {name!r} is not a string: {str(choice.get(name))[:80]!r}")
+    return choices
+
+
+def checked_usage(usage) -> dict | None:
+    if usage is None:
+        return None
+    if not isinstance(usage, dict):
+        raise BadEvent(f"'usage' is not an object: {str(usage)[:80]!r}")
+    for name in ("completion_tokens", "prompt_tokens"):
+        value = usage.get(name)
+        if value is not None and (type(value) is not int or value < 0):
+            raise BadEvent(f"usage.{name} is not a token count: {str(value)[:80]!r}")
+    return usage
 
 
 class _StreamRecorder:
@@ -106,29 +139,22 @@ class _StreamRecorder:
         if data == b"[DONE]":
             return True
         chunk = _decode_json(data.decode("utf-8", "replace"))
+        if not isinstance(chunk, dict):
+            raise BadEvent(f"an event that is not a JSON object: {data[:80]!r}")
         trace = self.trace
-        if chunk.get("usage"):
-            trace.usage = chunk["usage"]
-        for choice in chunk.get("choices") or ():
-            text = choice.get("text")
-            if text or choice.get("finish_reason") is None:
-                trace.chunk_times_s.append(now)
-                if text:
-                    trace.token_times_s.append(now)
-                else:
-                    trace.empty_chunks += 1
-            if choice.get("finish_reason"):
-                trace.finish_reason = choice["finish_reason"]
+        usage = checked_usage(chunk.get("usage"))
+        if usage:
+            trace.usage = usage
+        choices = checked_choices(chunk.get("choices"))
+        if choices:  # a token event, its text empty or not (as vllm bench serve counts them)
+            trace.token_times_s.append(now)
+            trace.chunk_times_s.append(now)
+            if not any(choice.get("text") for choice in choices):
+                trace.empty_chunks += 1
+            for choice in choices:
+                if choice.get("finish_reason"):
+                    trace.finish_reason = choice["finish_reason"]
         return False
-
-
-def token_times(chunk_times_s: list[float], text_times_s: list[float], completion_tokens: int | None) -> list[float]:
-    """Arrival times of tokens: a chunk without text is not a token (a role or keep-alive chunk is not a
-    first token), unless the server's usage proves every chunk carried one (a token can decode to "",
-    e.g. half of a multi-byte character)."""
-    if completion_tokens is not None and completion_tokens == len(chunk_times_s):
-        return list(chunk_times_s)
-    return list(text_times_s)
 
 
 async def drive(base_url: str, bodies: list[dict], plan: LoadPlan, tracker: WindowTracker,
