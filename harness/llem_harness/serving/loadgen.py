@@ -207,17 +207,3 @@ async def drive(base_url: str, bodies: list[dict], plan: LoadPlan, tracker: Wind
             await asyncio.gather(*tasks)
     return sorted(traces, key=lambda t: t.index)
 
-
-def count_prompt_tokens(base_url: str, tokenize, prompt: str) -> int | None:
-    """The server's own count of a prompt's tokens from its tokenize endpoint, never a completion.
-
-    A completion would compute (and cache) the prompt before the load: every measured request
-    would then be a prefix-cache hit. `tokenize` = (path, body builder, count reader) of the server
-    (servers.py); None when the server has no such endpoint.
-    """
-    if tokenize is None:
-        return None
-    path, body, read = tokenize
-    response = httpx.post(base_url + path, json=body(prompt), timeout=120.0)
-    response.raise_for_status()
-    return read(response.json())
