@@ -205,3 +205,28 @@ def test_a_200_body_without_newlines_is_bounded_and_fails_its_request():
     pieces = [b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n"] + [blob] * (MAX_LINE_BYTES // len(blob) * 4)
     trace = _one(pieces)
     assert not trace.ok and "without a newline" in trace.error
+
+
+def _one_plain(pieces) -> RequestTrace:
+    async def go():
+        async with Scripted(pieces) as url:
+            async with httpx.AsyncClient(base_url=url, timeout=5.0) as client:
+                trace = RequestTrace(index=0, prompt_index=0, send_s=0.0)
+                await _one_request(client, {"prompt": "p", "max_tokens": 3, "stream": False}, trace)
+                return trace
+    return asyncio.run(go())
+
+
+def test_a_non_streamed_response_of_the_wrong_shape_or_size_fails_that_request():
+    from llem_harness.serving.http_stream import MAX_LINE_BYTES
+
+    def plain(body: bytes) -> bytes:
+        return b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body)
+    good = _one_plain([plain(json.dumps({"choices": [{"text": "abc", "finish_reason": "length"}],
+                                         "usage": {"prompt_tokens": 3, "completion_tokens": 3}}).encode())])
+    assert good.ok and good.usage["completion_tokens"] == 3 and good.finish_reason == "length"
+    for body in (b"[1,2,3]", b'{"usage": "lots"}', b'{"choices": 5}'):
+        trace = _one_plain([plain(body)])
+        assert not trace.ok and trace.error.startswith("BadEvent"), (body, trace.error)
+    huge = _one_plain([plain(b"x" * (MAX_LINE_BYTES + 10))])
+    assert not huge.ok and "over" in huge.error

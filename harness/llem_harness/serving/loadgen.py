@@ -22,7 +22,7 @@ from typing import Callable
 
 import httpx
 
-from .http_stream import HTTPStreamError, StreamPool
+from .http_stream import MAX_LINE_BYTES, HTTPStreamError, StreamPool
 from .window import WindowTracker
 
 
@@ -59,14 +59,20 @@ async def _one_request(client: httpx.AsyncClient, body: dict, trace: RequestTrac
     """One request into `trace`; a streamed one through `streams` (a pool of its own when None)."""
     try:
         if not body.get("stream"):
-            response = await client.post("/v1/completions", json=body)
-            trace.status = response.status_code
+            async with client.stream("POST", "/v1/completions", json=body) as response:
+                trace.status = response.status_code
+                raw = bytearray()
+                async for piece in response.aiter_bytes():  # bounded, as a streamed body line
+                    raw += piece
+                    if len(raw) > MAX_LINE_BYTES:
+                        raise HTTPStreamError(f"a response body over {MAX_LINE_BYTES} bytes")
+            text = raw.decode("utf-8", "replace")
             if response.status_code != 200:
-                trace.error = f"HTTP {response.status_code}: {response.text[:200]}"
+                trace.error = f"HTTP {response.status_code}: {text[:200]}"
                 return
-            payload = response.json()
+            payload = _decode_json(text)
             if not isinstance(payload, dict):
-                raise BadEvent(f"the response is not a JSON object: {response.text[:80]!r}")
+                raise BadEvent(f"the response is not a JSON object: {text[:80]!r}")
             trace.usage = checked_usage(payload.get("usage"))
             trace.finish_reason = checked_choices(payload.get("choices"))[0].get("finish_reason") \
                 if payload.get("choices") else None
