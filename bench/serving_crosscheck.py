@@ -69,7 +69,7 @@ def llem_side(args, workdir: Path, index: int) -> dict:
                                      "base": experiment(args), "runners": {"vllm": "local"},
                                      "execution": {"n_cycles": 1}}))
     proc = subprocess.run([sys.executable, "-c", "from llenergymeasure.cli.main import main; main()", "run",
-                           str(study)], capture_output=True, text=True, cwd=REPO)
+                           str(study), "--wait-for-devices"], capture_output=True, text=True, cwd=REPO)
     found = list(results.glob("*/runs/*/result.json"))
     if proc.returncode != 0 or not found:
         raise SystemExit(f"llem run failed (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")

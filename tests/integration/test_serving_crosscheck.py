@@ -39,5 +39,5 @@ def test_llem_serving_figures_match_vllm_bench_serve(tiny_model_dir, tmp_path):
         assert start["same_autogroup_as_load_generator"] in (True, None)
         assert llem["bunched_responses"] <= 48 // 2, llem
     for row in data["summary"]:
-        assert 0.25 <= row["ratio_median"] <= 4.0, row
+        assert 0.2 <= row["ratio_median"] <= 5.0, row
     assert "llem/vLLM median [range]" in proc.stdout
