@@ -10,7 +10,9 @@ is what the benchmark measures.
 
 Request fields beyond the OpenAI ones: `stub_itl_s`, the gap between two tokens of one stream
 (0: as fast as the socket takes them; a positive gap paces each stream on an absolute schedule,
-so a late token is sent as soon as possible, never pushing the next ones back).
+so a late token is sent as soon as possible, never pushing the next ones back); `stub_whole_after_s`:
+wait that long, then send the whole response in one write (a stalled server, as the load generator's
+bunched-stream warning sees it).
 
 Timestamp error: the server records `time.time()` right before each token event is handed to the
 socket, per prompt. `GET /sendlog` returns and clears `{prompt: [send_s, ...]}`; the client's record
@@ -129,6 +131,13 @@ class StubProtocol(asyncio.Protocol):
             return
         sends = StubProtocol.sendlog.setdefault(str(request.get("prompt")), [])
         write, now = self.transport.write, time.time
+        if request.get("stub_whole_after_s") is not None:
+            await asyncio.sleep(float(request["stub_whole_after_s"]))
+            parts = [TOKEN] * (n_tokens - 1) + [LAST_TOKEN]
+            if (request.get("stream_options") or {}).get("include_usage"):
+                parts.append(_usage_event(n_tokens))
+            write(_HEAD_OK + b"".join(parts) + DONE)
+            return
         write(_HEAD_OK)
         t0 = now()
         for k in range(n_tokens):
@@ -145,10 +154,14 @@ class StubProtocol(asyncio.Protocol):
             if not itl_s and k % 64 == 63:
                 await asyncio.sleep(0)  # let other streams and the reader run
         if (request.get("stream_options") or {}).get("include_usage"):
-            write(_event({"id": "cmpl-0", "object": "text_completion", "created": 1767225600, "model": "stub",
-                          "choices": [], "usage": {"prompt_tokens": 4, "completion_tokens": n_tokens,
-                                                   "total_tokens": 4 + n_tokens}}))
+            write(_usage_event(n_tokens))
         write(DONE)
+
+
+def _usage_event(n_tokens: int) -> bytes:
+    return _event({"id": "cmpl-0", "object": "text_completion", "created": 1767225600, "model": "stub",
+                   "choices": [], "usage": {"prompt_tokens": 4, "completion_tokens": n_tokens,
+                                            "total_tokens": 4 + n_tokens}})
 
 
 async def serve(port: int) -> None:

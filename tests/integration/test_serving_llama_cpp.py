@@ -96,13 +96,20 @@ def test_streamed_token_counts_match_the_servers_usage_fields(serving_study):
         assert streamed == usage
         assert all(v > 0 for v in usage.values())
         for r in _requests(runs[(c, True)][1]):
-            assert r["stream_token_events"] <= r["usage"]["completion_tokens"] <= 16
+            # every chunk with a choice is a token event, the closing one that carries only finish_reason too
+            assert r["stream_token_events"] <= r["usage"]["completion_tokens"] + 1
         res_stream, res_plain = runs[(c, True)][0], runs[(c, False)][0]
+        # max_input_tokens 32, cut with the server's tokenize/detokenize endpoints: 32 + its BOS, every prompt
+        assert {r["usage"]["prompt_tokens"] for r in _requests(runs[(c, True)][1])} == {33}
+        assert res_stream.effective["prompt_tokens_sent"]["tokens_min"] == 33
         assert res_stream.output_tokens_total == res_plain.output_tokens_total
         assert res_stream.input_tokens_total == res_plain.input_tokens_total > 0
         assert "usage" in res_stream.serving.output_tokens_source
         assert "usage" in res_plain.serving.output_tokens_source
-        assert res_stream.serving.requests_over_max_output_tokens == 0
+        # llama-cpp-python 0.3.36 can run a token or two past max_output_tokens (docs/serving.md): counted, flagged
+        over = [r.output_tokens for r in res_stream.requests if r.exceeds_max_output_tokens]
+        assert res_stream.serving.requests_over_max_output_tokens == len(over) and all(n <= 16 + 2 for n in over)
+        assert all(r.output_tokens <= 16 + 2 for r in res_stream.requests)
 
 
 def test_measured_requests_hit_no_cache_llem_primed(serving_study):

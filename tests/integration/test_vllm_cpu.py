@@ -139,6 +139,20 @@ def test_serving_token_counts_are_the_servers_usage_and_match_the_stream(serving
         assert res.input_tokens_total == sum(r["usage"]["prompt_tokens"] for r in reqs)
 
 
+def test_serving_prompts_are_cut_to_the_token_count_by_the_server_and_recorded(serving, tiny_model_dir):
+    """max_input_tokens: 64 reaches vLLM's server as 64 tokens plus its special tokens, every prompt (cut
+    with its tokenize/detokenize endpoints, not by a word count), and the result says so."""
+    from transformers import AutoTokenizer
+
+    specials = len(AutoTokenizer.from_pretrained(str(tiny_model_dir))("")["input_ids"])
+    runs, _ = serving
+    for res, run_dir in runs:
+        assert {r["usage"]["prompt_tokens"] for r in _requests(run_dir)} == {64 + specials}
+        sent = res.effective["prompt_tokens_sent"]
+        assert sent["cut_by"] == "the server's tokenize and detokenize endpoints" and sent["target_tokens"] == 64
+        assert sent["tokens_min"] == sent["tokens_max"] == 64 + specials
+
+
 def test_the_server_is_gone_after_the_run(serving):
     _, before = serving
     assert set(_processes_naming(SERVER_MODULE)) - before == set()

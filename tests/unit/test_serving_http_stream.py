@@ -81,12 +81,12 @@ def test_framing_cut_anywhere_records_the_same_tokens():
     whole = _one([STREAM])
     assert whole.ok and whole.usage == {"prompt_tokens": 3, "completion_tokens": 3}
     assert whole.finish_reason == "length" and whole.empty_chunks == 1
-    assert len(whole.chunk_times_s) == 4 and len(whole.token_times_s) == 3
+    assert len(whole.chunk_times_s) == 4 and len(whole.token_times_s) == 4  # the empty chunk is a token event
     for cut in range(1, len(STREAM), 7):   # inside the head, a size line, a CRLF, a JSON line
         split = _one([STREAM[:cut], 0.002, STREAM[cut:]])
         assert (split.ok, split.usage, split.finish_reason, split.empty_chunks) == \
             (True, whole.usage, "length", 1), cut
-        assert (len(split.chunk_times_s), len(split.token_times_s)) == (4, 3), cut
+        assert (len(split.chunk_times_s), len(split.token_times_s)) == (4, 4), cut
 
 
 def test_a_token_time_is_the_time_of_the_read_that_brought_it():
@@ -140,6 +140,93 @@ def test_closed_loop_reuses_one_keep_alive_connection_per_worker():
                                  WindowTracker(2, n_total=6), lambda _e: None)
             return scripted, traces
     scripted, traces = asyncio.run(go())
-    assert all(t.ok and len(t.token_times_s) == 3 for t in traces)
+    assert all(t.ok and len(t.token_times_s) == 4 for t in traces)
     assert sorted(r["prompt"] for r in scripted.requests) == [f"p{i}" for i in range(6)]
     assert scripted.connections == 2
+
+
+def test_every_chunk_with_a_choice_is_a_token_event_and_e2e_ends_at_the_closing_chunk():
+    """As `vllm bench serve` counts them: an empty-text chunk (a token that decodes to "") is a token
+    event whatever usage says, and the closing chunk with only `finish_reason` ends e2e."""
+    from llem_harness.serving.report import to_records
+
+    usage = _event({"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 4}})
+    trace = _one([HEAD_CHUNKED + _chunk(_tok("")), 0.05, _chunk(_tok("a") + _tok("")), 0.05,
+                  _chunk(_tok("b")), 0.05, _chunk(_tok("", "length")) + _chunk(usage)
+                  + _chunk(b"data: [DONE]\n\n") + b"0\r\n\r\n"])
+    assert trace.ok and trace.finish_reason == "length" and trace.empty_chunks == 3
+    first, a, empty, b, closing = trace.token_times_s
+    assert a == empty and b - a >= 0.04 and closing - b >= 0.04
+    (record,), itl = to_records([trace], [3], max_output_tokens=4)
+    assert record.ttft_s == first - trace.send_s             # the first read, though its text is empty
+    assert record.e2e_latency_s == closing - trace.send_s    # the response's end, not its last text
+    assert record.tpot_s == (closing - first) / 3 and len(itl) == 4
+
+
+def _stream_of(*events: bytes) -> bytes:
+    return HEAD_CHUNKED + b"".join(_chunk(e) for e in events) + _chunk(b"data: [DONE]\n\n") + b"0\r\n\r\n"
+
+
+def test_a_wrong_shaped_event_or_framing_fails_that_request_only():
+    bad = [b"data: [1,2,3]\n\n", b"data: NaN\n\n", b'data: {"choices": 5}\n\n', b'data: "text"\n\n',
+           _event({"choices": [], "usage": "lots"}), _event({"choices": [], "usage": {"completion_tokens": "3"}}),
+           _event({"choices": [{"text": 7}]}), _event({"choices": [{"text": "a", "finish_reason": ["x"]}]})]
+    for event in bad:
+        trace = _one([_stream_of(_tok("a"), event, _tok("b", "length"))])
+        assert not trace.ok and trace.error.startswith("BadEvent"), (event, trace.error)
+        assert trace.done_s is not None
+    for framing in (HEAD_CHUNKED + b"zz\r\n", HEAD_CHUNKED + b"-5\r\n",
+                    b"HTTP/1.1 200 OK\r\ncontent-length: many\r\n\r\n"):
+        trace = _one([framing])
+        assert not trace.ok and trace.error.startswith("HTTPStreamError"), (framing, trace.error)
+
+
+def test_one_bad_response_in_a_load_leaves_every_other_trace():
+    """A server whose every third answer is `data: [1,2,3]`: those requests fail, the load completes."""
+    async def go():
+        answers = iter([STREAM, STREAM, _stream_of(b"data: [1,2,3]\n\n")] * 3)
+
+        class Alternating(Scripted):
+            pieces = property(lambda self: [next(answers)], lambda self, _value: None)  # one answer per request
+
+        async with Alternating([]) as url:
+            bodies = [{"prompt": f"p{i}", "max_tokens": 3, "stream": True} for i in range(9)]
+            return await drive(url, bodies, LoadPlan(n_requests=9, concurrency=1), WindowTracker(1, n_total=9),
+                               lambda _e: None)
+    traces = asyncio.run(go())
+    assert [t.ok for t in traces] == [True, True, False] * 3
+    assert all(t.error.startswith("BadEvent") for t in traces if not t.ok)
+
+
+def test_a_200_body_without_newlines_is_bounded_and_fails_its_request():
+    from llem_harness.serving.http_stream import MAX_LINE_BYTES
+
+    blob = b"x" * 65536
+    pieces = [b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n"] + [blob] * (MAX_LINE_BYTES // len(blob) * 4)
+    trace = _one(pieces)
+    assert not trace.ok and "without a newline" in trace.error
+
+
+def _one_plain(pieces) -> RequestTrace:
+    async def go():
+        async with Scripted(pieces) as url:
+            async with httpx.AsyncClient(base_url=url, timeout=5.0) as client:
+                trace = RequestTrace(index=0, prompt_index=0, send_s=0.0)
+                await _one_request(client, {"prompt": "p", "max_tokens": 3, "stream": False}, trace)
+                return trace
+    return asyncio.run(go())
+
+
+def test_a_non_streamed_response_of_the_wrong_shape_or_size_fails_that_request():
+    from llem_harness.serving.http_stream import MAX_LINE_BYTES
+
+    def plain(body: bytes) -> bytes:
+        return b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body)
+    good = _one_plain([plain(json.dumps({"choices": [{"text": "abc", "finish_reason": "length"}],
+                                         "usage": {"prompt_tokens": 3, "completion_tokens": 3}}).encode())])
+    assert good.ok and good.usage["completion_tokens"] == 3 and good.finish_reason == "length"
+    for body in (b"[1,2,3]", b'{"usage": "lots"}', b'{"choices": 5}'):
+        trace = _one_plain([plain(body)])
+        assert not trace.ok and trace.error.startswith("BadEvent"), (body, trace.error)
+    huge = _one_plain([plain(b"x" * (MAX_LINE_BYTES + 10))])
+    assert not huge.ok and "over" in huge.error

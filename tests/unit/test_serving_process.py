@@ -72,3 +72,44 @@ def test_llama_cpp_typed_options_reach_the_server_command(tmp_path):
     value = {argv[i]: argv[i + 1] for i in range(len(argv) - 1) if argv[i].startswith("--")}
     assert value["--n_ctx"] == "1024" and value["--n_threads"] == value["--n_threads_batch"] == "2"
     assert value["--type_k"] == "8"  # ggml_type enum: the server takes the integer
+
+
+def test_the_server_runs_in_its_own_group_within_the_harness_session_and_stops_as_a_group(tmp_path):
+    """A session of its own would be a scheduling autogroup of its own (process.py): the server shares
+    the load generator's session, and stopping it still ends every process it spawned."""
+    import os
+    import time
+
+    pid_file = tmp_path / "grandchild.pid"
+    code = ("import subprocess, sys, time; "
+            "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
+            f"open({str(pid_file)!r}, 'w').write(str(p.pid)); time.sleep(60)")
+    server = ServerProcess([sys.executable, "-c", code], f"http://127.0.0.1:{free_port()}", "/v1/models", tmp_path)
+    server.start()
+    try:
+        pid = server._proc.pid
+        assert os.getsid(pid) == os.getsid(0) and os.getpgid(pid) == pid != os.getpgid(0)
+        info = server.start_info
+        assert info["same_session_as_load_generator"] is True and info["own_process_group"] is True
+        if info["kernel_autogroup_enabled"]:
+            assert info["same_autogroup_as_load_generator"] is True
+        deadline = time.monotonic() + 30
+        while not (pid_file.exists() and pid_file.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        grandchild = int(pid_file.read_text())
+        assert os.getpgid(grandchild) == pid
+    finally:
+        server.stop(grace_s=5)
+    assert not server.alive()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            os.kill(grandchild, 0)
+        except ProcessLookupError:
+            break
+        with open(f"/proc/{grandchild}/stat") as fh:  # a zombie awaiting its reaper is gone too
+            if fh.read().rsplit(")", 1)[1].split()[0] == "Z":
+                break
+        time.sleep(0.05)
+    else:
+        raise AssertionError(f"the server's child {grandchild} outlived stop()")

@@ -7,17 +7,10 @@ import pytest
 from pydantic import ValidationError
 
 from llem_harness.serving.arrivals import poisson_send_offsets_s, send_offsets_s
-from llem_harness.serving.loadgen import RequestTrace, token_times
+from llem_harness.serving.loadgen import RequestTrace
 from llem_harness.serving.report import goodput, to_records, tokens_in_window, window_figures
 from llenergymeasure.domain import ExperimentConfig, RequestRecord, RunSpec, ServingConfig
 from llenergymeasure.study.study_run import default_timeout_s
-
-
-def test_a_chunk_without_text_is_not_a_first_token_unless_usage_says_so():
-    chunks, texts = [1.0, 1.5, 1.6, 1.7], [1.5, 1.6, 1.7]  # a role/keep-alive chunk first
-    assert token_times(chunks, texts, None) == texts
-    assert token_times(chunks, texts, 3) == texts
-    assert token_times(chunks, texts, 4) == chunks  # usage proves each chunk carried a token ("" = half a char)
 
 
 def _trace(i, send, times, usage=None, prompt=0, done=None):

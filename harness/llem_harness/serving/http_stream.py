@@ -12,7 +12,9 @@ Scope: plain `http://` (the harness starts its servers on 127.0.0.1), HTTP/1.1 w
 connection is reused once its response has been read to the end), chunked or Content-Length bodies
 or a body closed by the server; lines end with "\n" ("\r\n" too: the caller strips). A server that
 goes silent for `read_timeout_s` fails the request with TimeoutError; a broken response with
-HTTPStreamError; no data is invented in either case.
+HTTPStreamError; no data is invented in either case. Every buffer is bounded: the head to 64 KiB,
+a chunk size line to 4 KiB, a body line to `MAX_LINE_BYTES` (a 200 answer that never sends a newline
+fails its request instead of growing the client's memory with every byte).
 """
 from __future__ import annotations
 
@@ -23,6 +25,8 @@ from typing import Callable
 from urllib.parse import urlsplit
 
 OnLine = Callable[[bytes, float], bool]  # (non-empty line without "\n", arrival time.time()) -> True: stop
+MAX_LINE_BYTES = 1 << 20  # one SSE event of a completion stream is far smaller, logprobs included
+_HEX = frozenset(b"0123456789abcdefABCDEF")
 
 
 class HTTPStreamError(Exception):
@@ -52,7 +56,8 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc) -> None:
         self.closed = True
-        if self.status is not None and not self.body_done and self.remaining is None and not self.chunked:
+        if self.status is not None and not self.body_done and self.remaining is None and not self.chunked \
+                and not self.finished.done():  # not after a failure: what is left is not read
             self._end_of_body(time.time())  # a body delimited by the connection's close
         self._fail(exc or HTTPStreamError("the server closed the connection before the response ended"))
 
@@ -86,6 +91,8 @@ class _Connection(asyncio.Protocol):
         self.status = int(parts[1])
         self.chunked = "chunked" in headers.get("transfer-encoding", "")
         if not self.chunked and "content-length" in headers:
+            if not headers["content-length"].isdigit():
+                raise HTTPStreamError(f"content-length is not a number: {headers['content-length'][:40]!r}")
             self.remaining = int(headers["content-length"])
         self.keep_alive = parts[0] == "HTTP/1.1" and headers.get("connection") != "close" \
             and (self.chunked or self.remaining is not None)
@@ -119,7 +126,10 @@ class _Connection(asyncio.Protocol):
                     if not line:
                         self._end_of_body(now)
                 else:
-                    size = int(bytes(line).split(b";", 1)[0], 16)
+                    digits = bytes(line).split(b";", 1)[0].strip()
+                    if not digits or not _HEX.issuperset(digits) or len(digits) > 16:
+                        raise HTTPStreamError(f"not a chunk size: {bytes(line)[:40]!r}")
+                    size = int(digits, 16)
                     self.chunk_left = size
                     self.in_trailers = size == 0
             del raw[:pos]
@@ -153,6 +163,8 @@ class _Connection(asyncio.Protocol):
                 self._resolve()
                 break
         del lines[:start]
+        if len(lines) > MAX_LINE_BYTES:
+            raise HTTPStreamError(f"a body line over {MAX_LINE_BYTES} bytes without a newline")
 
     def _end_of_body(self, now: float) -> None:
         if self.status == 200 and self.lines and not self.stopped:

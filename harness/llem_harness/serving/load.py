@@ -8,7 +8,7 @@ Only the counters are read inside the load's event loop; the rest of the window 
 load (window.LiveEdges). Device synchronisation at the edges is a no-op: work is in another process
 and the window is defined by the load, not by a batch boundary.
 
-Cache-clean: prompts are counted with the server's tokenize endpoint (or the model's tokenizer),
+Cache-clean: prompts are cut and counted with the server's tokenize endpoint (or the model's tokenizer),
 warm-up uses prompts disjoint from the measured ones, and the server's prefix caching follows the
 study's `prefix_caching` (servers.py); cached prompt tokens the server reports are recorded.
 """
@@ -26,8 +26,10 @@ from ..datasets import load_prompts, warmup_prompts
 from ..workload import Emit, WorkloadOutcome
 from . import listener
 from .arrivals import send_offsets_s
-from .loadgen import LoadPlan, RequestTrace, count_prompt_tokens, drive
+from .bunching import bunched_streams
+from .loadgen import LoadPlan, RequestTrace, drive
 from .process import SERVER_LOG_FILE, ServerFailed, ServerProcess
+from .prompt_fit import prompt_fitter
 from .report import (REQUESTS_FILE, check_window, itl_split, serving_metrics, serving_result, to_records,
                      window_figures, write_requests_file)
 from .servers import SERVED_MODEL_NAME, free_port, server_spec
@@ -58,6 +60,7 @@ class ServingLoad:
         self.warnings: list[str] = []            # the workload's own, in the order they arise
         self.ready_s = 0.0                       # server start to ready (model_load_s in serving)
         self.prompt_tokens: list[int | None] = []
+        self.prompts_sent: dict | None = None    # how prompts were cut and their token counts as sent
         self.bodies: list[dict] = []
         self.warm_bodies: list[dict] = []
         self.traces: list[RequestTrace] = []
@@ -81,17 +84,21 @@ class ServingLoad:
 
     def prepare(self) -> None:
         config, server_def = self.config, self.server_def
-        counter = token_counter(config, self.base_url, server_def)
-
-        def fit(text: str, n_tokens: int) -> str:  # cut by the server's own token count
-            words = text.split()
-            count = counter(text) or len(words)
-            return " ".join(words[:max(1, int(len(words) * n_tokens / count))])
-
-        prompts = load_prompts(config, fit)
-        self.prompt_tokens = [counter(p) for p in prompts]
+        fitter = prompt_fitter(config, self.base_url, server_def)  # cut to the token count (prompt_fit.py)
+        prompts = load_prompts(config, fitter.fit)
+        self.prompt_tokens = [fitter.count(p) for p in prompts]
         self.bodies = [request_body(config, p, server_def) for p in prompts]
-        self.warm_bodies = [request_body(config, p, server_def) for p in warmup_prompts(config, fit, 1, prompts)]
+        self.warm_bodies = [request_body(config, p, server_def)
+                            for p in warmup_prompts(config, fitter.fit, 1, prompts)]
+        counts = [n for n in self.prompt_tokens if n is not None]
+        self.prompts_sent = {
+            "cut_by": fitter.method if config.dataset.source == "synthetic" else "not cut (dataset prompts)",
+            "target_tokens": config.dataset.input_tokens or config.max_input_tokens
+            if config.dataset.source == "synthetic" else None,
+            "tokens_min": min(counts) if counts else None, "tokens_max": max(counts) if counts else None,
+            "tokens_mean": sum(counts) / len(counts) if counts else None,
+            "counted_as": "the server reads them, special tokens included" if counts else
+            "not counted before sending (the server's usage.prompt_tokens gives each request's count)"}
 
     def warmup_step(self) -> float:  # a prompt outside the measured set: nothing measured is cached
         trace = RequestTrace(index=-1, prompt_index=0, send_s=time.time())
@@ -139,6 +146,10 @@ class ServingLoad:
         cache, cache_warnings = prompt_cache(records, config.prefix_caching, "server usage.prompt_tokens_details."
                                              "cached_tokens", f"the {config.engine} server reports no cached tokens")
         serving = serving_result(self.load_kind, cfg, server_def, self.ready_s, traces, records, sw, metrics)
+        n_bunched, bunched_warning = bunched_streams(traces) if cfg.streaming else (None, None)
+        serving = serving.model_copy(update={"server_start": self.server.start_info, "bunched_responses": n_bunched})
+        if bunched_warning:
+            self.warnings.append(bunched_warning)
         if serving.requests_over_max_output_tokens:
             self.warnings.append(f"{serving.requests_over_max_output_tokens} request(s) returned more than "
                                  f"max_output_tokens ({config.max_output_tokens}) tokens: flagged per request, "
@@ -152,7 +163,8 @@ class ServingLoad:
                                          "verified": listener.verification_available(),
                                          "check": listener.CHECK_DEFINITION},
                      "latency_reference": LATENCY_REFERENCE_DEFINITION["serving"],
-                     "window_edge_stall_ms": [round(x * 1000, 3) for x in self.live.stalls_s]}
+                     "window_edge_stall_ms": [round(x * 1000, 3) for x in self.live.stalls_s],
+                     "prompt_tokens_sent": self.prompts_sent}
         return WorkloadOutcome(
             requests=records, metrics=metrics, prompt_cache=cache, effective=effective, warnings=warnings,
             phase_energy=PhaseEnergy(unavailable_reason="serving: prefill and decode of concurrent requests overlap"),
@@ -187,19 +199,6 @@ async def single_request(base_url: str, body: dict, trace: RequestTrace) -> None
     from .loadgen import _one_request
     async with httpx.AsyncClient(base_url=base_url, timeout=600.0) as client:
         await _one_request(client, body, trace)
-
-
-def token_counter(config, base_url: str, server_def):
-    """Prompt -> token count: the server's tokenize endpoint, else the model's own tokenizer, else None."""
-    if server_def.tokenize is not None:
-        return lambda prompt: count_prompt_tokens(base_url, server_def.tokenize, prompt)
-    try:
-        from transformers import AutoTokenizer
-
-        tokenizer = AutoTokenizer.from_pretrained(config.model)
-    except Exception:  # noqa: BLE001 - no tokenizer here: counts come from the server's usage
-        return lambda prompt: None
-    return lambda prompt: len(tokenizer(prompt)["input_ids"])
 
 
 def request_body(config, prompt: str, server_def) -> dict:

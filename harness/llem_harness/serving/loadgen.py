@@ -2,7 +2,9 @@
 
 Closed loop (concurrency C): C workers, each sends its next request when the previous one ends.
 Open loop (request_rate): each request is sent at its seeded offset (gamma/Poisson arrivals, arrivals.py),
-whatever is in flight. A chunk without text is not a token unless the server's usage says so (`token_times`).
+whatever is in flight. Every streamed chunk that carries a choice is a token event, its text empty or
+not (a token can decode to "", and the closing chunk may carry only `finish_reason`), as `vllm bench
+serve` counts them: TTFT is the first such event, e2e ends at the last.
 Per request it records send time, every token's arrival time (streaming), the completion time,
 HTTP status and the server's usage fields when it sends them. Times are unix seconds
 (time.time(), the clock of the measurement window). A streamed response is read by http_stream.py
@@ -20,7 +22,7 @@ from typing import Callable
 
 import httpx
 
-from .http_stream import HTTPStreamError, StreamPool
+from .http_stream import MAX_LINE_BYTES, HTTPStreamError, StreamPool
 from .window import WindowTracker
 
 
@@ -35,7 +37,7 @@ class RequestTrace:
     error: str | None = None
     usage: dict | None = None
     finish_reason: str | None = None
-    chunk_times_s: list[float] = field(default_factory=list)  # every streamed chunk that is not a closing one
+    chunk_times_s: list[float] = field(default_factory=list)  # every streamed chunk carrying a choice
     empty_chunks: int = 0                                       # of those, chunks without text
 
     @property
@@ -57,14 +59,23 @@ async def _one_request(client: httpx.AsyncClient, body: dict, trace: RequestTrac
     """One request into `trace`; a streamed one through `streams` (a pool of its own when None)."""
     try:
         if not body.get("stream"):
-            response = await client.post("/v1/completions", json=body)
-            trace.status = response.status_code
+            async with client.stream("POST", "/v1/completions", json=body) as response:
+                trace.status = response.status_code
+                raw = bytearray()
+                async for piece in response.aiter_bytes():  # bounded, as a streamed body line
+                    raw += piece
+                    if len(raw) > MAX_LINE_BYTES:
+                        raise HTTPStreamError(f"a response body over {MAX_LINE_BYTES} bytes")
+            text = raw.decode("utf-8", "replace")
             if response.status_code != 200:
-                trace.error = f"HTTP {response.status_code}: {response.text[:200]}"
+                trace.error = f"HTTP {response.status_code}: {text[:200]}"
                 return
-            payload = response.json()
-            trace.usage = payload.get("usage")
-            trace.finish_reason = (payload.get("choices") or [{}])[0].get("finish_reason")
+            payload = _decode_json(text)
+            if not isinstance(payload, dict):
+                raise BadEvent(f"the response is not a JSON object: {text[:80]!r}")
+            trace.usage = checked_usage(payload.get("usage"))
+            trace.finish_reason = checked_choices(payload.get("choices"))[0].get("finish_reason") \
+                if payload.get("choices") else None
             return
         pool = streams or StreamPool(str(client.base_url), read_timeout_s=client.timeout.read or 600.0)
         try:
@@ -75,15 +86,43 @@ async def _one_request(client: httpx.AsyncClient, body: dict, trace: RequestTrac
         if trace.status != 200:
             trace.error = f"HTTP {trace.status}: {error_body[:200]!r}"
             return
-        trace.token_times_s = token_times(trace.chunk_times_s, trace.token_times_s,
-                                          (trace.usage or {}).get("completion_tokens"))
-    except (httpx.HTTPError, json.JSONDecodeError, HTTPStreamError, OSError) as exc:  # TimeoutError is an OSError
+    except Exception as exc:  # noqa: BLE001 - one bad response (broken framing, a wrong-shaped event, a
+        # timeout, a refused connection) fails this request only; the load and every other trace go on
         trace.error = f"{type(exc).__name__}: {exc}"
     finally:
         trace.done_s = time.time()
 
 
 _decode_json = json.JSONDecoder().decode  # json.loads without its per-call checks (same decoder)
+
+
+class BadEvent(HTTPStreamError):
+    """A well-formed JSON event of the wrong shape (not an object, choices not a list, usage not an
+    object or its counts not integers): this request fails, the load goes on."""
+
+
+def checked_choices(choices) -> list:
+    if choices is None:
+        return []
+    if not isinstance(choices, list) or not all(isinstance(c, dict) for c in choices):
+        raise BadEvent(f"'choices' is not a list of objects: {str(choices)[:80]!r}")
+    for choice in choices:
+        for name in ("text", "finish_reason"):
+            if not isinstance(choice.get(name), (str, type(None))):
+                raise BadEvent(f"a choice's {name!r} is not a string: {str(choice.get(name))[:80]!r}")
+    return choices
+
+
+def checked_usage(usage) -> dict | None:
+    if usage is None:
+        return None
+    if not isinstance(usage, dict):
+        raise BadEvent(f"'usage' is not an object: {str(usage)[:80]!r}")
+    for name in ("completion_tokens", "prompt_tokens"):
+        value = usage.get(name)
+        if value is not None and (type(value) is not int or value < 0):
+            raise BadEvent(f"usage.{name} is not a token count: {str(value)[:80]!r}")
+    return usage
 
 
 class _StreamRecorder:
@@ -106,29 +145,22 @@ class _StreamRecorder:
         if data == b"[DONE]":
             return True
         chunk = _decode_json(data.decode("utf-8", "replace"))
+        if not isinstance(chunk, dict):
+            raise BadEvent(f"an event that is not a JSON object: {data[:80]!r}")
         trace = self.trace
-        if chunk.get("usage"):
-            trace.usage = chunk["usage"]
-        for choice in chunk.get("choices") or ():
-            text = choice.get("text")
-            if text or choice.get("finish_reason") is None:
-                trace.chunk_times_s.append(now)
-                if text:
-                    trace.token_times_s.append(now)
-                else:
-                    trace.empty_chunks += 1
-            if choice.get("finish_reason"):
-                trace.finish_reason = choice["finish_reason"]
+        usage = checked_usage(chunk.get("usage"))
+        if usage:
+            trace.usage = usage
+        choices = checked_choices(chunk.get("choices"))
+        if choices:  # a token event, its text empty or not (as vllm bench serve counts them)
+            trace.token_times_s.append(now)
+            trace.chunk_times_s.append(now)
+            if not any(choice.get("text") for choice in choices):
+                trace.empty_chunks += 1
+            for choice in choices:
+                if choice.get("finish_reason"):
+                    trace.finish_reason = choice["finish_reason"]
         return False
-
-
-def token_times(chunk_times_s: list[float], text_times_s: list[float], completion_tokens: int | None) -> list[float]:
-    """Arrival times of tokens: a chunk without text is not a token (a role or keep-alive chunk is not a
-    first token), unless the server's usage proves every chunk carried one (a token can decode to "",
-    e.g. half of a multi-byte character)."""
-    if completion_tokens is not None and completion_tokens == len(chunk_times_s):
-        return list(chunk_times_s)
-    return list(text_times_s)
 
 
 async def drive(base_url: str, bodies: list[dict], plan: LoadPlan, tracker: WindowTracker,
@@ -181,17 +213,3 @@ async def drive(base_url: str, bodies: list[dict], plan: LoadPlan, tracker: Wind
             await asyncio.gather(*tasks)
     return sorted(traces, key=lambda t: t.index)
 
-
-def count_prompt_tokens(base_url: str, tokenize, prompt: str) -> int | None:
-    """The server's own count of a prompt's tokens from its tokenize endpoint, never a completion.
-
-    A completion would compute (and cache) the prompt before the load: every measured request
-    would then be a prefix-cache hit. `tokenize` = (path, body builder, count reader) of the server
-    (servers.py); None when the server has no such endpoint.
-    """
-    if tokenize is None:
-        return None
-    path, body, read = tokenize
-    response = httpx.post(base_url + path, json=body(prompt), timeout=120.0)
-    response.raise_for_status()
-    return read(response.json())

@@ -5,12 +5,21 @@ A server that exits before it is ready, or is not ready within `ready_timeout_s`
 `ServerFailed` with the tail of its log; so does a 200 from a process other than the child
 (`listener.py`: the port's listening socket must be the child's). The pipeline turns that into error.json (phase
 `server_starting`), a structured failure like any other.
+
+How it is started: in its own process group (so `stop` signals the server and every worker it
+spawned, nothing else) but in the harness's session, not a session of its own. The kernel's
+autogroup scheduler (on by default on many distributions) gives every session its own scheduling
+group with one group's share of the CPU: a server in a session of its own competes with the load
+generator as a separate group, which on a busy host stalled it for ~100 ms at a time so that whole
+responses arrived in one read (TPOT 0, TTFT x9). A deployed server and the engine's own benchmark
+client do not run that way; `start_info` records how this one ran.
 """
 from __future__ import annotations
 
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -36,15 +45,18 @@ class ServerProcess:
         self.log_path = Path(run_dir) / SERVER_LOG_FILE
         self._proc: subprocess.Popen | None = None
         self._log = None
+        self.start_info: dict | None = None   # how the server was started (start_info), once started
 
     def start(self) -> None:
         self._log = open(self.log_path, "ab")
         try:
-            # Own process group: stop() ends the server and any workers it spawned, nothing else.
+            # Own process group (stop() ends the server and any workers it spawned, nothing else), in
+            # the harness's session: its own session would be its own autogroup (module docstring).
             self._proc = subprocess.Popen(self.argv, stdout=self._log, stderr=subprocess.STDOUT,
-                                          stdin=subprocess.DEVNULL, start_new_session=True)
+                                          stdin=subprocess.DEVNULL, **own_process_group())
         except OSError as exc:
             raise ServerFailed(f"cannot start server {self.argv[0]!r}: {exc}") from exc
+        self.start_info = start_info(self._proc.pid)
 
     def wait_ready(self, timeout_s: float, poll_s: float = 0.5) -> float:
         """Seconds until GET ready_path answered 200; raises ServerFailed on exit or timeout."""
@@ -97,3 +109,37 @@ class ServerProcess:
         if self._log is not None:
             self._log.close()
             self._log = None
+
+
+def own_process_group() -> dict:
+    """Popen arguments for a child in a process group of its own within the caller's session."""
+    if sys.version_info >= (3, 11):
+        return {"process_group": 0}
+    return {"preexec_fn": os.setpgrp}  # Python 3.10: no process_group argument
+
+
+def _autogroup(pid: int | str) -> str | None:
+    """The scheduling autogroup of a process ("/autogroup-N"), None where the kernel has none."""
+    try:
+        return Path(f"/proc/{pid}/autogroup").read_text().split()[0]
+    except (OSError, IndexError):
+        return None
+
+
+def start_info(pid: int) -> dict:
+    """How the server runs next to the harness, read back from the kernel (not assumed)."""
+    try:
+        same_session = os.getsid(pid) == os.getsid(0)
+        own_group = os.getpgid(pid) == pid
+    except ProcessLookupError:  # already exited: wait_ready reports why
+        same_session = own_group = None
+    try:
+        enabled = Path("/proc/sys/kernel/sched_autogroup_enabled").read_text().strip() == "1"
+    except OSError:
+        enabled = None
+    server_group, own = _autogroup(pid), _autogroup("self")
+    return {"process_group": "own (stopped as a group)", "session": "the harness's (not a new session)",
+            "same_session_as_load_generator": same_session, "own_process_group": own_group,
+            "kernel_autogroup_enabled": enabled,
+            "same_autogroup_as_load_generator": None if server_group is None or own is None
+            else server_group == own}

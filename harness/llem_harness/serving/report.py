@@ -219,7 +219,7 @@ def serving_result(load: str, cfg: ServingConfig, server_def, ready_s: float, tr
         output_tokens_per_s_run=n_out_total / sw.run_s if sw.run_s > 0 else None,
         requests_over_max_output_tokens=sum(r.exceeds_max_output_tokens for r in records),
         output_tokens_source="server usage.completion_tokens" if usage_seen
-        else "streamed chunks with text (the server sends no usage while streaming)",
+        else "streamed chunks carrying a choice (the server sends no usage while streaming)",
         window=sw, energy_per_output_token_window_j=metrics.energy_per_output_token_j,
         energy_per_request_window_j=metrics.energy_per_request_j, energy_attribution=ATTRIBUTION,
         slo=cfg.slo, goodput_requests_per_s=good_rate, goodput_share=good_share,

@@ -23,7 +23,9 @@ Prefix caching follows the study's `prefix_caching` (default off) on every serve
 `--[no-]enable-prefix-caching` (with `--enable-prompt-tokens-details`, so usage reports
 `prompt_tokens_details.cached_tokens`), TensorRT-LLM `kv_cache_config.enable_block_reuse` in an
 `--extra_llm_api_options` file, llama.cpp through its launcher. Prompt tokens are counted with each
-server's tokenize endpoint (`tokenize`), never with a completion (which would prime the cache).
+server's tokenize endpoint (`tokenize`), never with a completion (which would prime the cache), and
+cut to their token count with its tokenize and detokenize endpoints (`token_ids`, `detokenize`;
+prompt_fit.py).
 """
 from __future__ import annotations
 
@@ -56,6 +58,8 @@ class ServerSpec:
     usage_in_stream: bool = True            # sends usage in the last chunk with stream_options
     package: str | None = None              # distribution whose version is reported as engine_version
     tokenize: tuple[str, Callable[[str], dict], Callable[[Any], int]] | None = None  # path, body, count
+    token_ids: tuple[str, Callable[[str], dict], Callable[[Any], list]] | None = None  # path, body, ids
+    detokenize: tuple[str, Callable[[list], dict], Callable[[Any], str]] | None = None  # path, body, text
     files: dict[str, str] = field(default_factory=dict)  # path -> text, written before the server starts
     prefix_caching: dict[str, Any] = field(default_factory=dict)  # how caching was set, for `effective`
 
@@ -86,8 +90,11 @@ def _llama_cpp(config: ExperimentConfig, host: str, port: int, files_dir: Path) 
         argv += ["--n_threads_batch", str(_option(opts, "n_threads"))]
     extra = {"min_tokens": config.max_output_tokens} if config.decoding.ignore_eos else {}
     tokenize = ("/extras/tokenize", lambda p: {"input": p, "model": SERVED_MODEL_NAME}, lambda j: len(j["tokens"]))
+    token_ids = ("/extras/tokenize", lambda p: {"input": p, "model": SERVED_MODEL_NAME}, lambda j: j["tokens"])
+    detokenize = ("/extras/detokenize", lambda ids: {"tokens": ids, "model": SERVED_MODEL_NAME}, lambda j: j["text"])
     return ServerSpec(argv, verified=True, extra_body=extra, usage_in_stream=False, package="llama-cpp-python",
-                      tokenize=tokenize, prefix_caching={"llem_prefix_caching": config.prefix_caching})
+                      tokenize=tokenize, token_ids=token_ids, detokenize=detokenize,
+                      prefix_caching={"llem_prefix_caching": config.prefix_caching})
 
 
 def vllm_distribution() -> str:
@@ -118,8 +125,12 @@ def _vllm(config: ExperimentConfig, host: str, port: int, files_dir: Path) -> Se
             argv += [flag, str(value)]
     extra = {"ignore_eos": True, "min_tokens": config.max_output_tokens} if config.decoding.ignore_eos else {}
     tokenize = ("/tokenize", lambda p: {"model": SERVED_MODEL_NAME, "prompt": p}, lambda j: int(j["count"]))
+    token_ids = ("/tokenize", lambda p: {"model": SERVED_MODEL_NAME, "prompt": p, "add_special_tokens": False},
+                 lambda j: j["tokens"])
+    detokenize = ("/detokenize", lambda ids: {"model": SERVED_MODEL_NAME, "tokens": ids}, lambda j: j["prompt"])
     return ServerSpec(argv, verified=True, ready_path="/health", extra_body=extra, package=vllm_distribution(),
-                      tokenize=tokenize, prefix_caching={"enable_prefix_caching": config.prefix_caching})
+                      tokenize=tokenize, token_ids=token_ids, detokenize=detokenize,
+                      prefix_caching={"enable_prefix_caching": config.prefix_caching})
 
 
 TRTLLM_OPTIONS_FILE = "trtllm_llm_api_options.yaml"

@@ -6,7 +6,7 @@ per-request server-side figures. Kept here so `config.py` and `result.py` change
 """
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -183,3 +183,9 @@ class ServingResult(OpenModel):
     inter_chunk_latency_s: Distribution | None = Field(
         None, description="gaps between streamed chunks, where a chunk is not one token")
     itl_unavailable_reason: str | None = Field(None, description="why metrics.itl_s is null")
+    server_start: dict[str, Any] | None = Field(
+        None, description="how the server process was started (own process group in the harness's session), "
+                          "read back from the kernel: session, process group, scheduling autogroup")
+    bunched_responses: int | None = Field(
+        None, description="streamed ok responses with at least 3 token events that all arrived in one socket "
+                          "read (a stalled server or client: their TTFT/TPOT/ITL describe the stall)")
