@@ -171,7 +171,13 @@ def write_secret_file(study_dir: Path) -> str | None:
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(folder, 0o700)
     path = folder / "hf_token"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    from ..domain.io import create_exclusive
+
+    try:
+        os.unlink(path)  # a resubmission writes it anew: exclusively, never through a link
+    except FileNotFoundError:
+        pass
+    fd = create_exclusive(path, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(token)
     return str(path)

@@ -99,6 +99,9 @@ class Batch:
         return self.study_dir.name
 
 
+RUN_DIR_MODE = 0o755
+
+
 class StudyRun:
     """State of one study execution (kept small; the heavy lifting is in runners and harness)."""
 
@@ -292,7 +295,10 @@ class StudyRun:
                        cooldown_wait_s=self.cooldown_waits.pop(tuple(gpu_ids or ["all"]), None))
         try:
             run_dir.mkdir(parents=True)
-            os.chmod(run_dir, 0o777)  # the container runs as the invoking uid, but other engines' images may not
+            # Owner-only write, for every runner: the container runs the harness as the invoking
+            # uid:gid (docker_runner), so it needs no more; another user must not be able to replace
+            # result.json or plant the harness's files.
+            os.chmod(run_dir, RUN_DIR_MODE)
             write_json_atomic(run_dir / RUN_SPEC_FILE, spec)
         except OSError as exc:  # disk full, results dir gone or read-only: this run fails, earlier ones stay
             writer.update(index, status="failed", run_id=run_id, runner=runner.name, finished_at=utc_now(),
