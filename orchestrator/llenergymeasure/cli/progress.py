@@ -13,6 +13,7 @@ import click
 from ..domain import ManifestEntry
 from ..study.observer import StudyObserver
 from .console import make_console
+from .safe_text import markup_safe, visible
 
 ENERGY_UNAVAILABLE = "GPU energy unavailable: "  # the harness's warning prefix when no GPU energy was read
 
@@ -57,7 +58,7 @@ class PlainObserver(StudyObserver):
             self._emit(text)
 
     def _emit(self, text: str) -> None:
-        self._write(lambda: click.echo(text))
+        self._write(lambda: click.echo(visible(text, keep_newlines=True)))
 
     def _write(self, write, err: bool = False) -> None:
         if err in self._lost:
@@ -106,8 +107,8 @@ class PlainObserver(StudyObserver):
             self._say(f"    completed in {_fmt(entry.duration_s)} s: {_fmt(m.output_tokens_per_s)} output tok/s, "
                       f"{_fmt(m.energy_per_output_token_j)} J/output token")
         else:
-            self._write(lambda: click.echo(f"    {entry.status}: {entry.error_type}: {entry.error_message}", err=True),
-                        err=True)
+            line = visible(f"    {entry.status}: {entry.error_type}: {entry.error_message}", keep_newlines=True)
+            self._write(lambda: click.echo(line, err=True), err=True)
 
     def study_finished(self, result) -> None:
         if not self.quiet and result.experiments:
@@ -137,7 +138,7 @@ class LiveObserver(PlainObserver):
         self.task = None
 
     def _emit(self, text: str) -> None:
-        self._write(lambda: self.console.print(text, highlight=False, markup=False))
+        self._write(lambda: self.console.print(visible(text, keep_newlines=True), highlight=False, markup=False))
 
     def study_started(self, study_dir: str, n_runs: int, n_skipped: int) -> None:
         super().study_started(study_dir, n_runs, n_skipped)
@@ -147,7 +148,7 @@ class LiveObserver(PlainObserver):
     def run_event(self, event: dict) -> None:
         super().run_event(event)
         if event.get("event") == "phase":
-            self.progress.update(self.task, description=f"{event.get('phase')}")
+            self.progress.update(self.task, description=markup_safe(event.get("phase")))
         elif event.get("event") == "batch":
             self.progress.update(self.task, description=f"measuring batch {event.get('done')}/{event.get('total')}")
 
@@ -174,14 +175,15 @@ def print_summary_table(result, said=lambda reason: False) -> None:
     """
     from rich.table import Table
 
-    table = Table(title=f"{result.study_name}: {result.summary.completed} completed, {result.summary.failed} failed, "
-                        f"{result.summary.skipped} skipped")
+    table = Table(title=f"{markup_safe(result.study_name)}: {result.summary.completed} completed, "
+                        f"{result.summary.failed} failed, {result.summary.skipped} skipped")
     for column in ("#", "configuration", "cycle", "out tok", "window s", "out tok/s", "TTFT p50 s", "J/out tok",
                    "J/out tok (adj)"):
         table.add_column(column, justify="left" if column == "configuration" else "right")
     for r in result.experiments:
         m = r.metrics
-        table.add_row(r.run_id.split("_", 1)[0], r.config.summary(), str(r.cycle), str(r.output_tokens_total),
+        table.add_row(markup_safe(r.run_id.split("_", 1)[0]), markup_safe(r.config.summary()), str(r.cycle),
+                      str(r.output_tokens_total),
                       _fmt(r.window_s), _fmt(m.output_tokens_per_s), _fmt(m.ttft_s.p50),
                       _fmt(m.energy_per_output_token_j), _fmt(m.energy_per_output_token_adjusted_j))
     console = make_console() if sys.stdout.isatty() else make_console(width=160)  # logs: no wrapping of the table
@@ -191,5 +193,5 @@ def print_summary_table(result, said=lambda reason: False) -> None:
         if said(reason):
             console.print("J/out tok is '—': no GPU energy was measured (the reason is above)", highlight=False)
         else:
-            console.print(f"{ENERGY_UNAVAILABLE}{reason}", highlight=False)
-    console.print(f"Results: {result.study_dir}", highlight=False, soft_wrap=True)
+            console.print(markup_safe(f"{ENERGY_UNAVAILABLE}{reason}", keep_newlines=True), highlight=False)
+    console.print(markup_safe(f"Results: {result.study_dir}"), highlight=False, soft_wrap=True)

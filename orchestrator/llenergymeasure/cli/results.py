@@ -10,12 +10,15 @@ from typing import Any
 
 import click
 
+from .safe_text import visible
+
 
 def escape(text: str) -> str:
-    """Rich markup escape: units like `[s]` must print literally, not as a style tag."""
-    from rich.markup import escape as rich_escape
+    """Rich markup escape: units like `[s]` must print literally, not as a style tag; control
+    characters (a model name's escape sequence) are shown as `\\xNN`, never sent to the terminal."""
+    from .safe_text import markup_safe
 
-    return rich_escape(text)
+    return markup_safe(text, keep_newlines=True)
 
 SHOW_COLUMNS = ("energy_per_output_token_j", "energy_per_output_token_adjusted_j", "output_tokens_per_s",
                 "total_tokens_per_s", "requests_per_s", "ttft_s.p50", "e2e_latency_s.p50")
@@ -100,7 +103,7 @@ def _header(console, data) -> None:
 def _warn_unreadable(data) -> None:
     """On stderr, so an export written to stdout-driven pipelines still says what it left out."""
     for warning in data.warnings:
-        click.echo(f"warning: {warning}", err=True)
+        click.echo(f"warning: {visible(warning)}", err=True)
 
 
 @click.group("results")
@@ -142,7 +145,7 @@ def show_cmd(study_dir: Path, sort_metric: str | None, descending: bool, cv_thre
     for i in order:
         conf = configurations[i]
         cells = [_fmt_stats(conf["metrics"][m]) for m in SHOW_COLUMNS]
-        table.add_row(*map(escape, [str(i + 1), f"{conf['config_summary']}\n{conf['config_hash']}",
+        table.add_row(*map(escape, [str(i + 1), f"{visible(conf['config_summary'])}\n{conf['config_hash']}",
                                     str(conf["n_runs"]), *cells, _short_flags(conf)]))
     console.print(table)
     for conf in configurations:
@@ -262,6 +265,6 @@ def rebuild_manifest_cmd(study_dir: Path) -> None:
 
     path, notes = rebuild_manifest(study_dir)
     for note in notes:
-        click.echo(f"note: {note}", err=True)
+        click.echo(f"note: {visible(note)}", err=True)
     click.echo(f"rebuilt {path}; read it with `llem results show {study_dir}`, continue it with "
                f"`llem run --resume {study_dir}`")

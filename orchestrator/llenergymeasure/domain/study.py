@@ -4,10 +4,11 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from .base import StrictModel
 from .config import ENGINE_ALIASES, ENGINES, check_floats_bounded
+from .text_checks import refuse_control
 
 DAY_S = 86_400.0
 # Docker's own size syntax (units.RAMInBytes): 512m, 8g, 1.5GB, 268435456.
@@ -51,6 +52,8 @@ class ExecutionConfig(StrictModel):
     @field_validator("*", mode="after")
     @classmethod
     def _finite(cls, value: Any, info) -> Any:
+        if info.field_name == "gpus":  # ids reach CUDA_VISIBLE_DEVICES and the container's device list
+            refuse_control(value, "execution.gpus")
         return check_floats_bounded(value, f"execution.{info.field_name}")
 
 
@@ -62,6 +65,11 @@ class DockerConfig(StrictModel):
     extra_mounts: list[str] = Field(default_factory=list, description="'HOST:CONTAINER[:ro]' bind mounts")
     gpus: list[str] | None = Field(None, description="GPU indices or UUIDs; default: all present")
     keep_failed: bool = False
+
+    @field_validator("model_cache_dir", "extra_mounts", "gpus")
+    @classmethod
+    def _no_control_characters(cls, value: Any, info: ValidationInfo) -> Any:
+        return refuse_control(value, f"docker.{info.field_name}")
 
     @field_validator("shm_size")
     @classmethod
@@ -85,6 +93,11 @@ class StudyConfig(StrictModel):
     runners: dict[str, RunnerName] = Field(default_factory=dict)
     images: dict[str, str] = Field(default_factory=dict)
     docker: DockerConfig = Field(default_factory=DockerConfig)
+
+    @field_validator("results_dir", "images")
+    @classmethod
+    def _no_control_characters(cls, value: Any, info: ValidationInfo) -> Any:
+        return refuse_control(value, info.field_name)
 
     @field_validator("sweep")
     @classmethod

@@ -20,8 +20,10 @@ def safe_cell(value):
 
 def safe_csv_frame(frame):
     """A copy of a pandas frame with every text cell made safe (numbers untouched)."""
+    from pandas.api.types import is_numeric_dtype
+
     out = frame.copy()
     for column in out.columns:
-        if out[column].dtype == object:
+        if not is_numeric_dtype(out[column]):  # object or string columns (pandas' text dtypes)
             out[column] = out[column].map(safe_cell)
     return out
