@@ -226,15 +226,17 @@ class StudyRun:
     def _resume(self, manifest, skip_failed: bool, study_dir: Path,
                 executor_name: str) -> list[tuple[ManifestEntry, RunOutcome]]:
         """Mark runs whose process died `interrupted`, record the resume, load completed results."""
-        from ..runners.base import load_completed
+        from ..runners.base import completed_outcomes
 
         for entry in manifest.entries:
             if entry.status == "running":  # its orchestrator is gone: we hold the study lock
                 entry.status, entry.error_type = "interrupted", "Interrupted"
                 entry.error_message = "the process running it ended without recording an outcome (found at resume)"
+        # A completed entry whose result.json is not its own is not kept: it is rerun like a failed run.
+        previous = completed_outcomes(study_dir, manifest, lambda message: self.observer.notice(f"warning: {message}"))
         record_resume(manifest, len(rerun_indices(manifest, skip_failed)), skip_failed)
         manifest.executor = executor_name  # a Slurm study continued here (nothing of it is left in Slurm)
-        return [(e, load_completed(study_dir, e)) for e in manifest.entries if e.status == "completed"]
+        return previous
 
     def _entry(self, expanded: ExpandedExperiment, cycle: int) -> ManifestEntry:
         if not expanded.valid:
