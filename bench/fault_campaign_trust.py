@@ -20,9 +20,9 @@ FORMULA = "=cmd|' /C calc'!A0"
 
 
 def run_trust_cases(campaign) -> None:
-    with _other_user(campaign) as user:
-        planted_lock_links(campaign, user)
-        study_dir = one_real_study(campaign)
+    with _other_user(campaign) as (user, shared):
+        planted_lock_links(campaign, user, shared)
+        study_dir = one_real_study(campaign, shared)
         if study_dir is not None:
             another_user_cannot_write_into_a_study(campaign, user, study_dir)
             csv_formula_cells(campaign, study_dir)
@@ -32,31 +32,33 @@ def run_trust_cases(campaign) -> None:
 
 
 class _other_user:
-    """A throwaway local user for two-user cases (None when not root or `useradd` is missing)."""
+    """A throwaway local user for two-user cases (None when not root or `useradd` is missing), and a
+    folder that user can reach: its own under the system temp directory (mode 711), since the
+    campaign's work directory may sit in a private one (pytest keeps its root at 700)."""
 
     def __init__(self, campaign):
-        self.campaign, self.name = campaign, None
+        self.campaign, self.name, self.shared = campaign, None, None
 
-    def __enter__(self) -> str | None:
+    def __enter__(self) -> tuple[str | None, Path]:
+        import tempfile
+
+        self.shared = Path(tempfile.mkdtemp(prefix="llem-campaign-trust-"))
+        self.shared.chmod(0o711)
         if os.geteuid() != 0 or shutil.which("useradd") is None or shutil.which("runuser") is None:
-            return None
+            return None, self.shared
         name = f"llemc{os.getpid() % 100000}"
         made = subprocess.run(["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
                               capture_output=True, text=True)
         if made.returncode != 0:
             self.campaign.tally.problems.append(f"useradd {name}: {made.stderr.strip()[:200]}")
-            return None
+            return None, self.shared
         self.name = name
-        for folder in (self.campaign.workdir, *self.campaign.workdir.parents):  # the other user can reach it
-            try:
-                os.chmod(folder, os.stat(folder).st_mode | 0o011)
-            except OSError:
-                pass
-        return name
+        return name, self.shared
 
     def __exit__(self, *exc) -> None:
         if self.name:
             subprocess.run(["userdel", self.name], capture_output=True)
+        shutil.rmtree(self.shared, ignore_errors=True)
 
 
 def _as(user: str, *argv: str) -> subprocess.CompletedProcess:
@@ -79,11 +81,11 @@ def _skip(campaign, case: str, why: str) -> None:
 
 
 # -- 1. files llem writes as root -----------------------------------------------------------------------
-def planted_lock_links(campaign, user: str | None) -> None:
+def planted_lock_links(campaign, user: str | None, shared: Path) -> None:
     """A lock file planted as a link to a 0600 root file, in a lock directory of llem's user and in one
     another user made: llem refuses (exit 2 naming LLEM_LOCK_DIR or the lock file) and the file is intact."""
-    folder = campaign.workdir / "trust-locks"
-    folder.mkdir(parents=True)
+    folder = shared / "locks"
+    folder.mkdir(mode=0o711)
     victim = folder / "shadow"
     victim.write_text(VICTIM_TEXT)
     victim.chmod(0o600)
@@ -123,9 +125,11 @@ def planted_lock_links(campaign, user: str | None) -> None:
                      f"exit {code}, target {'intact' if victim.read_text() == VICTIM_TEXT else 'OVERWRITTEN'}")
 
 
-def one_real_study(campaign) -> Path | None:
-    """One configuration, two cycles, a formula for an experiment name: the study the next cases attack."""
-    path, results = campaign._study("trust", base={"name": FORMULA}, execution={"n_cycles": 2})
+def one_real_study(campaign, shared: Path) -> Path | None:
+    """One configuration, two cycles, a formula for an experiment name: the study the next cases attack
+    (its results directory where the other user can reach it)."""
+    path, results = campaign._study("trust", base={"name": FORMULA}, execution={"n_cycles": 2},
+                                    results=shared / "results")
     code, out = _cli(campaign, "run", str(path))
     study_dir, manifest = campaign._manifest(results)
     if code != 0 or manifest is None:
@@ -144,6 +148,10 @@ def another_user_cannot_write_into_a_study(campaign, user: str | None, study_dir
         return
     result = run_dirs[0] / "result.json"
     before = result.read_bytes()
+    if _as(user, "test", "-r", str(result)).returncode != 0:  # else a refusal below would prove nothing
+        campaign._record("shared host: another user replaces result.json", False,
+                         f"setup: the other user cannot even read {result}")
+        return
     tries = [_as(user, "sh", "-c", f"echo '{{}}' > {result}.new && mv -f {result}.new {result}"),
              _as(user, "touch", str(run_dirs[0] / ".result.json.1.tmp")),
              _as(user, "touch", str(study_dir / "runs" / "planted"))]
