@@ -14,7 +14,7 @@ directory another user can write would let that user plant `device-cpu.lock -> /
 and have root's next run truncate the target. So the default directory is per user
 (`llem-locks-<uid>` under the system temp dir), a lock directory must belong to the invoking
 user and be writable by nobody else, and lock files are opened with O_NOFOLLOW and checked to
-be plain files with one link before anything is written into them.
+be plain files with one name before anything is written into them.
 """
 from __future__ import annotations
 
@@ -110,8 +110,9 @@ class _FileLock:
 
 
 def open_lock_file(path: Path) -> int:
-    """Open (or create) a lock file without following a link; refuse anything but a plain file of
-    our own with one name, so the truncate that follows can only ever reach a lock file."""
+    """Open (or create) a lock file without following a link; refuse anything but a plain file with
+    one name (a hard link to another file has two), so the truncate that follows can only ever reach
+    a lock file. (Its owner may differ: root shows the status of a user's study.)"""
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, 0o644)
     except OSError as exc:
@@ -119,11 +120,11 @@ def open_lock_file(path: Path) -> int:
                           f"kind of file is in its place; remove it (set {LOCK_DIR_ENV} to a directory only you "
                           "can write)") from None
     info = os.fstat(fd)
-    if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1 or info.st_uid != os.geteuid():
+    if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
         os.close(fd)
-        raise ConfigError(f"the lock file {path} is not a plain file of yours with a single name (owner uid "
-                          f"{info.st_uid}, {info.st_nlink} links); remove it (set {LOCK_DIR_ENV} to a directory "
-                          "only you can write)")
+        raise ConfigError(f"the lock file {path} is not a plain file with a single name ({info.st_nlink} links); "
+                          f"another user may have planted it: remove it (set {LOCK_DIR_ENV} to a directory only "
+                          "you can write)")
     return fd
 
 
