@@ -403,6 +403,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from fault_campaign_identity import run_identity_cases  # bench/ is on sys.path (above)
     from fault_campaign_runtime import run_runtime_cases
+    from fault_campaign_trust import run_trust_cases  # shared hosts: another user, values, identity
     from llenergymeasure.models import make_tiny_model
 
     with tempfile.TemporaryDirectory(prefix="llem-campaign-") as tmp:
@@ -414,6 +415,7 @@ def main(argv: list[str] | None = None) -> int:
         run_identity_cases(campaign)
         campaign.bad_inputs(args.bad_inputs)
         input_cases(campaign)
+        run_trust_cases(campaign)
         campaign.secrets()
         print_table(campaign.tally)
         t = campaign.tally

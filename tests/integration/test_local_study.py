@@ -70,6 +70,12 @@ def test_run_directories_follow_the_contract(quickstart_result):
     assert all(len(n.rsplit("_", 1)[1]) == 8 for n in names)
 
 
+def test_run_directories_are_writable_by_their_owner_only(quickstart_result):
+    """Another user on the host must not replace a result.json or plant the harness's files."""
+    run_dirs = list((Path(quickstart_result.study_dir) / "runs").iterdir())
+    assert run_dirs and all(d.stat().st_mode & 0o022 == 0 for d in run_dirs), [oct(d.stat().st_mode) for d in run_dirs]
+
+
 def test_offline_runs_the_same_skeleton_as_serving(quickstart_result):
     """The run skeleton's phases, in its order, with the model load as the load step."""
     for run_dir in (Path(quickstart_result.study_dir) / "runs").iterdir():

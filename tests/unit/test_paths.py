@@ -14,7 +14,7 @@ def test_study_names_with_path_parts_are_refused(name):
         StudyConfig(name=name)
 
 
-@pytest.mark.parametrize("model", ["../../../etc/passwd", "/abs/../../x", "org/../../m", "a b/c\x00d", "ünï/..\\.."])
+@pytest.mark.parametrize("model", ["../../../etc/passwd", "/abs/../../x", "org/../../m", "a b/c d", "ünï/..\\.."])
 def test_run_directory_names_are_single_safe_components(model, tmp_path):
     cfg = ExperimentConfig(model=model)
     run_id = run_dir_name(1, 1, cfg, cfg.config_hash())
@@ -31,3 +31,9 @@ def test_rerun_directories_never_overwrite_an_earlier_attempt(tmp_path):
     (tmp_path / "001_c1_x").mkdir()
     (tmp_path / "001_c1_x_r2").mkdir()
     assert free_run_id(tmp_path, "001_c1_x") == "001_c1_x_r3" and free_run_id(tmp_path, "002") == "002"
+
+
+@pytest.mark.parametrize("model", ["a b/c\x00d", "m\nx", "m\x1b[2J"])
+def test_model_names_with_control_characters_are_refused(model):
+    with pytest.raises(ValidationError, match="control character"):
+        ExperimentConfig(model=model)

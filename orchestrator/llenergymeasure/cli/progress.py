@@ -14,6 +14,7 @@ from ..domain import ManifestEntry
 from ..study.observer import StudyObserver
 from .console import make_console
 from .run_summary import ENERGY_UNAVAILABLE, print_summary_table  # noqa: F401 (the observer's end of study)
+from .safe_text import markup_safe, visible
 
 
 def _fmt(value, digits=3) -> str:
@@ -56,7 +57,7 @@ class PlainObserver(StudyObserver):
             self._emit(text)
 
     def _emit(self, text: str) -> None:
-        self._write(lambda: click.echo(text))
+        self._write(lambda: click.echo(visible(text, keep_newlines=True)))
 
     def _write(self, write, err: bool = False) -> None:
         if err in self._lost:
@@ -105,8 +106,8 @@ class PlainObserver(StudyObserver):
             self._say(f"    completed in {_fmt(entry.duration_s)} s: {_fmt(m.output_tokens_per_s)} output tok/s, "
                       f"{_fmt(m.energy_per_output_token_j)} J/output token")
         else:
-            self._write(lambda: click.echo(f"    {entry.status}: {entry.error_type}: {entry.error_message}", err=True),
-                        err=True)
+            line = visible(f"    {entry.status}: {entry.error_type}: {entry.error_message}", keep_newlines=True)
+            self._write(lambda: click.echo(line, err=True), err=True)
 
     def study_finished(self, result) -> None:
         if not self.quiet and result.experiments:
@@ -136,7 +137,7 @@ class LiveObserver(PlainObserver):
         self.task = None
 
     def _emit(self, text: str) -> None:
-        self._write(lambda: self.console.print(text, highlight=False, markup=False))
+        self._write(lambda: self.console.print(visible(text, keep_newlines=True), highlight=False, markup=False))
 
     def study_started(self, study_dir: str, n_runs: int, n_skipped: int) -> None:
         super().study_started(study_dir, n_runs, n_skipped)
@@ -146,7 +147,7 @@ class LiveObserver(PlainObserver):
     def run_event(self, event: dict) -> None:
         super().run_event(event)
         if event.get("event") == "phase":
-            self.progress.update(self.task, description=f"{event.get('phase')}")
+            self.progress.update(self.task, description=markup_safe(event.get("phase")))
         elif event.get("event") == "batch":
             self.progress.update(self.task, description=f"measuring batch {event.get('done')}/{event.get('total')}")
 

@@ -10,12 +10,16 @@ from typing import Any
 
 import click
 
+from .safe_text import visible
+
 
 def escape(text: str) -> str:
-    """Rich markup escape: units like `[s]` must print literally, not as a style tag."""
-    from rich.markup import escape as rich_escape
+    """Rich markup escape: units like `[s]` must print literally, not as a style tag; control
+    characters (a model name's escape sequence) are shown as `\\xNN`, never sent to the terminal."""
+    from .safe_text import markup_safe
 
-    return rich_escape(text)
+    return markup_safe(text, keep_newlines=True)
+
 
 SHOW_COLUMNS = ("energy_per_output_token_j", "energy_per_output_token_adjusted_j", "output_tokens_per_s",
                 "total_tokens_per_s", "requests_per_s", "ttft_s.p50", "e2e_latency_s.p50")
@@ -128,7 +132,7 @@ def _header(console, data) -> None:
 def _warn_unreadable(data) -> None:
     """On stderr, so an export written to stdout-driven pipelines still says what it left out."""
     for warning in data.warnings:
-        click.echo(f"warning: {warning}", err=True)
+        click.echo(f"warning: {visible(warning)}", err=True)
 
 
 @click.group("results")
@@ -325,6 +329,6 @@ def rebuild_manifest_cmd(study_dir: Path) -> None:
 
     path, notes = rebuild_manifest(study_dir)
     for note in notes:
-        click.echo(f"note: {note}", err=True)
+        click.echo(f"note: {visible(note)}", err=True)
     click.echo(f"rebuilt {path}; read it with `llem results show {study_dir}`, continue it with "
                f"`llem run --resume {study_dir}`")

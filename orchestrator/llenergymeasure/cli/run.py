@@ -65,7 +65,7 @@ def choose_launch(executor: str | None, previous, resume_dir, slurm_flags: dict,
                            gpus_per_task=slurm_flags["--slurm-gpus-per-task"],
                            time_limit=slurm_flags["--slurm-time"], account=slurm_flags["--slurm-account"],
                            array_limit=slurm_flags["--slurm-array-limit"],
-                           sbatch_args=list(slurm_flags["--slurm-sbatch-arg"] or ()))
+                           sbatch_args=list(slurm_flags["--slurm-sbatch-arg"] or ())).check()
     return Launch(SlurmObserver, partial(submit_and_report, options=options, wait=bool(slurm_flags["--wait"])))
 
 

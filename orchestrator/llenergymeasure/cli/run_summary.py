@@ -15,6 +15,7 @@ import sys
 from collections import defaultdict
 
 from .console import make_console
+from .safe_text import markup_safe, visible
 
 ENERGY_UNAVAILABLE = "GPU energy unavailable: "  # the harness's warning prefix when no GPU energy was read
 LOG_WIDTH = 120
@@ -63,7 +64,7 @@ def print_summary_table(result, said=lambda reason: False) -> None:
 
     console = make_console() if sys.stdout.isatty() else make_console(width=LOG_WIDTH)
     numbers = configuration_numbers(result)
-    runs = Table(title=f"{result.study_name}: {result.summary.completed} completed, {result.summary.failed} failed, "
+    runs = Table(title=f"{markup_safe(result.study_name)}: {result.summary.completed} completed, {result.summary.failed} failed, "
                        f"{result.summary.skipped} skipped")
     for column in ("#", "cycle", "run", "out tok", "window s", "out tok/s", "TTFT p50 s", "J/out tok",
                    "J/out tok (adj)"):
@@ -76,7 +77,7 @@ def print_summary_table(result, said=lambda reason: False) -> None:
         window_tokens = window_counts(r)[0]  # what out tok/s and J/out tok divide by: the row agrees with itself
         flags = [short_flag(f) for f in run_flags(r)]  # replayed readings, contention, ...: said on the row
         run_label = r.run_id.split("_", 1)[0] + (f" [{', '.join(flags)}]" if flags else "")
-        runs.add_row(str(numbers.get(r.config_hash, "?")), str(r.cycle), run_label,
+        runs.add_row(str(numbers.get(r.config_hash, "?")), str(r.cycle), markup_safe(run_label),
                      number(window_tokens), number(r.window_s, 3), number(m.output_tokens_per_s),
                      number(m.ttft_s.p50, 3), number(m.energy_per_output_token_j),
                      number(m.energy_per_output_token_adjusted_j))
@@ -95,7 +96,7 @@ def print_summary_table(result, said=lambda reason: False) -> None:
                      for metric, _ in CONFIG_METRICS]
             cells_all += cells
             label += " [replayed]" if conf.get("readings") == "replayed" else ""
-            confs.add_row(str(numbers[conf["config_hash"]]), label, str(conf["n_runs"]), *cells)
+            confs.add_row(str(numbers[conf["config_hash"]]), markup_safe(label), str(conf["n_runs"]), *cells)
         console.print(confs)
         if legend(cells_all):
             console.print(legend(cells_all), highlight=False, soft_wrap=True)
@@ -104,7 +105,7 @@ def print_summary_table(result, said=lambda reason: False) -> None:
         if said(reason):
             console.print("J/out tok is '—': no GPU energy was measured (the reason is above)", highlight=False)
         else:
-            console.print(f"{ENERGY_UNAVAILABLE}{reason}", highlight=False)
+            console.print(markup_safe(f"{ENERGY_UNAVAILABLE}{reason}", keep_newlines=True), highlight=False)
     groups = warning_groups(result, numbers)
     if groups:
         total = len(result.experiments)
@@ -113,6 +114,6 @@ def print_summary_table(result, said=lambda reason: False) -> None:
             named = ", ".join(where[:RUNS_NAMED]) + (f" and {len(where) - RUNS_NAMED} more" if len(where) > RUNS_NAMED
                                                       else "")
             shown = text if variants == 1 else f"{text} (the first of {variants}; figures differ per run)"
-            console.print(f"  {len(where)} of {total} runs ({named}): {shown}", highlight=False, markup=False,
+            console.print(visible(f"  {len(where)} of {total} runs ({named}): {shown}"), highlight=False, markup=False,
                           soft_wrap=True)  # one line per warning: grep-able in a log
-    console.print(f"Results: {result.study_dir}", highlight=False, soft_wrap=True)
+    console.print(markup_safe(f"Results: {result.study_dir}"), highlight=False, soft_wrap=True)

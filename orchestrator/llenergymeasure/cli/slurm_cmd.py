@@ -5,6 +5,8 @@ from pathlib import Path
 
 import click
 
+from .safe_text import visible
+
 MAX_LISTED = 20
 
 
@@ -13,7 +15,7 @@ def submit_and_report(run, resume_dir, skip_failed: bool, quiet: bool, options=N
     from ..executors.slurm_submit import SlurmExecutor
 
     report = SlurmExecutor(options).submit(run, resume_dir, skip_failed)
-    say = (lambda text: None) if quiet else click.echo
+    say = (lambda text: None) if quiet else (lambda text: click.echo(visible(text)))
     say(f"Study directory: {report.study_dir}")
     if report.job_id:
         say(f"Submitted {report.n_tasks} runs as Slurm job array {report.job_id} "
@@ -128,7 +130,7 @@ def status_cmd(study_dir, wait, interval, quiet, verbose):
         manifest = collected.manifest
     if not quiet:
         for line in _describe(manifest):
-            click.echo(line)
+            click.echo(visible(line))  # names and messages from study files: no control character to the terminal
         hint = _local_hint(manifest, study_dir)
         if hint:
             click.echo(hint)

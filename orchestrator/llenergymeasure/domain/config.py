@@ -16,6 +16,7 @@ from .base import StrictModel
 from .engine_options import TensorRtLlmConfig, VllmConfig
 from .server_args import refused_server_arg
 from .serving import ServingConfig
+from .text_checks import refuse_control
 
 Engine = Literal["transformers", "vllm", "tensorrt_llm", "llama_cpp"]
 ENGINES: tuple[str, ...] = ("transformers", "vllm", "tensorrt_llm", "llama_cpp")
@@ -236,6 +237,11 @@ class ExperimentConfig(StrictModel):
         "offline", description="offline: batches in-process; serving: the engine's own server under HTTP load")
     serving: ServingConfig | None = Field(None, description="load shape; only with mode: serving")
 
+    @field_validator("model", "name")
+    @classmethod
+    def _no_control_characters(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return refuse_control(value, info.field_name)
+
     @field_validator("engine", mode="before")
     @classmethod
     def _engine_alias(cls, value: object) -> object:
@@ -272,6 +278,11 @@ class ExperimentConfig(StrictModel):
             if engine != self.engine and getattr(self, engine) is not None:
                 raise ValueError(
                     f"section '{engine}:' is set but engine is '{self.engine}'; remove the section or set engine: {engine}")
+        refuse_control(self.dataset.path, "dataset.path")
+        refuse_control(self.dataset.column, "dataset.column")
+        refuse_control(self.dataset.split, "dataset.split")
+        if self.serving is not None:
+            refuse_control(self.serving.server_args, "serving.server_args")  # they reach the server's command line
         if self.serving is not None and self.mode != "serving":
             raise ValueError("section 'serving:' is set but mode is 'offline'; set mode: serving or remove it")
         if self.mode == "serving" and self.engine == "transformers":

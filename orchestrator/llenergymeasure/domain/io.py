@@ -2,6 +2,11 @@
 
 Why: the manifest and result files are read while studies run (by users, by `llem results`,
 by a later resumption); a reader must never see a half-written file.
+
+Why the temporary file is created exclusively, under an unpredictable name, without following a
+link: llem often writes as root in directories another user may be able to write (a shared
+results tree). A predictable temporary name opened normally lets that user plant a link and have
+root write through it; `create_exclusive` makes the open fail instead.
 """
 from __future__ import annotations
 
@@ -10,6 +15,18 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
+EXCLUSIVE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+
+
+def create_exclusive(path: Path, mode: int = 0o666) -> int:
+    """A new file at `path` (FileExistsError if anything, a link included, is already there)."""
+    return os.open(path, EXCLUSIVE_FLAGS, mode)
+
+
+def temp_name(path: Path) -> Path:
+    """A temporary name beside `path` that nobody can guess ahead (pid + 64 random bits)."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(8).hex()}.tmp")
+
 
 def write_chunks_atomic(path: Path, chunks: Iterable[bytes], *, fsync: bool = True) -> None:
     """Write byte chunks to a temp file beside `path`, then os.replace it over `path`.
@@ -17,9 +34,10 @@ def write_chunks_atomic(path: Path, chunks: Iterable[bytes], *, fsync: bool = Tr
     Chunks avoid concatenating a large file into one more copy in memory before writing it.
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = temp_name(path)
+    fd = create_exclusive(tmp)
     try:
-        with open(tmp, "wb") as fh:
+        with os.fdopen(fd, "wb") as fh:
             for chunk in chunks:
                 fh.write(chunk)
             fh.flush()

@@ -5,10 +5,11 @@ import posixpath
 import re
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from .base import StrictModel
 from .config import ENGINE_ALIASES, ENGINES, check_floats_bounded
+from .text_checks import refuse_control
 
 DAY_S = 86_400.0
 LARGE_PLAN_RUNS = 1_000  # runs a study may start without --yes unless execution.max_runs says otherwise
@@ -74,6 +75,8 @@ class ExecutionConfig(StrictModel):
     @field_validator("*", mode="after")
     @classmethod
     def _finite(cls, value: Any, info) -> Any:
+        if info.field_name == "gpus":  # ids reach CUDA_VISIBLE_DEVICES and the container's device list
+            refuse_control(value, "execution.gpus")
         return check_floats_bounded(value, f"execution.{info.field_name}")
 
 
@@ -99,6 +102,11 @@ class DockerConfig(StrictModel):
                                  "would not run the code llem shipped; mount it elsewhere, e.g. /data or /mnt")
         return value
 
+    @field_validator("model_cache_dir", "extra_mounts", "gpus")
+    @classmethod
+    def _no_control_characters(cls, value: Any, info: ValidationInfo) -> Any:
+        return refuse_control(value, f"docker.{info.field_name}")
+
     @field_validator("shm_size")
     @classmethod
     def _size(cls, value: str | None) -> str | None:
@@ -121,6 +129,11 @@ class StudyConfig(StrictModel):
     runners: dict[str, RunnerName] = Field(default_factory=dict)
     images: dict[str, str] = Field(default_factory=dict)
     docker: DockerConfig = Field(default_factory=DockerConfig)
+
+    @field_validator("results_dir", "images")
+    @classmethod
+    def _no_control_characters(cls, value: Any, info: ValidationInfo) -> Any:
+        return refuse_control(value, info.field_name)
 
     @field_validator("sweep")
     @classmethod

@@ -16,12 +16,14 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..domain.text_checks import CONTROL_CHARS
 from ..errors import ConfigError
 
 SLURM_DIR = "slurm"
@@ -32,6 +34,11 @@ TASK_MARGIN_S = 300  # Slurm's time limit = the longest run's own timeout + this
 SLURM_INTERRUPTED = ("CANCELLED", "PREEMPTED", "NODE_FAIL", "BOOT_FAIL", "DEADLINE", "REQUEUED")
 SLURM_RUNNING = ("RUNNING", "COMPLETING", "CONFIGURING", "STAGE_OUT", "SIGNALING", "RESIZING")
 LIVE = ("submitted", "running")  # manifest statuses of runs still in Slurm: only the collector changes them
+# Partition, account and time limit as Slurm names them; anything else is refused, not escaped.
+SAFE_SBATCH_WORD = re.compile(r"^[A-Za-z0-9_.,:+@=-]+$")
+# Characters written as they are in an `#SBATCH` value; any other is backslash-escaped (sbatch's own
+# quoting: a backslash makes the next character literal, so a space or `#` cannot end the value).
+_SBATCH_PLAIN = re.compile(r"[A-Za-z0-9_./:%=,+@-]")
 
 
 @dataclass
@@ -48,6 +55,20 @@ class SlurmOptions:
     def to_record(self) -> dict:
         """The flags given (recorded with each submission, reused by `--resume`)."""
         return {k: v for k, v in self.__dict__.items() if v not in (None, [])}
+
+    def check(self) -> "SlurmOptions":
+        """ConfigError (exit 2) naming the flag whose value cannot be written safely into the batch script or
+        sbatch's command line: a newline would end an `#SBATCH` line and make the rest a command."""
+        for flag, value in (("--slurm-partition", self.partition), ("--slurm-account", self.account),
+                            ("--slurm-time", self.time_limit)):
+            if value is not None and not SAFE_SBATCH_WORD.match(value):
+                raise ConfigError(f"{flag} {value!r} is not a Slurm name: use letters, digits and _ . , : + @ = - "
+                                  "only (no spaces, quotes or control characters)")
+        for arg in self.sbatch_args:
+            if CONTROL_CHARS.search(arg):
+                raise ConfigError(f"--slurm-sbatch-arg {arg!r} contains a control character (newline, tab, escape); "
+                                  "remove it")
+        return self
 
     def merged_over(self, previous: dict) -> "SlurmOptions":
         """A resume resubmits with the previous submission's flags, except those given again."""
@@ -82,9 +103,13 @@ def batch_script(study_dir: Path, job_name: str, n_tasks: int, tasks_file: Path,
     GPU runs ask for `--gpus-per-task`; a CPU-only submission asks for `--exclusive` instead, so
     two runs never share a node's cores and skew each other's timing and energy.
     """
+    options.check()
+    if not SAFE_SBATCH_WORD.match(time_limit):
+        raise ConfigError(f"--slurm-time {time_limit!r} is not Slurm's time syntax (e.g. 90, 1:30:00, 2-00:00:00)")
     array = f"0-{n_tasks - 1}" + (f"%{options.array_limit}" if options.array_limit else "")
-    lines = ["#!/bin/bash", f"#SBATCH --job-name={job_name}", f"#SBATCH --array={array}",
-             f"#SBATCH --output={study_dir / SLURM_DIR / 'logs' / '%A_%a.out'}", "#SBATCH --ntasks=1",
+    logs = _sbatch_value(str(study_dir / SLURM_DIR / "logs"), "the study directory", no_percent=True)
+    lines = ["#!/bin/bash", f"#SBATCH --job-name={_sbatch_value(job_name, 'the study name')}",
+             f"#SBATCH --array={array}", f"#SBATCH --output={logs}/%A_%a.out", "#SBATCH --ntasks=1",
              f"#SBATCH --time={time_limit}"]
     if options.partition:
         lines.append(f"#SBATCH --partition={options.partition}")
@@ -100,7 +125,22 @@ def batch_script(study_dir: Path, job_name: str, n_tasks: int, tasks_file: Path,
 def _quote(text: str) -> str:
     import shlex
 
+    if CONTROL_CHARS.search(text):  # shlex would quote a newline, but no path of ours should carry one
+        raise ConfigError(f"{text!r} contains a control character; it cannot go into the Slurm batch script")
     return shlex.quote(text)
+
+
+def _sbatch_value(text: str, what: str, no_percent: bool = False) -> str:
+    """`text` as one `#SBATCH` value: refused when it holds a control character (a newline would end the
+    line and make the rest a command) or, for a file name, a `%` (a Slurm file name pattern); every
+    character outside a plain set is backslash-escaped."""
+    if CONTROL_CHARS.search(text):
+        raise ConfigError(f"{what} {text!r} contains a control character (newline, tab, escape); it cannot be "
+                          "written into the Slurm batch script: rename it (results_dir / --output)")
+    if no_percent and "%" in text:
+        raise ConfigError(f"{what} {text!r} contains '%', which Slurm reads as a file name pattern; choose a "
+                          "results_dir without it")
+    return "".join(ch if _SBATCH_PLAIN.match(ch) else "\\" + ch for ch in text)
 
 
 def time_limit_for(timeouts_s: list[float]) -> str:
@@ -171,7 +211,13 @@ def write_secret_file(study_dir: Path) -> str | None:
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(folder, 0o700)
     path = folder / "hf_token"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    from ..domain.io import create_exclusive
+
+    try:
+        os.unlink(path)  # a resubmission writes it anew: exclusively, never through a link
+    except FileNotFoundError:
+        pass
+    fd = create_exclusive(path, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(token)
     return str(path)

@@ -129,14 +129,16 @@ def _elapsed_s(start_iso: str, entries) -> float:
 
 def finalise(writer: ManifestWriter, study_dir: Path):
     """Status and study outputs, from the study snapshot and the completed runs' result.json."""
-    from ..runners.base import load_completed
+    import logging
+
+    from ..runners.base import completed_outcomes
     from ..study.resume import read_study_snapshot
     from ..study.summary import build_study_result
 
     manifest = writer.manifest
+    outcomes = completed_outcomes(study_dir, manifest, logging.getLogger(__name__).warning, writer)
     writer.set_status(_final_status(writer.counters()))
     study, _ = read_study_snapshot(study_dir)
-    outcomes = [(e, load_completed(study_dir, e)) for e in manifest.entries if e.status == "completed"]
     plan = local_plan({e.engine for e in manifest.entries if e.engine})
     return build_study_result(study, study_dir, manifest, outcomes, manifest.created_at,
                               _elapsed_s(manifest.created_at, manifest.entries), plan)

@@ -155,8 +155,10 @@ def _submit(batch: Batch, options: SlurmOptions) -> str | None:
     if gpus is None:
         gpus = _gpus_per_task(ex.gpus_per_run, [e.config for e in run.valid()])
     time_limit = options.time_limit or time_limit_for([t["timeout_s"] for t in tasks])
-    script.write_text(batch_script(study_dir, job_name(writer.manifest.study_id), len(tasks), tasks_file,
-                                   options, gpus, time_limit))
+    from ..domain.io import write_text_atomic  # an exclusive temp file: never written through a link
+
+    write_text_atomic(script, batch_script(study_dir, job_name(writer.manifest.study_id), len(tasks), tasks_file,
+                                           options, gpus, time_limit))
     try:
         job_id = sbatch(script, options.sbatch_args)
     except BaseException:

@@ -5,6 +5,13 @@ directories are never globbed — a run attempt abandoned by a crash (its result
 manifest not yet updated, the run then redone by `--resume`) stays on disk as evidence but must
 never be counted twice. study_result.json is a summary written at the end (absent when a study
 was interrupted), so `llem results` works on a study that is still running or was cut short.
+
+Every result read through an entry must prove it is that entry's: its `study_id`, `run_id`,
+cycle, configuration index and configuration hash are compared with the manifest entry, and one
+file is never counted for two entries. A manifest is a
+file anyone with write access can edit, and run directories can be copied between studies: an
+entry pointed at another cycle's result would otherwise count one measurement twice, and a result
+copied from another study would add a configuration this study never ran.
 """
 from __future__ import annotations
 
@@ -61,6 +68,47 @@ def result_path_of(study_dir: Path, entry) -> Path:
     return path
 
 
+class ResultMismatch(ValueError):
+    """A readable result.json that is not the result of the manifest entry pointing at it."""
+
+
+def identity_problems(result: ExperimentResult, entry, study_id: str | None) -> list[str]:
+    """How `result` differs from what `entry` (of study `study_id`) says it is; empty when it is its own."""
+    problems = []
+    if study_id is not None and result.study_id != study_id:
+        problems.append(f"study_id {result.study_id!r}, not {study_id!r}")
+    if entry.run_id and result.run_id != entry.run_id:
+        problems.append(f"run_id {result.run_id!r}, not {entry.run_id!r}")
+    if result.cycle != entry.cycle:
+        problems.append(f"cycle {result.cycle}, not {entry.cycle}")
+    if result.experiment_index != entry.experiment_index:
+        problems.append(f"configuration #{result.experiment_index}, not #{entry.experiment_index}")
+    if entry.config_hash and result.config_hash != entry.config_hash:
+        problems.append(f"config hash {result.config_hash}, not {entry.config_hash}")
+    return problems
+
+
+def read_entry_result(study_dir: Path, entry, study_id: str | None,
+                      seen: dict[Path, str] | None = None) -> ExperimentResult:
+    """The result.json of a completed entry, proven to be that entry's. OSError/ValueError when it cannot be
+    read; ResultMismatch (naming the entry and what the file says) when it belongs to something else, or when
+    an earlier entry (`seen`: path -> run) already counted this file."""
+    path = result_path_of(study_dir, entry)
+    owner = (seen or {}).get(path)
+    if owner is not None:
+        raise ResultMismatch(f"run {entry.run_id} (cycle {entry.cycle}) points at {path.name} of "
+                             f"{path.parent.name}, already counted for run {owner}; one file counts once")
+    result = ExperimentResult.model_validate_json(path.read_bytes())
+    problems = identity_problems(result, entry, study_id)
+    if problems:
+        raise ResultMismatch(f"run {entry.run_id} (configuration #{entry.experiment_index}, cycle {entry.cycle}) "
+                             f"points at {path.relative_to(Path(study_dir).resolve())}, which is the result of "
+                             f"{result.study_id}/{result.run_id} (cycle {result.cycle}): " + "; ".join(problems))
+    if seen is not None:
+        seen[path] = entry.run_id or path.parent.name
+    return result
+
+
 def load_study(path: str | Path) -> StudyData:
     """Load a study directory; ConfigError (exit 2) when `path` is not one."""
     study_dir = Path(path).expanduser()
@@ -76,12 +124,12 @@ def load_study(path: str | Path) -> StudyData:
                           f"runs/ with `llem results rebuild-manifest {study_dir}`") from None
     results: list[ExperimentResult] = []
     warnings: list[str] = []
+    seen: dict[Path, str] = {}
     for entry in manifest.entries:
         if entry.status != "completed":
             continue
         try:
-            result_path = result_path_of(study_dir, entry)
-            results.append(ExperimentResult.model_validate_json(result_path.read_text(encoding="utf-8")))
+            results.append(read_entry_result(study_dir, entry, manifest.study_id, seen))
         except (OSError, ValueError) as exc:
             warnings.append(f"skipped run {entry.run_id}: {str(exc).splitlines()[0][:200]}")
     results.sort(key=lambda r: (r.experiment_index, r.cycle, r.run_id))

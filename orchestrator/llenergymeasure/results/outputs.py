@@ -6,12 +6,12 @@ half-written table.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 from ..domain import StudyResult
 from ..domain.io import write_json_atomic
+from .csv_safe import safe_csv_frame
 from .stats import DEFAULT_CV_THRESHOLD, configuration_stats
 from .tables import ID_COLUMNS, run_rows, summary_rows
 
@@ -36,18 +36,23 @@ def _frame(rows: list[dict[str, Any]], empty_columns: tuple[str, ...]):
 def write_table(rows: list[dict[str, Any]], path: Path, fmt: str,
                 empty_columns: tuple[str, ...] = ID_COLUMNS) -> Path:
     """Write tidy rows as csv, parquet or json (records) atomically."""
+    import io
+
+    from ..domain.io import write_chunks_atomic
+
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     frame = _frame(rows, empty_columns)
     if fmt == "csv":
-        frame.to_csv(tmp, index=False)
+        data = safe_csv_frame(frame).to_csv(index=False).encode("utf-8")
     elif fmt == "parquet":
-        frame.to_parquet(tmp, index=False)
+        buffer = io.BytesIO()
+        frame.to_parquet(buffer, index=False)
+        data = buffer.getvalue()
     elif fmt == "json":
-        frame.to_json(tmp, orient="records", indent=2)
+        data = frame.to_json(orient="records", indent=2).encode("utf-8")
     else:
         raise ValueError(f"unknown table format {fmt!r}")
-    os.replace(tmp, path)
+    write_chunks_atomic(path, [data], fsync=False)  # an exclusive temp file, never through a link
     return path
 
 

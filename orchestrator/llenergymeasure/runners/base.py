@@ -67,19 +67,47 @@ class Runner(Protocol):
     def close(self) -> None: ...
 
 
-def load_completed(study_dir: Path, entry) -> RunOutcome:
-    """The outcome of a run a previous process completed (resume): its result.json, read-only."""
+def load_completed(study_dir: Path, entry, study_id: str | None = None,
+                   seen: dict[Path, str] | None = None) -> RunOutcome:
+    """The outcome of a run a previous process completed (resume): its result.json, read-only.
+    ResultMismatch when the file is not this entry's (results/load.py `read_entry_result`)."""
     from ..errors import ConfigError
-    from ..results.load import result_path_of
+    from ..results.load import ResultMismatch, read_entry_result
 
     path = Path(study_dir) / (entry.result_file or f"runs/{entry.run_id}/{RESULT_FILE}")
     try:
-        path = result_path_of(study_dir, entry)
-        return RunOutcome("completed", ExperimentResult.model_validate_json(path.read_bytes()))
+        return RunOutcome("completed", read_entry_result(study_dir, entry, study_id, seen))
+    except ResultMismatch:
+        raise
     except (OSError, ValueError) as exc:
         raise ConfigError(f"{path} (a completed run of this study) is unreadable or corrupt "
                           f"({str(exc).splitlines()[0][:160]}); restore it, or mark its manifest entry "
                           "'failed' to rerun it") from None
+
+
+def completed_outcomes(study_dir: Path, manifest, warn, writer=None) -> list[tuple]:
+    """(entry, outcome) of every completed entry whose result.json proves it is that entry's. An entry
+    pointing at another run's result (another cycle, another study, a file already counted) is not
+    counted: it becomes `failed` with `ResultMismatch` (a resume reruns it; through `writer` when one
+    already holds the manifest) and `warn(message)` names both."""
+    from ..results.load import ResultMismatch
+
+    seen: dict[Path, str] = {}
+    outcomes = []
+    for index, entry in enumerate(manifest.entries):
+        if entry.status != "completed":
+            continue
+        try:
+            outcomes.append((entry, load_completed(study_dir, entry, manifest.study_id, seen)))
+        except ResultMismatch as exc:
+            fields = dict(status="failed", error_type="ResultMismatch", error_message=str(exc), result_file=None)
+            if writer is not None:
+                writer.update(index, **fields)
+            else:
+                for name, value in fields.items():
+                    setattr(entry, name, value)
+            warn(f"{exc}; not counted")
+    return outcomes
 
 
 def collect_outcome(run_dir: Path, exit_info: ExitInfo) -> RunOutcome:

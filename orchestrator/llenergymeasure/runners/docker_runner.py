@@ -185,7 +185,7 @@ class DockerRunner:
 
             # mode 0700, named with our pid: the watchdog (or the next start) removes it if we are killed
             self._secrets = Path(tempfile.mkdtemp(prefix=secrets_prefix(), dir=secrets_root()))
-            fd = os.open(self._secrets / "hf_token", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            fd = os.open(self._secrets / "hf_token", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
             with os.fdopen(fd, "w") as handle:
                 handle.write(token)
         return self._secrets

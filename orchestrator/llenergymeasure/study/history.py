@@ -99,9 +99,9 @@ def record_runs(outcomes: list, path: Path | None = None, study_wall_s: float | 
         path.parent.mkdir(parents=True, exist_ok=True)
         old = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
         kept = (old + lines)[-KEEP:]
-        tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-        tmp.write_text("\n".join(kept) + "\n", encoding="utf-8")
-        tmp.replace(path)
+        from ..domain.io import write_text_atomic
+
+        write_text_atomic(path, "\n".join(kept) + "\n", fsync=False)  # exclusive temp file, no link followed
         return n_runs
     except Exception:  # noqa: BLE001 - best effort by design (read-only home, full disk...)
         return 0

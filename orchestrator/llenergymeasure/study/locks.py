@@ -8,6 +8,13 @@ holds who took it (pid, host, study dir) so the refusal can name the holder.
 GPU locks are all-or-none: a study takes every device it will measure on, or none, so two
 studies can never each hold half of what the other needs. On a host without GPUs the "device"
 is the host's CPU (`cpu`): two CPU studies at once would skew each other's timing and energy.
+
+Why the lock files are opened with care: llem often runs as root on shared GPU nodes. A lock
+directory another user can write would let that user plant `device-cpu.lock -> /etc/shadow`
+and have root's next run truncate the target. So the default directory is per user
+(`llem-locks-<uid>` under the system temp dir), a lock directory must belong to the invoking
+user and be writable by nobody else, and lock files are opened with O_NOFOLLOW and checked to
+be plain files with one name before anything is written into them.
 """
 from __future__ import annotations
 
@@ -15,6 +22,8 @@ import fcntl
 import json
 import os
 import socket
+import stat
+import tempfile
 import time
 from pathlib import Path
 
@@ -24,15 +33,21 @@ LOCK_DIR_ENV = "LLEM_LOCK_DIR"
 STUDY_LOCK_FILE = ".llem.lock"
 
 
+def default_lock_dir() -> Path:
+    """Per user: another user can neither create it first nor write into it."""
+    return Path(tempfile.gettempdir()) / f"llem-locks-{os.getuid()}"
+
+
 def lock_dir() -> Path:
-    return Path(os.environ.get(LOCK_DIR_ENV) or "/tmp/llem-locks")
+    return Path(os.environ.get(LOCK_DIR_ENV) or default_lock_dir())
 
 
 def check_lock_dir() -> Path:
-    """ConfigError (exit 2) naming LLEM_LOCK_DIR when the device locks cannot be created there."""
+    """ConfigError (exit 2) naming LLEM_LOCK_DIR when the device locks cannot be created there, or
+    when the directory is not the invoking user's own (another user could plant links in it)."""
     path = lock_dir()
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
         ok = os.access(path, os.W_OK | os.X_OK)
     except OSError as exc:
         ok, why = False, exc.strerror or str(exc)
@@ -40,8 +55,26 @@ def check_lock_dir() -> Path:
         why = "not writable"
     if not ok:
         raise ConfigError(f"{LOCK_DIR_ENV}: the device-lock directory {path} cannot be created or written ({why}); "
-                          f"set {LOCK_DIR_ENV} to a writable directory (default /tmp/llem-locks)")
+                          f"set {LOCK_DIR_ENV} to a writable directory (default {default_lock_dir()})")
+    check_own_dir(path, LOCK_DIR_ENV)
     return path
+
+
+def check_own_dir(path: Path, field: str) -> None:
+    """ConfigError unless `path` is a real directory owned by the invoking user that no one else can write."""
+    info = os.lstat(path)
+    uid = os.geteuid()
+    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
+        raise ConfigError(f"{field}: {path} is a symbolic link or not a directory; another user may have planted "
+                          f"it. Set {field} to a directory you own (default {default_lock_dir()})")
+    if info.st_uid != uid:
+        raise ConfigError(f"{field}: {path} belongs to uid {info.st_uid}, not to you (uid {uid}): another user "
+                          f"could redirect the files llem writes there. Remove it, or set {field} to a directory "
+                          "you own")
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise ConfigError(f"{field}: {path} can be written by other users (mode {stat.S_IMODE(info.st_mode):o}): "
+                          f"they could redirect the files llem writes there. Run `chmod go-w {path}`, or set "
+                          f"{field} to a directory only you can write")
 
 
 def _holder(path: Path) -> str:
@@ -59,7 +92,7 @@ class _FileLock:
 
     def try_acquire(self, study_dir: str) -> bool:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        fd = open_lock_file(self.path)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -74,6 +107,25 @@ class _FileLock:
         if self.fd is not None:
             os.close(self.fd)  # closing drops the flock
             self.fd = None
+
+
+def open_lock_file(path: Path) -> int:
+    """Open (or create) a lock file without following a link; refuse anything but a plain file with
+    one name (a hard link to another file has two), so the truncate that follows can only ever reach
+    a lock file. (Its owner may differ: root shows the status of a user's study.)"""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, 0o644)
+    except OSError as exc:
+        raise ConfigError(f"cannot open the lock file {path} ({exc.strerror or exc}): a symbolic link or another "
+                          f"kind of file is in its place; remove it (set {LOCK_DIR_ENV} to a directory only you "
+                          "can write)") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+        os.close(fd)
+        raise ConfigError(f"the lock file {path} is not a plain file with a single name ({info.st_nlink} links); "
+                          f"another user may have planted it: remove it (set {LOCK_DIR_ENV} to a directory only "
+                          "you can write)")
+    return fd
 
 
 class GpuLock:

@@ -119,7 +119,9 @@ class ManifestWriter:
             return
         self._reserve_used = True
         try:
-            with open(self.reserve_path, "wb") as handle:
+            from ..domain.io import create_exclusive
+
+            with os.fdopen(create_exclusive(self.reserve_path), "wb") as handle:  # never through a planted link
                 handle.write(b"\0" * max(1 << 20, 3 * manifest_bytes))
         except OSError:
             try:

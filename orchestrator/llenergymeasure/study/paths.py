@@ -1,6 +1,7 @@
 """Study and run directory names (`runs/<NNN>_c<cycle>_<slug>_<hash8>/`)."""
 from __future__ import annotations
 
+import os
 import re
 from datetime import datetime, timezone
 from pathlib import Path
@@ -56,6 +57,8 @@ def create_study_dir(results_dir: str | Path, name: str) -> Path:
             raise StudyError(f"cannot create the study directory {study_dir}: {exc.strerror or exc}; "
                              f"set results_dir (YAML) or --output to a writable directory") from None
         (study_dir / "runs").mkdir()
+        for made in (study_dir, study_dir / "runs"):  # whatever the umask: only the owner writes a study
+            os.chmod(made, os.lstat(made).st_mode & 0o7755)
         return study_dir.resolve()
     raise StudyError(f"cannot find a free study directory name under {base}")
 

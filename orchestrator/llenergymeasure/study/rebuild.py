@@ -10,7 +10,11 @@ and study.json says what the study planned, so the manifest can be rebuilt witho
 - per (configuration, cycle) a completed attempt wins over a failed or cut-short one, and a
   later attempt (`_r2`) over an earlier one with the same outcome; other attempts stay on disk
   as evidence and are not counted;
-- a run whose configuration hash is not the one planned is left out, and said so.
+- a run whose configuration hash is not the one planned is left out, and said so;
+- a run directory of another study (copied in: its experiment.json names another study id, or
+  another run id than its directory's name) is left out and said so, so it can never displace
+  this study's own result; a result.json counts only when it is its run's (study id, run id,
+  cycle, configuration and hash as in experiment.json).
 
 The previous file is kept beside it (`manifest.json.before-rebuild-<time>`); the rebuilt study is marked
 `interrupted`, so `llem run --resume` continues it and `llem results` reads it.
@@ -47,7 +51,8 @@ def _rebuild(study_dir: Path) -> tuple[Path, list[str]]:
 
     notes: list[str] = []
     planned, n_cycles, cycle_order, name = _planned(study_dir, notes)
-    found = _runs(study_dir, notes)
+    study_id = _study_id(study_dir, notes)
+    found = _runs(study_dir, notes, study_id)
     by_key = {(e.experiment_index, e.cycle): i for i, e in enumerate(planned)}
     for (index, cycle), entry in sorted(found.items()):
         position = by_key.get((index, cycle))
@@ -70,7 +75,7 @@ def _rebuild(study_dir: Path) -> tuple[Path, list[str]]:
         kept = path.with_name(f"{MANIFEST_FILE}.before-rebuild-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}")
         shutil.copy2(path, kept)
         notes.append(f"the previous manifest is kept as {kept.name}")
-    manifest = new_manifest(study_dir.name, name, study_dir, n_cycles, cycle_order, planned)
+    manifest = new_manifest(study_id, name, study_dir, n_cycles, cycle_order, planned)
     manifest.stop_reason = "manifest rebuilt from runs/ (`llem results rebuild-manifest`)"
     ManifestWriter(manifest, path).set_status("interrupted")
     return path, notes
@@ -92,8 +97,34 @@ def _planned(study_dir: Path, notes: list[str]) -> tuple[list[ManifestEntry], in
     return entries, study.execution.n_cycles, study.execution.cycle_order, study.name
 
 
-def _runs(study_dir: Path, notes: list[str]) -> dict[tuple[int, int], ManifestEntry]:
-    """The attempt that counts per (configuration, cycle), read from each run directory."""
+def _study_id(study_dir: Path, notes: list[str]) -> str:
+    """This study's id: as study.json recorded it, else the directory's name (what `llem run` named it). A
+    directory renamed since (no run names it) takes the id most of its runs' experiment.json name."""
+    import json
+    from collections import Counter
+
+    try:
+        recorded = json.loads((study_dir / "study.json").read_text(encoding="utf-8")).get("study_id")
+    except (OSError, ValueError, AttributeError):
+        recorded = None
+    if isinstance(recorded, str) and recorded:
+        return recorded
+    ids = Counter()
+    for spec_path in (study_dir / "runs").glob(f"*/{RUN_SPEC_FILE}"):
+        try:
+            ids[RunSpec.model_validate_json(spec_path.read_bytes()).study_id] += 1
+        except (OSError, ValueError):
+            continue
+    if study_dir.name not in ids and ids:
+        (most, count), = ids.most_common(1)
+        notes.append(f"{count} of {sum(ids.values())} runs name study {most!r}, none this directory's name (it was "
+                     "renamed): kept as the study id")
+        return most
+    return study_dir.name
+
+
+def _runs(study_dir: Path, notes: list[str], study_id: str) -> dict[tuple[int, int], ManifestEntry]:
+    """The attempt that counts per (configuration, cycle), read from each run directory of this study."""
     best: dict[tuple[int, int], ManifestEntry] = {}
     for spec_path in sorted((study_dir / "runs").glob(f"*/{RUN_SPEC_FILE}"), key=_attempt_order):
         run_dir = spec_path.parent
@@ -101,6 +132,10 @@ def _runs(study_dir: Path, notes: list[str]) -> dict[tuple[int, int], ManifestEn
             spec = RunSpec.model_validate_json(spec_path.read_bytes())
         except (OSError, ValueError) as exc:
             notes.append(f"{run_dir.name}: unreadable {RUN_SPEC_FILE} ({str(exc).splitlines()[0][:120]}); left out")
+            continue
+        if spec.study_id != study_id or spec.run_id != run_dir.name:
+            notes.append(f"{run_dir.name}: its {RUN_SPEC_FILE} is run {spec.run_id!r} of study {spec.study_id!r}, "
+                         f"not a run of this study ({study_id!r}); left out")
             continue
         entry = ManifestEntry(run_id=run_dir.name, experiment_index=spec.experiment_index, cycle=spec.cycle,
                               config_hash=spec.config_hash, config_summary=spec.config.summary(),
@@ -121,9 +156,11 @@ def _attempt_order(path: Path) -> tuple[str, int]:
 def _outcome(run_dir: Path, spec: RunSpec) -> dict:
     from ..domain import ExperimentResult, HarnessError
 
+    from ..results.load import identity_problems
+
     try:
         result = ExperimentResult.model_validate_json((run_dir / RESULT_FILE).read_bytes())
-        if result.config_hash == spec.config_hash:
+        if not identity_problems(result, spec, spec.study_id):  # the result of this very run, nothing else
             return {"status": "completed", "result_file": f"runs/{run_dir.name}/{RESULT_FILE}"}
     except (OSError, ValueError):
         pass

@@ -41,7 +41,8 @@ def write_study_snapshot(study_dir: Path, study: StudyConfig, search_dirs: list[
     first, then `search_dirs` (so a resume from any directory resolves them as the start did)."""
     from ..domain.io import write_text_atomic
 
-    payload = {"study": study.model_dump(mode="json"), "search_dirs": [str(p) for p in search_dirs],
+    payload = {"study_id": Path(study_dir).name,  # results name it; a rebuilt manifest keeps it
+               "study": study.model_dump(mode="json"), "search_dirs": [str(p) for p in search_dirs],
                "cwd": str(Path(cwd or Path.cwd()).resolve())}
     write_text_atomic(Path(study_dir) / STUDY_SNAPSHOT_FILE, json.dumps(payload, indent=2) + "\n")
 

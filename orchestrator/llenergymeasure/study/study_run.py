@@ -99,6 +99,9 @@ class Batch:
         return self.study_dir.name
 
 
+RUN_DIR_MODE = 0o755
+
+
 class StudyRun:
     """State of one study execution (kept small; the heavy lifting is in runners and harness)."""
 
@@ -228,15 +231,17 @@ class StudyRun:
     def _resume(self, manifest, skip_failed: bool, study_dir: Path,
                 executor_name: str) -> list[tuple[ManifestEntry, RunOutcome]]:
         """Mark runs whose process died `interrupted`, record the resume, load completed results."""
-        from ..runners.base import load_completed
+        from ..runners.base import completed_outcomes
 
         for entry in manifest.entries:
             if entry.status == "running":  # its orchestrator is gone: we hold the study lock
                 entry.status, entry.error_type = "interrupted", "Interrupted"
                 entry.error_message = "the process running it ended without recording an outcome (found at resume)"
+        # A completed entry whose result.json is not its own is not kept: it is rerun like a failed run.
+        previous = completed_outcomes(study_dir, manifest, lambda message: self.observer.notice(f"warning: {message}"))
         record_resume(manifest, len(rerun_indices(manifest, skip_failed)), skip_failed)
         manifest.executor = executor_name  # a Slurm study continued here (nothing of it is left in Slurm)
-        return [(e, load_completed(study_dir, e)) for e in manifest.entries if e.status == "completed"]
+        return previous
 
     def _entry(self, expanded: ExpandedExperiment, cycle: int) -> ManifestEntry:
         if not expanded.valid:
@@ -299,7 +304,10 @@ class StudyRun:
                        cooldown_wait_s=self.cooldown_waits.pop(tuple(gpu_ids or ["all"]), None))
         try:
             run_dir.mkdir(parents=True)
-            os.chmod(run_dir, 0o777)  # the container runs as the invoking uid, but other engines' images may not
+            # Owner-only write, for every runner: the container runs the harness as the invoking
+            # uid:gid (docker_runner), so it needs no more; another user must not be able to replace
+            # result.json or plant the harness's files.
+            os.chmod(run_dir, RUN_DIR_MODE)
             write_json_atomic(run_dir / RUN_SPEC_FILE, spec)
         except OSError as exc:  # disk full, results dir gone or read-only: this run fails, earlier ones stay
             writer.update(index, status="failed", run_id=run_id, runner=runner.name, finished_at=utc_now(),
