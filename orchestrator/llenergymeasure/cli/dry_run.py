@@ -36,7 +36,7 @@ def print_dry_run(study, expanded, cli_runner: str | None = None) -> None:
         click.echo(line)
         if cfg.engine in no_gpu:
             click.echo(f"      UNAVAILABLE here (runs will be recorded failed, EngineUnavailable): {no_gpu[cfg.engine]}")
-    order = run_order(len(expanded), ex.n_cycles, ex.cycle_order, ex.shuffle_seed)
+    order = run_order(len(expanded), ex.planned_cycles, ex.cycle_order, ex.shuffle_seed)
     shown = [f"#{i}c{c}" for i, c in order if expanded[i].valid]
     click.echo(f"Cycle order ({ex.cycle_order}): {' '.join(shown[:60])}{' …' if len(shown) > 60 else ''}")
     runners = print_runner_plan(study, {e.config.engine for e in valid}, cli_runner)
@@ -116,7 +116,7 @@ def print_wall_time_estimate(study, valid, runners: dict[str, str], n_experiment
             f" = start-up, import and load {parts['start-up']:.0f} s + baselines {parts['baseline']:.0f} s + warm-up "
             f"{parts['warm-up']:.0f} s ({parts['warm-up batches']:.0f} batches) + window {parts['window']:.0f} s")
         click.echo(f"  #{e.index}: {seconds:.0f} s per run × {ex.n_cycles} cycles{detail} — {source}")
-    order = [(i, c) for i, c in run_order(n_experiments, ex.n_cycles, ex.cycle_order, ex.shuffle_seed)
+    order = [(i, c) for i, c in run_order(n_experiments, ex.planned_cycles, ex.cycle_order, ex.shuffle_seed)
              if i in per_run]
     runs_s = sum(per_run[i] for i, _ in order)
     gaps_s = sum(ex.cycle_gap_s if c != prev[1] else ex.experiment_gap_s for prev, (_, c) in zip(order, order[1:]))

@@ -203,13 +203,13 @@ class StudyRun:
     def open_existing(self, resume_dir: Path, planned: list[ManifestEntry]):
         """(study_dir, manifest) of a study to continue; refused when its plan changed (study/resume.py)."""
         ex = self.study.execution
-        return open_for_resume(resume_dir, planned, ex.n_cycles, ex.cycle_order, self.config_now)
+        return open_for_resume(resume_dir, planned, ex.planned_cycles, ex.cycle_order, self.config_now)
 
     def create_study(self, planned: list[ManifestEntry], executor_name: str):
         """A new study directory with its manifest (every run pending) and its study.json snapshot."""
         study, ex = self.study, self.study.execution
         study_dir = create_study_dir(study.results_dir, study.name)
-        manifest = new_manifest(study_dir.name, study.name, study_dir, ex.n_cycles, ex.cycle_order, planned)
+        manifest = new_manifest(study_dir.name, study.name, study_dir, ex.planned_cycles, ex.cycle_order, planned)
         manifest.executor = executor_name
         write_study_snapshot(study_dir, study, self.search_dirs, self.cwd)
         return study_dir, manifest
@@ -217,7 +217,7 @@ class StudyRun:
     def planned_entries(self) -> tuple[list[tuple[int, int]], list[ManifestEntry]]:
         """(experiment index, cycle) in execution order, and the manifest entry each starts as."""
         ex = self.study.execution
-        order = run_order(len(self.expanded), ex.n_cycles, ex.cycle_order, ex.shuffle_seed)
+        order = run_order(len(self.expanded), ex.planned_cycles, ex.cycle_order, ex.shuffle_seed)
         return order, [self._entry(self.expanded[i], cycle) for i, cycle in order]
 
     def _resume(self, manifest, skip_failed: bool, study_dir: Path,
