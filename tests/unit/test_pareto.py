@@ -114,3 +114,37 @@ def test_pareto_command_refuses_a_bad_slo_with_exit_2(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "llenergymeasure", "results", "pareto", str(study_dir),
                            "--slo", "ttft_p9_s=0.2"], capture_output=True, text=True)
     assert proc.returncode == 2 and "ttft_p90_s" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_report_answers_under_the_study_slo_with_carbon_and_a_labelled_front(tmp_path):
+    from llenergymeasure.domain import StudyConfig
+    from llenergymeasure.results.report import render_report
+    from llenergymeasure.study.resume import write_study_snapshot
+    from tests.unit.results_factory import make_result, write_study_dir
+
+    results = [make_result(bs, cycle, window_s=1.0 / bs + 0.01 * cycle, energy_j=100.0 / bs + cycle)
+               for bs in (1, 4) for cycle in (1, 2, 3)]
+    study_dir = write_study_dir(tmp_path, results)
+    write_study_snapshot(study_dir, StudyConfig.model_validate({
+        "sweep": {"batch_size": [1, 4]}, "slo": {"e2e_p90_s": 100.0},
+        "carbon": {"grid_intensity_g_per_kwh": 250, "source": "grid operator's annual mean", "date": "2026"}}), [])
+    page = render_report(study_dir)
+    assert "Least energy under e2e_p90_s ≤ 100: batch_size=4</b>" in page
+    assert "gCO2e per 1,000 requests" in page and "grid operator&#x27;s annual mean" in page
+    svg = page[page.index('id="pareto"'):]
+    assert ">batch_size=4<" in svg.replace("</text>", "<")  # the figure names the point by its swept value
+
+
+def test_run_study_result_carries_the_front_and_null_carbon_with_reason(tmp_path):
+    from llenergymeasure.domain import StudyConfig
+    from llenergymeasure.study.summary import _decide
+    from llenergymeasure.domain import StudyResult
+    from tests.unit.results_factory import make_result
+
+    results = [make_result(bs, cycle, window_s=1.0 / bs, energy_j=100.0 / bs + cycle)
+               for bs in (1, 4) for cycle in (1, 2, 3)]
+    result = StudyResult(study_id="s", study_name="s", study_dir=str(tmp_path), status="completed",
+                         started_at="x", finished_at="y", experiments=results)
+    _decide(StudyConfig.model_validate({"slo": {"e2e_p90_s": 100.0}}), result)
+    assert result.pareto["answer"]["best"]["label"] == "batch_size=4"
+    assert result.carbon["grid"] is None and "no grid carbon intensity" in result.carbon["unavailable_reason"]
