@@ -134,6 +134,9 @@ class StudyConfig(StrictModel):
         if self.search is not None and (not self.sweep or self.experiments):
             raise ValueError("search: the search space is the sweep; give a `sweep:` and no `experiments:` "
                              "(or remove `search:` to run the experiments as a grid)")
+        if self.search is not None and self.execution.target_ci_pct is not None:
+            raise ValueError("search: a trial runs n_cycles cycles; remove execution.target_ci_pct (adaptive "
+                             "cycles are not combined with a search yet)")
         return self
 
     @field_validator("runners", "images", mode="before")

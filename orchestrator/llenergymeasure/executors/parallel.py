@@ -62,6 +62,9 @@ class ParallelExecutor(Executor):
     name = "local"
 
     def check(self, run) -> None:
+        from ..study.adaptive import refuse_unless_sequential
+
+        refuse_unless_sequential(run.study, "parallel")
         plan_gpu_sets(run.study, [e.config for e in run.valid()])  # ConfigError: no GPUs, too few
 
     def run(self, batch) -> list:

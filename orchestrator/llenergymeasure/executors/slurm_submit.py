@@ -52,6 +52,9 @@ class SlurmExecutor(Executor):
         self.job_id: str | None = None  # the array job of the last submission, None when nothing was submitted
 
     def check(self, run) -> None:
+        from ..study.adaptive import refuse_unless_sequential
+
+        refuse_unless_sequential(run.study, "Slurm")
         require_slurm()
         check_runners(run.study)
         if run.study.execution.parallel != 1:

@@ -171,6 +171,7 @@ class StudyRun:
         n_previous = len(previous)  # runs of an earlier invocation: already in the duration history
         status = "completed"
         breaker = CircuitBreaker(ex.max_consecutive_failures, study_dir)
+        todo = self.decided_todo(writer, order, todo, study_dir)
         batch = Batch(self, writer, order, todo, sequence_numbers(planned), study_dir, plan, breaker)
         try:
             outcomes += executor.run(batch)
@@ -199,6 +200,19 @@ class StudyRun:
                         study_wall_s=time.monotonic() - t0 if ex.parallel == 1 and status == "completed" else None)
             self.observer.study_finished(result)
         return result
+
+    def decided_todo(self, writer: ManifestWriter, order, todo: list[int], study_dir: Path):
+        """The runs to do as a list, or, with adaptive cycles or a search, decided one at a time after
+        each outcome (study/adaptive.py, study/search.py; the sequential executor only)."""
+        if self.study.search is not None:
+            from .search import SearchTodo
+
+            return SearchTodo(self, writer, order, todo, study_dir)
+        if self.study.execution.target_ci_pct is not None:
+            from .adaptive import AdaptiveTodo
+
+            return AdaptiveTodo(self, writer, order, todo, study_dir)
+        return todo
 
     def open_existing(self, resume_dir: Path, planned: list[ManifestEntry]):
         """(study_dir, manifest) of a study to continue; refused when its plan changed (study/resume.py)."""
