@@ -199,8 +199,11 @@ class SearchTodo:
         if startup is None:
             trials_budget = (self.config.budget.runs or 30) // max(1, self.run.study.execution.planned_cycles)
             startup = min(10, max(2, trials_budget // 3))
-        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup, multivariate=True,
-                                          warn_independent_sampling=False)
+        import warnings
+
+        with warnings.catch_warnings():  # multivariate is "experimental" in some Optuna versions
+            warnings.simplefilter("ignore")
+            return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup, multivariate=True)
 
     def propose(self) -> dict[str, Any] | None:
         """The next configuration to measure (a new trial), or None when none is left."""

@@ -45,6 +45,7 @@ def build_study_result(study: StudyConfig, study_dir: Path, manifest: StudyManif
                          result_files=[e.result_file for e in manifest.entries if e.result_file],
                          measurement_protocol=measurement_protocol(study, plan), summary=summary)
     _decide(study, result)
+    result.search = manifest.search
     _write_outputs(study_dir, result)
     return result
 
