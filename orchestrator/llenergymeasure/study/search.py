@@ -34,6 +34,17 @@ NOT_PROPOSED = "NotProposed"
 MAX_REPROPOSALS = 64
 
 
+def require_optuna() -> None:
+    """ConfigError (exit 2) before anything starts when Optuna is not installed."""
+    import importlib.util
+
+    from ..errors import ConfigError
+
+    if importlib.util.find_spec("optuna") is None:
+        raise ConfigError("search: the planner is Optuna, which is not installed here; "
+                          "pip install 'llenergymeasure[search]' (or remove `search:` to run the whole sweep)")
+
+
 def _numeric(values: list[Any]) -> bool:
     return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values) and \
         (values == sorted(values) or values == sorted(values, reverse=True))

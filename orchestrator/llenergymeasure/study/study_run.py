@@ -266,6 +266,10 @@ class StudyRun:
         if left:
             self.observer.notice(f"stopped what a crashed llem left behind: {', '.join(left)}")
         executor.check(self)  # e.g. ConfigError (no GPUs, too few for parallel) before the study dir exists
+        if self.study.search is not None:
+            from .search import require_optuna
+
+            require_optuna()
         for engine in sorted({e.engine for e in self.valid()}):
             runner = plan.runner_for(engine)
             if runner is not None:

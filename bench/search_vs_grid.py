@@ -1,0 +1,84 @@
+"""Runs and wall time to find the least-energy configuration under an SLO: a search against the full grid.
+
+The same study (a 16-point sweep of the tiny model: batch_size × max_output_tokens) runs twice with
+real runs of the harness: once as a grid, once with `search:` (Optuna TPE, a budget of half the
+grid's runs). Prints, side by side, the runs and wall time each needed, each one's answer under the
+SLO (results/pareto.py's rule) and whether the search's best is the grid's best or tied with it
+within the noise. Nothing here asserts: it is a benchmark, run by hand:
+
+    .venv/bin/python bench/search_vs_grid.py [--replay TRACE] [--cycles N] [--seed S]
+
+Without a GPU, pass `--replay tests/fixtures/traces/ci_idle_load.jsonl` (the readings are then a
+replayed trace, not a measurement, and J/output token follows the window's length: the optimum is
+the configuration with the highest throughput). On a GPU, leave it out.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+SWEEP = {"batch_size": [1, 2, 4, 8], "max_output_tokens": [4, 8, 16, 32]}  # 16 points
+
+
+def study(results_dir: Path, model: Path, cycles: int, search: dict | None):
+    from llenergymeasure.domain import StudyConfig
+
+    return StudyConfig.model_validate({
+        "name": "search" if search else "grid", "results_dir": str(results_dir),
+        "base": {"model": str(model), "n_prompts": 8, "decoding": {"ignore_eos": True},
+                 "measurement": {"baseline": {"duration_s": 0.5},
+                                 "warmup": {"min_batches": 1, "max_batches": 2, "window": 2}}},
+        "sweep": SWEEP, "slo": {"e2e_p90_s": 120.0},
+        "execution": {"n_cycles": cycles, "cycle_order": "interleaved"},
+        **({"search": search} if search else {})})
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--replay", type=Path, default=None, help="replay this NVML trace (no GPU)")
+    parser.add_argument("--cycles", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    if args.replay:
+        os.environ["LLEM_NVML_REPLAY"] = str(args.replay.resolve())
+    from llenergymeasure import run_study
+    from llenergymeasure.models import make_tiny_model
+    from llenergymeasure.study.search import best_is_within
+
+    work = Path(tempfile.mkdtemp(prefix="llem-search-bench-"))
+    model = make_tiny_model(work / "tiny-llm", seed=0)
+    n_grid = 1
+    for values in SWEEP.values():
+        n_grid *= len(values)
+    budget = n_grid * args.cycles // 2
+    rows = []
+    for name, search in (("grid", None), ("search", {"objective": "energy_per_output_token", "planner": "tpe",
+                                                     "seed": args.seed, "budget": {"runs": budget}})):
+        start = time.perf_counter()
+        result = run_study(study(work / "results", model, args.cycles, search))
+        wall_s = time.perf_counter() - start
+        answer = (result.pareto or {}).get("answer") or {}
+        rows.append((name, result.summary.completed, wall_s, answer))
+    grid_answer = rows[0][3]
+    print(f"{n_grid}-point sweep × {args.cycles} cycles; SLO e2e_p90_s ≤ 120; search budget {budget} runs "
+          f"(TPE, seed {args.seed}); readings: {'replayed ' + str(args.replay) if args.replay else 'NVML'}")
+    print(f"{'':8} {'runs':>5} {'wall [s]':>9}  best under the SLO (J/output token, mean [95% CI])")
+    for name, runs, wall_s, answer in rows:
+        best = answer.get("best")
+        text = "none meets it" if best is None else \
+            f"{best['label']}  {best['energy']['mean']:.4g} [{best['energy']['ci95_low'] or float('nan'):.4g}, " \
+            f"{best['energy']['ci95_high'] or float('nan'):.4g}]"
+        print(f"{name:8} {runs:5d} {wall_s:9.1f}  {text}")
+    same = best_is_within(rows[1][3], grid_answer)
+    print(f"search's best is the grid's best or tied with it within the noise: {same}; "
+          f"runs {rows[1][1]} vs {rows[0][1]} ({rows[1][1] / max(1, rows[0][1]):.0%}), "
+          f"wall {rows[1][2]:.0f} s vs {rows[0][2]:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
