@@ -77,7 +77,7 @@ def pareto_cmd(study_dir: Path, slo_items: tuple[str, ...], x_metric: str | None
     from ..results.pareto import check_axis, pareto_front
     from ..results.stats import STAT_METRICS, configuration_stats
     from .console import make_console
-    from .results import escape
+    from rich.markup import escape
 
     slo = _parse_slo(slo_items)
     if x_metric:
