@@ -148,3 +148,17 @@ def test_run_study_result_carries_the_front_and_null_carbon_with_reason(tmp_path
     _decide(StudyConfig.model_validate({"slo": {"e2e_p90_s": 100.0}}), result)
     assert result.pareto["answer"]["best"]["label"] == "batch_size=4"
     assert result.carbon["grid"] is None and "no grid carbon intensity" in result.carbon["unavailable_reason"]
+
+
+def test_the_answer_line_and_no_answer_without_energy():
+    from llenergymeasure.results.pareto import answer_line
+
+    fast = conf("fast", [2.0, 2.01, 1.99], [0.05, 0.051, 0.049], batch_size=1)
+    line = answer_line(pareto_front([fast], slo={"ttft_p90_s": 0.1}))
+    assert line.startswith("least energy_per_output_token_j under ttft_p90_s ≤ 0.1: fast (2 [")
+    assert answer_line(pareto_front([fast])) is None
+    unmeasured = conf("u", [], [0.05, 0.05, 0.05])
+    unmeasured["metrics"]["energy_per_output_token_j"]["unavailable_reason"] = "no NVIDIA GPU visible"
+    ans = answer([unmeasured], {"ttft_p90_s": 0.1})
+    assert ans["best"] is None and ans["message"] == ("no answer: no configuration measured "
+                                                      "energy_per_output_token_j (no NVIDIA GPU visible)")

@@ -226,6 +226,10 @@ def answer(configurations: list[dict[str, Any]], slo: dict[str, float], energy: 
         [r for r in measured if r["verdict"] == "meets_mean_only"]
     out: dict[str, Any] = {"energy_metric": energy, "rule": SLO_RULE, "slo": dict(slo), "verdicts": rows,
                            "best": None, "ties": [], "message": None}
+    if not measured:
+        reasons = sorted({conf["metrics"][energy].get("unavailable_reason") or "not measured" for conf in configurations})
+        out["message"] = f"no answer: no configuration measured {energy} ({'; '.join(reasons)})"
+        return out
     if not meets:
         near = [r["label"] for r in measured if r["verdict"] == "uncertain"]
         out["message"] = "none meets it" + (f"; with more cycles these might: {', '.join(near)}" if near else "")
@@ -242,3 +246,21 @@ def answer(configurations: list[dict[str, Any]], slo: dict[str, float], energy: 
         (" (by means only: fewer than 2 runs)" if best["verdict"] == "meets_mean_only" else "") + \
         (f"; tied within the noise with {len(out['ties'])} other(s)" if out["ties"] else "")
     return out
+
+
+def answer_line(front: dict[str, Any] | None) -> str | None:
+    """One line for the end of `llem run`: the answer under the study's SLO (None without an SLO)."""
+    ans = (front or {}).get("answer")
+    if not ans:
+        return None
+    targets = ", ".join(f"{k} {'≥' if k.startswith('min_') else '≤'} {v:g}" for k, v in ans["slo"].items())
+    best = ans["best"]
+    if best is None:
+        return f"under {targets}: {ans['message']} (llem results pareto DIR shows the front)"
+    energy = best["energy"]
+    interval = "" if energy.get("ci95_low") is None else f" [{energy['ci95_low']:.4g}, {energy['ci95_high']:.4g}]"
+    ties = f"; tied within the noise with {len(ans['ties'])} other(s)" if ans["ties"] else ""
+    return (f"least {ans['energy_metric']} under {targets}: {best['label']} ({energy['mean']:.4g}{interval}"
+            f"{'; by means only' if best['verdict'] == 'meets_mean_only' else ''}"
+            f"{ties})"
+            " — llem results pareto DIR shows the front")

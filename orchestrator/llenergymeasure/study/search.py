@@ -56,6 +56,7 @@ class SearchTodo:
     def __init__(self, run, writer, order: list[tuple[int, int]], todo: list[int], study_dir: Path):
         self.run, self.writer, self.order, self.study_dir = run, writer, order, Path(study_dir)
         self.todo = set(todo)
+        self.planned = len(self.todo)
         self.config = run.study.search
         self.slo = run.study.slo or {}
         self.metric, self.goal = OBJECTIVES[self.config.objective]
@@ -71,7 +72,7 @@ class SearchTodo:
 
     def __len__(self) -> int:
         budget = self.config.budget.runs
-        return min(len(self.todo), budget) if budget else len(self.todo)
+        return min(self.planned, budget) if budget else self.planned
 
     # -- the loop ------------------------------------------------------------------------------
     def __iter__(self) -> Iterator[int]:
@@ -105,6 +106,10 @@ class SearchTodo:
         return self.elapsed_before_s + time.monotonic() - self.started
 
     def stop_reason(self) -> str | None:
+        done = [t for t in self.trials if t["status"] == "measured"]
+        if done and all(t.get("value") is None for t in done) and any(t.get("runs") for t in done):
+            return (f"nothing to optimise: {self.metric} was not measured ({done[0].get('why')}); run on a GPU, "
+                    "or with a replayed trace")
         budget = self.config.budget
         cycles = self.run.study.execution.planned_cycles
         if budget.runs is not None and self.runs_used() + cycles > budget.runs:

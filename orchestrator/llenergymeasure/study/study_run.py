@@ -196,6 +196,10 @@ class StudyRun:
                 lock.release()
             result = build_study_result(study, study_dir, writer.manifest, outcomes, started_at,
                                         time.monotonic() - t0, plan)
+            from ..results.pareto import answer_line
+
+            if answer_line(result.pareto):
+                self.observer.notice(answer_line(result.pareto))
             record_runs(outcomes[n_previous:], waited_s=self.waited_s,  # for --dry-run's estimate
                         study_wall_s=time.monotonic() - t0 if ex.parallel == 1 and status == "completed" else None)
             self.observer.study_finished(result)
