@@ -103,3 +103,37 @@ def test_search_refuses_explicit_experiments_and_adaptive_cycles():
     with pytest.raises(ValidationError, match="remove execution.target_ci_pct"):
         StudyConfig.model_validate({"sweep": {"batch_size": [1, 2]}, "search": {},
                                     "execution": {"target_ci_pct": 2}})
+
+
+def test_waves_propose_several_trials_at_once_and_stop_at_the_budget(tmp_path):
+    from llenergymeasure.domain import StudyManifest  # noqa: F401 (the manifest is read back as the collector does)
+
+    study = make_study(tmp_path, trials_per_wave=3)
+    run = StudyRun(study)
+    order, planned = run.planned_entries()
+    study_dir = tmp_path / "study"
+    (study_dir / "runs").mkdir(parents=True)
+    writer = ManifestWriter(new_manifest("s", "search", study_dir, 1, "interleaved", planned),
+                            study_dir / "manifest.json")
+    from llenergymeasure.study.search import SearchTodo
+
+    waves = []
+    while True:
+        todo = [i for i, e in enumerate(writer.manifest.entries) if e.status == "pending"]
+        wave = SearchTodo(run, writer, order, todo, study_dir).next_wave(3)  # a fresh controller: as the collector
+        if not wave:
+            break
+        waves.append(len(wave))
+        for index in wave:
+            exp, cycle = order[index]
+            bs, tokens = BATCH[exp // len(TOKENS)], TOKENS[exp % len(TOKENS)]
+            result = make_result(bs, cycle, 1.0, joules_per_token(bs, tokens) * tokens * N_REQUESTS,
+                                 output_tokens=tokens, n_requests=N_REQUESTS, experiment_index=exp)
+            (study_dir / "runs" / result.run_id).mkdir()
+            write_json_atomic(study_dir / "runs" / result.run_id / "result.json", result)
+            writer.update(index, status="completed", run_id=result.run_id,
+                          result_file=f"runs/{result.run_id}/result.json")
+    assert waves == [3, 3, 2]  # the budget of 8 runs leaves 2 for the last wave
+    history = json.loads((study_dir / HISTORY_FILE).read_text())
+    assert history["stopped"].startswith("budget: 8 runs used of 8") and len(history["trials"]) == 8
+    assert sum(e.status == "skipped" for e in writer.manifest.entries) == 8

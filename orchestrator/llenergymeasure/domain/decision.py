@@ -87,6 +87,8 @@ class SearchConfig(StrictModel):
     startup_trials: int | None = Field(None, ge=1, le=1000, description="random proposals before TPE models "
                                        "the space; default: a third of the runs budget's trials (2 to 10)")
     patience: int | None = Field(None, ge=1, description="stop after this many trials without a better feasible one")
+    trials_per_wave: int = Field(4, ge=1, le=1000, description="Slurm: trials proposed at once, each wave one "
+                                 "job array; the next wave is proposed when the collector finds this one done")
 
 
 class CarbonConfig(StrictModel):

@@ -165,6 +165,10 @@ def collect_study(study_dir: Path, observer: StudyObserver | None = None) -> Col
         writer = ManifestWriter(manifest, manifest_path(study_dir))
         collect_into(writer, study_dir, observer)
         finished = not any(e.status in LIVE for e in manifest.entries)
+        if finished and manifest.status == "running" and manifest.search is not None:
+            from .slurm_submit import submit_next_wave
+
+            finished = not submit_next_wave(writer, study_dir, observer)  # a search goes on in waves
         if finished:
             remove_secret_file(study_dir)
         result = None

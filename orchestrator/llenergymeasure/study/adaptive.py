@@ -29,10 +29,11 @@ RACING_MIN_RUNS = 3
 ENERGY = "energy_per_output_token_j"
 
 
-def refuse_unless_sequential(study, executor: str) -> None:
-    """ConfigError naming the field when adaptive cycles or a search meet an executor that dispatches ahead."""
-    what = "execution.target_ci_pct (adaptive cycles)" if study.execution.target_ci_pct is not None else None
-    what = "search" if study.search is not None else what
+def refuse_unless_sequential(study, executor: str, search_in_waves: bool = False) -> None:
+    """ConfigError naming the field when adaptive cycles or a search meet an executor that dispatches ahead
+    (`search_in_waves`: this executor runs a search in waves of trials, study/search.py `next_wave`)."""
+    what = "search" if study.search is not None and not search_in_waves else None
+    what = "execution.target_ci_pct (adaptive cycles)" if study.execution.target_ci_pct is not None else what
     if what:
         raise ConfigError(f"{what}: each run's decision needs the outcome of the one before, which the {executor} "
                           "executor does not wait for; run it with execution.parallel: 1 on one host")

@@ -96,6 +96,42 @@ class SearchTodo:
             current["status"] = "ran"
             self.save()
 
+    def next_wave(self, trials: int) -> list[int]:
+        """Slurm: the manifest indices to submit now — runs of proposed trials not yet run (a resume),
+        else up to `trials` new proposals once no run of this search is left in Slurm. Empty: the search
+        is over (then every configuration never proposed is skipped, and why it stopped recorded)."""
+        live = ("submitted", "running")
+        entries = self.writer.manifest.entries
+        left, in_flight = [], False
+        for t in self.trials:
+            if t["status"] != "proposed":
+                continue
+            indices = self.entries_of[t["experiment_index"]]
+            if any(entries[i].status in live for i in indices):
+                in_flight = True
+                continue
+            rerun = [i for i in indices if i in self.todo and entries[i].status in ("pending", "interrupted", "failed")
+                     and not entries[i].result_file]
+            if rerun:
+                left += rerun
+            else:
+                t["status"] = "ran"
+        if left or in_flight:
+            self.save()
+            return left
+        self.measure()
+        wave: list[int] = []
+        for _ in range(trials):
+            reason = self.stop_reason(pending_runs=len(wave))
+            proposal = None if reason else self.propose()
+            if proposal is None:
+                if not wave:
+                    self.finish(reason or "every valid configuration of the sweep has been measured")
+                break
+            wave += [i for i in self.entries_of[proposal["experiment_index"]] if i in self.todo]
+            self.todo.difference_update(wave)
+        return wave
+
     def runs_used(self) -> int:
         """Runs that ended (completed or failed) in configurations the search proposed, every invocation."""
         proposed = {t["experiment_index"] for t in self.trials}
@@ -105,14 +141,14 @@ class SearchTodo:
     def elapsed_s(self) -> float:
         return self.elapsed_before_s + time.monotonic() - self.started
 
-    def stop_reason(self) -> str | None:
+    def stop_reason(self, pending_runs: int = 0) -> str | None:
         done = [t for t in self.trials if t["status"] == "measured"]
         if done and all(t.get("value") is None for t in done) and any(t.get("runs") for t in done):
             return (f"nothing to optimise: {self.metric} was not measured ({done[0].get('why')}); run on a GPU, "
                     "or with a replayed trace")
         budget = self.config.budget
         cycles = self.run.study.execution.planned_cycles
-        if budget.runs is not None and self.runs_used() + cycles > budget.runs:
+        if budget.runs is not None and self.runs_used() + pending_runs + cycles > budget.runs:
             return f"budget: {self.runs_used()} runs used of {budget.runs} (a trial takes {cycles})"
         if budget.hours is not None and self.elapsed_s() >= budget.hours * 3600:
             return f"budget: {self.elapsed_s() / 3600:.2f} h of {budget.hours:g} h"
