@@ -137,3 +137,17 @@ def test_waves_propose_several_trials_at_once_and_stop_at_the_budget(tmp_path):
     history = json.loads((study_dir / HISTORY_FILE).read_text())
     assert history["stopped"].startswith("budget: 8 runs used of 8") and len(history["trials"]) == 8
     assert sum(e.status == "skipped" for e in writer.manifest.entries) == 8
+
+
+def test_the_hours_budget_counts_from_the_study_start(tmp_path):
+    from llenergymeasure.study.search import SearchTodo
+
+    study = StudyConfig.model_validate({**make_study(tmp_path).model_dump(), "search": {"budget": {"hours": 1}}})
+    run = StudyRun(study)
+    order, planned = run.planned_entries()
+    (tmp_path / "study").mkdir()
+    manifest = new_manifest("s", "search", tmp_path / "study", 1, "interleaved", planned)
+    manifest.created_at = "2026-01-01T00:00:00.000+00:00"  # started long ago: the budget is spent
+    writer = ManifestWriter(manifest, tmp_path / "study" / "manifest.json")
+    assert list(SearchTodo(run, writer, order, list(range(len(planned))), tmp_path / "study")) == []
+    assert writer.manifest.search["stopped"].startswith("budget: ") and " h of 1 h" in writer.manifest.search["stopped"]

@@ -73,7 +73,7 @@ def check_slo(slo: dict[str, Any] | None) -> dict[str, float] | None:
 
 class SearchBudget(StrictModel):
     runs: int | None = Field(None, ge=1, le=1_000_000, description="stop after this many runs (trials × cycles)")
-    hours: float | None = Field(None, gt=0, le=24 * 365, description="stop proposing after this much wall time")
+    hours: float | None = Field(None, gt=0, le=24 * 365, description="stop proposing once the study has run this long (wall time since it started)")
 
 
 class SearchConfig(StrictModel):

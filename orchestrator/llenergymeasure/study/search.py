@@ -139,7 +139,15 @@ class SearchTodo:
                    if e.experiment_index in proposed and e.status in ("completed", "failed"))
 
     def elapsed_s(self) -> float:
-        return self.elapsed_before_s + time.monotonic() - self.started
+        """Wall time since the study started (its manifest's creation): the same under every executor,
+        a Slurm search's waiting between waves included; a pause before a resume counts too."""
+        from datetime import datetime, timezone
+
+        try:
+            created = datetime.fromisoformat(self.writer.manifest.created_at)
+            return max(0.0, (datetime.now(timezone.utc) - created).total_seconds())
+        except (TypeError, ValueError):
+            return self.elapsed_before_s + time.monotonic() - self.started
 
     def stop_reason(self, pending_runs: int = 0) -> str | None:
         done = [t for t in self.trials if t["status"] == "measured"]
@@ -342,6 +350,22 @@ class SearchTodo:
         self.save(stop=reason)
         self.run.observer.notice(f"search stopped: {reason}; {len(proposed)} of {self.grid.n_grid} configurations "
                                  f"measured in {self.runs_used()} runs")
+
+
+def run_in_waves(batch, run_wave) -> list:
+    """An executor that dispatches runs ahead of their outcomes (parallel) runs a search in waves:
+    `search.trials_per_wave` trials proposed at once, `run_wave(batch)` runs their runs, then the next."""
+    import dataclasses
+
+    todo = batch.todo.todo if isinstance(batch.todo, SearchTodo) else set(batch.todo)
+    search = SearchTodo(batch.run, batch.writer, batch.order, sorted(todo), batch.study_dir)
+    outcomes: list = []
+    while not batch.breaker.reason:
+        wave = search.next_wave(batch.run.study.search.trials_per_wave)
+        if not wave:
+            break
+        outcomes += run_wave(dataclasses.replace(batch, todo=wave))
+    return outcomes
 
 
 def _plain(value: Any) -> Any:
