@@ -86,28 +86,45 @@ def convergence(values: list[float], target_pct: float) -> str | None:
     return None
 
 
-def dominated(exp_index: int, results: dict[int, list]) -> str | None:
-    """Why configuration `exp_index` is dominated beyond the noise (racing), or None."""
-    from ..results.pareto import compare, default_x, swept_labels
-    from ..results.stats import configuration_stats
+class Racing:
+    """Whether a configuration is dominated beyond the noise by another (results/pareto.py's rule).
 
-    if len(results.get(exp_index, [])) < RACING_MIN_RUNS:
+    Each configuration's statistics are computed again only when it has a new run, so a decision costs
+    one comparison per configuration, not the statistics of the whole study."""
+
+    def __init__(self):
+        self._stats: dict[int, tuple[int, dict]] = {}
+
+    def stats(self, exp_index: int, runs: list) -> dict:
+        from ..results.stats import configuration_stats
+
+        cached = self._stats.get(exp_index)
+        if cached is None or cached[0] != len(runs):
+            cached = (len(runs), configuration_stats(runs)[0])
+            self._stats[exp_index] = cached
+        return cached[1]
+
+    def dominated(self, exp_index: int, results: dict[int, list]) -> str | None:
+        """Why configuration `exp_index` is dominated beyond the noise, or None."""
+        from ..results.pareto import DEFAULT_X_CHOICES, compare, swept_labels
+
+        if len(results.get(exp_index, [])) < RACING_MIN_RUNS:
+            return None
+        mine = self.stats(exp_index, results[exp_index])
+        x = next((m for m in DEFAULT_X_CHOICES if mine["metrics"][m]["mean"] is not None), None)
+        if x is None or mine["metrics"][ENERGY]["mean"] is None:
+            return None
+        for other_index, runs in results.items():
+            if other_index == exp_index or len(runs) < RACING_MIN_RUNS:
+                continue
+            other = self.stats(other_index, runs)
+            if other["metrics"][ENERGY]["mean"] is None or other["metrics"][x]["mean"] is None:
+                continue
+            if compare(other, mine, (ENERGY, x)) == "dominates":
+                label = swept_labels([mine, other])[other["config_hash"]]
+                return (f"dominated: {label} is better beyond the noise on J/output token and {x} (95% intervals "
+                        f"separated) after {mine['n_runs']} runs")
         return None
-    confs = configuration_stats([r for runs in results.values() if len(runs) >= RACING_MIN_RUNS for r in runs])
-    if len(confs) < 2:
-        return None
-    mine = next((c for c in confs if c["config_hash"] == results[exp_index][0].config_hash), None)
-    x = default_x(confs)
-    if mine is None or mine["metrics"][ENERGY]["mean"] is None or mine["metrics"][x]["mean"] is None:
-        return None
-    labels = swept_labels(confs)
-    for other in confs:
-        if other is mine or other["metrics"][ENERGY]["mean"] is None or other["metrics"][x]["mean"] is None:
-            continue
-        if compare(other, mine, (ENERGY, x)) == "dominates":
-            return (f"dominated: {labels[other['config_hash']]} is better beyond the noise on J/output token and "
-                    f"{x} (95% intervals separated) after {mine['n_runs']} runs")
-    return None
 
 
 class AdaptiveTodo:
@@ -116,6 +133,9 @@ class AdaptiveTodo:
     def __init__(self, run, writer, order: list[tuple[int, int]], todo: list[int], study_dir):
         self.run, self.writer, self.order, self.todo = run, writer, order, list(todo)
         self.results = RunResults(writer, study_dir)
+        self.racing = Racing()
+        self._stopped = {e.experiment_index: e.error_message for e in writer.manifest.entries
+                         if e.error_type == STOP_ERROR and e.status == "skipped"}
         ex = run.study.execution
         self.target_pct, self.min_runs, self.cap = ex.target_ci_pct, max(2, ex.n_cycles), ex.planned_cycles
 
@@ -133,10 +153,7 @@ class AdaptiveTodo:
         self.record_caps()
 
     def stopped(self, exp_index: int) -> str | None:
-        for entry in self.writer.manifest.entries:
-            if entry.experiment_index == exp_index and entry.error_type == STOP_ERROR and entry.status == "skipped":
-                return entry.error_message
-        return None
+        return self._stopped.get(exp_index)
 
     def decide(self, exp_index: int) -> str | None:
         """Why configuration `exp_index` needs no more runs (recorded once), or None to run it."""
@@ -151,8 +168,9 @@ class AdaptiveTodo:
             reason = (f"not measurable: no run measured energy ({'; '.join(reasons)}), so its interval cannot "
                       f"narrow; stopped after {len(mine)} runs")
         else:
-            reason = convergence(measured, self.target_pct) or dominated(exp_index, results)
+            reason = convergence(measured, self.target_pct) or self.racing.dominated(exp_index, results)
         if reason:
+            self._stopped[exp_index] = reason
             self.record(exp_index, len(mine), reason, measured)
             self.run.observer.notice(f"adaptive cycles: {self.run.expanded[exp_index].summary}: {reason}")
         return reason
