@@ -6,11 +6,11 @@ grid's runs). Prints, side by side, the runs and wall time each needed, each one
 SLO (results/pareto.py's rule) and whether the search's best is the grid's best or tied with it
 within the noise. Nothing here asserts: it is a benchmark, run by hand:
 
-    .venv/bin/python bench/search_vs_grid.py [--replay TRACE] [--cycles N] [--seed S]
+    .venv/bin/python bench/search_vs_grid.py [--steady-w W | --replay TRACE] [--cycles N] [--seed S]
 
-Without a GPU, pass `--replay tests/fixtures/traces/ci_idle_load.jsonl` (the readings are then a
-replayed trace, not a measurement, and J/output token follows the window's length: the optimum is
-the configuration with the highest throughput). On a GPU, leave it out.
+Without a GPU, `--steady-w 200` replays a synthetic trace at a steady 200 W: J/output token is then
+200 W over the throughput, so the optimum is known (the fastest configuration) and only the timing
+noise of the machine blurs it. The readings are replayed, not measured. On a GPU, give neither.
 """
 from __future__ import annotations
 
@@ -37,12 +37,34 @@ def study(results_dir: Path, model: Path, cycles: int, search: dict | None):
         **({"search": search} if search else {})})
 
 
+def steady_trace(path: Path, watts: float, seconds: float = 30.0, step_s: float = 0.05) -> Path:
+    """A synthetic looping one-GPU trace at a steady power (labelled synthetic in every result)."""
+    gpu = {"index": 0, "uuid": "GPU-5e5e5e5e-0000-4000-8000-00000000be4c", "name": "Synthetic GPU",
+           "power_limit_w": 700.0, "persistence_mode": True, "mig_mode": False, "ecc_enabled": True,
+           "memory_total_mb": 81559.0, "energy_counter_supported": True, "processes": []}
+    lines = [json.dumps({"format": "llem-nvml-trace", "version": 1, "source": "synthetic", "gpu_model": "synthetic",
+                         "driver_version": "synthetic", "cuda_driver_version": None, "recorded_at": None,
+                         "loop": True, "note": f"steady {watts:g} W (bench/search_vs_grid.py)", "gpus": [gpu]})]
+    for k in range(int(seconds / step_s) + 1):
+        lines.append(json.dumps({"t_s": round(k * step_s, 4), "gpu": 0, "energy_mj": int(1e6 + watts * k * step_s * 1e3),
+                                 "power_instant_w": watts, "power_avg_w": watts, "temperature_c": 40.0,
+                                 "sm_clock_mhz": 1400.0, "mem_clock_mhz": 2600.0, "memory_used_mb": 600.0,
+                                 "utilization_pct": 50.0, "throttle_reasons": 0}))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--replay", type=Path, default=None, help="replay this NVML trace (no GPU)")
+    parser.add_argument("--steady-w", type=float, default=None,
+                        help="replay a synthetic trace at this steady power (no GPU): J/output token is then the "
+                             "power over the throughput, so the optimum is the fastest configuration")
     parser.add_argument("--cycles", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    if args.steady_w is not None:
+        args.replay = steady_trace(Path(tempfile.mkdtemp(prefix="llem-trace-")) / "steady.jsonl", args.steady_w)
     if args.replay:
         os.environ["LLEM_NVML_REPLAY"] = str(args.replay.resolve())
     from llenergymeasure.executors import for_study
