@@ -29,6 +29,7 @@ from .stats import STAT_METRICS
 DEFAULT_Y = "energy_per_output_token_j"
 DEFAULT_X_CHOICES = ("ttft_s.p90", "tpot_s.p90", "e2e_latency_s.p90", "output_tokens_per_s")
 MAX_CYCLES_TO_SEPARATE = 100_000
+MAX_LISTED = 5  # configurations named per point in `dominated_by` / `tied_with` (the counts say how many)
 DOMINANCE_RULE = ("A dominates B when A's means are no worse on both objectives, better on at least one, and on "
                   "at least one objective where A is better their 95% intervals (Student's t across cycles) do not "
                   "overlap; better by means with overlapping intervals is a tie")
@@ -161,20 +162,9 @@ def pareto_front(configurations: list[dict[str, Any]], x: str | None = None, y: 
                        "config_summary": conf.get("config_summary"), "n_runs": conf["n_runs"],
                        y: _summary(conf["metrics"][y]), x: _summary(conf["metrics"][x]),
                        "dominated_by": [], "tied_with": []})
+    _dominance(points, metrics)
     for p in points:
-        for q in points:
-            if p is q:
-                continue
-            verdict = compare(q, p, metrics)
-            if verdict == "dominates":
-                p["dominated_by"].append(q["config_hash"])
-            elif verdict == "tie":
-                need = [cycles_to_separate(q[m], p[m]) for m in metrics if _better(q[m]["mean"], p[m]["mean"], m)]
-                need = [n for n in need if n is not None]
-                p["tied_with"].append({"config_hash": q["config_hash"], "label": q["label"],
-                                       "cycles_to_separate": min(need) if need else None})
-    for p in points:
-        p["on_front"] = not p["dominated_by"]
+        p["on_front"] = not p["n_dominated_by"]
         if carbon is not None:
             p["carbon"] = carbon.get(p["config_hash"])
     front = sorted((p for p in points if p["on_front"]), key=lambda p: (p[x]["mean"] * (-1 if maximised(x) else 1)))
@@ -184,6 +174,45 @@ def pareto_front(configurations: list[dict[str, Any]], x: str | None = None, y: 
     if slo:
         out["answer"] = answer(configurations, slo, y, labels, carbon)
     return out
+
+
+def _cost_arrays(points: list[dict[str, Any]], metric: str):
+    """(mean, worst end, best end) of each point as costs (lower is better; NaN where no interval)."""
+    import numpy as np
+
+    sign = -1.0 if maximised(metric) else 1.0
+    nan = float("nan")
+    mean = np.array([sign * p[metric]["mean"] for p in points], dtype=float)
+    low = np.array([nan if p[metric]["ci95_low"] is None else p[metric]["ci95_low"] for p in points], dtype=float)
+    high = np.array([nan if p[metric]["ci95_high"] is None else p[metric]["ci95_high"] for p in points], dtype=float)
+    return (mean, sign * high, sign * low) if sign > 0 else (mean, sign * low, sign * high)
+
+
+def _dominance(points: list[dict[str, Any]], metrics: tuple[str, ...]) -> None:
+    """Fill each point's `dominated_by` and `tied_with` (at most MAX_LISTED each, with the counts):
+    `compare` over every pair, vectorised (numpy) so a study of thousands of configurations stays quick."""
+    import numpy as np
+
+    if not points:
+        return
+    arrays = [_cost_arrays(points, m) for m in metrics]
+    for i, p in enumerate(points):
+        no_worse = np.logical_and.reduce([mean <= mean[i] for mean, _, _ in arrays])
+        better = [mean < mean[i] for mean, _, _ in arrays]
+        separated = np.logical_or.reduce([b & (worst < best[i]) for b, (_, worst, best) in zip(better, arrays)])
+        candidates = no_worse & np.logical_or.reduce(better)
+        dominating = np.flatnonzero(candidates & separated)
+        tied = np.flatnonzero(candidates & ~separated)
+        p["dominated_by"] = [points[j]["config_hash"] for j in dominating[:MAX_LISTED]]
+        p["n_dominated_by"] = int(len(dominating))
+        p["tied_with"] = []
+        for j in tied[:MAX_LISTED]:
+            q = points[j]
+            need = [cycles_to_separate(q[m], p[m]) for m in metrics if _better(q[m]["mean"], p[m]["mean"], m)]
+            need = [n for n in need if n is not None]
+            p["tied_with"].append({"config_hash": q["config_hash"], "label": q["label"],
+                                   "cycles_to_separate": min(need) if need else None})
+        p["n_tied_with"] = int(len(tied))
 
 
 def slo_verdict(conf: dict[str, Any], slo: dict[str, float]) -> tuple[str, dict[str, Any]]:
