@@ -107,7 +107,9 @@ def pareto_cmd(study_dir: Path, slo_items: tuple[str, ...], x_metric: str | None
         mark = "front " if p["on_front"] else "      "
         line = f"{mark} {p['label']}  n={p['n_runs']}  {y}: {_interval(p[y])}  {x}: {_interval(p[x])}"
         if p["dominated_by"]:
-            line += f"  dominated by: {'; '.join(by_hash[h]['label'] for h in p['dominated_by'][:3])}"
+            more = p.get("n_dominated_by", 0) - min(3, len(p["dominated_by"]))
+            line += f"  dominated by: {'; '.join(by_hash[h]['label'] for h in p['dominated_by'][:3])}" + \
+                (f" (+{more} more)" if more > 0 else "")
         for tie in p["tied_with"][:3]:
             need = tie["cycles_to_separate"]
             line += (f"  tied with {tie['label']} (cycles to separate: "
