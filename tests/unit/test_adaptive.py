@@ -73,3 +73,11 @@ def test_max_cycles_without_a_target_is_refused():
 
     with pytest.raises(ValidationError, match="execution.max_cycles caps adaptive cycles"):
         StudyConfig.model_validate({"execution": {"max_cycles": 5}})
+
+
+def test_the_report_says_why_each_configuration_stopped(tmp_path):
+    from llenergymeasure.results.pareto_report import planning_notes
+
+    manifest, _ = drive(tmp_path, n_cycles=3, target_ci_pct=2, max_cycles=6)
+    html = planning_notes(manifest)
+    assert "Adaptive cycles: why each configuration stopped" in html and "converged" in html and "cap: max_cycles" in html

@@ -151,3 +151,12 @@ def test_the_hours_budget_counts_from_the_study_start(tmp_path):
     writer = ManifestWriter(manifest, tmp_path / "study" / "manifest.json")
     assert list(SearchTodo(run, writer, order, list(range(len(planned))), tmp_path / "study")) == []
     assert writer.manifest.search["stopped"].startswith("budget: ") and " h of 1 h" in writer.manifest.search["stopped"]
+
+
+def test_the_report_tells_the_course_of_the_search(tmp_path):
+    from llenergymeasure.results.pareto_report import planning_notes
+
+    manifest, _ = drive(make_study(tmp_path), tmp_path / "study")
+    html = planning_notes(manifest)
+    assert "Search (tpe, objective energy_per_output_token): 8 of 16 configurations measured in 8 runs" in html
+    assert "stopped: budget: 8 runs used of 8" in html

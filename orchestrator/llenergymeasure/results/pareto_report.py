@@ -113,3 +113,25 @@ def _answer_html(ans: dict[str, Any] | None, carbon: dict[str, Any]) -> str:
     else:
         text += esc(f" Carbon: not computed ({carbon.get('unavailable_reason') or c.get('unavailable_reason')}).")
     return f"<p>{text}</p>" + para(f"Meeting a target: {ans['rule']}.", "muted small")
+
+
+def planning_notes(manifest) -> str:
+    """How the runs were chosen, when not a full grid: the search's course and each adaptive stop."""
+    parts = []
+    search = getattr(manifest, "search", None)
+    if search:
+        measured = [t for t in search.get("trials", []) if t.get("status") == "measured"]
+        best = (search.get("best") or {}).get("config")
+        parts.append(para(f"Search ({search.get('planner')}, objective {search.get('objective')}): "
+                          f"{len(measured)} of {search.get('grid_size')} configurations measured in "
+                          f"{search.get('runs_used')} runs; best feasible trial: {best or 'none'}; stopped: "
+                          f"{search.get('stopped') or 'not yet (the study was cut short: --resume continues it)'}. "
+                          "The full history is search_history.json in the study directory."))
+    adaptive = getattr(manifest, "adaptive", None) or []
+    if adaptive:
+        rows = [(esc(a.get("experiment_index")), esc(a.get("runs")), esc(a.get("ci95_pct")), esc(a.get("reason")))
+                for a in adaptive]
+        parts.append("<h3>Adaptive cycles: why each configuration stopped</h3>" +
+                     table(("configuration index", "runs", "95% CI ± % of mean", "why it stopped"), rows,
+                           numeric=(0, 1, 2)))
+    return "\n".join(parts)

@@ -63,7 +63,8 @@ def render_report(study_dir: Path, cv_threshold: float = 0.1) -> str:
         section("summary", "Summary per configuration",
                 summary_section(configurations) if configurations else no_runs),
         section("pareto", "Pareto front and the least energy under the latency target",
-                _pareto(data.study_dir, configurations) if configurations else no_runs),
+                (_pareto(data.study_dir, configurations) if configurations else no_runs)
+                + _planning(data.manifest)),
         section("figures", "Energy, throughput and latency", _figures(configurations) if configurations else no_runs),
         section("timelines", "Power and temperature during each run", _timelines(data, configurations)),
         section("gpus", "Per-GPU comparison", _gpus(data, by_gpu) if by_gpu else no_runs),
@@ -121,6 +122,12 @@ def _pareto(study_dir: Path, configurations: list[dict[str, Any]]) -> str:
     carbon = carbon_section(configurations, snapshot.get("carbon"))
     return pareto_section(pareto_front(configurations, slo=snapshot.get("slo"),
                                        carbon=carbon["configurations"]), carbon)
+
+
+def _planning(manifest) -> str:
+    from .pareto_report import planning_notes
+
+    return planning_notes(manifest)
 
 
 def _draw(result, key: str, caption: str) -> str:
