@@ -171,3 +171,24 @@ def test_token_never_reaches_slurms_spool(slurm, tiny_model_dir, tmp_path):
     status = run_llem("status", str(study_dir))
     assert status.returncode == 0 and _manifest(study_dir).status == "interrupted", status.stderr
     assert not (study_dir / "slurm" / "secrets").exists()
+
+
+def test_a_search_runs_on_slurm_in_waves_of_array_tasks(slurm, tiny_model_dir, tmp_path):
+    pytest.importorskip("optuna")
+    data = quickstart_data(tiny_model_dir, tmp_path / "search")
+    data["sweep"] = {"batch_size": [1, 2], "max_output_tokens": [2, 4]}
+    data["execution"] = {"n_cycles": 1}
+    data["search"] = {"budget": {"runs": 3}, "trials_per_wave": 2, "seed": 0}
+    path = tmp_path / "search.yaml"
+    path.write_text(yaml.safe_dump(data))
+    trace = Path(__file__).resolve().parents[1] / "fixtures" / "traces" / "ci_idle_load.jsonl"
+    submitted = run_llem("run", str(path), "--executor", "slurm", "--slurm-gpus-per-task", "0", "--wait", "-q",
+                         timeout=900, env={"LLEM_NVML_REPLAY": str(trace)})  # sbatch exports it to the tasks
+    study_dir = _study_dir(submitted)
+    manifest = _manifest(study_dir)
+    assert manifest.status == "completed", submitted.stderr[-2000:]
+    # Two waves: 2 trials, then the 1 the budget leaves; the configuration never proposed is skipped.
+    assert [job["n_tasks"] for job in manifest.slurm_jobs] == [2, 1]
+    assert sorted(e.status for e in manifest.entries) == ["completed"] * 3 + ["skipped"]
+    history = json.loads((study_dir / "search_history.json").read_text())
+    assert history["stopped"].startswith("budget: 3 runs used of 3") and len(history["trials"]) == 3

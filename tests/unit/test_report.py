@@ -115,7 +115,7 @@ def test_report_states_intervals_and_their_absence(tmp_path):
     assert "95% CI [" in text  # configuration #1 ran 3
     assert "configuration #2: 2 run(s), fewer than 3: no confidence interval" in text
     svgs = [t for t, _ in page.tags if t == "svg"]
-    assert len(svgs) == 4  # energy vs throughput, raw and adjusted; vs latency; bars
+    assert len(svgs) == 5  # the Pareto front; energy vs throughput, raw and adjusted; vs latency; bars
     assert not [t for t, _ in page.tags if t in ("script", "img", "link", "iframe")]
     csp = [a["content"] for t, a in page.tags if t == "meta" and a.get("http-equiv") == "Content-Security-Policy"]
     assert csp and "default-src 'none'" in csp[0]

@@ -31,7 +31,8 @@ def print_dry_run(study, expanded, cli_runner: str | None = None, scan=None, ver
     engines = {engine for engine in expanded.engines if engine}
     no_gpu = gpu_only_unavailable(engines, study.images)
     click.echo(f"Study '{study.name}': {n:,} configurations ({n_valid:,} valid, "
-               f"{n - n_valid:,} skipped) × {ex.n_cycles} cycles = {n_valid * ex.n_cycles:,} runs")
+               f"{n - n_valid:,} skipped) × {ex.planned_cycles} cycles = {n_valid * ex.planned_cycles:,} runs"
+               + (" at most (adaptive cycles)" if ex.target_ci_pct is not None else ""))
     shown = n if verbose or n <= SHOWN_LINES else HEAD_LINES
     for e in expanded[:shown]:
         if not e.valid:
@@ -46,7 +47,7 @@ def print_dry_run(study, expanded, cli_runner: str | None = None, scan=None, ver
         skipped_later = sum(1 for i in expanded.skip_reasons if i >= shown)
         click.echo(f"  … {n - shown:,} more configurations ({skipped_later:,} of them skipped); "
                    "--verbose lists every one")
-    order = run_order(n, ex.n_cycles, ex.cycle_order, ex.shuffle_seed)
+    order = run_order(n, ex.planned_cycles, ex.cycle_order, ex.shuffle_seed)
     skips = expanded.skip_reasons
     listed = []
     for i, c in order:
@@ -57,7 +58,7 @@ def print_dry_run(study, expanded, cli_runner: str | None = None, scan=None, ver
     click.echo(f"Cycle order ({ex.cycle_order}): {' '.join(listed[:60])}{' …' if len(listed) > 60 else ''}")
     runners = print_runner_plan(study, engines, cli_runner)
     total_s = print_wall_time_estimate(study, expanded, scan, runners, order, shown)
-    _warn_if_large(study, n_valid * ex.n_cycles, total_s)
+    _warn_if_large(study, n_valid * ex.planned_cycles, total_s)
     return scan.environment_problems(runners, n_valid, frozenset(no_gpu))
 
 
@@ -147,7 +148,7 @@ def print_wall_time_estimate(study, expanded, scan, runners: dict[str, str], ord
         detail = "" if "run" in parts else (
             f" = start-up, import and load {parts['start-up']:.0f} s + baselines {parts['baseline']:.0f} s + warm-up "
             f"{parts['warm-up']:.0f} s ({parts['warm-up batches']:.0f} batches) + window {parts['window']:.0f} s")
-        click.echo(f"  #{index + 1}: {seconds:.0f} s per run × {ex.n_cycles} cycles{detail} — {source}")
+        click.echo(f"  #{index + 1}: {seconds:.0f} s per run × {ex.planned_cycles} cycles{detail} — {source}")
     if len(per_run) > shown and shown < len(expanded):
         values = sorted(per_run.values())
         click.echo(f"  … {len(per_run) - sum(1 for i in per_run if i < shown):,} more configurations: "

@@ -332,3 +332,8 @@ def rebuild_manifest_cmd(study_dir: Path) -> None:
         click.echo(f"note: {visible(note)}", err=True)
     click.echo(f"rebuilt {path}; read it with `llem results show {study_dir}`, continue it with "
                f"`llem run --resume {study_dir}`")
+
+
+from .pareto_cmd import pareto_cmd  # noqa: E402 (its own module: the front and the answer under an SLO)
+
+results_group.add_command(pareto_cmd)

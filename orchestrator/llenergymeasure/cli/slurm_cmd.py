@@ -31,7 +31,10 @@ def submit_and_report(run, resume_dir, skip_failed: bool, quiet: bool, options=N
             click.echo(report.study_dir)
         return 0
     try:
-        collected = wait_for_study(report.study_dir, run.observer) if wait else collect_study(report.study_dir)
+        from ..executors.slurm_submit import submit_next_wave  # a search's next wave of trials
+
+        collected = wait_for_study(report.study_dir, run.observer, on_idle=submit_next_wave) if wait else \
+            collect_study(report.study_dir, on_idle=submit_next_wave)
     except KeyboardInterrupt:
         click.echo(f"Stopped waiting; the study goes on in Slurm. Follow it with: llem status {report.study_dir}",
                    err=True)
@@ -126,7 +129,10 @@ def status_cmd(study_dir, wait, interval, quiet, verbose):
 
         require_slurm()  # --wait without Slurm: exit 2 naming what is missing
         # Without --wait the description below lists what failed; --wait reports each run as it ends.
-        collected = wait_for_study(study_dir, observer, interval) if wait else collect_study(study_dir)
+        from ..executors.slurm_submit import submit_next_wave  # a search's next wave of trials
+
+        collected = wait_for_study(study_dir, observer, interval, on_idle=submit_next_wave) if wait else \
+            collect_study(study_dir, on_idle=submit_next_wave)
         manifest = collected.manifest
     if not quiet:
         for line in _describe(manifest):

@@ -61,4 +61,7 @@ class StudyManifest(OpenModel):
     slurm_jobs: list[dict] = Field(default_factory=list, description="one record per sbatch submission")
     resumes: list[dict] = Field(default_factory=list, description="one record per `--resume`: when, what reran")
     stop_reason: str | None = Field(None, description="why the study stopped early (circuit breaker)")
+    adaptive: list[dict] = Field(default_factory=list, description="adaptive cycles: per configuration, why and "
+                                 "after how many runs it stopped (study/adaptive.py)")
+    search: dict | None = Field(None, description="the search's state: trials, best, why it stopped (study/search.py)")
     entries: list[ManifestEntry] = Field(default_factory=list)

@@ -9,6 +9,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from .base import StrictModel
 from .config import ENGINE_ALIASES, ENGINES, check_floats_bounded
+from .decision import CarbonConfig, SearchConfig, check_slo
 from .text_checks import refuse_control
 
 DAY_S = 86_400.0
@@ -64,6 +65,29 @@ class ExecutionConfig(StrictModel):
     allow_parallel_cpu: bool = Field(False, description="allow parallel runs without GPUs (timing/energy skewed)")
     max_runs: int | None = Field(None, ge=1, le=10**9, description="runs this study may start without `llem run --yes` "
                                  f"(default {LARGE_PLAN_RUNS:,}): a guard against a sweep larger than meant")
+    target_ci_pct: float | None = Field(None, gt=0, le=100, description="adaptive cycles: repeat a configuration "
+                                        "until the 95% interval of its J/output token is within ± this % of the "
+                                        "mean (at least n_cycles, at most max_cycles); see docs/decision.md")
+    max_cycles: int | None = Field(None, ge=1, le=1000, description="adaptive cycles' cap (default: 10 or "
+                                   "n_cycles, the larger); only with target_ci_pct")
+
+    @property
+    def planned_cycles(self) -> int:
+        """Cycles planned per configuration: n_cycles, or with adaptive cycles the cap (runs not needed are
+        skipped with their reason)."""
+        if self.target_ci_pct is None:
+            return self.n_cycles
+        return max(self.max_cycles or max(10, self.n_cycles), self.n_cycles)
+
+    @model_validator(mode="after")
+    def _cap_needs_target(self) -> "ExecutionConfig":
+        if self.max_cycles is not None and self.target_ci_pct is None:
+            raise ValueError("execution.max_cycles caps adaptive cycles: give execution.target_ci_pct too "
+                             "(e.g. 2 for ±2 %), or use n_cycles for a fixed number")
+        if self.max_cycles is not None and self.max_cycles < self.n_cycles:
+            raise ValueError(f"execution.max_cycles ({self.max_cycles}) is below n_cycles ({self.n_cycles}), the "
+                             "minimum adaptive cycles run; raise max_cycles or lower n_cycles")
+        return self
 
     @field_validator("parallel")
     @classmethod
@@ -129,6 +153,17 @@ class StudyConfig(StrictModel):
     runners: dict[str, RunnerName] = Field(default_factory=dict)
     images: dict[str, str] = Field(default_factory=dict)
     docker: DockerConfig = Field(default_factory=DockerConfig)
+    slo: dict[str, float] | None = Field(None, description="latency targets, e.g. {ttft_p90_s: 0.2, tpot_p90_s: "
+                                         "0.05}: `llem results pareto`, the report and the search answer under them")
+    search: SearchConfig | None = Field(None, description="search the sweep instead of running all of it "
+                                        "(Optuna); see docs/decision.md")
+    carbon: CarbonConfig | None = Field(None, description="grid carbon intensity for gCO2e figures; without it "
+                                        "they are null with the reason")
+
+    @field_validator("slo", mode="before")
+    @classmethod
+    def _slo_names(cls, value: Any) -> Any:
+        return check_slo(value) if isinstance(value, dict) else value
 
     @field_validator("results_dir", "images")
     @classmethod
@@ -142,6 +177,16 @@ class StudyConfig(StrictModel):
             if not values:
                 raise ValueError(f"sweep.{key} is an empty list; give at least one value or remove it")
         return value
+
+    @model_validator(mode="after")
+    def _search_needs_sweep(self) -> "StudyConfig":
+        if self.search is not None and (not self.sweep or self.experiments):
+            raise ValueError("search: the search space is the sweep; give a `sweep:` and no `experiments:` "
+                             "(or remove `search:` to run the experiments as a grid)")
+        if self.search is not None and self.execution.target_ci_pct is not None:
+            raise ValueError("search: a trial runs n_cycles cycles; remove execution.target_ci_pct (adaptive "
+                             "cycles are not combined with a search yet)")
+        return self
 
     @field_validator("runners", "images", mode="before")
     @classmethod

@@ -37,3 +37,8 @@ class StudyResult(OpenModel):
                                                  description="per-configuration statistics across cycles")
     configurations_by_gpu: list[dict[str, Any]] = Field(
         default_factory=list, description="the same statistics per (configuration, GPU set): compares GPUs")
+    pareto: dict[str, Any] | None = Field(None, description="noise-aware Pareto front of energy against latency "
+                                          "and, with the study's slo, the least-energy configuration meeting it")
+    carbon: dict[str, Any] | None = Field(None, description="gCO2e per 1,000 requests and per million output "
+                                          "tokens per configuration, from the study's carbon: (null with reason)")
+    search: dict[str, Any] | None = Field(None, description="the search's history when the study had search:")

@@ -62,9 +62,16 @@ class ParallelExecutor(Executor):
     name = "local"
 
     def check(self, run) -> None:
+        from ..study.adaptive import refuse_unless_sequential
+
+        refuse_unless_sequential(run.study, "parallel", search_in_waves=True)
         plan_gpu_sets(run.study, [e.config for e in run.valid()])  # ConfigError: no GPUs, too few
 
     def run(self, batch) -> list:
+        if batch.run.study.search is not None:  # trials in waves, each wave's runs in parallel
+            from ..study.search import run_in_waves
+
+            return run_in_waves(batch, run_parallel)
         return run_parallel(batch)
 
 

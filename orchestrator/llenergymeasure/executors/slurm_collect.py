@@ -144,8 +144,11 @@ def finalise(writer: ManifestWriter, study_dir: Path):
                               _elapsed_s(manifest.created_at, manifest.entries), plan)
 
 
-def collect_study(study_dir: Path, observer: StudyObserver | None = None) -> CollectReport:
-    """`llem status`: collect under the study lock, finalise when nothing is left in Slurm."""
+def collect_study(study_dir: Path, observer: StudyObserver | None = None, on_idle=None) -> CollectReport:
+    """`llem status`: collect under the study lock, finalise when nothing is left in Slurm.
+
+    `on_idle(writer, study_dir, observer)`: called when nothing is left in Slurm; True when it submitted
+    more (a search's next wave: slurm_submit.submit_next_wave), so the study is not finished."""
     from ..study.locks import StudyLock
     from ..study.resume import read_manifest
 
@@ -167,6 +170,8 @@ def collect_study(study_dir: Path, observer: StudyObserver | None = None) -> Col
         writer = ManifestWriter(manifest, manifest_path(study_dir))
         collect_into(writer, study_dir, observer)
         finished = not any(e.status in LIVE for e in manifest.entries)
+        if finished and manifest.status == "running" and manifest.search is not None and on_idle is not None:
+            finished = not on_idle(writer, study_dir, observer)  # a search goes on in waves
         if finished:
             remove_secret_file(study_dir)
         result = None
@@ -177,14 +182,15 @@ def collect_study(study_dir: Path, observer: StudyObserver | None = None) -> Col
         lock.release()
 
 
-def wait_for_study(study_dir: Path, observer: StudyObserver | None = None, poll_s: float = 10.0) -> CollectReport:
+def wait_for_study(study_dir: Path, observer: StudyObserver | None = None, poll_s: float = 10.0,
+                   on_idle=None) -> CollectReport:
     """Collect every `poll_s` seconds until nothing of the study is left in Slurm.
 
     A failed `squeue` (slurmctld restarting) is retried; the third failure in a row is raised."""
     failures = 0
     while True:
         try:
-            report = collect_study(study_dir, observer)
+            report = collect_study(study_dir, observer, on_idle)
             failures = 0
         except ConfigError as error:
             failures += 1

@@ -52,6 +52,9 @@ class SlurmExecutor(Executor):
         self.job_id: str | None = None  # the array job of the last submission, None when nothing was submitted
 
     def check(self, run) -> None:
+        from ..study.adaptive import refuse_unless_sequential
+
+        refuse_unless_sequential(run.study, "Slurm", search_in_waves=True)
         require_slurm()
         check_runners(run.study)
         if run.study.execution.parallel != 1:
@@ -101,6 +104,10 @@ def submit_study(run, executor: SlurmExecutor, resume_dir: Path | None = None,
                 manifest.executor = "slurm"
         in_slurm = sum(1 for e in manifest.entries if e.status in LIVE)
         todo = rerun_indices(manifest, skip_failed, live=LIVE)
+        if study.search is not None:  # a search submits one wave of trials at a time (study/search.py)
+            from ..study.search import SearchTodo
+
+            todo = SearchTodo(run, writer, order, todo, study_dir).next_wave(study.search.trials_per_wave)
         if resume_dir is not None:
             record_resume(manifest, len(todo), skip_failed, executor="slurm", still_in_slurm=in_slurm)
         writer.write(fsync=True)
@@ -118,6 +125,31 @@ def submit_study(run, executor: SlurmExecutor, resume_dir: Path | None = None,
         return SubmitReport(study_dir, executor.job_id, len(todo), in_slurm)
     finally:
         lock.release()
+
+
+def submit_next_wave(writer: ManifestWriter, study_dir: Path, observer=None) -> bool:
+    """The collector found nothing of a search left in Slurm: propose and submit its next wave.
+    False when the study has no search or the search is over (it then records why it stopped)."""
+    from ..study.resume import read_study_snapshot, rerun_indices, snapshot_cwd
+    from ..study.search import SearchTodo
+    from ..study.study_run import StudyRun
+
+    study, search_dirs = read_study_snapshot(study_dir)
+    if study.search is None or (writer.manifest.search or {}).get("stopped"):
+        return False
+    run = StudyRun(study, observer=observer, search_dirs=search_dirs, cwd=snapshot_cwd(study_dir))
+    order, planned = run.planned_entries()
+    todo = rerun_indices(writer.manifest, False, live=LIVE)
+    wave = SearchTodo(run, writer, order, todo, study_dir).next_wave(study.search.trials_per_wave)
+    if not wave:
+        return False
+    jobs = writer.manifest.slurm_jobs
+    options = SlurmOptions().merged_over(jobs[-1].get("options", {})) if jobs else SlurmOptions()
+    batch = Batch(run, writer, order, wave, sequence_numbers(planned), study_dir,
+                  local_plan({e.engine for e in run.valid()}), CircuitBreaker(0, study_dir))
+    _submit(batch, options)
+    writer.write(fsync=True)
+    return True
 
 
 def _gpus_per_task(gpus_per_run: int | None, configs: list) -> int:

@@ -20,7 +20,8 @@ from .report_sections import design_section, gpu_section_tables, gpu_set_letters
 
 REPORT_FILE = "report.html"
 MAX_TIMELINES = 48  # per report; beyond that the runs' timeseries.parquet files are listed, not drawn
-TOC = (("best", "Best for what"), ("design", "Design"), ("summary", "Summary"), ("figures", "Figures"), ("timelines", "Timelines"),
+TOC = (("best", "Best for what"), ("design", "Design"), ("summary", "Summary"), ("pareto", "Pareto"),
+       ("figures", "Figures"), ("timelines", "Timelines"),
        ("gpus", "Per-GPU"), ("environment", "Environment"), ("methods", "How measured"), ("warnings", "Warnings"))
 
 
@@ -71,6 +72,9 @@ def render_report(study_dir: Path, cv_threshold: float = 0.1) -> str:
         section("design", "Design", design_section(data, configurations, _snapshot(data.study_dir))),
         section("summary", "Summary per configuration",
                 summary_section(configurations) if configurations else no_runs),
+        section("pareto", "Pareto front and the least energy under the latency target",
+                (_pareto(data.study_dir, configurations) if configurations else no_runs)
+                + _planning(data.manifest)),
         section("figures", "Energy, throughput and latency", _figures(configurations) if configurations else no_runs),
         "" if "timelines" in left_out else
         section("timelines", "Power and temperature during each run", _timelines(data, configurations)),
@@ -117,6 +121,24 @@ def _snapshot(study_dir: Path) -> dict[str, Any] | None:
     except ConfigError:
         return None
     return study.model_dump(mode="json")
+
+
+def _pareto(study_dir: Path, configurations: list[dict[str, Any]]) -> str:
+    """The front and the answer under the study's `slo:` (results/pareto_report.py)."""
+    from .carbon import carbon_section
+    from .pareto import pareto_front
+    from .pareto_report import pareto_section
+
+    snapshot = _snapshot(study_dir) or {}
+    carbon = carbon_section(configurations, snapshot.get("carbon"))
+    return pareto_section(pareto_front(configurations, slo=snapshot.get("slo"),
+                                       carbon=carbon["configurations"]), carbon)
+
+
+def _planning(manifest) -> str:
+    from .pareto_report import planning_notes
+
+    return planning_notes(manifest)
 
 
 def _draw(result, key: str, caption: str, wide: bool = False) -> str:

@@ -43,7 +43,7 @@ def grid_size(study: StudyConfig) -> int:
 def check_grid_size(study: StudyConfig) -> None:
     """ConfigError (exit 2) naming the number and the sweep keys responsible when over the limits."""
     n = grid_size(study)
-    runs = n * study.execution.n_cycles
+    runs = n * study.execution.planned_cycles
     if n <= MAX_CONFIGURATIONS and runs <= MAX_RUNS:
         return
     keys = sorted(study.sweep.items(), key=lambda kv: -len(kv[1]))

@@ -94,7 +94,7 @@ def _planned(study_dir: Path, notes: list[str]) -> tuple[list[ManifestEntry], in
         name = study_dir.name.rsplit("_", 1)[0] if "_" in study_dir.name else study_dir.name
         return [], 1, "interleaved", name
     _, entries = run.planned_entries()
-    return entries, study.execution.n_cycles, study.execution.cycle_order, study.name
+    return entries, study.execution.planned_cycles, study.execution.cycle_order, study.name
 
 
 def _study_id(study_dir: Path, notes: list[str]) -> str:

@@ -179,6 +179,7 @@ class StudyRun:
         n_previous = len(previous)  # runs of an earlier invocation: already in the duration history
         status = "completed"
         breaker = CircuitBreaker(ex.max_consecutive_failures, study_dir)
+        todo = self.decided_todo(writer, order, todo, study_dir)
         batch = Batch(self, writer, order, todo, sequence_numbers(planned), study_dir, plan, breaker)
         try:
             outcomes += executor.run(batch)
@@ -203,21 +204,38 @@ class StudyRun:
                 lock.release()
             result = build_study_result(study, study_dir, writer.manifest, outcomes, started_at,
                                         time.monotonic() - t0, plan)
+            from ..results.pareto import answer_line
+
+            if answer_line(result.pareto):
+                self.observer.notice(answer_line(result.pareto))
             record_runs(outcomes[n_previous:], waited_s=self.waited_s,  # for --dry-run's estimate
                         study_wall_s=time.monotonic() - t0 if ex.parallel == 1 and status == "completed" else None)
             self.observer.study_finished(result)
         return result
 
+    def decided_todo(self, writer: ManifestWriter, order, todo: list[int], study_dir: Path):
+        """The runs to do as a list, or, with adaptive cycles or a search, decided one at a time after
+        each outcome (study/adaptive.py, study/search.py; the sequential executor only)."""
+        if self.study.search is not None:
+            from .search import SearchTodo
+
+            return SearchTodo(self, writer, order, todo, study_dir)
+        if self.study.execution.target_ci_pct is not None:
+            from .adaptive import AdaptiveTodo
+
+            return AdaptiveTodo(self, writer, order, todo, study_dir)
+        return todo
+
     def open_existing(self, resume_dir: Path, planned: list[ManifestEntry]):
         """(study_dir, manifest) of a study to continue; refused when its plan changed (study/resume.py)."""
         ex = self.study.execution
-        return open_for_resume(resume_dir, planned, ex.n_cycles, ex.cycle_order, self.config_now)
+        return open_for_resume(resume_dir, planned, ex.planned_cycles, ex.cycle_order, self.config_now)
 
     def create_study(self, planned: list[ManifestEntry], executor_name: str):
         """A new study directory with its manifest (every run pending) and its study.json snapshot."""
         study, ex = self.study, self.study.execution
         study_dir = create_study_dir(study.results_dir, study.name)
-        manifest = new_manifest(study_dir.name, study.name, study_dir, ex.n_cycles, ex.cycle_order, planned)
+        manifest = new_manifest(study_dir.name, study.name, study_dir, ex.planned_cycles, ex.cycle_order, planned)
         manifest.executor = executor_name
         write_study_snapshot(study_dir, study, self.search_dirs, self.cwd)
         return study_dir, manifest
@@ -225,7 +243,7 @@ class StudyRun:
     def planned_entries(self) -> tuple[list[tuple[int, int]], list[ManifestEntry]]:
         """(experiment index, cycle) in execution order, and the manifest entry each starts as."""
         ex = self.study.execution
-        order = run_order(len(self.expanded), ex.n_cycles, ex.cycle_order, ex.shuffle_seed)
+        order = run_order(len(self.expanded), ex.planned_cycles, ex.cycle_order, ex.shuffle_seed)
         return order, [self._entry(self.expanded[i], cycle) for i, cycle in order]
 
     def _resume(self, manifest, skip_failed: bool, study_dir: Path,
@@ -262,6 +280,10 @@ class StudyRun:
         if left:
             self.observer.notice(f"stopped what a crashed llem left behind: {', '.join(left)}")
         executor.check(self)  # e.g. ConfigError (no GPUs, too few for parallel) before the study dir exists
+        if self.study.search is not None:
+            from .search import require_optuna
+
+            require_optuna()
         for engine in sorted({e.engine for e in self.valid()}):
             runner = plan.runner_for(engine)
             if runner is not None:

@@ -44,8 +44,28 @@ def build_study_result(study: StudyConfig, study_dir: Path, manifest: StudyManif
                          status=manifest.status, started_at=started_at, finished_at=utc_now(), experiments=results,
                          result_files=[e.result_file for e in manifest.entries if e.result_file],
                          measurement_protocol=measurement_protocol(study, plan), summary=summary)
+    _decide(study, result)
+    result.search = manifest.search
     _write_outputs(study_dir, result)
     return result
+
+
+def _decide(study: StudyConfig, result: StudyResult) -> None:
+    """The front, the answer under `slo:` and the carbon figures (results/pareto.py, results/carbon.py).
+    A failure here loses nothing measured: the study's tables are still written."""
+    from ..results.carbon import carbon_section
+    from ..results.pareto import pareto_front
+    from ..results.stats import configuration_stats
+
+    try:
+        result.configurations = configuration_stats(result.experiments)
+        if not result.configurations:
+            return
+        carbon = carbon_section(result.configurations, study.carbon.model_dump() if study.carbon else None)
+        result.carbon = carbon
+        result.pareto = pareto_front(result.configurations, slo=study.slo, carbon=carbon["configurations"])
+    except Exception as exc:  # noqa: BLE001
+        log.warning("could not compute the Pareto front: %s", exc)
 
 
 def _write_outputs(study_dir: Path, result: StudyResult) -> None:
