@@ -86,7 +86,7 @@ class SearchConfig(StrictModel):
     seed: int = Field(0, ge=0, le=2**32 - 1, description="the sampler's seed")
     startup_trials: int | None = Field(None, ge=1, le=1000, description="random proposals before TPE models "
                                        "the space; default: a third of the runs budget's trials (2 to 10)")
-    patience: int | None = Field(None, ge=1, description="stop after this many trials without a better feasible one")
+    patience: int | None = Field(None, ge=1, le=1_000_000, description="stop after this many trials without a better feasible one")
     trials_per_wave: int = Field(4, ge=1, le=1000, description="Slurm: trials proposed at once, each wave one "
                                  "job array; the next wave is proposed when the collector finds this one done")
 
