@@ -152,19 +152,23 @@ def _case(campaign, name: str, bad: tuple[str, bytes], words: str) -> None:
     campaign._record(name, ok, seen)
 
 
+def _mib(sizes: list[int]) -> str:
+    return "/".join(f"{n / 2**20:.1f}" for n in sizes) + " MiB"
+
+
 def _no_newline_case(campaign) -> None:
     """The server offers 64 MiB without a newline (until the client cuts it); the client's Python heap peak
     during the load stays a few times the line bound, whatever the server sends."""
     from llem_harness.serving import http_stream
 
-    MAX_LINE_BYTES = getattr(http_stream, "MAX_LINE_BYTES", 1 << 20)  # 86f093f had no bound: judged as 1 MiB
+    bound = getattr(http_stream, "MAX_LINE_BYTES", 1 << 20)  # 86f093f had no bound: judged against 1 MiB
     server = _serving(("nonewline", b""))
     started = not tracemalloc.is_tracing()
     if started:
         tracemalloc.start()
     tracemalloc.reset_peak()
     try:
-        ok, seen, bad = _judge(_drive(server), f"a body line over {MAX_LINE_BYTES} bytes")
+        ok, seen, bad = _judge(_drive(server), f"a body line over {bound} bytes")
         peak = tracemalloc.get_traced_memory()[1]
     except Exception as exc:  # noqa: BLE001 - the load itself aborted
         ok, seen, bad, peak = False, f"the whole load aborted: {type(exc).__name__}: {str(exc)[:90]}", [], 0
@@ -177,12 +181,10 @@ def _no_newline_case(campaign) -> None:
     while len(server.cut) + len(server.whole) < len(bad) and time.monotonic() < deadline:
         time.sleep(0.05)  # the server's last write fails a moment after the client cuts it
     cut = sorted(server.cut)
-    past = len(cut) == len(bad) == 2 and not server.whole and cut[0] > MAX_LINE_BYTES  # the bound was reached
-    bounded = 0 < peak < 8 * MAX_LINE_BYTES
-    def mib(sizes: list[int]) -> str:
-        return "/".join(f"{n / 2**20:.1f}" for n in sizes) + " MiB"
-    sent = (f"the client cut the server after {mib(cut)} of {NO_NEWLINE_OFFER_BYTES >> 20} MiB" if cut else "") \
-        + (f"{', ' if cut else ''}read {mib(server.whole)} to the end" if server.whole else "")
+    past = len(cut) == len(bad) == 2 and not server.whole and cut[0] > bound  # the bound was reached
+    bounded = 0 < peak < 8 * bound
+    sent = (f"the client cut the server after {_mib(cut)} of {NO_NEWLINE_OFFER_BYTES >> 20} MiB" if cut else "") \
+        + (f"{', ' if cut else ''}read {_mib(server.whole)} to the end" if server.whole else "")
     campaign._record("reader: 200 answer without a newline", ok and past and bounded,
                      f"{seen}; {sent or 'no endless answer seen'}, client heap peak {peak / 2**20:.1f} MiB "
-                     f"(line bound {MAX_LINE_BYTES / 2**20:g} MiB)")
+                     f"(line bound {bound / 2**20:g} MiB)")
