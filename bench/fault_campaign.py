@@ -402,6 +402,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     from fault_campaign_identity import run_identity_cases  # bench/ is on sys.path (above)
+    from fault_campaign_reader import run_reader_cases  # the serving reader: one bad response, one failed request
     from fault_campaign_runtime import run_runtime_cases
     from fault_campaign_trust import run_trust_cases  # shared hosts: another user, values, identity
     from llenergymeasure.models import make_tiny_model
@@ -413,6 +414,7 @@ def main(argv: list[str] | None = None) -> int:
         campaign.faults()
         run_runtime_cases(campaign)
         run_identity_cases(campaign)
+        run_reader_cases(campaign)
         campaign.bad_inputs(args.bad_inputs)
         input_cases(campaign)
         run_trust_cases(campaign)
