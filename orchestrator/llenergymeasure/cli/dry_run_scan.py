@@ -315,8 +315,8 @@ class PlanScan:
         from ..study.history import estimate_wall_s, load_history
 
         history = load_history()
-        out = {}
+        out, memo = {}, {}  # memo: what configs alike share (history filters, medians), computed once
         for key, config in self.estimate_config.items():
             crude = estimate_run_wall_time_s(config, self.model_config(config.model))
-            out[key] = estimate_wall_s(config, runners.get(config.engine), history, crude)
+            out[key] = estimate_wall_s(config, runners.get(config.engine), history, crude, memo)
         return out, len(history)

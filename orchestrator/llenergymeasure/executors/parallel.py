@@ -65,7 +65,7 @@ class ParallelExecutor(Executor):
         from ..study.adaptive import refuse_unless_sequential
 
         refuse_unless_sequential(run.study, "parallel", search_in_waves=True)
-        plan_gpu_sets(run.study, [e.config for e in run.valid()])  # ConfigError: no GPUs, too few
+        plan_gpu_sets(run.study, run.expanded.tensor_parallel_configs())  # ConfigError: no GPUs, too few
 
     def run(self, batch) -> list:
         if batch.run.study.search is not None:  # trials in waves, each wave's runs in parallel

@@ -38,7 +38,7 @@ class SequentialExecutor(Executor):
     gpu_ids: list[str] | None = None
 
     def check(self, run) -> None:
-        self.gpu_ids = sequential_gpu_set(run.study, [e.config for e in run.valid()])
+        self.gpu_ids = sequential_gpu_set(run.study, run.expanded.tensor_parallel_configs())
         if self.gpu_ids:
             run.observer.notice(f"each run is given and measures GPU(s) {', '.join(self.gpu_ids)}")
 

@@ -183,11 +183,15 @@ class Plan(Sequence):
         self.summaries: list[str] = []
         self.engines: list[str | None] = []
         self.skip_reasons: dict[int, str] = {}
+        self._by_parallel: dict[int, int] = {}  # tensor-parallel size -> first valid index with it
         for index in range(self._n if stream else 0):
             config = self.config(index)
             self.hashes.append(config.config_hash(self._section_json) if config else None)
             self.summaries.append(config.summary() if config else "")
             self.engines.append(config.engine if config else None)
+            if config is not None:
+                section = getattr(config, config.engine, None)
+                self._by_parallel.setdefault(getattr(section, "tensor_parallel_size", None) or 1, index)
             if visit is not None and config is not None:
                 visit(index, config)
 
@@ -205,6 +209,13 @@ class Plan(Sequence):
 
     def raw(self, index: int) -> dict[str, Any]:
         return self.grid.raw(index)
+
+    def tensor_parallel_configs(self) -> list[ExperimentConfig]:
+        """One valid config per distinct tensor-parallel size: all that the GPU-set checks read
+        (executors/gpu_alloc.py takes their largest), without validating 100,000 configs again."""
+        if not self._by_parallel and len(self.hashes) < self._n:  # no validation pass (stream=False)
+            return [e.config for e in self if e.valid]
+        return [self.config(index) for index in self._by_parallel.values()]
 
     def _shared_sections(self) -> dict[str, Any]:
         """Sections (measurement, decoding, ...) of the base that no sweep key touches, validated once

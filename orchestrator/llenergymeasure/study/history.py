@@ -151,13 +151,16 @@ def _startup_s(r: dict) -> float:
                0.0)
 
 
-def _warmup_s(config: Any, basis: list[dict], batch_s: float) -> tuple[float, float]:
-    """(seconds, batches) of warm-up: batches as measured here with the same settings, else to the bound."""
+def _warmup_s(config: Any, basis: list[dict], batch_s: float, measured: Any = ()) -> tuple[float, float]:
+    """(seconds, batches) of warm-up: batches as measured here with the same settings, else to the bound.
+
+    `measured`: that median, already computed for `basis` and these settings (a planner's memo)."""
     w = config.measurement.warmup
     if not w.enabled:
         return 0.0, 0.0
-    same = [r for r in basis if (r.get("measurement") or {}).get("warmup") == w.model_dump(mode="json")]
-    batches = _median(same, lambda r: r.get("warmup_batches")) or w.max_batches
+    if measured == ():
+        measured = _warmup_batches_measured(w, basis)
+    batches = measured or w.max_batches
     batches = max(min(batches, w.max_batches), min(max(w.min_batches, w.window), w.max_batches))
     seconds = batches * batch_s
     if w.max_duration_s is not None:
@@ -165,26 +168,67 @@ def _warmup_s(config: Any, basis: list[dict], batch_s: float) -> tuple[float, fl
     return seconds, batches
 
 
+def _warmup_batches_measured(w: Any, basis: list[dict]) -> float | None:
+    settings = w.model_dump(mode="json")
+    return _median([r for r in basis if (r.get("measurement") or {}).get("warmup") == settings],
+                   lambda r: r.get("warmup_batches"))
+
+
+def _memo(memo: dict, key: tuple, compute):
+    if key not in memo:
+        memo[key] = compute()
+    return memo[key]
+
+
+def _exact_index(same_engine: list[dict]) -> dict[tuple, list[dict]]:
+    """Records by their workload (the keys of _workload, in its order): one lookup per configuration."""
+    index: dict[tuple, list[dict]] = {}
+    for r in same_engine:
+        try:
+            index.setdefault(tuple(r.get(k) for k in _WORKLOAD_KEYS), []).append(r)
+        except TypeError:  # an unhashable value (a malformed record) never equals a configuration's
+            continue
+    return index
+
+
+_WORKLOAD_KEYS = ("engine", "model", "mode", "batch_size", "n_prompts", "max_input_tokens", "max_output_tokens",
+                  "n_requests")
+
+
 def estimate_wall_s(config: Any, runner: str | None, history: list[dict],
-                    crude: dict) -> tuple[float, str, dict[str, float]]:
+                    crude: dict, memo: dict | None = None) -> tuple[float, str, dict[str, float]]:
     """(seconds for one run of `config`, where the figure comes from, its parts); see the module docstring.
 
     `crude` is `domain.estimates.estimate_run_wall_time_s(config)`: the figures used where nothing was
     measured (its process start is `estimated_wall_time_s` minus the parts it lists)."""
-    want, settings = _workload(config), _measurement(config)
-    same_engine = [r for r in history
-                   if r.get("engine") == config.engine and (runner is None or r.get("runner") == runner)]
-    exact = [r for r in same_engine if all(r.get(k) == v for k, v in want.items()) and r.get("measurement") == settings]
+    memo = {} if memo is None else memo  # `memo`: one dict for many configs of one history (a dry-run's)
+    m = config.measurement
+    settings = _memo(memo, ("measurement", id(m)), lambda: (m, _measurement(config)))[1]  # m kept: id unique
+    want = _workload(config)
+    engine_key = ("engine", config.engine, runner)
+    same_engine = _memo(memo, engine_key, lambda: [
+        r for r in history if r.get("engine") == config.engine and (runner is None or r.get("runner") == runner)])
+    by_workload = _memo(memo, ("exact", *engine_key), lambda: _exact_index(same_engine))
+    exact = [r for r in by_workload.get(tuple(want[k] for k in _WORKLOAD_KEYS), ())
+             if r.get("measurement") == settings]
     if exact:
         seconds = statistics.median(r["wall_s"] for r in exact)
         return seconds, f"median of {len(exact)} runs of this configuration here", {"run": seconds}
     tokens = config.n_prompts * config.max_output_tokens
-    same_model = [r for r in same_engine if r.get("model") == config.model and r.get("mode") == config.mode
-                  and r.get("output_tokens") and r.get("window_s")]
+    model_key = (*engine_key, config.model, config.mode)
+    same_model = _memo(memo, ("model", *model_key), lambda: [
+        r for r in same_engine if r.get("model") == config.model and r.get("mode") == config.mode
+        and r.get("output_tokens") and r.get("window_s")])
+    basis_key = engine_key
     if same_model:
-        nearest = min(abs(r["batch_size"] - config.batch_size) for r in same_model)
-        basis = [r for r in same_model if abs(r["batch_size"] - config.batch_size) == nearest]
-        per_token = statistics.median(r["window_s"] / r["output_tokens"] for r in basis)
+        basis_key = (*model_key, config.batch_size)
+
+        def nearest_basis() -> tuple[list[dict], float]:
+            nearest = min(abs(r["batch_size"] - config.batch_size) for r in same_model)
+            basis = [r for r in same_model if abs(r["batch_size"] - config.batch_size) == nearest]
+            return basis, statistics.median(r["window_s"] / r["output_tokens"] for r in basis)
+
+        basis, per_token = _memo(memo, ("basis", *basis_key), nearest_basis)
         window_s, batch_s = per_token * tokens, per_token * config.batch_size * config.max_output_tokens
         source = f"scaled from {len(basis)} runs of this model here at batch size {basis[0]['batch_size']}"
     elif same_engine:
@@ -198,12 +242,13 @@ def estimate_wall_s(config: Any, runner: str | None, history: list[dict],
         source = "assumed constants (no run of this engine measured on this host yet)"
     crude_startup_s = crude["estimated_wall_time_s"] - crude["baseline_s"] - (
         crude["warmup_batches"] + crude["measured_batches"]) * crude["batch_s"]
-    startup_s = _median(basis, _startup_s) if basis else crude_startup_s
+    startup_s = _memo(memo, ("startup", *basis_key), lambda: _median(basis, _startup_s)) if basis else crude_startup_s
     baseline_s = 0.0
     if config.measurement.baseline.enabled:
-        measured = _median(basis, lambda r: r.get("baseline_s"))
+        measured = _memo(memo, ("baseline", *basis_key), lambda: _median(basis, lambda r: r.get("baseline_s")))
         baseline_s = measured if measured is not None else 2 * config.measurement.baseline.duration_s
-    warmup_s, warmup_batches = _warmup_s(config, basis, batch_s)
+    warmup_s, warmup_batches = _warmup_s(config, basis, batch_s, _memo(
+        memo, ("warmup", id(m), *basis_key), lambda: _warmup_batches_measured(m.warmup, basis)))
     parts = {"start-up": startup_s, "baseline": baseline_s, "warm-up": warmup_s, "warm-up batches": warmup_batches,
              "window": window_s}
     return startup_s + baseline_s + warmup_s + window_s, source, parts
