@@ -66,6 +66,10 @@ def canonical_json(payload: Any) -> str:
 _FIELD_PREFIX: dict[str, str] = {}  # field name -> its JSON key and colon, encoded once (a plan hashes 100,000 configs)
 
 
+_PART_MEMO: dict[tuple, str] = {}  # (field, type, plain value) -> its `"key":value` text; a grid repeats few values
+_PART_MEMO_MAX = 4096
+
+
 def _field_prefix(name: str) -> str:
     return _FIELD_PREFIX.setdefault(name, _encode_str(name) + ":")
 
@@ -332,17 +336,27 @@ class ExperimentConfig(StrictModel):
 
     def _canonical_from_sections(self, excluded: set[str], section_json: dict[int, str]) -> str | None:
         """canonical_json(model_dump(mode="json")) assembled field by field (None: a field is not plain)."""
-        values, parts = self.__dict__, []
+        values, parts, memo = self.__dict__, [], _PART_MEMO
         for name in _sorted_fields(type(self)):
             if name in excluded:
                 continue
             value = values[name]
             kind = type(value)
-            if kind is str:
-                text = _encode_str(value)
-            elif kind is bool or value is None:
-                text = "true" if value is True else "false" if value is False else "null"
-            elif kind is int or kind is float:
+            if kind is str or kind is int or kind is bool or value is None:  # the type keeps True and 1 apart
+                part = memo.get((name, kind, value))
+                if part is None:
+                    if kind is str:
+                        text = _encode_str(value)
+                    elif kind is int:
+                        text = repr(value)
+                    else:
+                        text = "true" if value is True else "false" if value is False else "null"
+                    part = (_FIELD_PREFIX.get(name) or _field_prefix(name)) + text
+                    if len(memo) < _PART_MEMO_MAX and len(part) <= 512:
+                        memo[(name, kind, value)] = part
+                parts.append(part)
+                continue
+            if kind is float:
                 text = repr(value)
             elif isinstance(value, BaseModel):
                 text = section_json.get(id(value)) or section_canonical_json(value)

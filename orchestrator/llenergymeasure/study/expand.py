@@ -129,6 +129,9 @@ def _copy_tree(value: Any) -> Any:
     return value
 
 
+_PLAIN = frozenset({str, int, float, bool, type(None)})  # immutable: a point may share them with the sweep
+
+
 class Grid:
     """A point's mapping from its index (mixed radix over the sweep, then the explicit experiments)."""
 
@@ -140,6 +143,8 @@ class Grid:
         self.n_grid = math.prod(len(v) for v in self.values) if self.keys else 0
         self.explicit = study.experiments or []
         self.n = grid_size(study)
+        self._reversed_values = self.values[::-1]
+        self._keys = [(key, "." in key) for key in self.keys]
 
     def raw(self, index: int, sections: dict[str, Any] | None = None) -> dict[str, Any]:
         """Base with the sweep values of `index` (the last key varies fastest, as itertools.product).
@@ -150,11 +155,16 @@ class Grid:
             point = _copy_tree(self.base) if not sections else \
                 {**{k: _copy_tree(v) for k, v in self.base.items() if k not in sections}, **sections}
             rest, combo = index, []
-            for values in reversed(self.values):
+            for values in self._reversed_values:
                 rest, digit = divmod(rest, len(values))
                 combo.append(values[digit])
-            for key, value in zip(self.keys, reversed(combo)):
-                set_dotted(point, key, _copy_tree(value))
+            for (key, dotted), value in zip(self._keys, reversed(combo)):  # in YAML order: a later key wins
+                if type(value) not in _PLAIN:
+                    value = _copy_tree(value)
+                if dotted:
+                    set_dotted(point, key, value)
+                else:
+                    point[key] = value
             return point
         if self.explicit:
             return deep_merge(self.base, self.explicit[index - self.n_grid])
@@ -190,8 +200,9 @@ class Plan(Sequence):
             self.summaries.append(config.summary() if config else "")
             self.engines.append(config.engine if config else None)
             if config is not None:
-                section = getattr(config, config.engine, None)
-                self._by_parallel.setdefault(getattr(section, "tensor_parallel_size", None) or 1, index)
+                section = config.__dict__.get(config.engine)  # a pydantic model's fields live in its __dict__
+                size = section.__dict__.get("tensor_parallel_size") if section is not None else None
+                self._by_parallel.setdefault(size or 1, index)
             if visit is not None and config is not None:
                 visit(index, config)
 
