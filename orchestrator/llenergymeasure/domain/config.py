@@ -315,12 +315,11 @@ class ExperimentConfig(StrictModel):
         `section_json` (id of a section instance -> its canonical JSON) lets a planner that shares
         validated sections between many configs encode each section once; the text is the same."""
         # Offline configs hash as before serving existed (mode/serving excluded), so hashes stay stable.
-        excluded = {"name"} if self.mode == "serving" else {"name", "mode", "serving"}
-        if not self.prefix_caching:  # the default: hashes stay those of configs written before the field
-            excluded.add("prefix_caching")
+        excluded = self._hash_excluded()
         canonical = None
         if section_json is not None and self.mode != "serving":  # serving drops later-added defaults below
-            canonical = self._canonical_from_sections(excluded, section_json)
+            parts = self.canonical_parts(section_json)
+            canonical = None if parts is None else "{" + ",".join(part for _, part in parts) + "}"
         if canonical is None:
             payload = self.model_dump(mode="json", exclude=excluded)
             serving = payload.get("serving") or {}
@@ -334,8 +333,19 @@ class ExperimentConfig(StrictModel):
             canonical = canonical_json(payload)
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
-    def _canonical_from_sections(self, excluded: set[str], section_json: dict[int, str]) -> str | None:
-        """canonical_json(model_dump(mode="json")) assembled field by field (None: a field is not plain)."""
+    def _hash_excluded(self) -> set[str]:
+        excluded = {"name"} if self.mode == "serving" else {"name", "mode", "serving"}
+        if not self.prefix_caching:  # the default: hashes stay those of configs written before the field
+            excluded.add("prefix_caching")
+        return excluded
+
+    def canonical_parts(self, section_json: dict[int, str]) -> list[tuple[str, str]] | None:
+        """(field, its `"key":value` text) of an offline config's hashed JSON, in key order: joined with
+        commas in braces, the text config_hash takes (None: serving, or a field that is not plain).
+        A planner whose points differ in a few plain fields replaces just their parts."""
+        if self.mode == "serving":
+            return None
+        excluded = self._hash_excluded()
         values, parts, memo = self.__dict__, [], _PART_MEMO
         for name in _sorted_fields(type(self)):
             if name in excluded:
@@ -354,7 +364,7 @@ class ExperimentConfig(StrictModel):
                     part = (_FIELD_PREFIX.get(name) or _field_prefix(name)) + text
                     if len(memo) < _PART_MEMO_MAX and len(part) <= 512:
                         memo[(name, kind, value)] = part
-                parts.append(part)
+                parts.append((name, part))
                 continue
             if kind is float:
                 text = repr(value)
@@ -362,8 +372,8 @@ class ExperimentConfig(StrictModel):
                 text = section_json.get(id(value)) or section_canonical_json(value)
             else:
                 return None
-            parts.append((_FIELD_PREFIX.get(name) or _field_prefix(name)) + text)
-        return "{" + ",".join(parts) + "}"
+            parts.append((name, (_FIELD_PREFIX.get(name) or _field_prefix(name)) + text))
+        return parts
 
     def summary(self) -> str:
         """Short human label, e.g. `transformers tiny-llm bs=4 fp32 n=8`."""

@@ -28,6 +28,7 @@ from pydantic import ValidationError
 from ..domain import ExperimentConfig, StudyConfig
 from ..domain.config import ENGINE_ALIASES, check_floats_bounded, section_canonical_json
 from ..errors import ConfigError
+from .expand_fast import ScalarSweep
 
 MAX_CONFIGURATIONS = 100_000   # grid points + explicit experiments of one study
 MAX_RUNS = 1_000_000           # configurations × cycles (one manifest entry each)
@@ -146,6 +147,15 @@ class Grid:
         self._reversed_values = self.values[::-1]
         self._keys = [(key, "." in key) for key in self.keys]
 
+    def digits(self, index: int) -> list[int]:
+        """Position of each sweep key's value at grid point `index`, in YAML order."""
+        rest, out = index, []
+        for values in self._reversed_values:
+            rest, digit = divmod(rest, len(values))
+            out.append(digit)
+        out.reverse()
+        return out
+
     def raw(self, index: int, sections: dict[str, Any] | None = None) -> dict[str, Any]:
         """Base with the sweep values of `index` (the last key varies fastest, as itertools.product).
 
@@ -189,14 +199,19 @@ class Plan(Sequence):
         self._sections = self._shared_sections() if self.grid.n_grid > 1 else {}
         self._section_json = {id(v): section_canonical_json(v) for v in self._sections.values()}
         self._context = {"floats_checked": frozenset(self._section_json)}
+        self._fast = ScalarSweep.of(self.grid, self._sections, self._context) if stream else None
         self.hashes: list[str | None] = []
         self.summaries: list[str] = []
         self.engines: list[str | None] = []
         self.skip_reasons: dict[int, str] = {}
         self._by_parallel: dict[int, int] = {}  # tensor-parallel size -> first valid index with it
+        hash_of = self._fast_hasher()
         for index in range(self._n if stream else 0):
             config = self.config(index)
-            self.hashes.append(config.config_hash(self._section_json) if config else None)
+            if config is not None and hash_of is not None and index < self.grid.n_grid:
+                self.hashes.append(hash_of(self.grid.digits(index)))  # the same text as config_hash's
+            else:
+                self.hashes.append(config.config_hash(self._section_json) if config else None)
             self.summaries.append(config.summary() if config else "")
             self.engines.append(config.engine if config else None)
             if config is not None:
@@ -220,6 +235,19 @@ class Plan(Sequence):
 
     def raw(self, index: int) -> dict[str, Any]:
         return self.grid.raw(index)
+
+    def _fast_hasher(self) -> Callable[[list[int]], str] | None:
+        """Hashes of the points built by the fast path (study/expand_fast.py), checked on the first point."""
+        if self._fast is None:
+            return None
+        try:
+            resolved = self._resolve(self._fast.template)
+        except ConfigError:
+            return None
+        hash_of = self._fast.hasher(resolved, self._section_json)
+        if hash_of is None or hash_of(self.grid.digits(0)) != resolved.config_hash(self._section_json):
+            return None
+        return hash_of
 
     def tensor_parallel_configs(self) -> list[ExperimentConfig]:
         """One valid config per distinct tensor-parallel size: all that the GPU-set checks read
@@ -261,6 +289,14 @@ class Plan(Sequence):
             return cached
         from ..errors import format_validation_error
 
+        fast = self._fast.config(self.grid.digits(index)) if self._fast and index < self.grid.n_grid else None
+        if fast is not None:  # its values each passed validation (study/expand_fast.py)
+            try:
+                config = self._resolve(fast)
+            except ConfigError as exc:
+                self.skip_reasons[index] = str(exc)
+                return None
+            return self._keep(index, config)
         try:
             raw = self.grid.raw(index, self._sections)
             config = self._resolve(ExperimentConfig.model_validate(raw, context=self._context))
@@ -270,6 +306,9 @@ class Plan(Sequence):
         except ConfigError as exc:
             self.skip_reasons[index] = str(exc)
             return None
+        return self._keep(index, config)
+
+    def _keep(self, index: int, config: ExperimentConfig) -> ExperimentConfig:
         self._cache[index] = config
         if len(self._cache) > _CONFIG_CACHE:
             self._cache.popitem(last=False)
