@@ -4,7 +4,12 @@ the largest grid a study may have (100,000 configurations; study/expand.py MAX_C
 Prints measured figures next to the targets (and the original tool's figures on this machine,
 from the issue). Nothing here asserts: it is a benchmark, run by hand:
 
-    .venv/bin/python bench/study_scale.py
+    .venv/bin/python bench/study_scale.py [--before REF] [--repeat N]
+
+`--before REF` also runs both dry-runs on the code of git REF (e.g. main), interleaved with this
+tree's, and prints them side by side: on a shared machine only figures taken together compare.
+Each dry-run is run `--repeat` times (default 3); the least CPU time of each is shown, with that
+run's wall time and peak RSS (CPU time says what the planning costs, wall time also what it waited).
 """
 from __future__ import annotations
 
@@ -39,9 +44,46 @@ def _child(argv: list[str]) -> tuple[float, float, float]:
     return time.perf_counter() - start, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
 
 
-def _dry_run(study: Path) -> tuple[float, float, float]:
-    return _child([sys.executable, "-c", "from llenergymeasure.cli.main import main; main()", "run", str(study),
-                   "--dry-run"])
+def _child_in(argv: list[str], tree: Path | None) -> tuple[float, float, float]:
+    """_child with the orchestrator and harness of `tree` first on the path (None: this tree's)."""
+    if tree is None:
+        return _child(argv)
+    old = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(tree / "orchestrator"), str(tree / "harness")])
+    try:
+        return _child(argv)
+    finally:
+        if old is None:
+            os.environ.pop("PYTHONPATH")
+        else:
+            os.environ["PYTHONPATH"] = old
+
+
+def _dry_run(study: Path, tree: Path | None = None) -> tuple[float, float, float]:
+    return _child_in([sys.executable, "-c", "from llenergymeasure.cli.main import main; main()", "run", str(study),
+                      "--dry-run"], tree)
+
+
+def dry_runs(studies: list[Path], trees: dict[str, Path | None], repeat: int) -> dict[tuple[str, Path], tuple]:
+    """{(tree label, study): (wall s, peak RSS MB, CPU s) of its least-CPU run}, the trees interleaved."""
+    best: dict[tuple[str, Path], tuple] = {}
+    for _ in range(repeat):
+        for study in studies:
+            for label, tree in trees.items():
+                wall, rss, cpu = _dry_run(study, tree)
+                if (label, study) not in best or cpu < best[label, study][2]:
+                    best[label, study] = (wall, rss, cpu)
+    return best
+
+
+def export_tree(ref: str, dest: Path) -> Path:
+    """The orchestrator and harness of git `ref`, extracted (no worktree, no checkout)."""
+    root = Path(__file__).resolve().parent.parent
+    archive = subprocess.run(["git", "-C", str(root), "archive", ref, "orchestrator", "harness"],
+                             check=True, capture_output=True).stdout
+    dest.mkdir(parents=True)
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    return dest
 
 
 def _model_dir(tmp: str) -> str:
@@ -101,18 +143,28 @@ def help_time(repeats: int = 5) -> float:
 
 
 def main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--before", help="git ref whose dry-runs to run side by side (e.g. main)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each dry-run (the least CPU time is shown)")
+    args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         study = Path(tmp) / "scale.yaml"
         model = _model_dir(tmp)
         study.write_text(yaml.safe_dump({"name": "scale", "base": {"model": model}, "sweep": GRID,
                                          "execution": {"n_cycles": 3, "cycle_order": "shuffled", "max_runs": 10**6}}))
         dt, n, n_runs, rss, cpu = expansion_in_process(study)
-        cli_wall, cli_rss, cli_cpu = _dry_run(study)
         big = Path(tmp) / "scale-100k.yaml"
         big.write_text(yaml.safe_dump({"name": "scale100k", "base": {"model": model}, "sweep": GRID_100K,
                                        "execution": {"n_cycles": 3, "cycle_order": "shuffled", "max_runs": 10**6}}))
         dt_big, n_big, runs_big, rss_big, cpu_big = expansion_in_process(big)
-        big_wall, big_rss, big_cpu = _dry_run(big)
+        trees: dict[str, Path | None] = {"now": None}
+        if args.before:
+            trees = {args.before: export_tree(args.before, Path(tmp) / "before"), "now": None}
+        best = dry_runs([study, big], trees, max(1, args.repeat))
+        cli_wall, cli_rss, cli_cpu = best["now", study]
+        big_wall, big_rss, big_cpu = best["now", big]
     per_transition_s, size_mb = manifest_transitions(n * 3, 100)
     help_s = help_time()
     rows = [
@@ -131,6 +183,12 @@ def main() -> None:
          "<= 10 ms", "103 ms"),
         ("`llem --help`", f"{help_s:.3f} s", "<= 0.25 s", "0.5 s"),
     ]
+    if args.before:
+        for label, path, size in ((args.before, study, f"{n:,}"), (args.before, big, f"{n_big:,}")):
+            wall_b, rss_b, cpu_b = best[label, path]
+            wall_n, _, cpu_n = best["now", path]
+            rows.append((f"  before ({label}): dry-run {size} × 3: wall / CPU", f"{wall_b:.2f} s / {cpu_b:.2f} s",
+                         f"now {cpu_n / cpu_b:.2f}×", ""))
     width = max(len(r[0]) for r in rows)
     print(f"{'measure':<{width}}  {'measured':>18}  {'target':>16}  {'original tool':>13}")
     print(f"{'':<{width}}  {'(this run)':>18}  {'(issue)':>16}  {'(issue)':>13}")
