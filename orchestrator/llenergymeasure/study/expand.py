@@ -13,6 +13,7 @@ a few hundred bytes per point, not with the size of a validated config.
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 import os
 import random
@@ -206,10 +207,12 @@ class Plan(Sequence):
         self.skip_reasons: dict[int, str] = {}
         self._by_parallel: dict[int, int] = {}  # tensor-parallel size -> first valid index with it
         hash_of = self._fast_hasher()
+        points = itertools.product(*(range(len(v)) for v in self.grid.values))  # each grid point's digits, in order
         for index in range(self._n if stream else 0):
-            config = self.config(index)
-            if config is not None and hash_of is not None and index < self.grid.n_grid:
-                self.hashes.append(hash_of(self.grid.digits(index)))  # the same text as config_hash's
+            digits = next(points) if index < self.grid.n_grid else None
+            config = self.config(index, digits)
+            if config is not None and hash_of is not None and digits is not None:
+                self.hashes.append(hash_of(digits))  # the same text as config_hash's
             else:
                 self.hashes.append(config.config_hash(self._section_json) if config else None)
             self.summaries.append(config.summary() if config else "")
@@ -279,8 +282,10 @@ class Plan(Sequence):
                 continue  # every point fails on it: the normal path names the field
         return shared
 
-    def config(self, index: int) -> ExperimentConfig | None:
-        """The validated config with local paths resolved (None for a skipped point)."""
+    def config(self, index: int, digits: Sequence[int] | None = None) -> ExperimentConfig | None:
+        """The validated config with local paths resolved (None for a skipped point).
+
+        `digits`: the point's Grid.digits, where the caller has them (the validation pass)."""
         if index in self.skip_reasons:
             return None
         cached = self._cache.get(index)
@@ -289,7 +294,9 @@ class Plan(Sequence):
             return cached
         from ..errors import format_validation_error
 
-        fast = self._fast.config(self.grid.digits(index)) if self._fast and index < self.grid.n_grid else None
+        fast = None
+        if self._fast is not None and index < self.grid.n_grid:
+            fast = self._fast.config(self.grid.digits(index) if digits is None else digits)
         if fast is not None:  # its values each passed validation (study/expand_fast.py)
             try:
                 config = self._resolve(fast)

@@ -13,7 +13,7 @@ checks configs, hashes and skip reasons against full validation.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pydantic import ValidationError
@@ -60,7 +60,7 @@ class ScalarSweep:
             return None
         return cls(grid.keys, grid.values, template, first_raw, context)
 
-    def config(self, digits: list[int]) -> ExperimentConfig | None:
+    def config(self, digits: Sequence[int]) -> ExperimentConfig | None:
         """The point's config (paths not yet resolved), or None: some value failed on its own."""
         update = {}
         for key, accepted, digit in zip(self.keys, self.accepted, digits):
@@ -71,7 +71,8 @@ class ScalarSweep:
         return self.template.model_copy(update=update)
 
 
-    def hasher(self, resolved: ExperimentConfig, section_json: dict[int, str]) -> Callable[[list[int]], str] | None:
+    def hasher(self, resolved: ExperimentConfig,
+               section_json: dict[int, str]) -> Callable[[Sequence[int]], str] | None:
         """config_hash of a point built here, from its digits: the first point's hashed text with the
         swept fields' parts replaced (each encoded once). `resolved`: the template with its paths
         resolved, as every point's are. None where that does not hold: a swept model (each resolves
@@ -90,7 +91,7 @@ class ScalarSweep:
                        for value in accepted]
             swaps.append((position, slots[key], encoded))
 
-        def hash_of(digits: list[int]) -> str:
+        def hash_of(digits: Sequence[int]) -> str:
             text = texts.copy()
             for position, slot, encoded in swaps:
                 text[slot] = encoded[digits[position]]
