@@ -138,7 +138,7 @@ def test_decided_as_each_run_starts_with_runs_in_flight_the_record_counts_them(t
     assert {e.error_type for e in manifest.entries if e.status == "skipped"} == {"AdaptiveStop"}
 
 
-def test_the_parallel_executor_takes_adaptive_cycles_and_slurm_still_refuses_them():
+def test_an_executor_that_does_not_decide_each_run_still_refuses_adaptive_cycles():
     import pytest
 
     from llenergymeasure.errors import ConfigError
@@ -146,5 +146,42 @@ def test_the_parallel_executor_takes_adaptive_cycles_and_slurm_still_refuses_the
 
     study = StudyConfig.model_validate({"execution": {"target_ci_pct": 2}})
     refuse_unless_sequential(study, "parallel", search_in_waves=True, adaptive_cycles=True)  # no error
-    with pytest.raises(ConfigError, match="execution.target_ci_pct"):
-        refuse_unless_sequential(study, "Slurm", search_in_waves=True)
+    with pytest.raises(ConfigError, match=r"execution.target_ci_pct \(adaptive cycles\)"):
+        refuse_unless_sequential(study, "some", search_in_waves=True)
+
+
+
+def test_slurm_waves_decide_between_waves_as_the_sequential_executor_would(tmp_path):
+    """As the Slurm collector drives it: a fresh controller per wave, built from the manifest and the
+    result files alone; the first wave takes each configuration to its minimum, then one run each."""
+    study = StudyConfig.model_validate({"name": "adaptive", "results_dir": str(tmp_path),
+                                        "base": {"model": "org/tiny", "n_prompts": 4, "max_output_tokens": 8},
+                                        "sweep": {"batch_size": [BATCH[i] for i in sorted(ENERGY)]},
+                                        "execution": {"n_cycles": 3, "target_ci_pct": 2, "max_cycles": 6}})
+    run = StudyRun(study)
+    order, planned = run.planned_entries()
+    study_dir = tmp_path / "study"
+    (study_dir / "runs").mkdir(parents=True)
+    writer = ManifestWriter(new_manifest("s", "adaptive", study_dir, study.execution.planned_cycles, "interleaved",
+                                         planned), study_dir / "manifest.json")
+    waves, ran = [], []
+    while True:
+        pending = [i for i, e in enumerate(writer.manifest.entries) if e.status == "pending"]
+        wave = run.decided_todo(writer, order, pending, study_dir).next_wave()
+        if not wave:
+            break
+        waves.append(len(wave))
+        for index in wave:
+            exp, cycle = order[index]
+            result = make_result(BATCH[exp], cycle, window_s=1.0, energy_j=ENERGY[exp][cycle - 1], experiment_index=exp)
+            (study_dir / "runs" / result.run_id).mkdir()
+            write_json_atomic(study_dir / "runs" / result.run_id / "result.json", result)
+            writer.update(index, status="completed", run_id=result.run_id,
+                          result_file=f"runs/{result.run_id}/result.json")
+            ran.append((exp, cycle))
+    assert waves == [9, 1, 1, 1]
+    assert {exp: sum(1 for e, _ in ran if e == exp) for exp in ENERGY} == {0: 3, 1: 6, 2: 3}
+    stops = {a["experiment_index"]: a["reason"] for a in writer.manifest.adaptive}
+    assert stops[0].startswith("converged") and stops[1].startswith("cap: max_cycles (6)") and \
+        stops[2].startswith("dominated: batch_size=1")
+    assert [e.status for e in writer.manifest.entries].count("skipped") == 6

@@ -18,8 +18,9 @@ runs' result.json files, so a resume after a crash or kill -9 takes it up where 
 Executors: the sequential one iterates AdaptiveTodo (each run decided after the previous outcome);
 the parallel one asks `skip(index)` as a worker is about to start each run, from the runs finished
 by then — runs of the same configuration already in flight when it stops still finish, and
-`finish()` records them (`runs_in_flight_at_stop`). Slurm dispatches every run at once, ahead of
-any outcome, so it still refuses adaptive cycles.
+`finish()` records them (`runs_in_flight_at_stop`). Slurm runs them in waves (`next_wave`): one
+array of, per configuration still going, the runs up to its minimum, then one run each; when the
+collector finds a wave finished it decides and submits the next, until every configuration stopped.
 """
 from __future__ import annotations
 
@@ -167,6 +168,25 @@ class AdaptiveTodo:
         if reason:
             self.writer.update(index, status="skipped", error_type=STOP_ERROR, error_message=reason)
         return bool(reason)
+
+    def next_wave(self) -> list[int]:
+        """The runs to submit together (Slurm), in study order: for each configuration still going, the
+        runs that take it to its minimum, else one more; the remaining runs of a configuration that
+        stopped are marked skipped. Empty when every configuration is decided (its record then written)."""
+        done = self.results.by_experiment()
+        wave, taken = [], {}
+        for index in self.todo:
+            exp_index = self.order[index][0]
+            if self.skip(index):
+                continue
+            n = len(done.get(exp_index, [])) + taken.get(exp_index, 0)
+            if taken.get(exp_index) and n >= self.min_runs:
+                continue  # beyond the minimum, one run per configuration a wave: then decide again
+            wave.append(index)
+            taken[exp_index] = taken.get(exp_index, 0) + 1
+        if not wave:
+            self.finish()
+        return wave
 
     def finish(self) -> None:
         """After the last planned run under the parallel executor: a configuration stopped while some of
