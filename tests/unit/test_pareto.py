@@ -217,7 +217,10 @@ def test_pareto_command_chooses_the_objectives(tmp_path):
                for bs in (1, 4) for cycle in (1, 2, 3)]
     study_dir = write_study_dir(tmp_path, results)
     runner = CliRunner()
-    run = lambda *args: json.loads(runner.invoke(cli, ["results", "pareto", str(study_dir), "--json", *args]).output)  # noqa: E731
+
+    def run(*args):
+        return json.loads(runner.invoke(cli, ["results", "pareto", str(study_dir), "--json", *args]).output)
+
     assert run()["objectives"][-1] == "output_tokens_per_s"
     assert run("--no-throughput")["throughput"] is None
     assert run("--throughput", "requests_per_s")["throughput"] == "requests_per_s"

@@ -112,20 +112,20 @@ def pareto_cmd(study_dir: Path, slo_items: tuple[str, ...], x_metric: str | None
                               indent=2))
         return
     console = make_console(width=200, highlight=False)
-    x, y = front["x"], front["y"]
+    x, y, t = front["x"], front["y"], front["throughput"]
     console.print(escape(f"{data.name}: {len(configurations)} configurations, {len(data.results)} runs"))
     console.print(escape(f"Pareto front of {STAT_METRICS[y][1]} [{STAT_METRICS[y][0]}] (lower is better) against "
                          f"{STAT_METRICS[x][1]} [{STAT_METRICS[x][0]}] "
                          f"({'higher' if front['x_direction'] == 'max' else 'lower'} is better)"
                          + (f" and {STAT_METRICS[t][1]} [{STAT_METRICS[t][0]}] (higher is better)"
-                            if (t := front["throughput"]) else " (two objectives)") + "; mean [95% CI]"))
+                            if t else " (two objectives)") + "; mean [95% CI]"))
     console.print(escape(f"rule: {front['rule']}"))
     by_hash = {p["config_hash"]: p for p in front["points"]}
     for p in sorted(front["points"], key=lambda p: (not p["on_front"], p[y]["mean"])):
         mark = "front " if p["on_front"] else "      "
         line = f"{mark} {p['label']}  n={p['n_runs']}  {y}: {_interval(p[y])}  {x}: {_interval(p[x])}"
-        if front["throughput"]:
-            line += f"  {front['throughput']}: {_interval(p[front['throughput']])}"
+        if t:
+            line += f"  {t}: {_interval(p[t])}"
         if p["dominated_by"]:
             more = p.get("n_dominated_by", 0) - min(3, len(p["dominated_by"]))
             line += f"  dominated by: {'; '.join(by_hash[h]['label'] for h in p['dominated_by'][:3])}" + \

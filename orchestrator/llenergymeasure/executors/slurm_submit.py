@@ -146,7 +146,8 @@ def submit_next_wave(writer: ManifestWriter, study_dir: Path, observer=None) -> 
         if writer.manifest.search is not None:
             raise
         return False  # no snapshot: nothing says this study runs in waves
-    if (study.search is None and study.execution.target_ci_pct is None) or (writer.manifest.search or {}).get("stopped"):
+    in_waves = study.search is not None or study.execution.target_ci_pct is not None
+    if not in_waves or (writer.manifest.search or {}).get("stopped"):
         return False
     run = StudyRun(study, observer=observer, search_dirs=search_dirs, cwd=snapshot_cwd(study_dir))
     order, planned = run.planned_entries()

@@ -195,7 +195,8 @@ def pareto_front(configurations: list[dict[str, Any]], x: str | None = None, y: 
     front = sorted((p for p in points if p["on_front"]), key=lambda p: (p[x]["mean"] * (-1 if maximised(x) else 1)))
     out = {"x": x, "y": y, "x_direction": "max" if maximised(x) else "min", "y_direction": "min",
            "throughput": throughput, "throughput_direction": "max" if throughput else None,
-           "objectives": list(metrics), "rule": DOMINANCE_RULE, "points": points, "front": [p["config_hash"] for p in front],
+           "objectives": list(metrics), "rule": DOMINANCE_RULE, "points": points,
+           "front": [p["config_hash"] for p in front],
            "left_out": left_out, "slo": dict(slo or {}), "answer": None}
     if slo:
         out["answer"] = answer(configurations, slo, y, labels, carbon)
