@@ -135,6 +135,9 @@ def test_decided_as_each_run_starts_with_runs_in_flight_the_record_counts_them(t
             assert "after 3 runs" in a["reason"] and a["runs"] == 3 + a["runs_in_flight_at_stop"]
     statuses = [e.status for e in manifest.entries]
     assert "pending" not in statuses and statuses.count("completed") == len(ran)
+    from llenergymeasure.results.pareto_report import planning_notes
+
+    assert "more already in flight then finished" in planning_notes(manifest)
     assert {e.error_type for e in manifest.entries if e.status == "skipped"} == {"AdaptiveStop"}
 
 

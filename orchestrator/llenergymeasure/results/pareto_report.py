@@ -146,7 +146,9 @@ def planning_notes(manifest) -> str:
                           "The full history is search_history.json in the study directory."))
     adaptive = getattr(manifest, "adaptive", None) or []
     if adaptive:
-        rows = [(esc(a.get("experiment_index")), esc(a.get("runs")), esc(a.get("ci95_pct")), esc(a.get("reason")))
+        rows = [(esc(a.get("experiment_index")), esc(a.get("runs")), esc(a.get("ci95_pct")),
+                 esc(a.get("reason") + (f"; {a['runs_in_flight_at_stop']} more already in flight then finished"
+                                        if a.get("runs_in_flight_at_stop") else "")))
                 for a in adaptive]
         parts.append("<h3>Adaptive cycles: why each configuration stopped</h3>" +
                      table(("configuration index", "runs", "95% CI ± % of mean", "why it stopped"), rows,
