@@ -192,3 +192,23 @@ def test_a_search_runs_on_slurm_in_waves_of_array_tasks(slurm, tiny_model_dir, t
     assert sorted(e.status for e in manifest.entries) == ["completed"] * 3 + ["skipped"]
     history = json.loads((study_dir / "search_history.json").read_text())
     assert history["stopped"].startswith("budget: 3 runs used of 3") and len(history["trials"]) == 3
+
+
+def test_adaptive_cycles_run_on_slurm_in_waves(slurm, tiny_model_dir, tmp_path):
+    """One configuration, a target no replayed run can meet: the first wave takes it to its 2 cycles,
+    then the collector decides and submits one run per wave until the cap; the record says why it stopped."""
+    data = quickstart_data(tiny_model_dir, tmp_path / "adaptive")
+    data["sweep"] = {}
+    data["execution"] = {"n_cycles": 2, "target_ci_pct": 0.0001, "max_cycles": 4}
+    path = tmp_path / "adaptive.yaml"
+    path.write_text(yaml.safe_dump(data))
+    trace = Path(__file__).resolve().parents[1] / "fixtures" / "traces" / "ci_idle_load.jsonl"
+    submitted = run_llem("run", str(path), "--executor", "slurm", "--slurm-gpus-per-task", "0", "--wait", "-q",
+                         timeout=900, env={"LLEM_NVML_REPLAY": str(trace)})
+    study_dir = _study_dir(submitted)
+    manifest = _manifest(study_dir)
+    assert manifest.status == "completed", submitted.stderr[-2000:]
+    assert [job["n_tasks"] for job in manifest.slurm_jobs] == [2, 1, 1]
+    assert [e.status for e in manifest.entries] == ["completed"] * 4
+    [record] = manifest.adaptive
+    assert record["runs"] == 4 and record["reason"].startswith("cap: max_cycles (4) reached"), record

@@ -162,3 +162,70 @@ def test_the_answer_line_and_no_answer_without_energy():
     ans = answer([unmeasured], {"ttft_p90_s": 0.1})
     assert ans["best"] is None and ans["message"] == ("no answer: no configuration measured "
                                                       "energy_per_output_token_j (no NVIDIA GPU visible)")
+
+
+def with_throughput(c: dict, tok_s: list[float]) -> dict:
+    c["metrics"]["output_tokens_per_s"] = describe(tok_s)
+    return c
+
+
+def test_a_point_dominated_on_two_axes_but_best_on_throughput_stays_on_the_three_objective_front():
+    lean = with_throughput(conf("lean", [1.0, 1.01, 0.99], [0.10, 0.11, 0.09]), [100.0, 101.0, 99.0])
+    batch = with_throughput(conf("batch", [2.0, 2.02, 1.98], [0.20, 0.21, 0.19], batch_size=64), [900.0, 910.0, 890.0])
+    three = pareto_front([lean, batch])
+    assert three["objectives"] == ["energy_per_output_token_j", "ttft_s.p90", "output_tokens_per_s"]
+    assert three["throughput"] == "output_tokens_per_s" and three["throughput_direction"] == "max"
+    assert set(three["front"]) == {"lean", "batch"}
+    points = {p["config_hash"]: p for p in three["points"]}
+    assert points["batch"]["output_tokens_per_s"]["mean"] == pytest.approx(900.0)
+    two = pareto_front([lean, batch], throughput=None)  # energy against TTFT only: batch is dominated
+    assert two["throughput"] is None and two["front"] == ["lean"]
+    assert {p["config_hash"]: p for p in two["points"]}["batch"]["dominated_by"] == ["lean"]
+
+
+def test_n_objective_dominance_needs_separation_where_better_else_a_tie():
+    metrics = ("energy_per_output_token_j", "ttft_s.p90", "output_tokens_per_s")
+    a = with_throughput(conf("a", [1.0, 1.01, 0.99], [0.10, 0.11, 0.09]), [500.0, 505.0, 495.0])
+    b = with_throughput(conf("b", [1.0, 1.01, 0.99], [0.10, 0.11, 0.09]), [480.0, 530.0, 430.0])  # noisy, lower
+    c = with_throughput(conf("c", [1.0, 1.01, 0.99], [0.10, 0.11, 0.09]), [100.0, 101.0, 99.0])
+    assert compare(a, c, metrics) == "dominates"  # equal on two, separated on throughput
+    assert compare(a, b, metrics) == "tie"  # better by the mean on throughput, intervals overlap
+    front = pareto_front([a, b, c])
+    points = {p["config_hash"]: p for p in front["points"]}
+    assert set(front["front"]) == {"a", "b"} and points["c"]["dominated_by"] == ["a", "b"]
+    assert points["b"]["tied_with"][0]["config_hash"] == "a"
+    assert points["b"]["tied_with"][0]["cycles_to_separate"] > 3
+
+
+def test_the_third_objective_is_left_off_where_not_every_configuration_measured_it():
+    lean = with_throughput(conf("lean", [1.0, 1.01, 0.99], [0.10, 0.11, 0.09]), [100.0, 101.0, 99.0])
+    other = conf("other", [2.0, 2.02, 1.98], [0.20, 0.21, 0.19])
+    front = pareto_front([lean, other])
+    assert front["throughput"] is None and len(front["points"]) == 2 and front["front"] == ["lean"]
+    forced = pareto_front([lean, other], throughput="output_tokens_per_s")  # asked for: the other is left out
+    assert [i["config_hash"] for i in forced["left_out"]] == ["other"]
+
+
+def test_pareto_command_chooses_the_objectives(tmp_path):
+    import subprocess
+    import sys
+
+    from llenergymeasure.cli.main import cli
+    from tests.unit.results_factory import make_result, write_study_dir
+
+    results = [make_result(bs, cycle, window_s=1.0 / bs + 0.01 * cycle, energy_j=100.0 / bs + cycle)
+               for bs in (1, 4) for cycle in (1, 2, 3)]
+    study_dir = write_study_dir(tmp_path, results)
+    runner = CliRunner()
+
+    def run(*args):
+        return json.loads(runner.invoke(cli, ["results", "pareto", str(study_dir), "--json", *args]).output)
+
+    assert run()["objectives"][-1] == "output_tokens_per_s"
+    assert run("--no-throughput")["throughput"] is None
+    assert run("--throughput", "requests_per_s")["throughput"] == "requests_per_s"
+    text = runner.invoke(cli, ["results", "pareto", str(study_dir)]).output
+    assert "output tokens/s" in text and "output_tokens_per_s:" in text
+    proc = subprocess.run([sys.executable, "-m", "llenergymeasure", "results", "pareto", str(study_dir),
+                           "--throughput", "ttft_s.p90"], capture_output=True, text=True)
+    assert proc.returncode == 2 and "--throughput" in proc.stderr and "Traceback" not in proc.stderr

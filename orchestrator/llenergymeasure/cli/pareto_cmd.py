@@ -1,4 +1,7 @@
-"""`llem results pareto DIR [--slo NAME=VALUE ...] [--x METRIC] [--y METRIC]`: the front and the answer.
+"""`llem results pareto DIR [--slo NAME=VALUE ...] [--x METRIC] [--y METRIC] [--throughput METRIC | --no-throughput]`.
+
+The front of energy (`--y`) against a latency figure (`--x`) and, where measured, a throughput
+(`--throughput`, default output tokens/s, maximised): three objectives unless `--no-throughput`.
 
 Exit 0 with the front and, when an SLO is given (here or as `slo:` in the study), the least-energy
 configuration that meets it with its margins, or "none meets it". The rules (noise-aware
@@ -65,16 +68,21 @@ def _interval(stats: dict[str, Any]) -> str:
               help="the latency or throughput axis (default: TTFT p90, else TPOT p90, e2e p90, output tokens/s)")
 @click.option("--y", "y_metric", default="energy_per_output_token_j", show_default=True, metavar="METRIC",
               help="the energy axis (e.g. energy_per_request_j)")
+@click.option("--throughput", "throughput_metric", default=None, metavar="METRIC",
+              help="the throughput objective, maximised (default: output_tokens_per_s where every configuration "
+                   "measured it)")
+@click.option("--no-throughput", is_flag=True, help="a front of two objectives: energy against --x only")
 @click.option("--json", "as_json", is_flag=True, help="print the front and the answer as JSON")
 @click.option("--cv-threshold", type=click.FloatRange(min=0.0, min_open=True), default=0.1, show_default=True,
               help="flag a metric whose coefficient of variation exceeds this")
-def pareto_cmd(study_dir: Path, slo_items: tuple[str, ...], x_metric: str | None, y_metric: str, as_json: bool,
-               cv_threshold: float) -> None:
-    """The Pareto front of energy against latency (noise-aware) and the least-energy configuration under an SLO."""
-    from ..errors import StudyError
+def pareto_cmd(study_dir: Path, slo_items: tuple[str, ...], x_metric: str | None, y_metric: str,
+               throughput_metric: str | None, no_throughput: bool, as_json: bool, cv_threshold: float) -> None:
+    """The Pareto front of energy against latency and throughput (noise-aware) and the least-energy
+    configuration under an SLO."""
+    from ..errors import ConfigError, StudyError
     from ..results.carbon import carbon_section
     from ..results.load import load_study
-    from ..results.pareto import check_axis, pareto_front
+    from ..results.pareto import AUTO, check_axis, maximised, pareto_front
     from ..results.stats import STAT_METRICS, configuration_stats
     from .console import make_console
     from rich.markup import escape
@@ -83,6 +91,14 @@ def pareto_cmd(study_dir: Path, slo_items: tuple[str, ...], x_metric: str | None
     if x_metric:
         check_axis(x_metric, "--x")
     check_axis(y_metric, "--y")
+    if throughput_metric and no_throughput:
+        raise ConfigError("--throughput and --no-throughput: give one or the other")
+    if throughput_metric:
+        check_axis(throughput_metric, "--throughput")
+        if not maximised(throughput_metric) or throughput_metric in (x_metric, y_metric):
+            raise ConfigError(f"--throughput: '{throughput_metric}' is not a throughput distinct from the axes; "
+                              "write e.g. --throughput output_tokens_per_s or --throughput requests_per_s")
+    throughput = None if no_throughput else (throughput_metric or AUTO)
     data = load_study(study_dir)
     if not data.results:
         raise StudyError(f"{study_dir} has no completed runs; manifest status: {data.manifest.status}")
@@ -90,22 +106,26 @@ def pareto_cmd(study_dir: Path, slo_items: tuple[str, ...], x_metric: str | None
     configurations = configuration_stats(data.results, cv_threshold=cv_threshold)
     carbon_figs = carbon_section(configurations, carbon)
     front = pareto_front(configurations, x_metric, y_metric, slo if slo is not None else study_slo,
-                         carbon_figs["configurations"])
+                         carbon_figs["configurations"], throughput=throughput)
     if as_json:
         click.echo(json.dumps({**front, "carbon": {k: v for k, v in carbon_figs.items() if k != "configurations"}},
                               indent=2))
         return
     console = make_console(width=200, highlight=False)
-    x, y = front["x"], front["y"]
+    x, y, t = front["x"], front["y"], front["throughput"]
     console.print(escape(f"{data.name}: {len(configurations)} configurations, {len(data.results)} runs"))
     console.print(escape(f"Pareto front of {STAT_METRICS[y][1]} [{STAT_METRICS[y][0]}] (lower is better) against "
                          f"{STAT_METRICS[x][1]} [{STAT_METRICS[x][0]}] "
-                         f"({'higher' if front['x_direction'] == 'max' else 'lower'} is better); mean [95% CI]"))
+                         f"({'higher' if front['x_direction'] == 'max' else 'lower'} is better)"
+                         + (f" and {STAT_METRICS[t][1]} [{STAT_METRICS[t][0]}] (higher is better)"
+                            if t else " (two objectives)") + "; mean [95% CI]"))
     console.print(escape(f"rule: {front['rule']}"))
     by_hash = {p["config_hash"]: p for p in front["points"]}
     for p in sorted(front["points"], key=lambda p: (not p["on_front"], p[y]["mean"])):
         mark = "front " if p["on_front"] else "      "
         line = f"{mark} {p['label']}  n={p['n_runs']}  {y}: {_interval(p[y])}  {x}: {_interval(p[x])}"
+        if t:
+            line += f"  {t}: {_interval(p[t])}"
         if p["dominated_by"]:
             more = p.get("n_dominated_by", 0) - min(3, len(p["dominated_by"]))
             line += f"  dominated by: {'; '.join(by_hash[h]['label'] for h in p['dominated_by'][:3])}" + \

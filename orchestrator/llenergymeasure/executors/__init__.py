@@ -23,7 +23,7 @@ What each rule means under each executor (the one place where they differ):
 | idle baseline | reused by later runs on the same GPUs, runner and image | per GPU set | measured by each task |
 | GPU lock | held for the whole study | held for the whole study | none: Slurm allocates the devices |
 | study summary | when the last run ends | when the last run ends | when the collector finds nothing left in Slurm |
-| adaptive cycles, search | each run decided after the previous outcome (study/adaptive.py, study/search.py) | adaptive cycles refused (exit 2): runs are dispatched ahead of outcomes; a search in waves of trials, each wave in parallel | adaptive cycles refused (exit 2); a search in waves of trials, one array each, the next submitted by the collector |
+| adaptive cycles, search | each run decided after the previous outcome (study/adaptive.py, study/search.py) | adaptive cycles: each run decided as it starts, from the runs finished by then (runs in flight when a configuration stops finish and are recorded); a search in waves of trials, each wave in parallel | in waves, one array each, the next decided and submitted by the collector: adaptive cycles take every configuration to its minimum, then one run each per wave; a search `trials_per_wave` trials |
 """
 from __future__ import annotations
 

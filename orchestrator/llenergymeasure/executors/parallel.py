@@ -42,11 +42,15 @@ def plan_gpu_sets(study, configs: list) -> list[tuple[str, ...]]:
         raise ConfigError(str(error)) from None
 
 
+_SKIPPED = object()  # a run adaptive cycles found not needed (AdaptiveTodo.skip)
+
+
 class _LockedWriter:
     """The one ManifestWriter, serialised: worker threads never interleave two writes."""
 
     def __init__(self, writer):
         self._writer, self._lock = writer, threading.Lock()
+        self.lock = self._lock  # held around an adaptive decision, which updates the raw writer
 
     def update(self, index, **changes):
         with self._lock:
@@ -64,7 +68,7 @@ class ParallelExecutor(Executor):
     def check(self, run) -> None:
         from ..study.adaptive import refuse_unless_sequential
 
-        refuse_unless_sequential(run.study, "parallel", search_in_waves=True)
+        refuse_unless_sequential(run.study, "parallel", search_in_waves=True, adaptive_cycles=True)
         plan_gpu_sets(run.study, run.expanded.tensor_parallel_configs())  # ConfigError: no GPUs, too few
 
     def run(self, batch) -> list:
@@ -81,8 +85,16 @@ def run_parallel(batch) -> list:
     Per GPU set, as on one GPU: the gap before each run (`cycle_gap_s` when the cycle changes on
     that set, else `experiment_gap_s`) and the cool-down of that set's GPUs. The circuit breaker
     counts failures in the order runs end; once it trips no further run starts (runs already in
-    flight finish) and the rest stay pending for `--resume`."""
-    study_run, writer, order, todo, breaker = batch.run, batch.writer, batch.order, batch.todo, batch.breaker
+    flight finish) and the rest stay pending for `--resume`.
+
+    With adaptive cycles (`batch.todo` is a study/adaptive.py AdaptiveTodo) each run is decided as a
+    worker is about to start it, from the runs finished by then: a configuration that converged or is
+    dominated has its remaining runs skipped with the reason, as under the sequential executor."""
+    from ..study.adaptive import AdaptiveTodo
+
+    study_run, writer, order, breaker = batch.run, batch.writer, batch.order, batch.breaker
+    adaptive = batch.todo if isinstance(batch.todo, AdaptiveTodo) else None
+    todo = list(adaptive.todo) if adaptive is not None else list(batch.todo)
     sets = plan_gpu_sets(study_run.study, [e.config for e in study_run.valid()])
     ex = study_run.study.execution
     allocator = GpuAllocator(sets, n_parallel(ex.parallel, len(sets)))
@@ -96,6 +108,10 @@ def run_parallel(batch) -> list:
         with lock:
             if breaker.reason:
                 return None  # tripped: this run stays pending
+            if adaptive is not None:
+                with locked.lock:
+                    if adaptive.skip(index):
+                        return _SKIPPED
             set_index, gpus = allocator.acquire(position)  # never None: workers == sets in use
             previous = last_cycle.get(set_index)
             last_cycle[set_index] = cycle
@@ -121,5 +137,8 @@ def run_parallel(batch) -> list:
             for _, future in futures:
                 future.cancel()
             raise
+    if adaptive is not None and all(writer.manifest.entries[i].status != "pending" for i in todo):
+        with locked.lock:
+            adaptive.finish()  # every planned run decided: the caps and the runs that were in flight
     return [(writer.manifest.entries[index], outcome) for index, outcome in done
-            if writer.manifest.entries[index].status != "pending"]
+            if writer.manifest.entries[index].status != "pending" and outcome is not _SKIPPED]

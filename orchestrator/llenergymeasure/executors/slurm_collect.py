@@ -148,7 +148,8 @@ def collect_study(study_dir: Path, observer: StudyObserver | None = None, on_idl
     """`llem status`: collect under the study lock, finalise when nothing is left in Slurm.
 
     `on_idle(writer, study_dir, observer)`: called when nothing is left in Slurm; True when it submitted
-    more (a search's next wave: slurm_submit.submit_next_wave), so the study is not finished."""
+    more (the next wave of a search or of adaptive cycles: slurm_submit.submit_next_wave), so the study
+    is not finished."""
     from ..study.locks import StudyLock
     from ..study.resume import read_manifest
 
@@ -170,8 +171,8 @@ def collect_study(study_dir: Path, observer: StudyObserver | None = None, on_idl
         writer = ManifestWriter(manifest, manifest_path(study_dir))
         collect_into(writer, study_dir, observer)
         finished = not any(e.status in LIVE for e in manifest.entries)
-        if finished and manifest.status == "running" and manifest.search is not None and on_idle is not None:
-            finished = not on_idle(writer, study_dir, observer)  # a search goes on in waves
+        if finished and manifest.status == "running" and on_idle is not None:
+            finished = not on_idle(writer, study_dir, observer)  # a search or adaptive cycles go on in waves
         if finished:
             remove_secret_file(study_dir)
         result = None

@@ -54,7 +54,7 @@ class SlurmExecutor(Executor):
     def check(self, run) -> None:
         from ..study.adaptive import refuse_unless_sequential
 
-        refuse_unless_sequential(run.study, "Slurm", search_in_waves=True)
+        refuse_unless_sequential(run.study, "Slurm", search_in_waves=True, adaptive_cycles=True)
         require_slurm()
         check_runners(run.study)
         if run.study.execution.parallel != 1:
@@ -108,6 +108,10 @@ def submit_study(run, executor: SlurmExecutor, resume_dir: Path | None = None,
             from ..study.search import SearchTodo
 
             todo = SearchTodo(run, writer, order, todo, study_dir).next_wave(study.search.trials_per_wave)
+        elif ex.target_ci_pct is not None:  # adaptive cycles: one wave, decided again when it is collected
+            from ..study.adaptive import AdaptiveTodo
+
+            todo = AdaptiveTodo(run, writer, order, todo, study_dir).next_wave()
         if resume_dir is not None:
             record_resume(manifest, len(todo), skip_failed, executor="slurm", still_in_slurm=in_slurm)
         writer.write(fsync=True)
@@ -128,20 +132,35 @@ def submit_study(run, executor: SlurmExecutor, resume_dir: Path | None = None,
 
 
 def submit_next_wave(writer: ManifestWriter, study_dir: Path, observer=None) -> bool:
-    """The collector found nothing of a search left in Slurm: propose and submit its next wave.
-    False when the study has no search or the search is over (it then records why it stopped)."""
+    """The collector found nothing of a search, or of adaptive cycles, left in Slurm: decide and submit
+    the next wave. False when the study has neither or is decided (it then records why each stopped).
+    Adaptive cycles' next wave takes only pending runs: a failed one is not retried wave after wave
+    (`--resume` retries it, as for any study)."""
     from ..study.resume import read_study_snapshot, rerun_indices, snapshot_cwd
     from ..study.search import SearchTodo
     from ..study.study_run import StudyRun
 
-    study, search_dirs = read_study_snapshot(study_dir)
-    if study.search is None or (writer.manifest.search or {}).get("stopped"):
+    try:
+        study, search_dirs = read_study_snapshot(study_dir)
+    except ConfigError:
+        if writer.manifest.search is not None:
+            raise
+        return False  # no snapshot: nothing says this study runs in waves
+    in_waves = study.search is not None or study.execution.target_ci_pct is not None
+    if not in_waves or (writer.manifest.search or {}).get("stopped"):
         return False
     run = StudyRun(study, observer=observer, search_dirs=search_dirs, cwd=snapshot_cwd(study_dir))
     order, planned = run.planned_entries()
-    todo = rerun_indices(writer.manifest, False, live=LIVE)
-    wave = SearchTodo(run, writer, order, todo, study_dir).next_wave(study.search.trials_per_wave)
+    if study.search is not None:
+        todo = rerun_indices(writer.manifest, False, live=LIVE)
+        wave = SearchTodo(run, writer, order, todo, study_dir).next_wave(study.search.trials_per_wave)
+    else:
+        from ..study.adaptive import AdaptiveTodo
+
+        todo = [i for i, e in enumerate(writer.manifest.entries) if e.config_hash and e.status == "pending"]
+        wave = AdaptiveTodo(run, writer, order, todo, study_dir).next_wave()
     if not wave:
+        writer.write(fsync=True)
         return False
     jobs = writer.manifest.slurm_jobs
     options = SlurmOptions().merged_over(jobs[-1].get("options", {})) if jobs else SlurmOptions()

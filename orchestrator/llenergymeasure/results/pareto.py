@@ -1,12 +1,16 @@
 """The Pareto front of a study and its answer: the least-energy configuration under the latency targets.
 
 Input: the per-configuration statistics of results/stats.py (mean and Student-t 95 % interval of
-each metric across cycles). Two objectives: energy (`y`, default J/output token, minimised) and a
-latency or throughput figure (`x`, default TTFT p90, minimised; a throughput is maximised).
+each metric across cycles). Up to three objectives: energy (`y`, default J/output token, minimised),
+a latency figure (`x`, default TTFT p90, minimised; a throughput given as `x` is maximised) and,
+where every configuration on the axes measured it, a throughput (`throughput`, default output
+tokens/s, maximised). A configuration that is slower and costlier than another but delivers more
+tokens per second is a real choice (a batch job's), so it stays on the front; `throughput=None`
+gives the two-objective front of energy against `x` alone.
 
-Dominance respects noise (DOMINANCE_RULE): A dominates B only when A's means are no worse than
-B's on both objectives, better on one, and on at least one objective where A is better the two
-95 % intervals do not overlap. When A is better by its means but every such pair of intervals
+Dominance respects noise (DOMINANCE_RULE), over however many objectives: A dominates B only when
+A's means are no worse than B's on every objective, better on one, and on at least one objective
+where A is better the two 95 % intervals do not overlap. When A is better by its means but every such pair of intervals
 overlaps, the data cannot separate them: B stays on the front, reported as tied with A together
 with the cycles per configuration that would make the intervals stop overlapping at the observed
 standard deviations (None when a configuration has fewer than 2 runs: no variance to go on).
@@ -28,9 +32,11 @@ from .stats import STAT_METRICS
 
 DEFAULT_Y = "energy_per_output_token_j"
 DEFAULT_X_CHOICES = ("ttft_s.p90", "tpot_s.p90", "e2e_latency_s.p90", "output_tokens_per_s")
+DEFAULT_THROUGHPUT = "output_tokens_per_s"
+AUTO = "auto"  # `throughput=AUTO`: DEFAULT_THROUGHPUT where measured (default_throughput)
 MAX_CYCLES_TO_SEPARATE = 100_000
 MAX_LISTED = 5  # configurations named per point in `dominated_by` / `tied_with` (the counts say how many)
-DOMINANCE_RULE = ("A dominates B when A's means are no worse on both objectives, better on at least one, and on "
+DOMINANCE_RULE = ("A dominates B when A's means are no worse on every objective, better on at least one, and on "
                   "at least one objective where A is better their 95% intervals (Student's t across cycles) do not "
                   "overlap; better by means with overlapping intervals is a tie")
 SLO_RULE = ("a configuration meets a target when its 95% interval lies within it (the mean alone with fewer than "
@@ -60,6 +66,18 @@ def default_x(configurations: list[dict[str, Any]]) -> str:
         if any(c["metrics"][metric]["mean"] is not None for c in configurations):
             return metric
     return DEFAULT_X_CHOICES[0]
+
+
+def default_throughput(configurations: list[dict[str, Any]], x: str, y: str) -> str | None:
+    """DEFAULT_THROUGHPUT as the third objective when every configuration that measured `x` and `y`
+    measured it too (so adding it leaves no configuration out); None when `x` or `y` is already a
+    throughput, or where it was not measured (a front of two objectives, said so in the result)."""
+    if maximised(x) or maximised(y) or DEFAULT_THROUGHPUT in (x, y):
+        return None
+    on_axes = [c for c in configurations if c["metrics"][x]["mean"] is not None and c["metrics"][y]["mean"] is not None]
+    if on_axes and all(c["metrics"][DEFAULT_THROUGHPUT]["mean"] is not None for c in on_axes):
+        return DEFAULT_THROUGHPUT
+    return None
 
 
 def swept_labels(configurations: list[dict[str, Any]]) -> dict[str, str]:
@@ -144,10 +162,17 @@ def compare(a: dict[str, Any], b: dict[str, Any], metrics: tuple[str, ...]) -> s
 
 
 def pareto_front(configurations: list[dict[str, Any]], x: str | None = None, y: str = DEFAULT_Y,
-                 slo: dict[str, float] | None = None, carbon: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The front (noise-aware), every point with its intervals and why it is off the front, and the answer."""
+                 slo: dict[str, float] | None = None, carbon: dict[str, Any] | None = None,
+                 throughput: str | None = AUTO) -> dict[str, Any]:
+    """The front (noise-aware), every point with its intervals and why it is off the front, and the answer.
+
+    `throughput`: AUTO (default_throughput), a metric to maximise as a third objective, or None."""
     x = x or default_x(configurations)
-    metrics = (y, x)
+    if throughput == AUTO:
+        throughput = default_throughput(configurations, x, y)
+    if throughput in (x, y):  # already an axis: nothing to add
+        throughput = None
+    metrics = (y, x) + ((throughput,) if throughput else ())
     labels = swept_labels(configurations)
     points, left_out = [], []
     for conf in configurations:
@@ -160,7 +185,7 @@ def pareto_front(configurations: list[dict[str, Any]], x: str | None = None, y: 
             continue
         points.append({"config_hash": conf["config_hash"], "label": labels[conf["config_hash"]],
                        "config_summary": conf.get("config_summary"), "n_runs": conf["n_runs"],
-                       y: _summary(conf["metrics"][y]), x: _summary(conf["metrics"][x]),
+                       **{m: _summary(conf["metrics"][m]) for m in metrics},
                        "dominated_by": [], "tied_with": []})
     _dominance(points, metrics)
     for p in points:
@@ -169,7 +194,9 @@ def pareto_front(configurations: list[dict[str, Any]], x: str | None = None, y: 
             p["carbon"] = carbon.get(p["config_hash"])
     front = sorted((p for p in points if p["on_front"]), key=lambda p: (p[x]["mean"] * (-1 if maximised(x) else 1)))
     out = {"x": x, "y": y, "x_direction": "max" if maximised(x) else "min", "y_direction": "min",
-           "rule": DOMINANCE_RULE, "points": points, "front": [p["config_hash"] for p in front],
+           "throughput": throughput, "throughput_direction": "max" if throughput else None,
+           "objectives": list(metrics), "rule": DOMINANCE_RULE, "points": points,
+           "front": [p["config_hash"] for p in front],
            "left_out": left_out, "slo": dict(slo or {}), "answer": None}
     if slo:
         out["answer"] = answer(configurations, slo, y, labels, carbon)

@@ -6,7 +6,8 @@ and decides, before each of a configuration's runs, whether it is still needed:
 - the first `n_cycles` runs (at least 2) always run;
 - converged: the 95 % interval (Student's t) of its J/output token is within ±P % of the mean;
 - dominated (racing): with 3 or more runs of each, another configuration dominates it beyond the
-  noise on energy and latency (results/pareto.py's rule) — more cycles would not put it on the front;
+  noise on energy, latency and, where both measured it, output tokens/s (results/pareto.py's rule
+  and objectives) — more cycles would not put it on the front;
 - not measurable: no energy was measured in its runs (no GPU readable), so no interval can narrow.
 
 A run not needed becomes `skipped` with `error_type: AdaptiveStop` and the reason, so a resume
@@ -14,8 +15,12 @@ never reruns it and the report shows why; `manifest.adaptive` records, per confi
 after how many runs it stopped (the cap included). The decision reads only the manifest and the
 runs' result.json files, so a resume after a crash or kill -9 takes it up where it was.
 
-Why only the sequential executor: the decision for a run needs the outcomes of the runs before it;
-the parallel executor and Slurm dispatch runs ahead of those outcomes.
+Executors: the sequential one iterates AdaptiveTodo (each run decided after the previous outcome);
+the parallel one asks `skip(index)` as a worker is about to start each run, from the runs finished
+by then — runs of the same configuration already in flight when it stops still finish, and
+`finish()` records them (`runs_in_flight_at_stop`). Slurm runs them in waves (`next_wave`): one
+array of, per configuration still going, the runs up to its minimum, then one run each; when the
+collector finds a wave finished it decides and submits the next, until every configuration stopped.
 """
 from __future__ import annotations
 
@@ -29,11 +34,14 @@ RACING_MIN_RUNS = 3
 ENERGY = "energy_per_output_token_j"
 
 
-def refuse_unless_sequential(study, executor: str, search_in_waves: bool = False) -> None:
+def refuse_unless_sequential(study, executor: str, search_in_waves: bool = False,
+                             adaptive_cycles: bool = False) -> None:
     """ConfigError naming the field when adaptive cycles or a search meet an executor that dispatches ahead
-    (`search_in_waves`: this executor runs a search in waves of trials, study/search.py `next_wave`)."""
+    (`search_in_waves`: this executor runs a search in waves of trials, study/search.py `next_wave`;
+    `adaptive_cycles`: it decides each run as it starts, AdaptiveTodo.skip)."""
     what = "search" if study.search is not None and not search_in_waves else None
-    what = "execution.target_ci_pct (adaptive cycles)" if study.execution.target_ci_pct is not None else what
+    if study.execution.target_ci_pct is not None and not adaptive_cycles:
+        what = "execution.target_ci_pct (adaptive cycles)"
     if what:
         raise ConfigError(f"{what}: each run's decision needs the outcome of the one before, which the {executor} "
                           "executor does not wait for; run it with execution.parallel: 1 on one host")
@@ -106,7 +114,7 @@ class Racing:
 
     def dominated(self, exp_index: int, results: dict[int, list]) -> str | None:
         """Why configuration `exp_index` is dominated beyond the noise, or None."""
-        from ..results.pareto import DEFAULT_X_CHOICES, compare, swept_labels
+        from ..results.pareto import DEFAULT_THROUGHPUT, DEFAULT_X_CHOICES, compare, maximised, swept_labels
 
         if len(results.get(exp_index, [])) < RACING_MIN_RUNS:
             return None
@@ -120,10 +128,14 @@ class Racing:
             other = self.stats(other_index, runs)
             if other["metrics"][ENERGY]["mean"] is None or other["metrics"][x]["mean"] is None:
                 continue
-            if compare(other, mine, (ENERGY, x)) == "dominates":
+            objectives = (ENERGY, x)
+            if not maximised(x) and all(c["metrics"][DEFAULT_THROUGHPUT]["mean"] is not None for c in (mine, other)):
+                objectives += (DEFAULT_THROUGHPUT,)  # the front's third objective: a faster one is not raced out
+            if compare(other, mine, objectives) == "dominates":
                 label = swept_labels([mine, other])[other["config_hash"]]
-                return (f"dominated: {label} is better beyond the noise on J/output token and {x} (95% intervals "
-                        f"separated) after {mine['n_runs']} runs")
+                return (f"dominated: {label} is better beyond the noise on J/output token and {x}"
+                        f"{' (no worse on ' + DEFAULT_THROUGHPUT + ')' if len(objectives) == 3 else ''} "
+                        f"(95% intervals separated) after {mine['n_runs']} runs")
         return None
 
 
@@ -144,12 +156,49 @@ class AdaptiveTodo:
 
     def __iter__(self) -> Iterator[int]:
         for index in self.todo:
+            if not self.skip(index):
+                yield index
+        self.record_caps()
+
+    def skip(self, index: int) -> bool:
+        """True (and the entry marked skipped with the reason) when run `index`'s configuration needs no
+        more runs, judged from the runs finished by now."""
+        exp_index = self.order[index][0]
+        reason = self.stopped(exp_index) or self.decide(exp_index)
+        if reason:
+            self.writer.update(index, status="skipped", error_type=STOP_ERROR, error_message=reason)
+        return bool(reason)
+
+    def next_wave(self) -> list[int]:
+        """The runs to submit together (Slurm), in study order: for each configuration still going, the
+        runs that take it to its minimum, else one more; the remaining runs of a configuration that
+        stopped are marked skipped. Empty when every configuration is decided (its record then written)."""
+        done = self.results.by_experiment()
+        wave, taken = [], {}
+        for index in self.todo:
             exp_index = self.order[index][0]
-            reason = self.stopped(exp_index) or self.decide(exp_index)
-            if reason:
-                self.writer.update(index, status="skipped", error_type=STOP_ERROR, error_message=reason)
+            if self.skip(index):
                 continue
-            yield index
+            n = len(done.get(exp_index, [])) + taken.get(exp_index, 0)
+            if taken.get(exp_index) and n >= self.min_runs:
+                continue  # beyond the minimum, one run per configuration a wave: then decide again
+            wave.append(index)
+            taken[exp_index] = taken.get(exp_index, 0) + 1
+        if not wave:
+            self.finish()
+        return wave
+
+    def finish(self) -> None:
+        """After the last planned run under the parallel executor: a configuration stopped while some of
+        its runs were already in flight ran those too; its record says how many, then the caps."""
+        results = self.results.by_experiment()
+        entries = []
+        for a in self.writer.manifest.adaptive:
+            done = len(results.get(a.get("experiment_index"), []))
+            if done > (a.get("runs") or 0) and "runs_in_flight_at_stop" not in a:
+                a = {**a, "runs": done, "runs_in_flight_at_stop": done - (a.get("runs") or 0)}
+            entries.append(a)
+        self.writer.manifest.adaptive = entries
         self.record_caps()
 
     def stopped(self, exp_index: int) -> str | None:

@@ -215,7 +215,8 @@ class StudyRun:
 
     def decided_todo(self, writer: ManifestWriter, order, todo: list[int], study_dir: Path):
         """The runs to do as a list, or, with adaptive cycles or a search, decided one at a time after
-        each outcome (study/adaptive.py, study/search.py; the sequential executor only)."""
+        each outcome (study/adaptive.py, study/search.py): the sequential executor iterates it, the
+        parallel one asks each run as it starts or runs a search in waves, Slurm submits waves."""
         if self.study.search is not None:
             from .search import SearchTodo
 
