@@ -44,7 +44,7 @@ def test_container_runs_least_privileged_with_the_specified_mounts_and_labels(
     cache = tmp_path / "hf-cache"
     run_dir, spec = make_run(str(tiny_model_dir), dataset={"source": "jsonl", "path": str(prompts)})
     runner = DockerRunner(docker_config=DockerConfig(model_cache_dir=str(cache), shm_size="256m",
-                                                     extra_mounts=[f"{extra}:/llem/extra:ro"]))
+                                                     extra_mounts=[f"{extra}:/data/extra:ro"]))
     inspected: dict = {}
     events: list[dict] = []
 
@@ -83,7 +83,7 @@ def test_container_runs_least_privileged_with_the_specified_mounts_and_labels(
     assert mounts[CONTAINER_HF_HOME]["Source"] == str(cache) and cache.is_dir()
     assert mounts[str(tiny_model_dir)]["RW"] is False  # local model: same path, read-only
     assert mounts[str(prompts)]["RW"] is False          # local dataset file: same path, read-only
-    assert mounts["/llem/extra"]["Source"] == str(extra) and mounts["/llem/extra"]["RW"] is False
+    assert mounts["/data/extra"]["Source"] == str(extra) and mounts["/data/extra"]["RW"] is False
     if os.path.isdir("/sys/class/powercap"):
         assert mounts["/sys/class/powercap"]["RW"] is False
 
