@@ -292,7 +292,7 @@ INPUT_CASES = {  # name -> (study YAML with MODEL/DATA placeholders, extra CLI f
                             ("model:", "not an existing local directory")),
     "0-byte dataset": ("name: e\nbase: {model: MODEL, dataset: DATA}\n", (), ("dataset.path", "empty")),
     "all configurations invalid (--dry-run)": ("name: v\nbase: {model: MODEL}\nsweep: {batch_size: [0, -1]}\n",
-                                               ("--dry-run",), ("configuration #0", "configuration #1")),
+                                               ("--dry-run",), ("configuration #1", "configuration #2")),
 }
 
 
