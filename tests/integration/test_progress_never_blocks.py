@@ -3,10 +3,11 @@
 Real: the harness as its own process (`python -u -m llem_harness RUN_DIR`, as the local runner
 starts it), the transformers engine and the tiny model. The progress pipe is the test's own, made
 as small as Linux allows (one page), so a reader that stops reading fills it within a few lines:
-the test stops reading when the measured phase begins and fills what is left of the pipe, the way
-a stopped llem (Ctrl-Z, `kill -STOP`) leaves it. The harness must finish its window and write its
-result without waiting for the pipe, and every progress line must still arrive, in order, once
-reading resumes. A harness that is itself stopped inside its window cannot avoid the stall: the
+the test stops reading at the harness's first line and fills what is left of the pipe, the way a
+stopped llem (Ctrl-Z, `kill -STOP`) leaves it, so the pipe is full long before the measured window
+(engine import and model load take seconds): the harness must run its window and write its result
+without waiting for the pipe, say how long llem did not read, and every progress line must still
+arrive, in order, once reading resumes. A harness that is itself stopped inside its window cannot avoid the stall: the
 result says how long it lasted.
 """
 from __future__ import annotations
@@ -43,7 +44,8 @@ class Harness:
         self.first_batch = threading.Event()
         self.reading = threading.Event()
         self.reading.set()
-        self.pause_at_measuring = False
+        self.started = threading.Event()
+        self.pause_at_start = False
         self.filler: threading.Thread | None = None
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         env.pop("LLEM_NVML_REPLAY", None)
@@ -62,9 +64,11 @@ class Harness:
                 if event is None:
                     continue
                 self.events.append(event)
-                if event.get("event") == "phase" and event.get("phase") == "measuring":
-                    if self.pause_at_measuring:
+                if not self.started.is_set():
+                    if self.pause_at_start:
                         self.reading.clear()
+                    self.started.set()
+                if event.get("event") == "phase" and event.get("phase") == "measuring":
                     self.measuring.set()
                 if event.get("event") == "batch" and event.get("phase") == "measuring":
                     self.first_batch.set()
@@ -106,11 +110,11 @@ def test_a_stopped_reader_does_not_hold_the_measured_window(make_run, tiny_model
     run_dir, _ = make_run(str(tiny_model_dir), n_prompts=24, batch_size=1, max_output_tokens=8,
                           decoding={"ignore_eos": True})
     harness = Harness(run_dir)
-    harness.pause_at_measuring = True
+    harness.pause_at_start = True
     try:
-        assert harness.measuring.wait(120), "the harness never reached its measured phase"
-        harness.fill_pipe()  # the reader is paused: the pipe is full from the window's start
-        # The old harness blocked on its first batch line here, inside the window, until reading resumed.
+        assert harness.started.wait(120), "the harness wrote no progress"
+        harness.fill_pipe()  # the reader is paused: the pipe is full from here on, the window included
+        # A harness that writes progress itself blocks on its next line here, until reading resumes.
         written = _wait_for(run_dir / RESULT_FILE, 60)
         code = harness.finish()
     finally:
