@@ -49,3 +49,15 @@ def _model_in_annotation(annotation: Any) -> Any:
         if found is not None:
             return found
     return None
+
+
+def dotted_fields(data: dict, prefix: str = "") -> dict:
+    """A nested mapping as one level with dotted keys (`{"vllm": {"tp": 2}}` -> `{"vllm.tp": 2}`): how
+    configurations are compared field by field (what a resume changed, what a sweep varied)."""
+    out: dict = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out.update(dotted_fields(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out

@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from ..domain.base import dotted_fields
 from ..domain.decision import parse_slo_name
 from .stats import STAT_METRICS
 
@@ -82,7 +83,7 @@ def default_throughput(configurations: list[dict[str, Any]], x: str, y: str) -> 
 
 def swept_labels(configurations: list[dict[str, Any]]) -> dict[str, str]:
     """config_hash -> 'batch_size=4, dtype=float16': the settings that differ between configurations."""
-    flats = {c["config_hash"]: _flatten(c.get("config") or {}) for c in configurations}
+    flats = {c["config_hash"]: dotted_fields(c.get("config") or {}) for c in configurations}
     keys = sorted({k for f in flats.values() for k in f})
     varying = [k for k in keys if k != "name" and len({repr(f.get(k)) for f in flats.values()}) > 1]
     tails = [k.split(".")[-1] for k in varying]
@@ -100,16 +101,6 @@ def _short(value: Any) -> str:
     if "/" in text and len(text) > 24:  # a model path: its last part names it
         text = text.rstrip("/").rsplit("/", 1)[-1]
     return text[:40]
-
-
-def _flatten(data: dict, prefix: str = "") -> dict:
-    out: dict = {}
-    for key, value in data.items():
-        if isinstance(value, dict):
-            out.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 def _summary(stats: dict[str, Any]) -> dict[str, Any]:

@@ -8,22 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..domain.base import dotted_fields
+
 # Field -> short name in a label; engine and precision are shown as their bare value.
 SHORT = {"batch_size": "bs", "n_prompts": "n", "max_input_tokens": "in", "max_output_tokens": "out",
          "random_seed": "seed", "serving.concurrency": "c", "serving.request_rate": "rate",
          "serving.n_requests": "req", "vllm.tensor_parallel_size": "tp", "vllm.max_num_seqs": "seqs"}
 BARE = ("engine", "precision", "mode")
 MAX_LABEL = 28
-
-
-def _flat(value: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, item in value.items():
-        if isinstance(item, dict):
-            out.update(_flat(item, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = item
-    return out
 
 
 def _part(key: str, value: Any) -> str:
@@ -37,7 +29,7 @@ def _part(key: str, value: Any) -> str:
 
 def swept_labels(configurations: list[dict[str, Any]]) -> list[str]:
     """One label per configuration (same order), from the fields whose values differ between them."""
-    flats = [_flat(conf.get("config") or {}) for conf in configurations]
+    flats = [dotted_fields(conf.get("config") or {}) for conf in configurations]
     keys = sorted({k for f in flats for k in f}, key=lambda k: (k not in BARE, k != "model", k))
     differing = [k for k in keys if len({repr(f.get(k)) for f in flats}) > 1]
     labels = []

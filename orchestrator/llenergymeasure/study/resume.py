@@ -16,6 +16,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from ..domain import MANIFEST_FILE, StudyConfig, StudyManifest
+from ..domain.base import dotted_fields
 from ..errors import ConfigError
 from ..results.load import STUDY_SNAPSHOT_FILE, read_study_snapshot, snapshot_cwd  # noqa: F401 (the readers)
 from .manifest import utc_now
@@ -61,20 +62,10 @@ def explain_change(study_dir: Path, experiment_index: int, new_config) -> str:
     if old is None or new_config is None:
         was = "absent or invalid at the start" if old is None else "invalid now"
         return f"; configuration #{experiment_index} is {was}"
-    before, after = _flat(old.model_dump(mode="json")), _flat(new_config.model_dump(mode="json"))
+    before, after = dotted_fields(old.model_dump(mode="json")), dotted_fields(new_config.model_dump(mode="json"))
     changed = [f"{k}: was {before.get(k)!r}, now {after.get(k)!r}" for k in sorted(set(before) | set(after))
                if before.get(k) != after.get(k) and k != "name"]
     return f"; configuration #{experiment_index}: {'; '.join(changed[:5])}" if changed else ""
-
-
-def _flat(data: dict, prefix: str = "") -> dict:
-    out: dict = {}
-    for key, value in data.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 def check_same_design(manifest: StudyManifest, planned: list, n_cycles: int, cycle_order: str,
