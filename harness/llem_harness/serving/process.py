@@ -119,11 +119,17 @@ def own_process_group() -> dict:
 
 
 def _autogroup(pid: int | str) -> str | None:
-    """The scheduling autogroup of a process ("/autogroup-N"), None where the kernel has none."""
+    """The scheduling autogroup of a process ("/autogroup-N"), None where the kernel has none.
+
+    The kernel prints nothing for a process in the default autogroup (one whose session was never
+    given its own, such as a session begun by init without setsid, as CI jobs often are): that is
+    a group like any other, shared by every such process, so it is named "default" rather than None.
+    """
     try:
-        return Path(f"/proc/{pid}/autogroup").read_text().split()[0]
-    except (OSError, IndexError):
+        text = Path(f"/proc/{pid}/autogroup").read_text().split()
+    except OSError:
         return None
+    return text[0] if text else "default"
 
 
 def start_info(pid: int) -> dict:
