@@ -58,7 +58,7 @@ class Recorder:
         self._Sampler = Sampler
         self.replay, self.speed = replay, speed
         if replay:
-            from llem_harness.measurement.replay import read_trace
+            from llem_harness.measurement.devices.replay import read_trace
 
             self.header, self._rows = read_trace(replay)
             self.marks = self.header.get("phases") or {}
@@ -66,8 +66,8 @@ class Recorder:
         else:
             import os
 
-            from llem_harness.measurement.backends import open_backend
-            from llem_harness.measurement.devices import select_devices
+            from llem_harness.measurement.devices.choice import open_backend
+            from llem_harness.measurement.devices.selection import select_devices
 
             choice = open_backend()
             if choice.backend is None:
@@ -81,7 +81,7 @@ class Recorder:
         self.phases: list[Phase] = []
 
     def _open_slice(self, name: str, start_sampler: bool = True) -> float:
-        from llem_harness.measurement.replay import ReplayBackend
+        from llem_harness.measurement.devices.replay import ReplayBackend
 
         t0, t1 = self.marks[name]
         rows = [r for r in self._rows if t0 <= r["t_s"] <= t1]
@@ -122,7 +122,7 @@ class Recorder:
 
     def write_traces(self, out_dir: Path) -> list[str]:
         """The whole session as one trace, plus one trace per phase (what tests replay)."""
-        from llem_harness.measurement.replay import write_trace
+        from llem_harness.measurement.devices.replay import write_trace
 
         if self.sampler is not None and not self.replay:
             self.sampler.stop()

@@ -29,7 +29,7 @@ def _field(nvml, handle, field_id) -> dict:
         return {"readable": False, "error": f"{type(exc).__name__}: {exc}"}
     if fv.nvmlReturn != nvml.NVML_SUCCESS:
         return {"readable": False, "error": f"nvmlReturn={fv.nvmlReturn}"}
-    from llem_harness.measurement.nvml_real import _field_value
+    from llem_harness.measurement.devices.nvml import _field_value
 
     return {"readable": True, "value_w": _field_value(fv, nvml) / 1000.0}
 
@@ -87,7 +87,7 @@ def environment_nvml(index: int = 0) -> dict:
 
 def environment_trace(path: str) -> dict:
     """The same shape, from a trace: what the recorded GPU said (REHEARSAL: not this machine)."""
-    from llem_harness.measurement.replay import read_trace
+    from llem_harness.measurement.devices.replay import read_trace
 
     header, rows = read_trace(path)
     gpu = (header.get("gpus") or [{}])[0]

@@ -139,7 +139,7 @@ def one_thread_llama_cpp(llm, threads: int) -> None:
 def open_session(config, run_dir: Path):
     """The harness's session; real NVML first, else the replay device (its sampler thread still runs)."""
     from llem_harness.measurement import MeasurementSession
-    from llem_harness.measurement.backends import REPLAY_ENV
+    from llem_harness.measurement.devices.choice import REPLAY_ENV
 
     session = MeasurementSession(config.measurement, None, None, run_dir, lambda *_a, **_k: None)
     if session.backend is None and not os.environ.get(REPLAY_ENV):

@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def open_devices():
-    from llem_harness.measurement.backends import REPLAY_ENV, open_backend
+    from llem_harness.measurement.devices.choice import REPLAY_ENV, open_backend
 
     os.environ.setdefault(REPLAY_ENV, str(REPO / "tests/fixtures/traces/ci_idle_load.jsonl"))
     if not os.environ.get("LLEM_BENCH_FORCE_REPLAY"):

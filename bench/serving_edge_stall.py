@@ -80,7 +80,7 @@ def main() -> None:
     parser.add_argument("--window-s", type=float, default=0.5)
     args = parser.parse_args()
 
-    from llem_harness.measurement.backends import REPLAY_ENV, open_backend
+    from llem_harness.measurement.devices.choice import REPLAY_ENV, open_backend
 
     replay = os.environ.get(REPLAY_ENV)
     if not replay and open_backend().backend is None:

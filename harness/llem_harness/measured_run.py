@@ -41,7 +41,7 @@ def measured_run(spec: RunSpec, run_dir: Path) -> ExperimentResult:
         emit("environment", summary=session.summary())
 
         Phase.enter("baseline")
-        baseline = session.baseline()
+        baseline = session.measure_pre_load_idle()
 
         engine_import_s = None
         if spec.config.mode == "offline":  # serving: the server process imports its engine while it starts
@@ -52,7 +52,7 @@ def measured_run(spec: RunSpec, run_dir: Path) -> ExperimentResult:
         workload.record_versions(environment, after)
 
         Phase.enter("loaded_idle")
-        loaded_idle = session.after_load()
+        loaded_idle = session.measure_loaded_idle()
         workload.prepare()
 
         Phase.enter("warmup")

@@ -148,7 +148,7 @@ def _phase_energy(session, outputs: list[BatchOutput], intervals, window) -> Pha
     if missing is not None:
         return PhaseEnergy(unavailable_reason=f"prefill start unknown: {missing}; a queued request would count "
                                               "its wait as prefill")
-    phase = session.phase_energy(intervals, window.energy.gpu_energy_raw_j)
+    phase = session.phase_energy(intervals, window)
     if phase.method != "unavailable":
         scheduled = any(r.scheduled_s is not None for r in requests)
         phase.prefill_start = "first_scheduled" if scheduled else "submission"

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.gpu
 
 @pytest.fixture(scope="module")
 def nvml_backend():
-    from llem_harness.measurement.nvml_real import NvmlBackend, NvmlUnavailable
+    from llem_harness.measurement.devices.nvml import NvmlBackend, NvmlUnavailable
 
     try:
         backend = NvmlBackend.open()
@@ -67,7 +67,7 @@ def test_session_measures_a_window_with_a_method(nvml_backend, tmp_path, monkeyp
     session = MeasurementSession(MeasurementConfig(baseline={"duration_s": 1.0}), None, None, tmp_path,
                                  lambda *a, **k: None)
     gpus, _ = session.gpu_environment()
-    base = session.baseline()
+    base = session.measure_pre_load_idle()
     session.start_window(lambda: None)
     time.sleep(2.0)
     window = session.stop_window(lambda: None)
@@ -80,7 +80,7 @@ def test_session_measures_a_window_with_a_method(nvml_backend, tmp_path, monkeyp
 
 def test_record_cli_writes_a_trace_that_replays(nvml_backend, tmp_path):
     from llem_harness.measurement.record import main as record_main
-    from llem_harness.measurement.replay import ReplayBackend, read_trace
+    from llem_harness.measurement.devices.replay import ReplayBackend, read_trace
 
     out = tmp_path / "rec.jsonl"
     assert record_main([str(out), "--duration-s", "1.5", "--period-ms", "100"]) == 0

@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from llem_harness.measurement.replay import ReplayBackend, read_trace
+from llem_harness.measurement.devices.replay import ReplayBackend, read_trace
 from tests.helpers import REPO_ROOT
 
 pytestmark = pytest.mark.slow

@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 
 from llem_harness.after_window import AfterWindow, attach_window_records
-from llem_harness.measurement.rapl import RaplMeter
+from llem_harness.measurement.devices.choice import open_cpu_meters
+from llem_harness.measurement.devices.rapl import cpu_energy
 from llenergymeasure.domain import ExperimentConfig, ExperimentResult, MemoryStats
 
 
@@ -35,10 +36,10 @@ def test_a_failing_read_is_null_with_reason_and_one_warning():
 
 
 def test_cpu_run_without_rapl_says_why_once(tmp_path):
-    result = attach_window_records(_result(RaplMeter(tmp_path / "absent").stop(1.0)), None, None, AfterWindow())
+    result = attach_window_records(_result(cpu_energy([], [], [], 1.0, open_cpu_meters(tmp_path / "absent")[1])), None, None, AfterWindow())
     notes = [w for w in result.measurement_warnings if w.startswith("CPU energy not measured")]
     assert len(notes) == 1 and "does not exist" in notes[0]
     assert result.cpu_energy.package_energy_per_output_token_j is None
-    gpu_run = attach_window_records(_result(RaplMeter(tmp_path / "absent").stop(1.0), device="cuda"), None, None,
+    gpu_run = attach_window_records(_result(cpu_energy([], [], [], 1.0, open_cpu_meters(tmp_path / "absent")[1]), device="cuda"), None, None,
                                     AfterWindow())
     assert not any(w.startswith("CPU energy not measured") for w in gpu_run.measurement_warnings)

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 
 from llem_harness.measurement.devices import GpuSample
-from llem_harness.measurement.replay import read_trace
+from llem_harness.measurement.devices.replay import read_trace
 from llem_harness.measurement.sampler import Tick
 from tests.helpers import REPO_ROOT
 

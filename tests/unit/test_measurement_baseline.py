@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from _measurement_helpers import measure, replay_session
-from llem_harness.measurement.baseline import try_reuse
+from llem_harness.measurement.idle_power import try_reuse
 from llenergymeasure.domain import BaselineResult
 
 UUIDS = ["GPU-5e5e5e5e-0000-4000-8000-000000000000", "GPU-5e5e5e5e-0000-4000-8000-000000000001"]
@@ -15,7 +15,7 @@ BASELINE_ON = {"enabled": True, "duration_s": 3.0}
 
 def test_baseline_measured_then_subtracted_beside_raw(monkeypatch, tmp_path):
     session, _ = replay_session(monkeypatch, tmp_path, "two_gpu_counter.jsonl", baseline=BASELINE_ON)
-    base = session.baseline()  # trace seconds 0-3: idle, 60 W + 50 W with a 1 % ripple
+    base = session.measure_pre_load_idle()  # trace seconds 0-3: idle, 60 W + 50 W with a 1 % ripple
     assert base.method == "counter_delta"
     assert base.fresh is True and base.age_s == 0.0
     assert base.power_mean_w == pytest.approx(110.0, rel=0.02)
@@ -39,7 +39,7 @@ def test_baseline_measured_then_subtracted_beside_raw(monkeypatch, tmp_path):
 
 def test_baseline_from_instant_samples_without_counter(monkeypatch, tmp_path):
     session, _ = replay_session(monkeypatch, tmp_path, "instant_only.jsonl", baseline=BASELINE_ON)
-    base = session.baseline()
+    base = session.measure_pre_load_idle()
     session.close()
     assert base.method == "instant_power_samples"
     assert base.power_mean_w == pytest.approx(150.0)
@@ -69,7 +69,7 @@ def test_try_reuse_fresh_reused_and_stale():
 def test_session_reuses_a_young_baseline_and_remeasures_a_stale_one(monkeypatch, tmp_path):
     session, _ = replay_session(monkeypatch, tmp_path, "two_gpu_counter.jsonl", baseline=BASELINE_ON,
                                 reuse=_earlier(120))
-    reused = session.baseline()
+    reused = session.measure_pre_load_idle()
     window = measure(session, 6.0, 9.0)
     session.close()
     assert reused.fresh is False and reused.age_s == pytest.approx(120, abs=2) and reused.power_mean_w == 123.0
@@ -78,12 +78,12 @@ def test_session_reuses_a_young_baseline_and_remeasures_a_stale_one(monkeypatch,
 
     session, _ = replay_session(monkeypatch, tmp_path, "two_gpu_counter.jsonl",
                                 baseline={**BASELINE_ON, "reuse_ttl_s": 60}, reuse=_earlier(120))
-    fresh = session.baseline()
+    fresh = session.measure_pre_load_idle()
     session.close()
     assert fresh.fresh is True and fresh.power_mean_w == pytest.approx(110.0, rel=0.02)
 
 
 def test_baseline_disabled_returns_none(monkeypatch, tmp_path):
     session, _ = replay_session(monkeypatch, tmp_path, "two_gpu_counter.jsonl")
-    assert session.baseline() is None
+    assert session.measure_pre_load_idle() is None
     session.close()

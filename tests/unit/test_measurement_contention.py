@@ -9,7 +9,7 @@ import time
 
 from _measurement_helpers import measure, replay_session
 from llem_harness.measurement.contention import ContentionMonitor, tree_cpu_s
-from llem_harness.measurement.replay import write_trace
+from llem_harness.measurement.devices.replay import write_trace
 from tests.foreign_load import cpu_s, start_foreign_spinner, stop
 
 UUID = "GPU-c0c0c0c0-0000-4000-8000-000000000000"
@@ -69,7 +69,7 @@ def test_processes_that_appeared_while_loading_are_ours_in_a_pid_namespace(monke
     session.gpu_environment()  # before the load: no process
     while session.backend.clock() < 4.0:
         time.sleep(0.005)
-    session.after_load()  # baseline disabled: returns None, still learns the PIDs
+    session.measure_loaded_idle()  # baseline disabled: returns None, still learns the PIDs
     window = measure(session, 5.0, 8.0)
     session.close()
     assert window.contention.gpu_foreign_processes == []
@@ -85,7 +85,7 @@ def test_a_visible_process_that_appeared_while_loading_stays_foreign(monkeypatch
         session.gpu_environment()
         while session.backend.clock() < 4.0:
             time.sleep(0.005)
-        session.after_load()
+        session.measure_loaded_idle()
         window = measure(session, 5.0, 8.0)
         session.close()
     finally:

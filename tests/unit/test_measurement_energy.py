@@ -112,7 +112,7 @@ def test_phase_energy_integrates_the_timeline(monkeypatch, tmp_path):
     wall0 = window.start_unix_s
     # The window's wall-clock edges are wall-clock readings: 10 trace seconds take 1 s at speed 10.
     assert window.end_unix_s - wall0 == pytest.approx(window.window_s / 10.0, rel=0.02)
-    phase = session.phase_energy([(wall0 + 0.1, wall0 + 0.2, "prefill"), (wall0 + 0.2, wall0 + 0.6, "decode")])
+    phase = session.phase_energy([(wall0 + 0.1, wall0 + 0.2, "prefill"), (wall0 + 0.2, wall0 + 0.6, "decode")], window)
     session.close()
     assert phase.method == "timeline_integration"
     # 150 W over 0.1 s and 0.4 s of wall time = 1 s and 4 s of trace time at replay speed 10.

@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 
 from _measurement_helpers import measure, replay_session, wait_until
-from llem_harness.measurement import baseline as baseline_module
-from llem_harness.measurement.replay import write_trace
+from llem_harness.measurement import idle_power as baseline_module
+from llem_harness.measurement.devices.replay import write_trace
 
 UUID = "GPU-1d1e1d1e-0000-4000-8000-000000000000"
 PERIOD_S = 0.1
@@ -39,13 +39,13 @@ def test_loaded_idle_is_measured_after_load_and_is_what_adjusted_subtracts(monke
                                             (20, 80.0, 43, 43), (40, 300.0, 43, 50)])
     monkeypatch.setattr("_measurement_helpers.TRACES", tmp_path)
     session, _ = replay_session(monkeypatch, tmp_path, name, baseline={"enabled": True, "duration_s": 2.0})
-    pre = session.baseline()
+    pre = session.measure_pre_load_idle()
     # The replayed counter steps every 0.1 s: over a 2 s baseline one step is 5 % of the delta.
     assert pre.kind == "pre_load" and pre.power_mean_w == pytest.approx(60.0, rel=0.055)
     assert pre.temperature_settled is True and pre.temperature_drift_c == 0.0
     assert pre.temperature_wait_s == pytest.approx(0.0, abs=0.3)
     wait_until(session, 8.2)  # the model has just loaded: the GPU is still cooling from the load
-    loaded = session.after_load()
+    loaded = session.measure_loaded_idle()
     assert loaded.kind == "loaded" and loaded.method == "counter_delta"
     assert loaded.power_mean_w == pytest.approx(80.0, rel=0.055)
     assert loaded.power_std_w is not None and loaded.n_samples >= 10 and loaded.idle_temperature_c == 43.0
@@ -65,7 +65,7 @@ def test_pre_load_idle_is_subtracted_when_no_loaded_idle_was_measured(monkeypatc
     name = _trace(tmp_path / "flat.jsonl", [(5, 60.0, 40, 40), (20, 300.0, 40, 40)])
     monkeypatch.setattr("_measurement_helpers.TRACES", tmp_path)
     session, _ = replay_session(monkeypatch, tmp_path, name, baseline={"enabled": True, "duration_s": 2.0})
-    pre = session.baseline()
+    pre = session.measure_pre_load_idle()
     window = measure(session, 6.0, 12.0)
     session.close()
     assert window.energy.baseline_subtracted == "pre_load_idle"
@@ -77,7 +77,7 @@ def test_temperature_gate_is_bounded_and_flags_a_baseline_that_never_settles(mon
     monkeypatch.setattr("_measurement_helpers.TRACES", tmp_path)
     session, events = replay_session(monkeypatch, tmp_path, name, baseline={"enabled": True, "duration_s": 2.0,
                                                                             "temperature_max_wait_s": 7.0})
-    pre = session.baseline()
+    pre = session.measure_pre_load_idle()
     session.close()
     assert pre.temperature_settled is False and pre.temperature_drift_c >= 2.0
     assert 1.7 <= pre.duration_s <= 2.6  # replay time runs with the wall clock: a loaded host ends late
@@ -95,7 +95,7 @@ def test_temperature_gate_bound_of_zero_measures_once(monkeypatch, tmp_path):
     monkeypatch.setattr("_measurement_helpers.TRACES", tmp_path)
     session, _ = replay_session(monkeypatch, tmp_path, name, baseline={"enabled": True, "duration_s": 2.0,
                                                                        "temperature_max_wait_s": 0})
-    pre = session.baseline()
+    pre = session.measure_pre_load_idle()
     session.close()
     assert pre.temperature_settled is False and pre.temperature_wait_s < 0.5
     assert baseline_module.TEMPERATURE_MAX_WAIT_S == 60.0   # the default bound, unchanged
@@ -110,8 +110,8 @@ def test_loaded_idle_without_gpu_is_unavailable_and_disabled_is_none(monkeypatch
     if session.backend is not None:
         session.close()
         pytest.skip("a GPU is visible here: this test is about machines without one")
-    loaded = session.after_load()
+    loaded = session.measure_loaded_idle()
     assert loaded.kind == "loaded" and loaded.method == "unavailable" and loaded.unavailable_reason
     off = MeasurementSession(MeasurementConfig(baseline={"enabled": False}), None, None, tmp_path,
                              lambda *a, **k: None)
-    assert off.after_load() is None
+    assert off.measure_loaded_idle() is None

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from _measurement_helpers import TRACES
-from llem_harness.measurement.replay import ReplayBackend
+from llem_harness.measurement.devices.replay import ReplayBackend
 from llem_harness.measurement.sampler import Sampler
 
 

@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 
 from _measurement_helpers import TRACES, measure, replay_session
-from llem_harness.measurement.devices import EnergyReading, GpuSample, select_devices
+from llem_harness.measurement.devices import EnergyReading, GpuSample
+from llem_harness.measurement.devices.selection import select_devices
 from llem_harness.measurement.energy import integrate_power_j, window_energy
-from llem_harness.measurement.rapl import RaplMeter
-from llem_harness.measurement.replay import ReplayBackend
+from llem_harness.measurement.devices.rapl import RaplUnavailable, cpu_energy, open_rapl
+from llem_harness.measurement.devices.replay import ReplayBackend
 from llem_harness.measurement.sampler import Tick
 from llem_harness.measurement.throttle import decode_reasons
 from llem_harness.measurement.warmup import run_warmup
@@ -236,13 +237,13 @@ def _zone(root: Path, name: str, label: str, energy_uj: int, max_uj: int) -> Pat
 def test_rapl_package_and_dram_with_wraparound(tmp_path):
     pkg = _zone(tmp_path, "intel-rapl:0", "package-0", 900_000, 1_000_000)
     dram = _zone(tmp_path, "intel-rapl:0:0", "dram", 10_000, 5_000_000)
-    meter = RaplMeter(tmp_path)
-    meter.start()
+    zones = open_rapl(tmp_path)
+    start = [z.read_energy() for z in zones]
     (pkg / "energy_uj").write_text("950000\n")
-    meter.poll()
+    [z.read_energy() for z in zones]  # the sampler's tick: each read adds the step since the last
     (pkg / "energy_uj").write_text("100000\n")  # wrapped past max_energy_range_uj
     (dram / "energy_uj").write_text("60000\n")
-    cpu = meter.stop(window_s=2.0)
+    cpu = cpu_energy(zones, start, [z.read_energy() for z in zones], window_s=2.0)
     assert cpu.method == "rapl"
     assert cpu.package_energy_j == pytest.approx(0.2)  # 50 000 + (100 000 + 1 000 000 - 950 000) uJ
     assert cpu.dram_energy_j == pytest.approx(0.05)
@@ -250,14 +251,16 @@ def test_rapl_package_and_dram_with_wraparound(tmp_path):
 
 
 def test_rapl_absent_or_unreadable_is_unavailable_with_reason(tmp_path):
-    cpu = RaplMeter(tmp_path / "missing").stop()
-    assert cpu.method == "unavailable" and "does not exist" in cpu.unavailable_reason
+    with pytest.raises(RaplUnavailable, match="does not exist"):
+        open_rapl(tmp_path / "missing")
     zone = tmp_path / "tree" / "intel-rapl:0"
     zone.mkdir(parents=True)
     (zone / "name").write_text("package-0\n")
     (zone / "max_energy_range_uj").write_text("1000\n")
     (zone / "energy_uj").mkdir()  # unreadable as a file (like a root-only file read by a user)
-    cpu = RaplMeter(tmp_path / "tree").stop()
+    with pytest.raises(RaplUnavailable, match="unreadable") as refused:
+        open_rapl(tmp_path / "tree")
+    cpu = cpu_energy([], [], [], 1.0, str(refused.value))  # what a window then publishes
     assert cpu.method == "unavailable" and "unreadable" in cpu.unavailable_reason
     assert cpu.package_energy_j is None
 
@@ -283,7 +286,7 @@ def test_session_reports_rapl_energy_beside_gpu_energy(monkeypatch, tmp_path):
 def test_cpu_only_session_reports_unavailable_with_reason(monkeypatch, tmp_path):
     """No replay, no NVML: every GPU energy field is null with the reason; the run still completes."""
     from llem_harness.measurement import MeasurementSession
-    from llem_harness.measurement.nvml_real import NvmlBackend, NvmlUnavailable
+    from llem_harness.measurement.devices.nvml import NvmlBackend, NvmlUnavailable
     from llenergymeasure.domain import MeasurementConfig
 
     try:
@@ -296,7 +299,7 @@ def test_cpu_only_session_reports_unavailable_with_reason(monkeypatch, tmp_path)
                                  powercap_root=tmp_path / "none")
     assert session.gpu_environment() == ([], [])
     assert session.summary().startswith("no GPU measured (no NVIDIA GPU visible")
-    base = session.baseline()
+    base = session.measure_pre_load_idle()
     session.start_window(lambda: None)
     window = session.stop_window(lambda: None)
     session.close()
@@ -305,7 +308,7 @@ def test_cpu_only_session_reports_unavailable_with_reason(monkeypatch, tmp_path)
     assert "nvmlInit failed" in window.energy.unavailable_reason
     assert window.cpu_energy.method == "unavailable" and window.cpu_energy.unavailable_reason
     assert window.sampler is None and window.throttle is None
-    assert session.phase_energy([(0.0, 1.0, "prefill")]).method == "unavailable"
+    assert session.phase_energy([(0.0, 1.0, "prefill")], window).method == "unavailable"
 
 
 def test_container_host_indices_map_to_the_exposed_gpus(monkeypatch, tmp_path):

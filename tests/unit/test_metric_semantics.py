@@ -63,7 +63,7 @@ def test_session_phase_energy_of_overlapping_requests_stays_inside_the_window(mo
     window = measure(session, 1.0, 11.0)
     w0 = window.start_unix_s
     spans = [(w0 + a / 10, w0 + b / 10, p) for a, b, p in _overlapping_spans()]
-    phase = session.phase_energy(spans, window.energy.gpu_energy_raw_j)
+    phase = session.phase_energy(spans, window)
     session.close()
     raw = window.energy.gpu_energy_raw_j
     assert phase.method == "timeline_integration" and raw > 0
@@ -239,11 +239,13 @@ def test_live_edges_read_only_counters_and_keep_the_window_at_the_edges(monkeypa
     session.close()
     # Trace seconds (the replay runs 10x faster than the wall clock): about 6 -> 16, not 6 -> 21.
     # The edges are bracketed by clock reads around each call, so a loaded machine cannot fail this.
-    assert window.window_s == pytest.approx(live.end_edge.clock_s - session._t0)
-    assert start_before <= session._t0 <= start_after and end_before <= live.end_edge.clock_s <= end_after
+    t0 = window.window.start.clock_s
+    assert window.window.name == "steady_state" and window.window.end is live.end_edge
+    assert window.window_s == pytest.approx(live.end_edge.clock_s - t0)
+    assert start_before <= t0 <= start_after and end_before <= live.end_edge.clock_s <= end_after
     assert end_before - start_after <= window.window_s <= end_after - start_before < 21.0 - 6.0
     assert window.energy.gpu_energy_raw_j == pytest.approx(500.0 * window.window_s, rel=0.03)
-    assert all(tk.t_s <= live.end_edge.clock_s for tk in session._window_ticks)
+    assert window.ticks and all(t0 <= tk.t_s <= live.end_edge.clock_s for tk in window.ticks)
     assert len(live.stalls_s) == 2 and window.timeseries_file
 
 

@@ -68,8 +68,8 @@ def test_real_gpus_are_named_to_cuda_by_index_in_pci_order(monkeypatch, tmp_path
 
 
 def test_the_harness_measures_exactly_the_gpus_the_runner_exposed(four_gpu_node):
-    from llem_harness.measurement.devices import select_devices
-    from llem_harness.measurement.replay import ReplayBackend
+    from llem_harness.measurement.devices.selection import select_devices
+    from llem_harness.measurement.devices.replay import ReplayBackend
 
     visible, order = cuda_visible_devices([GPU.format(1), GPU.format(2)])
     backend = ReplayBackend.from_file(str(FOUR))
@@ -122,9 +122,9 @@ def test_a_gpu_the_run_uses_but_does_not_measure_fails_the_run(monkeypatch, tmp_
         by_uuid = {d.uuid: d for d in session.backend.devices()}
         own = [{"pid": os.getpid(), "type": "compute", "used_memory_mb": 900.0}]
         monkeypatch.setattr(by_uuid[GPU.format(0)], "processes", lambda: own)
-        session.after_load()  # ours on the measured GPU only: fine
+        session.measure_loaded_idle()  # ours on the measured GPU only: fine
         monkeypatch.setattr(by_uuid[GPU.format(2)], "processes", lambda: own)
         with pytest.raises(UnmeasuredGpuUse, match=rf"GPU 2 \({GPU.format(2)}\): pid {os.getpid()}"):
-            session.after_load()
+            session.measure_loaded_idle()
     finally:
         session.close()

@@ -1,9 +1,16 @@
-"""Measurement for one harness run: GPU devices, idle baseline, warm-up, energy window.
+"""Measurement for one harness run, in two layers.
 
-The harness pipeline talks only to `MeasurementSession`; NVML (real or replayed) lives behind
-it. See `session.py` for the contract. Modules: `devices` (interface, backend choice, GPU
-selection by UUID), `nvml_real`, `replay`, `sampler`, `energy`, `baseline`, `warmup`,
-`throttle`, `rapl`, `environment`, `record` (CLI that records a real trace).
+- The device layer (`devices/`): every source of energy readings behind one interface — NVIDIA
+  GPUs through NVML (`devices/nvml.py`), a replayed NVML trace (`devices/replay.py`), CPU package
+  and DRAM zones through RAPL (`devices/rapl.py`) — with the choice of which measures this run
+  (`devices/choice.py`) and which GPUs, by UUID (`devices/selection.py`).
+- Measurement policy, on top: one named-window primitive (`windows.py`) over those meters and the
+  sampler's timeline (`sampler.py`), on which the idle windows (`idle_power.py`), the run window and
+  the prefill/decode phases are built; what a closed run window measured (`run_window.py`,
+  `energy.py`, `cross_check.py`, `idle_gpus.py`, `throttle.py`); contention, stalls and warm-up.
+
+The harness talks only to `MeasurementSession` (`session.py`, whose docstring is the contract).
+`record.py` is a command that records a real NVML trace for replay.
 """
 from .environment import environment_summary
 from .session import MeasurementSession, WindowMeasurement

@@ -14,9 +14,9 @@ import threading
 from dataclasses import asdict
 from datetime import datetime, timezone
 
-from .devices import select_devices
-from .nvml_real import NvmlBackend, NvmlUnavailable
-from .replay import write_trace
+from .devices.selection import select_devices
+from .devices.nvml import NvmlBackend, NvmlUnavailable
+from .devices.replay import write_trace
 
 
 def record(out: str, duration_s: float, period_ms: float, gpu_ids: list[str] | None) -> int:

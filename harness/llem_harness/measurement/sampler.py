@@ -6,6 +6,10 @@ rather than bursting) and reports what it achieved — median period, largest ga
 of the requested value. Periods under 50 ms are refused (NVML returns zeros or errors that fast;
 docs/methodology.md, "Power sampling"). Edge samples taken synchronously at window start/stop (`sample_now`) are
 kept in the data but excluded from the period statistics.
+
+The sampler is the timeline the named windows (windows.py) read: a window asks for the ticks
+between its edges (`between`) and never touches the list itself, so a window whose end edge was
+read earlier than the sampler stopped (serving's drain) gets exactly its own samples.
 """
 from __future__ import annotations
 
@@ -39,8 +43,8 @@ class Sampler:
         self.devices = devices
         self.period_s = period_ms / 1000.0
         self.on_tick = on_tick
-        self.ticks: list[Tick] = []
-        self.errors: list[str] = []
+        self._ticks: list[Tick] = []
+        self._errors: list[tuple[float, str]] = []  # (device seconds, what failed)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -51,7 +55,7 @@ class Sampler:
         if self.on_tick is not None:
             self.on_tick()
         with self._lock:
-            self.ticks.append(tick)
+            self._ticks.append(tick)
         return tick
 
     def sample_now(self) -> Tick:
@@ -63,8 +67,9 @@ class Sampler:
             try:
                 self._take(forced=False)
             except Exception as exc:  # noqa: BLE001 - a failed read must not kill the measurement
-                if len(self.errors) < 10:
-                    self.errors.append(f"{type(exc).__name__}: {exc}")
+                with self._lock:
+                    if len(self._errors) < 10:
+                        self._errors.append((self.backend.clock(), f"{type(exc).__name__}: {exc}"))
             deadline += self.period_s
             now = self.backend.clock()
             if deadline < now:  # fell behind: skip missed deadlines instead of bursting
@@ -83,14 +88,26 @@ class Sampler:
             self._thread = None
 
     def snapshot(self) -> list[Tick]:
+        """Every tick so far, in time order."""
         with self._lock:
-            return sorted(self.ticks, key=lambda tk: tk.t_s)
+            return sorted(self._ticks, key=lambda tk: tk.t_s)
 
-    def stats(self) -> SamplerStats:
-        periodic = [tk.t_s for tk in self.snapshot() if not tk.forced]
+    def between(self, t0_s: float, t1_s: float) -> list[Tick]:
+        """The ticks taken in [t0_s, t1_s] (device seconds), in time order."""
+        return [tk for tk in self.snapshot() if t0_s <= tk.t_s <= t1_s]
+
+    def errors_between(self, t0_s: float, t1_s: float) -> list[str]:
+        """Read errors of the sampler thread in [t0_s, t1_s]."""
+        with self._lock:
+            return [msg for t, msg in self._errors if t0_s <= t <= t1_s]
+
+    def stats(self, ticks: list[Tick] | None = None) -> SamplerStats:
+        """Achieved period and quantities of `ticks` (default: every tick so far)."""
+        ticks = self.snapshot() if ticks is None else ticks
+        periodic = [tk.t_s for tk in ticks if not tk.forced]
         gaps_ms = [(b - a) * 1000.0 for a, b in zip(periodic, periodic[1:])]
         quantities = [q for q in SAMPLE_QUANTITIES
-                      if any(getattr(s, q) is not None for tk in self.snapshot() for s in tk.samples)]
+                      if any(getattr(s, q) is not None for tk in ticks for s in tk.samples)]
         return SamplerStats(requested_period_ms=self.period_s * 1000.0,
                             achieved_period_median_ms=statistics.median(gaps_ms) if gaps_ms else None,
                             max_gap_ms=max(gaps_ms) if gaps_ms else None,

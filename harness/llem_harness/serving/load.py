@@ -130,7 +130,7 @@ class ServingLoad:
 
     def outcome(self, session, window, after) -> WorkloadOutcome:
         config, cfg, server_def, traces = self.config, self.cfg, self.server_def, self.traces
-        start_s, end_s = self.live.start_wall_s, self.live.end_wall_s  # the instants the counters were read
+        start_s, end_s = window.start_unix_s, window.end_unix_s  # the instants the counters were read
         self.refuse_unserved_load(start_s, end_s)
         # still the server llem started on the port (an impostor cannot share it while it listens)
         foreign = listener.foreign_listener(self.server.port, self.server.pid())

@@ -85,14 +85,15 @@ def window_from_trace(sends_s: list[float], dones_s: list[float | None], target_
 
 @dataclass
 class LiveEdges:
-    """Window edges read inside the load's event loop: only the counters there, the rest elsewhere.
+    """The steady-state window's edges read inside the load's event loop: only the counters there, the rest elsewhere.
 
-    `on_edge("start")` reads the counters and hands the rest of the window start (RAPL, sampler
-    thread) to a worker thread that exists before the load; `on_edge("end")` reads the counters (and
-    RAPL) only, and hands contention's end readings to that thread. `finish()`, called after the
-    load, stops the sampler, drops its samples taken after the end edge and builds the window
-    (files included). `stalls_s` records how long each edge held
-    the event loop (bench/serving_edge_stall.py).
+    `on_edge("start")` reads the edge (every meter's counter and the clocks) and hands the rest of
+    the window's opening (sampler thread, contention, stall watch) to a worker thread that exists
+    before the load; `on_edge("end")` reads the end edge only, and hands contention's end readings to
+    that thread. `finish()`, called after the load, closes the session's "steady_state" window at the
+    end edge — its samples are those between the edges, so none taken in the drain — and builds the
+    window (files included). `stalls_s` records how long each edge held the event loop
+    (bench/serving_edge_stall.py).
     """
 
     session: Any
@@ -114,16 +115,15 @@ class LiveEdges:
 
         t = time.perf_counter()
         if kind == "start":
-            edge = self.session.read_edge()
-            edge.deferred = True
-            self._started = self._worker.submit(self.session.start_window, _no_sync, edge)
+            edge = self.session.read_edge(deferred=True)
+            self._started = self._worker.submit(self.session.start_window, _no_sync, edge, STEADY_STATE)
         elif self.end_edge is None:
             if self._started is not None and not self._started.done():
                 self._started.result()  # the end came before the start finished (a window of milliseconds)
-            self.end_edge = self.session.read_edge(end=True)
+            self.end_edge = self.session.read_edge(deferred=True)
             # Contention's end readings (/proc, process lists) at the edge, not after the drain; on the
             # window thread, so the event loop pays only the hand-over.
-            self._ended = self._worker.submit(self.session.contention.mark_end)
+            self._ended = self._worker.submit(self.session.mark_window_end)
         else:
             return
         if self.emit is not None:
@@ -139,13 +139,8 @@ class LiveEdges:
         finally:
             self._worker.shutdown(wait=True)
 
-    @property
-    def start_wall_s(self) -> float:
-        return self.session._wall0
 
-    @property
-    def end_wall_s(self) -> float:
-        return self.end_edge.wall_s
+STEADY_STATE = "steady_state"  # the run window's name in serving
 
 
 def _no_sync() -> None:

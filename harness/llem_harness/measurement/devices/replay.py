@@ -28,7 +28,7 @@ from typing import Any
 
 from llenergymeasure.domain import GpuInfo
 
-from .devices import SAMPLE_QUANTITIES, EnergyReading, GpuSample
+from . import SAMPLE_QUANTITIES, EnergyReading, GpuSample
 
 TRACE_FORMAT = "llem-nvml-trace"
 _INFO_KEYS = ("name", "power_limit_w", "persistence_mode", "mig_mode", "ecc_enabled", "memory_total_mb",
@@ -44,7 +44,7 @@ class ReplayDevice:
         self._backend = backend
         self._static = static
         self.index = int(static["index"])
-        self.uuid = str(static["uuid"])
+        self.uuid = self.meter_id = str(static["uuid"])
         if not samples:
             raise TraceError(f"trace has no samples for GPU {self.index}")
         self._samples = sorted(samples, key=lambda r: r["t_s"])

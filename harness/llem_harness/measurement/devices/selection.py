@@ -1,85 +1,12 @@
-"""The GPU device interface: what measurement needs from NVML, and nothing more.
+"""Which NVML devices a run measures: the GPUs it was assigned, matched by UUID wherever one is given.
 
-Why an interface: the energy, sampler, baseline and throttle code must be testable without a GPU.
-Two backends implement it — real NVML (`nvml_real.py`, pynvml imported lazily) and a replay
-backend (`replay.py`) that plays a recorded or synthetic trace back in (scaled) real time, so the
-sampler thread runs for real in tests and CI.
-
-This module is the interface only: it imports neither backend. Choosing one (replay, real NVML or
-none) is `backends.open_backend`, which sits above both, so no import runs in a circle.
-
-All times a backend hands out come from `backend.clock()` ("device seconds"): `time.monotonic()`
-for NVML, trace time for replay. Waits go through `backend.wait(event, seconds)` so a replay at
-speed 10 makes a 100 ms sampler period take 10 ms of wall time while every statistic stays in
-device seconds.
+Why here, in the device layer: CUDA and NVML number GPUs differently, and a container renumbers
+them from 0; getting the mapping wrong measures the wrong GPU with no error. Everything that maps
+an id to a device is in this module.
 """
 from __future__ import annotations
 
-import threading
-import time
-from dataclasses import dataclass
-from typing import Protocol
-
-from llenergymeasure.domain import GpuInfo
-
-# Quantities a sample carries, in the order the timeseries writes them (name -> unit suffix kept in name).
-SAMPLE_QUANTITIES = ("power_instant_w", "power_avg_w", "energy_mj", "temperature_c", "sm_clock_mhz",
-                     "mem_clock_mhz", "memory_used_mb", "utilization_pct", "throttle_reasons")
-
-
-@dataclass
-class GpuSample:
-    """One reading of one GPU. Any quantity the device could not give is None (never 0)."""
-
-    t_s: float
-    power_instant_w: float | None = None
-    power_avg_w: float | None = None
-    energy_mj: int | None = None
-    temperature_c: float | None = None
-    sm_clock_mhz: float | None = None
-    mem_clock_mhz: float | None = None
-    memory_used_mb: float | None = None
-    utilization_pct: float | None = None
-    throttle_reasons: int | None = None
-
-
-@dataclass
-class EnergyReading:
-    """A read of the cumulative energy counter: millijoules, or None with the reason."""
-
-    energy_mj: int | None
-    unavailable_reason: str | None = None
-
-
-class GpuDevice(Protocol):
-    index: int          # NVML index (not a CUDA index)
-    uuid: str
-
-    def info(self) -> GpuInfo: ...
-    def read_energy(self) -> EnergyReading: ...
-    def sample(self) -> GpuSample: ...
-    def processes(self) -> list[dict]: ...
-
-
-class RealTimeClock:
-    """Device seconds that are wall seconds (`time.monotonic()`), waits in real time: real NVML, and
-    CPU-only runs whose sampler thread still polls RAPL. A replay keeps its own (trace time, speed)."""
-
-    def clock(self) -> float:
-        return time.monotonic()
-
-    def wait(self, event: threading.Event, seconds: float) -> bool:
-        return event.wait(max(0.0, seconds))
-
-
-class DeviceBackend(Protocol):
-    source: str          # "nvml" | "replay"
-    description: str     # one line: what this backend is (replay: trace path + provenance)
-
-    def devices(self) -> list[GpuDevice]: ...
-    def clock(self) -> float: ...
-    def wait(self, event: threading.Event, seconds: float) -> bool: ...
-    def close(self) -> None: ...
+from . import GpuDevice
 
 
 def _looks_like_uuid(token: str) -> bool:
@@ -151,3 +78,19 @@ def select_devices(all_devices: list[GpuDevice], gpu_ids: list[str] | None,
         if dev not in chosen:
             chosen.append(dev)
     return chosen, notes
+
+
+def select_for_run(all_devices: list[GpuDevice], gpu_ids: list[str] | None, cuda_visible: str | None,
+                   cuda_device_order: str | None) -> tuple[list[GpuDevice], list[str]]:
+    """`select_devices`, and the container case: the runtime exposes exactly the assigned GPUs,
+    renumbered from 0, while the run spec may carry host indices (same count, all indices: they are
+    the visible set, measured by UUID). Raises ValueError as `select_devices` does otherwise."""
+    try:
+        return select_devices(all_devices, gpu_ids, cuda_visible, cuda_device_order)
+    except ValueError:
+        visible, notes = select_devices(all_devices, None, cuda_visible, cuda_device_order)
+        if gpu_ids and all(str(g).strip().isdigit() for g in gpu_ids) and len(visible) == len(gpu_ids):
+            notes.append(f"assigned GPU indices {gpu_ids} are host numbering; this process sees exactly "
+                         f"{len(visible)} GPU(s), measured by UUID {[d.uuid for d in visible]}")
+            return visible, notes
+        raise

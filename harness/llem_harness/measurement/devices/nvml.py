@@ -14,10 +14,10 @@ from typing import Any
 
 from llenergymeasure.domain import GpuInfo
 
-from .devices import EnergyReading, GpuSample, RealTimeClock
+from . import DeviceUnavailable, EnergyReading, GpuSample, RealTimeClock
 
 
-class NvmlUnavailable(RuntimeError):
+class NvmlUnavailable(DeviceUnavailable):
     """NVML cannot be used here; the message is the reason reported in results."""
 
 
@@ -44,7 +44,7 @@ class NvmlDevice:
         self._nvml = nvml
         self.index = index
         self.handle = nvml.nvmlDeviceGetHandleByIndex(index)
-        self.uuid = _text(nvml.nvmlDeviceGetUUID(self.handle))
+        self.uuid = self.meter_id = _text(nvml.nvmlDeviceGetUUID(self.handle))
         self._fields_ok = hasattr(nvml, "NVML_FI_DEV_POWER_INSTANT")
 
     def _try(self, fn: str, *args: Any) -> Any:

@@ -1,7 +1,9 @@
-"""Idle baselines: power of the assigned GPUs before the model loads, and again once it is loaded.
+"""Idle power of the assigned GPUs: before the model loads, and again once it is loaded.
 
-Two idles (docs/energy-window.md; docs/methodology.md, "Idle baseline"): `pre_load` (no CUDA context yet) and `loaded` (model resident,
-engine idle, before warm-up). A loaded GPU idles higher, so `energy_adjusted_j` subtracts the
+Two idle windows (docs/energy-window.md; docs/methodology.md, "Idle baseline"): `pre_load_idle` (no
+CUDA context yet) and `loaded_idle` (model resident, engine idle, before warm-up), each a named
+window (windows.py). The result keeps its historical names: `baseline` is the pre-load idle,
+`loaded_idle` the loaded one, and `energy.baseline_power_w` the idle power subtracted. A loaded GPU idles higher, so `energy_adjusted_j` subtracts the
 loaded idle when it was measured. Temperature gate: a baseline whose own per-GPU temperature range
 exceeds TEMPERATURE_TOLERANCE_C (the GPU is still cooling or heating, so its idle power drifts) is
 measured again, for at most TEMPERATURE_MAX_WAIT_S in all; if it never settles, the last one is kept
@@ -24,6 +26,7 @@ from llenergymeasure.domain import BaselineResult
 
 from .devices import DeviceBackend, GpuDevice
 from .sampler import Sampler
+from .windows import Windows
 
 
 def _parse_iso(text: str) -> datetime | None:
@@ -65,7 +68,7 @@ def measure_gated(backend: DeviceBackend, devices: list[GpuDevice], duration_s: 
     tolerance_c = TEMPERATURE_TOLERANCE_C
     t_start = backend.clock()
     while True:
-        result, warnings = measure_baseline(backend, devices, duration_s, period_ms)
+        result, warnings = measure_baseline(backend, devices, duration_s, period_ms, name=f"{kind}_idle")
         drift = result.temperature_drift_c
         waited_s = max(0.0, backend.clock() - t_start - result.duration_s)
         settled = None if drift is None else drift <= tolerance_c
@@ -80,21 +83,20 @@ def measure_gated(backend: DeviceBackend, devices: list[GpuDevice], duration_s: 
 
 
 def measure_baseline(backend: DeviceBackend, devices: list[GpuDevice], duration_s: float,
-                     period_ms: float) -> tuple[BaselineResult, list[str]]:
+                     period_ms: float, name: str = "idle") -> tuple[BaselineResult, list[str]]:
+    """Idle power over one named window of `duration_s` (the engine does nothing meanwhile)."""
     uuids = [d.uuid for d in devices]
     measured_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     if not devices:
         return BaselineResult(method="unavailable", unavailable_reason="no GPU assigned", gpu_uuids=uuids), []
-    sampler = Sampler(backend, devices, period_ms)
-    start_e = [d.read_energy() for d in devices]
-    t0 = backend.clock()
-    sampler.start()
+    windows = Windows(backend.clock, devices, Sampler(backend, devices, period_ms))
+    windows.begin_window(name)
     backend.wait(threading.Event(), duration_s)
-    sampler.stop()
-    end_e = [d.read_energy() for d in devices]
-    t1 = backend.clock()
-    ticks = sampler.snapshot()
-    warnings = [f"baseline sampler error: {e}" for e in sampler.errors]
+    window = windows.end_window(name)
+    start_e, end_e = window.readings(devices)
+    t0, t1 = window.start.clock_s, window.end.clock_s
+    ticks = [tk for tk in windows.ticks(window) if not tk.forced]  # the edges' own samples are not idle statistics
+    warnings = [f"baseline sampler error: {e}" for e in windows.errors(window)]
 
     sums = [sum(s.power_instant_w for s in tk.samples) for tk in ticks
             if all(s.power_instant_w is not None for s in tk.samples)]
