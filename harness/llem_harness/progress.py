@@ -6,7 +6,7 @@ them); `Phase.name` is also what error.json reports as the phase a failed run st
 Why a channel: the lines go through a pipe that llem drains. A stopped llem (Ctrl-Z, `kill -STOP`,
 a blocked terminal) stops draining it; a full pipe then blocks whoever writes, and a harness that
 wrote from its own thread blocked *inside the measured window*, stretching it. In the harness
-process (`open_channel`, called by pipeline.main) the pipe is written by one writer thread only:
+process (`open_channel`, called by process_entry.main) the pipe is written by one writer thread only:
 `emit` queues the line and returns at once; the process's own fd 1 is pointed at its stderr log,
 so a library's print cannot block on the pipe either. The writer times each write: how long the
 pipe was not drained is reported (`blocked_note`), and `close_channel` waits until every queued

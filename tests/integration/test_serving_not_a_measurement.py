@@ -1,6 +1,6 @@
 """Serving runs that measured nothing are not published as measurements.
 
-Real: the harness (`pipeline.main`, in this process so the server command can be swapped), the load
+Real: the harness (`process_entry.main`, in this process so the server command can be swapped), the load
 generator, HTTP streaming and the steady-state window, against a real OpenAI-compatible streaming
 server process: bench/loadgen_stub_server.py (no model; every token a few milliseconds apart) in
 place of an engine's server, which this machine may not have. The server is killed mid-load for
@@ -26,7 +26,7 @@ STUB = REPO_ROOT / "bench" / "loadgen_stub_server.py"
 
 def _run(tmp_path: Path, model: str, serving: dict, kill_server_after_s: float | None = None,
          itl_s: float = 0.002, max_output_tokens: int = 8):
-    from llem_harness import pipeline
+    from llem_harness import process_entry
     from llem_harness.serving import load as serving_load
     from llem_harness.serving.process import ServerProcess
     from llem_harness.serving.servers import ServerSpec
@@ -64,7 +64,7 @@ def _run(tmp_path: Path, model: str, serving: dict, kill_server_after_s: float |
     mp.setattr(ServerProcess, "start", start_and_keep)
     mp.setattr(serving_load.ServingLoad, "run_measured", run_and_kill)
     try:
-        code = pipeline.main([str(run_dir)])
+        code = process_entry.main([str(run_dir)])
     finally:
         mp.undo()
         for server in servers:

@@ -1,4 +1,5 @@
-"""The harness process: read the run spec, run the measured run, write result.json or error.json.
+"""The harness process's entry (`python -m llem_harness RUN_DIR`): read the run spec, run the measured run,
+write result.json or error.json.
 
 The measured run itself (baseline, load, warm-up, window, result) is `measured_run.py`, the same
 for every mode; this module owns what surrounds it: signals that must always reach the error
