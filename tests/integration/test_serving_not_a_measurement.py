@@ -77,7 +77,7 @@ def test_a_server_killed_mid_load_fails_the_run(tmp_path, tiny_model_dir):
                          kill_server_after_s=1.0, itl_s=0.01)
     assert code == 1 and not (run_dir / RESULT_FILE).exists()
     error = HarnessError.model_validate_json((run_dir / ERROR_FILE).read_text())
-    assert error.phase == "measuring" and "the server exited during the load" in error.message
+    assert error.stage == "measuring" and "the server exited during the load" in error.message
     requests = [json.loads(line) for line in (run_dir / "requests.jsonl").read_text().splitlines()]
     assert any(r["status"] == 200 for r in requests) and any(r["error"] for r in requests)
 
