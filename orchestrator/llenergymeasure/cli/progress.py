@@ -149,7 +149,8 @@ class LiveObserver(PlainObserver):
         if event.get("event") == "stage":
             self.progress.update(self.task, description=markup_safe(event.get("stage")))
         elif event.get("event") == "batch":
-            self.progress.update(self.task, description=f"measuring batch {event.get('done')}/{event.get('total')}")
+            stage = markup_safe(event.get("stage") or "measuring")  # warm-up batches are not measured ones
+            self.progress.update(self.task, description=f"{stage} batch {event.get('done')}/{event.get('total')}")
 
     def run_finished(self, entry: ManifestEntry, outcome) -> None:
         super().run_finished(entry, outcome)
