@@ -262,7 +262,7 @@ def worker_killed_under_a_harness(campaign) -> None:
     while worker is None and time.monotonic() < deadline and proc.poll() is None:
         for log in results.glob("*/runs/*/runner.log"):
             lines = [line for line in log.read_text().splitlines() if line.startswith("llem: harness pid ")]
-            if lines and "forked from a pre-imported worker (pid " in lines[0] and '"phase"' in log.read_text():
+            if lines and "forked from a pre-imported worker (pid " in lines[0] and '"stage"' in log.read_text():
                 worker = int(lines[0].rsplit("(pid ", 1)[1].split(",")[0])
         time.sleep(0.1)
     if worker is not None:

@@ -35,15 +35,15 @@ def quickstart_data(tiny_model_dir: Path, results_dir: Path, **execution) -> dic
     return data
 
 
-def harness_phases(run_dir: Path) -> list[str]:
-    """The phases a harness run entered, in order, from its harness.log (one `phase NAME` line each)."""
+def harness_stages(run_dir: Path) -> list[str]:
+    """The stages a harness run entered, in order, from its harness.log (one `stage NAME` line each)."""
     import re
 
-    return re.findall(r"llem_harness: phase (\w+)", (run_dir / "harness.log").read_text())
+    return re.findall(r"llem_harness: stage (\w+)", (run_dir / "harness.log").read_text())
 
 
-def expected_phases(load_phase: str) -> list[str]:
-    """The one run skeleton's phases (offline: `loading`; serving: `server_starting`), as the host relies on."""
-    importing = ["importing"] if load_phase == "loading" else []  # offline imports its engine in the harness
-    return ["starting", "environment", "baseline", *importing, load_phase, "loaded_idle", "warmup", "measuring",
+def expected_stages(load_stage: str) -> list[str]:
+    """The one run skeleton's stages (offline: `loading`; serving: `server_starting`), as the host relies on."""
+    importing = ["importing"] if load_stage == "loading" else []  # offline imports its engine in the harness
+    return ["starting", "environment", "baseline", *importing, load_stage, "loaded_idle", "warmup", "measuring",
             "writing"]

@@ -5,7 +5,7 @@ import logging
 import os
 import sys
 
-from .pipeline import main
+from .process_entry import main
 
 
 def main_and_exit(argv: list[str]) -> None:

@@ -7,7 +7,7 @@ Order matters for the measurement (docs/methodology.md): idle baseline before th
 warm-up on prompts outside the measured set until latency settles; a window with nothing but the
 workload inside it; reads after the window never lose the measured run (after_window.py). The
 workload (workload.py: an offline batch loop, or a serving load) supplies only what differs.
-Phase names and their order are what the host's progress display and error.json rely on.
+Stage names and their order are what the host's progress display and error.json rely on.
 """
 from __future__ import annotations
 
@@ -20,14 +20,14 @@ from llenergymeasure.domain import ExperimentResult, RunSpec
 from .after_window import AfterWindow
 from .host_info import base_environment
 from .measurement import MeasurementSession
-from .progress import Phase, blocked_note, emit, now_iso
+from .progress import Stage, blocked_note, emit, now_iso
 from .result_assembly import RunFacts, assemble_result
 from .workload import create_workload
 
 
 def measured_run(spec: RunSpec, run_dir: Path) -> ExperimentResult:
     wall_start_s, started_at = time.monotonic(), now_iso()
-    Phase.enter("starting", run_id=spec.run_id)
+    Stage.enter("starting", run_id=spec.run_id)
     # The Docker runner sets LLEM_GPUS_ISOLATED=1 when the container sees exactly its GPUs
     # (renumbered from 0): host indices in spec.gpu_ids would then point at the wrong devices.
     gpu_ids = None if os.environ.get("LLEM_GPUS_ISOLATED") == "1" else spec.gpu_ids
@@ -35,30 +35,30 @@ def measured_run(spec: RunSpec, run_dir: Path) -> ExperimentResult:
     workload = create_workload(spec, run_dir, emit)
     after = AfterWindow(emit)
     try:
-        Phase.enter("environment")
+        Stage.enter("environment")
         environment = base_environment()
         environment.gpus, environment.foreign_processes = session.gpu_environment()
         emit("environment", summary=session.summary())
 
-        Phase.enter("baseline")
+        Stage.enter("baseline")
         baseline = session.measure_pre_load_idle()
 
         engine_import_s = None
         if spec.config.mode == "offline":  # serving: the server process imports its engine while it starts
-            Phase.enter("importing", engine=spec.config.engine)
+            Stage.enter("importing", engine=spec.config.engine)
             engine_import_s = workload.import_engine()
-        Phase.enter(workload.load_phase, **workload.load_fields)
+        Stage.enter(workload.load_stage, **workload.load_fields)
         model_load_s = workload.load()
         workload.record_versions(environment, after)
 
-        Phase.enter("loaded_idle")
+        Stage.enter("loaded_idle")
         loaded_idle = session.measure_loaded_idle()
         workload.prepare()
 
-        Phase.enter("warmup")
+        Stage.enter("warmup")
         warmup = session.warmup(workload.warmup_step)
 
-        Phase.enter("measuring", **workload.measuring_fields())
+        Stage.enter("measuring", **workload.measuring_fields())
         window = workload.run_measured(session)
         window.thermal.cooldown_wait_s = spec.cooldown_wait_s
         outcome = workload.outcome(session, window, after)

@@ -23,7 +23,7 @@ from .workload import Emit, WorkloadOutcome
 
 
 class OfflineBatches:
-    load_phase = "loading"
+    load_stage = "loading"
 
     def __init__(self, spec: RunSpec, run_dir: Path, emit: Emit):
         self.config = spec.config
@@ -73,7 +73,7 @@ class OfflineBatches:
         self.perf_to_unix_s = unix_origin_s - perf_origin_s
         for i, batch in enumerate(self.batches):
             self.outputs.append(adapter.generate_batch(batch))
-            self.emit("batch", phase="measuring", done=i + 1, total=len(self.batches))
+            self.emit("batch", stage="measuring", done=i + 1, total=len(self.batches))
         return session.stop_window(adapter.synchronize)
 
     def outcome(self, session, window, after) -> WorkloadOutcome:

@@ -1,12 +1,15 @@
-"""What the harness tells the host while it runs: one JSON event per stdout line, and the phase.
+"""What the harness tells the host while it runs: one JSON event per stdout line, and the stage.
 
 The host's progress display and silence detector read these lines (domain/progress.py encodes
-them); `Phase.name` is also what error.json reports as the phase a failed run stopped in.
+them); `Stage.name` is also what error.json reports as the stage a failed run stopped in. A stage is a
+step of the run's lifecycle, in order: starting, environment, baseline, importing (offline), loading or
+server_starting, loaded_idle, warmup, measuring, writing (measured_run.py, process_entry.py). "Phase"
+means only prefill or decode of a request (phases.py).
 
 Why a channel: the lines go through a pipe that llem drains. A stopped llem (Ctrl-Z, `kill -STOP`,
 a blocked terminal) stops draining it; a full pipe then blocks whoever writes, and a harness that
 wrote from its own thread blocked *inside the measured window*, stretching it. In the harness
-process (`open_channel`, called by pipeline.main) the pipe is written by one writer thread only:
+process (`open_channel`, called by process_entry.main) the pipe is written by one writer thread only:
 `emit` queues the line and returns at once; the process's own fd 1 is pointed at its stderr log,
 so a library's print cannot block on the pipe either. The writer times each write: how long the
 pipe was not drained is reported (`blocked_note`), and `close_channel` waits until every queued
@@ -123,13 +126,13 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
-class Phase:
-    """Tracks the current phase so error.json can say where the run failed."""
+class Stage:
+    """Tracks the run's current lifecycle stage so error.json can say where the run failed."""
 
     name = "starting"
 
     @classmethod
     def enter(cls, name: str, **fields) -> None:
         cls.name = name
-        log.info("phase %s %s", name, fields or "")
-        emit("phase", phase=name, **fields)
+        log.info("stage %s %s", name, fields or "")
+        emit("stage", stage=name, **fields)

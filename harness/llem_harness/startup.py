@@ -33,7 +33,7 @@ ENGINE_MODULES: dict[str, tuple[tuple[str, str | None], ...]] = {
 
 # The harness's own modules a run imports: pre-imported by the worker as well (pydantic models,
 # the measurement session), so a forked run starts with nothing left to import.
-HARNESS_MODULES = ("llem_harness.pipeline", "llem_harness.measured_run", "llem_harness.offline_batches", "llem_harness.measurement", "llem_harness.datasets",
+HARNESS_MODULES = ("llem_harness.process_entry", "llem_harness.measured_run", "llem_harness.offline_batches", "llem_harness.measurement", "llem_harness.datasets",
                    "llem_harness.after_window", "llem_harness.engines.base")
 
 

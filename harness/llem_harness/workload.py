@@ -44,8 +44,8 @@ class WorkloadOutcome:
 
 
 class Workload(Protocol):
-    load_phase: str               # phase entered while the model loads ("loading" / "server_starting")
-    load_fields: dict[str, Any]   # fields of that phase event
+    load_stage: str               # stage entered while the model loads ("loading" / "server_starting")
+    load_fields: dict[str, Any]   # fields of that stage event
 
     def import_engine(self) -> float | None:
         """Import the engine's modules in this process, timed apart from the load (startup.py);
@@ -64,7 +64,7 @@ class Workload(Protocol):
         """One warm-up unit (a batch, a request) on prompts outside the measured set; its latency_s."""
 
     def measuring_fields(self) -> dict[str, Any]:
-        """Fields of the `measuring` phase event."""
+        """Fields of the `measuring` stage event."""
 
     def run_measured(self, session: MeasurementSession) -> WindowMeasurement:
         """Open the session's window, run the measured work, close it; returns the WindowMeasurement."""

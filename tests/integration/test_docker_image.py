@@ -37,7 +37,7 @@ def test_image_carries_the_version_and_this_hosts_contract(docker_client, llem_i
 
 def test_harness_and_engine_import_for_an_arbitrary_uid(harness_container):
     code, output = harness_container.exec(
-        ["python", "-c", "import os, llem_harness.pipeline, transformers, torch, llenergymeasure.domain as d; "
+        ["python", "-c", "import os, llem_harness.process_entry, transformers, torch, llenergymeasure.domain as d; "
                          "print(os.getuid(), transformers.__version__, torch.__version__, d.contract_fingerprint())"])
     text = output.decode()
     assert code == 0, text

@@ -62,7 +62,7 @@ def test_container_runs_least_privileged_with_the_specified_mounts_and_labels(
     outcome = collect_outcome(run_dir, info)
     assert outcome.status == "completed", (outcome.error_type, outcome.error_message)
     assert isinstance(outcome.result, ExperimentResult) and outcome.result.n_requests == 2
-    assert any(e.get("event") == "phase" for e in events), "progress events were not forwarded"
+    assert any(e.get("event") == "stage" for e in events), "progress events were not forwarded"
     assert (run_dir / CONTAINER_LOG_FILE).read_text().count('"event"') >= len(events)
     assert inspected, "no running container was found while the run was in progress"
 
@@ -147,7 +147,7 @@ def test_sigint_during_execute_stops_and_removes_the_container(docker_client, ll
     started = threading.Event()
 
     def on_event(event: dict) -> None:
-        if event.get("phase") in ("loading", "warmup", "measuring") and not started.is_set():
+        if event.get("stage") in ("loading", "warmup", "measuring") and not started.is_set():
             started.set()
             os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C does to the orchestrator
 

@@ -1,7 +1,7 @@
 """A real tiny-model run whose window is disturbed: foreign CPU load, an engine that fails after the
 window, and CPU package energy from a RAPL tree.
 
-Real: the harness (`pipeline.main`, in this process so the adapter can be monkeypatched), the
+Real: the harness (`process_entry.main`, in this process so the adapter can be monkeypatched), the
 transformers engine, the tiny model, and a real CPU-bound process started just before the window
 opens (not a descendant of the harness: it is foreign). Fake, because this machine has no readable
 RAPL: the powercap tree, a directory laid out like /sys/class/powercap whose `energy_uj` a thread
@@ -56,7 +56,7 @@ class FakeRapl:
 
 @pytest.fixture(scope="module")
 def disturbed_run(tiny_model_dir, tmp_path_factory):
-    from llem_harness import pipeline
+    from llem_harness import process_entry
     from llem_harness.engines.transformers import TransformersAdapter
     from llem_harness.measurement.session import MeasurementSession
 
@@ -100,7 +100,7 @@ def disturbed_run(tiny_model_dir, tmp_path_factory):
     mp.setattr(TransformersAdapter, "effective_parameters", renamed_attribute)
     mp.setattr(TransformersAdapter, "memory", driver_error)
     try:
-        code = pipeline.main([str(run_dir)])
+        code = process_entry.main([str(run_dir)])
     finally:
         mp.undo()
         rapl.close()

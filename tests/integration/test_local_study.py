@@ -14,7 +14,7 @@ import yaml
 
 from llenergymeasure import run_study
 from llenergymeasure.domain import ExperimentResult, StudyConfig, StudyManifest
-from tests.helpers import expected_phases, harness_phases, quickstart_data, run_llem, small_measurement
+from tests.helpers import expected_stages, harness_stages, quickstart_data, run_llem, small_measurement
 
 pytestmark = pytest.mark.slow
 # Minutes of CPU work for the tiny model: a run that is certainly still going when we stop it.
@@ -77,9 +77,9 @@ def test_run_directories_are_writable_by_their_owner_only(quickstart_result):
 
 
 def test_offline_runs_the_same_skeleton_as_serving(quickstart_result):
-    """The run skeleton's phases, in its order, with the model load as the load step."""
+    """The run skeleton's stages, in its order, with the model load as the load step."""
     for run_dir in (Path(quickstart_result.study_dir) / "runs").iterdir():
-        assert harness_phases(run_dir) == expected_phases("loading")
+        assert harness_stages(run_dir) == expected_stages("loading")
 
 
 def test_single_experiment_from_flags_without_yaml(tiny_model_dir, tmp_path):
@@ -120,7 +120,7 @@ def test_failing_experiment_is_recorded_and_the_study_goes_on(tiny_model_dir, tm
                                                          "RepositoryNotFoundError")
     failed_dir = Path(result.study_dir) / "runs" / manifest["entries"][0]["run_id"]
     error = json.loads((failed_dir / "error.json").read_text())
-    assert error["type"] == statuses[0][1] and error["traceback"] and error["phase"] == "loading"
+    assert error["type"] == statuses[0][1] and error["traceback"] and error["stage"] == "loading"
 
 
 def test_results_dir_that_cannot_be_created_exits_2_naming_the_path(tmp_path):

@@ -68,9 +68,9 @@ class Harness:
                     if self.pause_at_start:
                         self.reading.clear()
                     self.started.set()
-                if event.get("event") == "phase" and event.get("phase") == "measuring":
+                if event.get("event") == "stage" and event.get("stage") == "measuring":
                     self.measuring.set()
-                if event.get("event") == "batch" and event.get("phase") == "measuring":
+                if event.get("event") == "batch" and event.get("stage") == "measuring":
                     self.first_batch.set()
 
     def fill_pipe(self) -> None:
@@ -125,7 +125,7 @@ def test_a_stopped_reader_does_not_hold_the_measured_window(make_run, tiny_model
     assert any("did not read the harness's progress" in w for w in result.measurement_warnings)
     assert result.window_stall_s == 0
     # Every line arrived once reading resumed, in order: 24 measured batches, then the end.
-    batches = [e["done"] for e in harness.events if e.get("event") == "batch" and e.get("phase") == "measuring"]
+    batches = [e["done"] for e in harness.events if e.get("event") == "batch" and e.get("stage") == "measuring"]
     assert batches == list(range(1, 25))
     assert harness.events[-1] == {**harness.events[-1], "event": "done", "ok": True}
     assert "filler" not in (run_dir / "harness.log").read_text()

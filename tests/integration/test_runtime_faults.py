@@ -110,7 +110,7 @@ def test_line_pump_keeps_draining_when_the_log_cannot_be_written():
     from llenergymeasure.domain.progress import encode_event
     from llenergymeasure.runners.base import LinePump
 
-    lines = [encode_event("phase", phase=f"p{i}") + "\n" for i in range(5000)]
+    lines = [encode_event("stage", stage=f"p{i}") + "\n" for i in range(5000)]
     seen = []
     pump = LinePump(iter(lines), Path("/dev/full"), seen.append)
     pump.join(timeout=30)

@@ -15,7 +15,7 @@ import yaml
 from llenergymeasure import run_study
 from llenergymeasure.domain import ERROR_FILE, ExperimentResult, HarnessError, StudyConfig, StudyManifest
 from llem_harness.serving.window import window_from_trace
-from tests.helpers import REPO_ROOT, expected_phases, harness_phases, small_measurement
+from tests.helpers import REPO_ROOT, expected_stages, harness_stages, small_measurement
 
 pytest.importorskip("llama_cpp.server", reason="llama-cpp-python[server] is not installed")
 pytest.importorskip("httpx")
@@ -80,10 +80,10 @@ def test_concurrency_sweep_completes(serving_study):
 
 
 def test_serving_runs_the_same_skeleton_as_offline(serving_study):
-    """The run skeleton's phases, in its order, with the server start as the load step."""
+    """The run skeleton's stages, in its order, with the server start as the load step."""
     _, runs = serving_study
     for _res, run_dir in runs.values():
-        assert harness_phases(run_dir) == expected_phases("server_starting")
+        assert harness_stages(run_dir) == expected_stages("server_starting")
 
 
 def test_streamed_token_counts_match_the_servers_usage_fields(serving_study):
@@ -185,7 +185,7 @@ def test_a_server_that_dies_is_a_structured_failure(tmp_path):
     assert result.summary.failed == 1
     run_dir = next((Path(result.study_dir) / "runs").iterdir())
     error = HarnessError.model_validate_json((run_dir / ERROR_FILE).read_text())
-    assert error.phase == "server_starting" and "exited" in error.message
+    assert error.stage == "server_starting" and "exited" in error.message
     assert (run_dir / "server.log").stat().st_size > 0
 
 

@@ -1,6 +1,6 @@
 """Serving runs that measured nothing are not published as measurements.
 
-Real: the harness (`pipeline.main`, in this process so the server command can be swapped), the load
+Real: the harness (`process_entry.main`, in this process so the server command can be swapped), the load
 generator, HTTP streaming and the steady-state window, against a real OpenAI-compatible streaming
 server process: bench/loadgen_stub_server.py (no model; every token a few milliseconds apart) in
 place of an engine's server, which this machine may not have. The server is killed mid-load for
@@ -26,7 +26,7 @@ STUB = REPO_ROOT / "bench" / "loadgen_stub_server.py"
 
 def _run(tmp_path: Path, model: str, serving: dict, kill_server_after_s: float | None = None,
          itl_s: float = 0.002, max_output_tokens: int = 8):
-    from llem_harness import pipeline
+    from llem_harness import process_entry
     from llem_harness.serving import load as serving_load
     from llem_harness.serving.process import ServerProcess
     from llem_harness.serving.servers import ServerSpec
@@ -64,7 +64,7 @@ def _run(tmp_path: Path, model: str, serving: dict, kill_server_after_s: float |
     mp.setattr(ServerProcess, "start", start_and_keep)
     mp.setattr(serving_load.ServingLoad, "run_measured", run_and_kill)
     try:
-        code = pipeline.main([str(run_dir)])
+        code = process_entry.main([str(run_dir)])
     finally:
         mp.undo()
         for server in servers:
@@ -77,7 +77,7 @@ def test_a_server_killed_mid_load_fails_the_run(tmp_path, tiny_model_dir):
                          kill_server_after_s=1.0, itl_s=0.01)
     assert code == 1 and not (run_dir / RESULT_FILE).exists()
     error = HarnessError.model_validate_json((run_dir / ERROR_FILE).read_text())
-    assert error.phase == "measuring" and "the server exited during the load" in error.message
+    assert error.stage == "measuring" and "the server exited during the load" in error.message
     requests = [json.loads(line) for line in (run_dir / "requests.jsonl").read_text().splitlines()]
     assert any(r["status"] == 200 for r in requests) and any(r["error"] for r in requests)
 

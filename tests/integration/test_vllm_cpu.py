@@ -173,7 +173,7 @@ def test_a_server_that_cannot_start_is_a_structured_failure(tmp_path):
     assert manifest.entries[0].status == "failed"
     run_dir = next((next((tmp_path / "results").iterdir()) / "runs").iterdir())
     error = json.loads((run_dir / "error.json").read_text())
-    assert error["phase"] == "server_starting" and (run_dir / "server.log").stat().st_size > 0
+    assert error["stage"] == "server_starting" and (run_dir / "server.log").stat().st_size > 0
 
 
 def test_prefix_caching_asked_for_is_used_and_reported(tiny_model_dir, tmp_path):

@@ -65,7 +65,7 @@ def test_a_worker_killed_under_a_running_harness_is_named_as_the_cause(tiny_mode
         while worker is None and time.monotonic() < deadline:
             for log in results.glob("*/runs/*/runner.log"):
                 text = log.read_text()
-                if "llem: harness pid " in text and '"phase"' in text:  # forked, and past its start
+                if "llem: harness pid " in text and '"stage"' in text:  # forked, and past its start
                     worker = _worker_pid(text)
             time.sleep(0.1)
         assert worker is not None, "no forked harness started"

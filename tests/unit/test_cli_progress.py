@@ -1,4 +1,5 @@
-"""The plain progress output says each thing once: the NVML reason, repeated environment lines."""
+"""The plain progress output says each thing once: the NVML reason, repeated environment lines; the live
+display names the run's stage from the harness's own events."""
 from __future__ import annotations
 
 from llenergymeasure.cli.progress import PlainObserver
@@ -33,6 +34,31 @@ def test_the_live_display_says_the_reason_once_too(capsys):
         observer.run_event({"event": "environment", "summary": f"no GPU measured ({REASON})"})
         observer.run_event({"event": "warning", "message": f"GPU energy unavailable: {REASON}"})
     assert capsys.readouterr().out.count("nvmlInit failed") == 1
+
+
+def test_the_live_display_names_the_stage_the_harness_entered(capsys):
+    """The harness's `Stage.enter` line, as the host decodes it, is the live line; a warm-up batch says warmup."""
+    from llem_harness.progress import Stage, emit
+
+    from llenergymeasure.cli.progress import LiveObserver
+    from llenergymeasure.domain.progress import decode_event
+
+    observer = LiveObserver()
+    observer.study_started("study", 1, 0)
+    previous = Stage.name
+    try:
+        capsys.readouterr()
+        Stage.enter("warmup")
+        emit("batch", stage="warmup", done=3, total=30)  # as measurement/warmup.py emits it
+        stage, batch = (decode_event(line) for line in capsys.readouterr().out.splitlines())
+        assert (stage["event"], stage["stage"]) == ("stage", "warmup")
+        observer.run_event(stage)
+        assert observer.progress.tasks[0].description == "warmup"
+        observer.run_event(batch)
+        assert observer.progress.tasks[0].description == "warmup batch 3/30"
+    finally:
+        Stage.name = previous
+        observer.progress.stop()
 
 
 def test_a_closed_pipe_silences_the_output_and_never_exits(monkeypatch, capsys):

@@ -20,8 +20,8 @@ def _spec(model: str, engine: str = "transformers", gpu_ids=None, **config) -> R
 
 
 def test_log_chunks_are_reassembled_into_whole_lines():
-    chunks = [b'{"event": "ph', b'ase"}\nplain line\n{"ev', b'ent": "done"}\n', b"tail without newline"]
-    assert list(split_lines(chunks)) == ['{"event": "phase"}\n', "plain line\n", '{"event": "done"}\n',
+    chunks = [b'{"event": "st', b'age"}\nplain line\n{"ev', b'ent": "done"}\n', b"tail without newline"]
+    assert list(split_lines(chunks)) == ['{"event": "stage"}\n', "plain line\n", '{"event": "done"}\n',
                                          "tail without newline\n"]
 
 

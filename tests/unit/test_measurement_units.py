@@ -31,7 +31,7 @@ def test_warmup_converges_when_latency_settles():
     assert result.iterations == 8  # first window of 5 with CV < 5 %: batches 4-8
     assert result.final_cv < 0.05
     assert result.latencies_s[:3] == [1.0, 0.6, 0.3]
-    assert events[-1] == ("batch", {"phase": "warmup", "done": 8, "total": 30})
+    assert events[-1] == ("batch", {"stage": "warmup", "done": 8, "total": 30})
 
 
 def test_warmup_not_converged_stops_at_max_and_warns():

@@ -10,7 +10,7 @@ from llenergymeasure.runners.base import ExitInfo, collect_outcome
 
 WRAPPER = "Engine core initialization failed. See root cause above. Failed core proc(s): {}"
 RUNNER_LOG = """\
-{"event": "phase", "name": "load"}
+{"event": "stage", "stage": "loading"}
 (EngineCore_DP0 pid=4242) ERROR 12-07 01:02:03 [core.py:708] EngineCore failed to start.
 (EngineCore_DP0 pid=4242) ERROR 12-07 01:02:03 [core.py:708] Traceback (most recent call last):
 (EngineCore_DP0 pid=4242) ERROR 12-07 01:02:03 [core.py:708]   File "vllm/v1/worker/cpu_worker.py", line 80, in init_device
@@ -32,7 +32,7 @@ Exception: WorkerProc initialization failed due to an exception in a background 
 
 
 def _failed_run(tmp_path, message: str, log: str | None):
-    (tmp_path / ERROR_FILE).write_text(HarnessError(type="RuntimeError", message=message, phase="load")
+    (tmp_path / ERROR_FILE).write_text(HarnessError(type="RuntimeError", message=message, stage="loading")
                                        .model_dump_json())
     if log is not None:
         (tmp_path / "runner.log").write_text(log)

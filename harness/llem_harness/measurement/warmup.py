@@ -34,7 +34,7 @@ def run_warmup(cfg: WarmupConfig, run_batch: Callable[[], float],
     while len(latencies) < cfg.max_batches:
         latencies.append(float(run_batch()))
         if emit is not None:
-            emit("batch", phase="warmup", done=len(latencies), total=cfg.max_batches)
+            emit("batch", stage="warmup", done=len(latencies), total=cfg.max_batches)
         if len(latencies) >= max(cfg.min_batches, cfg.window):
             cv = coefficient_of_variation(latencies[-cfg.window:])
             if cv < cfg.cv_threshold:

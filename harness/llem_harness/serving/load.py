@@ -44,7 +44,7 @@ WINDOW_DEFINITION = {
 
 
 class ServingLoad:
-    load_phase = "server_starting"
+    load_stage = "server_starting"
 
     def __init__(self, spec: RunSpec, run_dir: Path, emit: Emit):
         self.config, self.cfg = spec.config, spec.config.serving

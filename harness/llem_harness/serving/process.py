@@ -3,7 +3,7 @@ stop it. Its stdout/stderr go to `server.log` in the run directory, which surviv
 
 A server that exits before it is ready, or is not ready within `ready_timeout_s`, raises
 `ServerFailed` with the tail of its log; so does a 200 from a process other than the child
-(`listener.py`: the port's listening socket must be the child's). The pipeline turns that into error.json (phase
+(`listener.py`: the port's listening socket must be the child's). The process entry turns that into error.json (stage
 `server_starting`), a structured failure like any other.
 
 How it is started: in its own process group (so `stop` signals the server and every worker it

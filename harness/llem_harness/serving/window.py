@@ -127,7 +127,7 @@ class LiveEdges:
         else:
             return
         if self.emit is not None:
-            self.emit("phase", phase="measuring", window="open" if kind == "start" else "closed")
+            self.emit("stage", stage="measuring", window="open" if kind == "start" else "closed")
         self.stalls_s.append(time.perf_counter() - t)
 
     def finish(self):

@@ -1,7 +1,7 @@
 """Progress and end-of-study output for the CLI.
 
 A live display (rich) when stdout is a TTY; one plain line per run otherwise; nothing but
-errors with --quiet. The harness's progress events drive the current-phase text.
+errors with --quiet. The harness's progress events drive the current-stage text.
 """
 from __future__ import annotations
 
@@ -125,7 +125,7 @@ class SlurmObserver(PlainObserver):
 
 
 class LiveObserver(PlainObserver):
-    """A rich progress bar over runs plus the current run's phase."""
+    """A rich progress bar over runs plus the current run's stage."""
 
     def __init__(self):
         super().__init__(quiet=False)
@@ -146,10 +146,11 @@ class LiveObserver(PlainObserver):
 
     def run_event(self, event: dict) -> None:
         super().run_event(event)
-        if event.get("event") == "phase":
-            self.progress.update(self.task, description=markup_safe(event.get("phase")))
+        if event.get("event") == "stage":
+            self.progress.update(self.task, description=markup_safe(event.get("stage")))
         elif event.get("event") == "batch":
-            self.progress.update(self.task, description=f"measuring batch {event.get('done')}/{event.get('total')}")
+            stage = markup_safe(event.get("stage") or "measuring")  # warm-up batches are not measured ones
+            self.progress.update(self.task, description=f"{stage} batch {event.get('done')}/{event.get('total')}")
 
     def run_finished(self, entry: ManifestEntry, outcome) -> None:
         super().run_finished(entry, outcome)

@@ -1,8 +1,10 @@
 """The harness's progress stream: one JSON object per stdout line.
 
-Events: {"event": "phase", "phase": <name>}, {"event": "batch", "phase", "done", "total"},
+Events: {"event": "stage", "stage": <name>}, {"event": "batch", "stage", "done", "total"},
 {"event": "warning", "message"}, {"event": "environment", "summary"}, {"event": "done", "ok"}.
 Every event carries `t` (unix seconds). The host uses them for progress and silence detection.
+A stage is a step of the run's lifecycle (starting ... writing: llem_harness/progress.py lists them);
+"phase" means only prefill or decode of a request.
 """
 from __future__ import annotations
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 
 from .base import OpenModel
 from .config import ExperimentConfig
@@ -109,4 +109,6 @@ class HarnessError(OpenModel):
     type: str
     message: str
     traceback: str | None = None
-    phase: str | None = None
+    # "stage", not "phase" (which means prefill/decode): error.json files written before the rename say "phase".
+    stage: str | None = Field(None, validation_alias=AliasChoices("stage", "phase"),
+                              description="the run's lifecycle stage the harness failed in (e.g. loading)")

@@ -185,7 +185,7 @@ def _stopped_before_start(run_dir: Path) -> None:
     from ..domain import ERROR_FILE, HarnessError
     from ..domain.io import write_json_atomic
 
-    error = HarnessError(type="Interrupted", phase="starting",
+    error = HarnessError(type="Interrupted", stage="starting",
                          message=f"stopped by {stop_signal()} before the harness started (the pre-imported "
                                  "worker was importing the engine)")
     try:

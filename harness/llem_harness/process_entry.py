@@ -1,9 +1,10 @@
-"""The harness process: read the run spec, run the measured run, write result.json or error.json.
+"""The harness process's entry (`python -m llem_harness RUN_DIR`): read the run spec, run the measured run,
+write result.json or error.json.
 
 The measured run itself (baseline, load, warm-up, window, result) is `measured_run.py`, the same
 for every mode; this module owns what surrounds it: signals that must always reach the error
 handler, the harness log, and the files the host reads — the result written atomically, or
-error.json naming the phase where anything failed (storage failures with their own exit status).
+error.json naming the stage where anything failed (storage failures with their own exit status).
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from llenergymeasure.domain import (ERROR_FILE, HARNESS_EXIT_STORAGE, HARNESS_LO
 from llenergymeasure.domain.io import write_json_atomic
 
 from .lifecycle import ignore_further_signals, install_signal_handlers, stop_with_parent, storage_failure
-from .progress import Phase, close_channel, emit, open_channel
+from .progress import Stage, close_channel, emit, open_channel
 
 log = logging.getLogger("llem_harness")
 
@@ -35,7 +36,7 @@ def main(argv: list[str]) -> int:
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         spec = RunSpec.model_validate_json((run_dir / RUN_SPEC_FILE).read_text())
         result = run(spec, run_dir)
-        Phase.enter("writing")
+        Stage.enter("writing")
         write_json_atomic(run_dir / RESULT_FILE, result)
         emit("done", ok=True)
         ignore_further_signals()  # the result is written: waiting for llem to read the last lines loses nothing
@@ -43,12 +44,12 @@ def main(argv: list[str]) -> int:
         return 0
     except BaseException as exc:  # noqa: BLE001 - every failure must leave error.json behind
         ignore_further_signals()  # a second signal must not cut the writing of error.json short
-        log.exception("run failed in phase %s", Phase.name)
+        log.exception("run failed in stage %s", Stage.name)
         storage = storage_failure(exc)
         kind = "StorageError" if storage is not None else type(exc).__name__
         message = (f"out of storage: {storage.strerror or storage} ({storage.filename or run_dir})"
                    if storage is not None else str(exc) or type(exc).__name__)
-        error = HarnessError(type=kind, message=message, traceback=traceback.format_exc(), phase=Phase.name)
+        error = HarnessError(type=kind, message=message, traceback=traceback.format_exc(), stage=Stage.name)
         try:
             write_json_atomic(run_dir / ERROR_FILE, error)
         except OSError:
