@@ -45,5 +45,5 @@ def harness_stages(run_dir: Path) -> list[str]:
 def expected_stages(load_stage: str) -> list[str]:
     """The one run skeleton's stages (offline: `loading`; serving: `server_starting`), as the host relies on."""
     importing = ["importing"] if load_stage == "loading" else []  # offline imports its engine in the harness
-    return ["starting", "environment", "baseline", *importing, load_stage, "loaded_idle", "warmup", "measuring",
+    return ["starting", "environment", "pre_load_idle", *importing, load_stage, "loaded_idle", "warmup", "measuring",
             "writing"]

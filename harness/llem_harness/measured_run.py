@@ -1,9 +1,9 @@
 """One measured run, whatever the workload: the order of the measurement, written once.
 
-    set up the measurement -> environment -> idle baseline -> import (offline) -> load -> loaded idle -> prepare prompts
+    set up the measurement -> environment -> pre-load idle -> import (offline) -> load -> loaded idle -> prepare prompts
     -> warm-up -> window open, workload, window closed -> result
 
-Order matters for the measurement (docs/methodology.md): idle baseline before the model loads;
+Order matters for the measurement (docs/methodology.md): idle power before the model loads;
 warm-up on prompts outside the measured set until latency settles; a window with nothing but the
 workload inside it; reads after the window never lose the measured run (after_window.py). The
 workload (workload.py: an offline batch loop, or a serving load) supplies only what differs.
@@ -40,7 +40,7 @@ def measured_run(spec: RunSpec, run_dir: Path) -> ExperimentResult:
         environment.gpus, environment.foreign_processes = session.gpu_environment()
         emit("environment", summary=session.summary())
 
-        Stage.enter("baseline")
+        Stage.enter("pre_load_idle")
         baseline = session.measure_pre_load_idle()
 
         engine_import_s = None

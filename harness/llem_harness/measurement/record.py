@@ -1,7 +1,7 @@
 """Record a real NVML trace for replay: `python -m llem_harness.measurement.record OUT.jsonl --duration-s N`.
 
 Samples every assigned GPU (CUDA_VISIBLE_DEVICES / --gpu honoured, by UUID) at --period-ms and writes
-the trace format of `replay.py` with provenance (GPU model, driver, CUDA driver, UTC date,
+the trace format of `devices/replay.py` with provenance (GPU model, driver, CUDA driver, UTC date,
 source "recorded"). Needs a machine with an NVIDIA GPU; put load on the GPU from another process
 while it records if the trace should show more than idle.
 """

@@ -87,6 +87,11 @@ class Sampler:
             self._thread.join(timeout=5.0)
             self._thread = None
 
+    @property
+    def running(self) -> bool:
+        """Whether the sampler thread is running (windows.py keeps it running while any window is open)."""
+        return self._thread is not None
+
     def snapshot(self) -> list[Tick]:
         """Every tick so far, in time order."""
         with self._lock:

@@ -50,6 +50,7 @@ class Window:
     name: str
     start: Edge
     end: Edge | None = None
+    edge_samples: list[Tick] = field(default_factory=list)  # the samples its edges took (the end's follows the edge)
 
     @property
     def duration_s(self) -> float:
@@ -91,7 +92,7 @@ class Windows:
         window = self._open[name] = Window(name, edge)
         if self.timeline is not None:
             if not edge.deferred:
-                self.timeline.sample_now()
+                window.edge_samples.append(self.timeline.sample_now())
             if len(self._open) == 1:
                 self.timeline.start()
         return window
@@ -102,8 +103,8 @@ class Windows:
             raise ValueError(f"window {name!r} is not open")
         window.end = edge if edge is not None else self.read_edge()
         if self.timeline is not None:
-            if not window.end.deferred:
-                self.timeline.sample_now()
+            if not window.end.deferred:  # taken after the counters were read: it belongs to the window all the same
+                window.edge_samples.append(self.timeline.sample_now())
             if not self._open:
                 self.timeline.stop()
         return window
@@ -114,10 +115,12 @@ class Windows:
                       Edge(end_clock_s, float("nan"), read=False))
 
     def ticks(self, window: Window) -> list[Tick]:
-        """The timeline's samples between the window's edges."""
+        """The timeline's samples between the window's edges, and the samples its edges took."""
         if self.timeline is None or window.end is None:
             return []
-        return self.timeline.between(window.start.clock_s, window.end.clock_s)
+        inside = self.timeline.between(window.start.clock_s, window.end.clock_s)
+        extra = [tk for tk in window.edge_samples if all(tk is not other for other in inside)]
+        return sorted(inside + extra, key=lambda tk: tk.t_s)
 
     def errors(self, window: Window) -> list[str]:
         """The timeline's read errors between the window's edges."""
