@@ -4,7 +4,7 @@ The host's progress display and silence detector read these lines (domain/progre
 them); `Stage.name` is also what error.json reports as the stage a failed run stopped in. A stage is a
 step of the run's lifecycle, in order: starting, environment, pre_load_idle, importing (offline), loading or
 server_starting, loaded_idle, warmup, measuring, writing (measured_run.py, process_entry.py). "Phase"
-means only prefill or decode of a request (phases.py).
+means only prefill or decode of a request (measurement/phases.py).
 
 Why a channel: the lines go through a pipe that llem drains. A stopped llem (Ctrl-Z, `kill -STOP`,
 a blocked terminal) stops draining it; a full pipe then blocks whoever writes, and a harness that

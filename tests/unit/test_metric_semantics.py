@@ -10,7 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from _measurement_helpers import measure, replay_session
-from llem_harness.phases import OVERLAP_ATTRIBUTION, phase_energy, split_phases, subtract, union
+from llem_harness.measurement.phases import OVERLAP_ATTRIBUTION, phase_energy, split_phases, subtract, union
 from llem_harness.offline_batches import _label_repeats, _requests_from_outputs
 from llem_harness.engines.base import BatchOutput, GeneratedRequest, completion_requests
 from llenergymeasure.domain import ExperimentConfig, RequestRecord, prompt_cache

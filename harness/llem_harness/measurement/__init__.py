@@ -6,7 +6,7 @@
   (`devices/choice.py`) and which GPUs, by UUID (`devices/selection.py`).
 - Measurement policy, on top: one named-window primitive (`windows.py`) over those meters and the
   sampler's timeline (`sampler.py`), on which the idle windows (`idle_power.py`), the run window and
-  the prefill/decode phases are built; what a closed run window measured (`run_window.py`,
+  the prefill/decode phases (`phases.py`) are built; what a closed run window measured (`run_window.py`,
   `energy.py`, `cross_check.py`, `idle_gpus.py`, `throttle.py`); contention, stalls and warm-up.
 
 The harness talks only to `MeasurementSession` (`session.py`, whose docstring is the contract).

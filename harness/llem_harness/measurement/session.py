@@ -45,6 +45,7 @@ from .devices.selection import select_for_run
 from .energy import integrate_power_j
 from .environment import environment_summary, read_environment
 from .idle_power import measure_gated, try_reuse
+from .phases import phase_energy as split_window_by_phase
 from .run_window import IdleWindows, WindowMeasurement, gpu_window_energy, save_timeseries, window_quality
 from .sampler import Sampler
 from .stall import StallWatch
@@ -259,8 +260,6 @@ class MeasurementSession:
         against intervals that can be shorter (method `timeline_integration`), scaled so that the
         phases add up to the counter's window energy, which stays the window total.
         """
-        from ..phases import phase_energy
-
         run = window.window
         if not self.devices or run is None or not window.ticks:
             return PhaseEnergy(unavailable_reason=self.unavailable_reason or "no power timeline")
@@ -278,7 +277,7 @@ class MeasurementSession:
             placed = self._windows.placed("phase", clock(a), clock(b))
             return integrate_power_j(points, placed.start.clock_s, placed.end.clock_s)
 
-        return phase_energy(intervals, (wall0, wall0 + run.duration_s / speed),
+        return split_window_by_phase(intervals, (wall0, wall0 + run.duration_s / speed),
                             [wall0 + (t - t0) / speed for t, _ in points], placed_energy_j,
                             window.energy.gpu_energy_raw_j)
 
