@@ -28,15 +28,15 @@ from typing import Any
 
 from llenergymeasure.domain import GpuInfo
 
-from . import SAMPLE_QUANTITIES, EnergyReading, GpuSample
+from . import SAMPLE_QUANTITIES, DeviceUnavailable, EnergyReading, GpuSample
 
 TRACE_FORMAT = "llem-nvml-trace"
 _INFO_KEYS = ("name", "power_limit_w", "persistence_mode", "mig_mode", "ecc_enabled", "memory_total_mb",
               "sm_clock_mhz", "mem_clock_mhz")
 
 
-class TraceError(ValueError):
-    pass
+class TraceError(DeviceUnavailable, ValueError):
+    """A replay trace that cannot be played: the message says what is wrong with the file."""
 
 
 class ReplayDevice:
