@@ -99,9 +99,12 @@ def test_timeseries_parquet_columns(monkeypatch, tmp_path):
     for gpu in (0, 1):
         assert {f"gpu{gpu}_power_instant_w", f"gpu{gpu}_energy_mj", f"gpu{gpu}_temperature_c",
                 f"gpu{gpu}_throttle_reasons", f"gpu{gpu}_sm_clock_mhz"} <= names
-    t = table.column("t_s").to_pylist()
-    assert t[0] == pytest.approx(0.0, abs=0.05) and t == sorted(t)
-    assert t[-1] == pytest.approx(window.window_s, abs=0.2)
+    t, forced = table.column("t_s").to_pylist(), table.column("forced").to_pylist()
+    # Seconds from the start edge: the start edge's own sample first, the end edge's (taken just after
+    # its counters were read) last, the sampler's between them. Order, not timing: a loaded machine
+    # delays each sample, never reorders them.
+    assert t == sorted(t) and forced[0] and forced[-1] and not any(forced[1:-1]) and len(t) > 10
+    assert 0.0 <= t[0] <= t[1] and t[-2] <= window.window_s <= t[-1]
     assert table.schema.metadata[b"gpu1_uuid"].decode() == UUID1
     assert set(table.column("gpu0_power_instant_w").to_pylist()) == {300.0}
 
