@@ -1,20 +1,20 @@
 """Idle power of the assigned GPUs: before the model loads, and again once it is loaded.
 
-Two idle windows (docs/energy-window.md; docs/methodology.md, "Idle baseline"): `pre_load_idle` (no
-CUDA context yet) and `loaded_idle` (model resident, engine idle, before warm-up), each a named
-window (windows.py). The result keeps its historical names: `baseline` is the pre-load idle,
-`loaded_idle` the loaded one, and `energy.baseline_power_w` the idle power subtracted. A loaded GPU idles higher, so `energy_adjusted_j` subtracts the
-loaded idle when it was measured. Temperature gate: a baseline whose own per-GPU temperature range
-exceeds TEMPERATURE_TOLERANCE_C (the GPU is still cooling or heating, so its idle power drifts) is
-measured again, for at most TEMPERATURE_MAX_WAIT_S in all; if it never settles, the last one is kept
-with `temperature_settled=False` and a warning.
+Two idle windows (docs/energy-window.md; docs/methodology.md, "Idle baseline"), each a named window
+(windows.py): `pre_load_idle` (no CUDA context yet) and `loaded_idle` (model resident, engine idle,
+before warm-up). The result keeps its older names: `baseline` is the pre-load idle, `loaded_idle`
+the loaded one, `energy.baseline_power_w` the idle power subtracted. A loaded GPU idles higher, so
+`energy_adjusted_j` subtracts the loaded idle when it was measured. Temperature gate: an idle
+window whose own per-GPU temperature range exceeds TEMPERATURE_TOLERANCE_C (the GPU is still
+cooling or heating, so its idle power drifts) is measured again, for at most TEMPERATURE_MAX_WAIT_S
+in all; if it never settles, the last one is kept with `temperature_settled=False` and a warning.
 
-Mean: from the energy-counter delta over the baseline when every GPU has a counter, so that
+Mean: from the energy-counter delta over the window when every GPU has a counter, so that
 `energy_adjusted_j = raw - baseline_power_w * window_s` subtracts a figure measured the same way
-as the window (method `counter_delta`); otherwise the mean of summed instant-power samples
+as the run window (method `counter_delta`); otherwise the mean of summed instant-power samples
 (`instant_power_samples`). Std and n always come from the instant-power samples (the spread a
-reader needs to judge the subtraction). Reuse: a baseline measured earlier in the study on the same
-GPU UUIDs is reused while younger than `reuse_ttl_s` (`fresh=False`, `age_s`), re-measured when stale.
+reader needs to judge the subtraction). Reuse: a pre-load idle measured earlier in the study on the
+same GPU UUIDs is reused while younger than `reuse_ttl_s` (`fresh=False`, `age_s`), re-measured when stale.
 """
 from __future__ import annotations
 
@@ -61,14 +61,14 @@ TEMPERATURE_TOLERANCE_C = 1.0   # NVML reports whole degrees: a range of 1 is fl
 TEMPERATURE_MAX_WAIT_S = 60.0   # bound on re-measuring a drifting baseline
 
 
-def measure_gated(backend: DeviceBackend, devices: list[GpuDevice], duration_s: float, period_ms: float,
+def measure_idle_gated(backend: DeviceBackend, devices: list[GpuDevice], duration_s: float, period_ms: float,
                   kind: str = "pre_load", max_wait_s: float = TEMPERATURE_MAX_WAIT_S) -> tuple[BaselineResult, list[str]]:
-    """A baseline measured again until its temperature range is within tolerance (bounded wait:
+    """An idle window measured again until its temperature range is within tolerance (bounded wait:
     `baseline.temperature_max_wait_s`; 0 measures once)."""
     tolerance_c = TEMPERATURE_TOLERANCE_C
     t_start = backend.clock()
     while True:
-        result, warnings = measure_baseline(backend, devices, duration_s, period_ms, name=f"{kind}_idle")
+        result, warnings = measure_idle_window(backend, devices, duration_s, period_ms, name=f"{kind}_idle")
         drift = result.temperature_drift_c
         waited_s = max(0.0, backend.clock() - t_start - result.duration_s)
         settled = None if drift is None else drift <= tolerance_c
@@ -82,7 +82,7 @@ def measure_gated(backend: DeviceBackend, devices: list[GpuDevice], duration_s: 
     return result, warnings
 
 
-def measure_baseline(backend: DeviceBackend, devices: list[GpuDevice], duration_s: float,
+def measure_idle_window(backend: DeviceBackend, devices: list[GpuDevice], duration_s: float,
                      period_ms: float, name: str = "idle") -> tuple[BaselineResult, list[str]]:
     """Idle power over one named window of `duration_s` (the engine does nothing meanwhile)."""
     uuids = [d.uuid for d in devices]

@@ -44,7 +44,7 @@ from .devices.rapl import cpu_energy
 from .devices.selection import select_for_run
 from .energy import integrate_power_j
 from .environment import environment_summary, read_environment
-from .idle_power import measure_gated, try_reuse
+from .idle_power import measure_idle_gated, try_reuse
 from .phases import phase_energy as split_window_by_phase
 from .run_window import IdleWindows, WindowMeasurement, gpu_window_energy, save_timeseries, window_quality
 from .sampler import Sampler
@@ -138,7 +138,7 @@ class MeasurementSession:
 
     # -- idle power ----------------------------------------------------------------------------
     def _measure_idle(self, kind: str) -> BaselineResult:
-        result, warnings = measure_gated(self.backend, self.devices, self.cfg.baseline.duration_s,
+        result, warnings = measure_idle_gated(self.backend, self.devices, self.cfg.baseline.duration_s,
                                          self.cfg.sampling_period_ms, kind=kind,
                                          max_wait_s=self.cfg.baseline.temperature_max_wait_s)
         for w in warnings:
