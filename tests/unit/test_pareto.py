@@ -69,7 +69,7 @@ def test_answer_is_the_least_energy_meeting_the_slo_with_its_margin():
 def test_labels_name_the_swept_values():
     labels = swept_labels([conf("a", [1], [1], batch_size=8, dtype="float16"),
                            conf("b", [1], [1], batch_size=4, dtype="float16")])
-    assert labels == {"a": "batch_size=8", "b": "batch_size=4"}
+    assert labels == {"a": "bs=8", "b": "bs=4"}  # the style of every table and figure (report_labels.py)
 
 
 def test_carbon_needs_a_given_intensity():
@@ -94,7 +94,7 @@ def test_pareto_command_prints_the_front_and_the_answer(tmp_path):
     runner = CliRunner()
     out = runner.invoke(cli, ["results", "pareto", str(study_dir), "--slo", "e2e_p90_s=100"])
     assert out.exit_code == 0, out.output
-    assert "front" in out.output and "answer: batch_size=4" in out.output
+    assert "front" in out.output and "answer: bs=4" in out.output
     none = runner.invoke(cli, ["results", "pareto", str(study_dir), "--slo", "e2e_p90_s=0.0001"])
     assert none.exit_code == 0 and "none meets it" in none.output
     data = json.loads(runner.invoke(cli, ["results", "pareto", str(study_dir), "--json", "--x",
@@ -129,10 +129,10 @@ def test_report_answers_under_the_study_slo_with_carbon_and_a_labelled_front(tmp
         "sweep": {"batch_size": [1, 4]}, "slo": {"e2e_p90_s": 100.0},
         "carbon": {"grid_intensity_g_per_kwh": 250, "source": "grid operator's annual mean", "date": "2026"}}), [])
     page = render_report(study_dir)
-    assert "Least energy under e2e_p90_s ≤ 100: batch_size=4</b>" in page
+    assert "Least energy under e2e_p90_s ≤ 100: bs=4</b>" in page
     assert "gCO2e per 1,000 requests" in page and "grid operator&#x27;s annual mean" in page
     svg = page[page.index('id="pareto"'):]
-    assert ">batch_size=4<" in svg.replace("</text>", "<")  # the figure names the point by its swept value
+    assert ">bs=4<" in svg.replace("</text>", "<")  # the figure names the point by its swept value
 
 
 def test_run_study_result_carries_the_front_and_null_carbon_with_reason(tmp_path):
@@ -146,7 +146,7 @@ def test_run_study_result_carries_the_front_and_null_carbon_with_reason(tmp_path
     result = StudyResult(study_id="s", study_name="s", study_dir=str(tmp_path), status="completed",
                          started_at="x", finished_at="y", experiments=results)
     _decide(StudyConfig.model_validate({"slo": {"e2e_p90_s": 100.0}}), result)
-    assert result.pareto["answer"]["best"]["label"] == "batch_size=4"
+    assert result.pareto["answer"]["best"]["label"] == "bs=4"
     assert result.carbon["grid"] is None and "no grid carbon intensity" in result.carbon["unavailable_reason"]
 
 

@@ -27,8 +27,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..domain.base import dotted_fields
 from ..domain.decision import parse_slo_name
+from . import report_labels
 from .stats import STAT_METRICS
 
 DEFAULT_Y = "energy_per_output_token_j"
@@ -82,25 +82,8 @@ def default_throughput(configurations: list[dict[str, Any]], x: str, y: str) -> 
 
 
 def swept_labels(configurations: list[dict[str, Any]]) -> dict[str, str]:
-    """config_hash -> 'batch_size=4, dtype=float16': the settings that differ between configurations."""
-    flats = {c["config_hash"]: dotted_fields(c.get("config") or {}) for c in configurations}
-    keys = sorted({k for f in flats.values() for k in f})
-    varying = [k for k in keys if k != "name" and len({repr(f.get(k)) for f in flats.values()}) > 1]
-    tails = [k.split(".")[-1] for k in varying]
-    names = {k: (t if tails.count(t) == 1 else k) for k, t in zip(varying, tails)}
-    out = {}
-    for c in configurations:
-        flat = flats[c["config_hash"]]
-        text = ", ".join(f"{names[k]}={_short(flat.get(k))}" for k in varying)
-        out[c["config_hash"]] = text or c.get("config_summary") or c["config_hash"]
-    return out
-
-
-def _short(value: Any) -> str:
-    text = str(value)
-    if "/" in text and len(text) > 24:  # a model path: its last part names it
-        text = text.rstrip("/").rsplit("/", 1)[-1]
-    return text[:40]
+    """config_hash -> its label ('bs=4 fp16', report_labels.py): the settings that differ, whole."""
+    return dict(zip((c["config_hash"] for c in configurations), report_labels.swept_labels(configurations, None)))
 
 
 def _summary(stats: dict[str, Any]) -> dict[str, Any]:
