@@ -49,7 +49,7 @@ def test_steady_configuration_stops_early_a_noisy_one_runs_to_the_cap_a_dominate
     assert runs == {0: 3, 1: 6, 2: 3}
     assert stops[0]["reason"].startswith("converged") and stops[0]["ci95_pct"] <= 2
     assert stops[1]["reason"].startswith("cap: max_cycles (6) reached") and stops[1]["runs"] == 6
-    assert stops[2]["reason"].startswith("dominated: batch_size=1")
+    assert stops[2]["reason"].startswith("dominated: bs=1")
     skipped = [e for e in manifest.entries if e.status == "skipped"]
     assert len(skipped) == 6 and {e.error_type for e in skipped} == {"AdaptiveStop"}
     assert {e.experiment_index for e in skipped} == {0, 2}
@@ -126,7 +126,7 @@ def test_decided_as_each_run_starts_with_runs_in_flight_the_record_counts_them(t
     stops = {a["experiment_index"]: a for a in manifest.adaptive}
     assert stops[0]["reason"].startswith("converged") and 3 <= runs[0] < 6
     assert stops[1]["reason"].startswith("cap: max_cycles (6) reached") and runs[1] == 6
-    assert stops[2]["reason"].startswith("dominated: batch_size=1") and runs[2] < 6
+    assert stops[2]["reason"].startswith("dominated: bs=1") and runs[2] < 6
     # The record holds every run that finished, those already in flight when it stopped included.
     assert {e: a["runs"] for e, a in stops.items()} == runs
     assert any(a.get("runs_in_flight_at_stop") for a in stops.values())
@@ -186,5 +186,5 @@ def test_slurm_waves_decide_between_waves_as_the_sequential_executor_would(tmp_p
     assert {exp: sum(1 for e, _ in ran if e == exp) for exp in ENERGY} == {0: 3, 1: 6, 2: 3}
     stops = {a["experiment_index"]: a["reason"] for a in writer.manifest.adaptive}
     assert stops[0].startswith("converged") and stops[1].startswith("cap: max_cycles (6)") and \
-        stops[2].startswith("dominated: batch_size=1")
+        stops[2].startswith("dominated: bs=1")
     assert [e.status for e in writer.manifest.entries].count("skipped") == 6
