@@ -53,15 +53,26 @@ def start() -> None:
 
 
 def _remove_secrets() -> list[str]:
+    """Secrets directories whose llem is dead: only real directories of this user, never through a link.
+
+    /tmp is shared: another user can make a directory of the same name (or a link of it) for
+    root's llem to remove. Only a directory owned by this uid, made owner-only (as `mkdtemp` makes
+    it), whose pid is not alive is removed; everything else is left where it is."""
     import shutil
+    import stat
 
     from .local_orphans import pid_alive
 
     removed = []
     for path in secrets_root().glob(f"{SECRETS_PREFIX}*"):
         pid = path.name.removeprefix(SECRETS_PREFIX).split("-", 1)[0]
-        if pid.isdigit() and not pid_alive(int(pid)):
-            shutil.rmtree(path, ignore_errors=True)
+        try:
+            info = path.lstat()
+        except OSError:
+            continue
+        ours = stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid() and not info.st_mode & 0o077
+        if ours and pid.isdigit() and not pid_alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)  # fd-based on Linux: links inside are removed, never followed
             removed.append(f"secrets directory {path}")
     return removed
 
