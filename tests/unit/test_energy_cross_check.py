@@ -9,23 +9,29 @@ from __future__ import annotations
 import pytest
 
 from llem_harness.measurement.cross_check import BASE_TOLERANCE, published_sensor
-from tests.unit._measurement_helpers import measure, replay_session
+from tests.unit._measurement_helpers import counter_energy_bounds, measure, measure_bracketed, replay_session
 
 
 def test_a_sound_counter_agrees_with_the_integrated_power(monkeypatch, tmp_path):
     session, events = replay_session(monkeypatch, tmp_path, "two_gpu_counter.jsonl")
-    window = measure(session, 6.0, 16.0)
+    window, span_s = measure_bracketed(session, 6.0, 16.0)
     session.close()
     check = window.energy.cross_check
     assert check.method == "counter_vs_instant_trapezoid" and check.flagged is False
     assert check.ratio == pytest.approx(1.0, abs=0.02) and check.base_tolerance == BASE_TOLERANCE
     assert [g.gpu_index for g in check.per_gpu] == [0, 1]
     for g, watts in zip(check.per_gpu, (300.0, 200.0)):
-        assert g.counter_energy_j == pytest.approx(watts * window.window_s, rel=0.02)
+        # Over the span the edges' counters were read over (clock reads around each edge: a loaded
+        # host preempting an edge between its counters and its clock cannot fail this).
+        low_j, high_j = counter_energy_bounds(watts, span_s)
+        assert low_j <= g.counter_energy_j <= high_j
         assert g.ratio == pytest.approx(1.0, abs=0.02) and g.flagged is False
         assert g.n_samples >= 50 and g.sample_period_ms == pytest.approx(100.0, rel=0.3)
-        # 10 s at 100 ms: the sampling explains 2 x peak x 0.1 s of the counter's energy on top of the base
-        assert BASE_TOLERANCE < g.tolerance < BASE_TOLERANCE + 0.03
+        # 10 s at ~100 ms: the sampling explains 2 x peak x the sampling period of the counter's energy on
+        # top of the base (about 0.02); the period is the one achieved, which a loaded host lengthens.
+        longest_s = max(g.sample_period_ms, g.counter_change_interval_ms or 0.0,
+                        g.power_change_interval_ms or 0.0) / 1000.0
+        assert BASE_TOLERANCE < g.tolerance <= BASE_TOLERANCE + 2 * watts * longest_s / low_j + 1e-9
         assert g.power_update_period_ms is None and g.sensor_averaging_share is None  # synthetic GPU: not known
     assert not any("disagree" in w for w in window.warnings)
 

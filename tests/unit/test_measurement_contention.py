@@ -102,15 +102,18 @@ def test_host_cpu_time_separates_this_process_tree_from_other_processes():
         time.sleep(0.3)
         _, tree = tree_cpu_s()
         assert foreign_pid not in tree and os.getpid() in tree
-        foreign_before = cpu_s(foreign_pid)
         monitor.start()
+        # The spinner's CPU time is read inside the monitor's span (after its start, before its stop):
+        # read outside, a loaded host that preempts this process at the span's edges would hand the
+        # spinner CPU time that the monitor rightly does not see.
+        foreign_before = cpu_s(foreign_pid)
         # Ours: a descendant that burns 0.6 s of CPU (CPU time, not wall time: this host may be busy),
         # plus the 2 clock ticks /proc may truncate from its user and system times.
         burn_s = 0.6 + 2 / os.sysconf("SC_CLK_TCK")
         subprocess.run([sys.executable, "-c", f"import time\nwhile time.process_time() < {burn_s}: pass\n"],
                        check=True)
-        result, warnings = monitor.stop()
         foreign_used = cpu_s(foreign_pid) - foreign_before
+        result, warnings = monitor.stop()
     finally:
         stop(foreign_pid)
     assert result.host_cpu_unavailable_reason is None

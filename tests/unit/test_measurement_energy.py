@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from _measurement_helpers import measure, replay_session
+from _measurement_helpers import counter_energy_bounds, measure, measure_bracketed, replay_session
 
 UUID0 = "GPU-5e5e5e5e-0000-4000-8000-000000000000"
 UUID1 = "GPU-5e5e5e5e-0000-4000-8000-000000000001"
@@ -16,16 +16,21 @@ UUID1 = "GPU-5e5e5e5e-0000-4000-8000-000000000001"
 
 def test_counter_deltas_across_two_gpus(monkeypatch, tmp_path):
     session, events = replay_session(monkeypatch, tmp_path, "two_gpu_counter.jsonl")
-    window = measure(session, 6.0, 16.0)
+    window, span_s = measure_bracketed(session, 6.0, 16.0)
     session.close()
     energy = window.energy
     assert energy.method == "counter"
     assert [g.gpu_uuid for g in energy.per_gpu] == [UUID0, UUID1]
     assert all(g.method == "counter" for g in energy.per_gpu)
-    assert energy.per_gpu[0].energy_j == pytest.approx(300.0 * window.window_s, rel=0.02)
-    assert energy.per_gpu[1].energy_j == pytest.approx(200.0 * window.window_s, rel=0.02)
+    # Each GPU's counter delta over the span its edges were read over (clock reads around each edge:
+    # a loaded host preempting an edge between its counters and its clock cannot fail this).
+    low_j, high_j = counter_energy_bounds(300.0, span_s)
+    assert low_j <= energy.per_gpu[0].energy_j <= high_j
+    low_j, high_j = counter_energy_bounds(200.0, span_s)
+    assert low_j <= energy.per_gpu[1].energy_j <= high_j
     assert energy.gpu_energy_raw_j == pytest.approx(sum(g.energy_j for g in energy.per_gpu))
-    assert energy.mean_power_w == pytest.approx(500.0, rel=0.02)
+    assert energy.mean_power_w == pytest.approx(energy.gpu_energy_raw_j / window.window_s)
+    assert span_s[0] <= window.window_s <= span_s[1]
     assert energy.gpu_energy_adjusted_j is None  # no baseline -> no adjusted value, never a guess
     assert window.sampler.n_samples >= 10
     assert not any("unavailable" in w for w in window.warnings)
@@ -59,12 +64,24 @@ def test_throttling_and_temperature_drift(monkeypatch, tmp_path):
     session.close()
     throttle = window.throttle
     assert throttle.occurred
-    assert throttle.reasons_s["sw_power_cap"] == pytest.approx(2.0, abs=0.35)
-    assert throttle.reasons_s["hw_thermal_slowdown"] == pytest.approx(1.0, abs=0.35)
+    # Each sample's reasons hold until the next sample, so a duration is off by at most the gap that
+    # straddles its onset plus the one that straddles its end: twice the largest gap the sampler left
+    # (~0.1 s on a quiet host; a loaded one skips deadlines, and the replay runs 10x the wall clock).
+    # The trace throttles 1-3 s (power cap) and 2-3 s (thermal); what lies inside the window's edges
+    # counts (a start edge a loaded host reads late may begin after 1 s).
+    tolerance_s = 2 * window.sampler.max_gap_ms / 1000.0
+    t0 = window.window.start.clock_s
+    assert throttle.reasons_s["sw_power_cap"] == pytest.approx(3.0 - max(1.0, t0), abs=tolerance_s)
+    assert throttle.reasons_s["hw_thermal_slowdown"] == pytest.approx(3.0 - max(2.0, t0), abs=tolerance_s)
+    assert throttle.reasons_s["sw_power_cap"] > throttle.reasons_s["hw_thermal_slowdown"]
     assert "gpu_idle" not in throttle.reasons_s
     assert any("sw_power_cap" in w for w in window.warnings)
     thermal = window.thermal
-    assert thermal.temperature_start_c < 45 and thermal.temperature_end_c > 60
+    # 40 °C + 5 °C/s (capped at 70): the start is the start edge's own sample, read right after the
+    # edge's clock (1 °C of slack = 0.2 trace s = 20 ms of wall time between two adjacent calls), so it
+    # follows the edge a loaded host reads late rather than a fixed "< 45 °C"; the end is past 5 s.
+    assert 40.0 + 5.0 * t0 - 0.2 <= thermal.temperature_start_c <= 40.0 + 5.0 * t0 + 1.0
+    assert thermal.temperature_end_c > 60
     assert thermal.temperature_max_c >= thermal.temperature_end_c
     assert any("temperature drifted" in w for w in window.warnings)
 

@@ -244,7 +244,11 @@ def test_live_edges_read_only_counters_and_keep_the_window_at_the_edges(monkeypa
     assert window.window_s == pytest.approx(live.end_edge.clock_s - t0)
     assert start_before <= t0 <= start_after and end_before <= live.end_edge.clock_s <= end_after
     assert end_before - start_after <= window.window_s <= end_after - start_before < 21.0 - 6.0
-    assert window.energy.gpu_energy_raw_j == pytest.approx(500.0 * window.window_s, rel=0.03)
+    # 500 W over the span the edges' counters were read over, known from the same clock reads (an edge
+    # reads its counters, then its clock: a preemption between them moves window_s, not the counters).
+    from _measurement_helpers import counter_energy_bounds
+    low_j, high_j = counter_energy_bounds(500.0, (end_before - start_after, end_after - start_before))
+    assert low_j <= window.energy.gpu_energy_raw_j <= high_j
     assert window.ticks and all(t0 <= tk.t_s <= live.end_edge.clock_s for tk in window.ticks)
     assert len(live.stalls_s) == 2 and window.timeseries_file
 
