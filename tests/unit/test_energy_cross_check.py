@@ -69,6 +69,20 @@ def test_a_short_window_widens_the_tolerance(monkeypatch, tmp_path):
         assert g.tolerance > BASE_TOLERANCE + 0.2 and g.flagged is False
 
 
+def test_a_window_shorter_than_one_sampling_period_is_not_judged(monkeypatch, tmp_path):
+    """Only the edges' own samples: no period bounds what the sampling misplaces. Judged against the base
+    tolerance alone, a sound counter was flagged ("one of the two readings is wrong") on such windows."""
+    session, _ = replay_session(monkeypatch, tmp_path, "two_gpu_counter.jsonl", sampling_period_ms=500)
+    window = measure(session, 8.0, 8.1)
+    session.close()
+    check = window.energy.cross_check
+    assert check.method == "unavailable" and check.flagged is None
+    for g in check.per_gpu:
+        assert g.flagged is None and g.ratio is None and g.counter_energy_j > 0
+        assert "none of them periodic" in g.unavailable_reason
+    assert not any("disagree" in w for w in window.warnings)
+
+
 def test_published_sensor_figures_only_where_known():
     period, share, source = published_sensor("NVIDIA H100 80GB HBM3")
     assert (period, share) == (100.0, 0.25) and "2312.02741" in source

@@ -13,7 +13,10 @@ The tolerance: BASE_TOLERANCE (the two readings take different firmware paths: t
 counter-vs-instant threshold) plus what sampling alone can misplace: at each of the two edges, up
 to one period at the window's peak power, where the period is the longest of the sample period,
 the observed update intervals of the instant power and of the counter, and the model's published
-update period. Relative to the counter energy, that term shrinks as the window grows.
+update period. Relative to the counter energy, that term shrinks as the window grows. A window
+with no periodic sample (shorter than one sampling period: only its edges' own samples) has no
+period to bound that term by: it is not compared, and says so, rather than judged against the base
+tolerance alone.
 
 Published sensor figures (SENSORS) are recorded where known for the GPU model: on A100 and H100 the
 instant reading is the mean over 25 ms of each 100 ms update period (Yang et al., "Part-time Power
@@ -81,6 +84,11 @@ def gpu_cross_check(dev: GpuDevice, pos: int, start: EnergyReading, end: EnergyR
         return check
     if check.instant_integral_j is None:
         check.unavailable_reason = f"{len(points)} instant-power sample(s) in the window: nothing to integrate"
+        return check
+    if check.sample_period_ms is None:  # only the edges' own samples: no period to bound the sampling's error by
+        check.unavailable_reason = (f"{len(points)} instant-power sample(s) in the window, none of them periodic: "
+                                    "what the sampling misplaces cannot be bounded, so the two are not compared")
+        check.instant_integral_j = None
         return check
     longest_ms = max(x for x in (check.sample_period_ms, check.power_change_interval_ms,
                                  check.counter_change_interval_ms, period_ms, 0.0) if x is not None)
