@@ -20,7 +20,8 @@ ENERGY = {0: [100.0, 100.5, 99.5, 100.2, 99.8, 100.1], 1: [50.0, 150.0, 80.0, 20
 BATCH = {0: 1, 1: 2, 2: 4}
 
 
-def drive(tmp_path: Path, energy=ENERGY, **execution):
+def _study(tmp_path: Path, energy: dict, execution: dict):
+    """The study's run, its planned order, its directory and manifest writer (nothing run yet)."""
     study = StudyConfig.model_validate({"name": "adaptive", "results_dir": str(tmp_path),
                                         "base": {"model": "org/tiny", "n_prompts": 4, "max_output_tokens": 8},
                                         "sweep": {"batch_size": [BATCH[i] for i in sorted(energy)]},
@@ -31,14 +32,24 @@ def drive(tmp_path: Path, energy=ENERGY, **execution):
     (study_dir / "runs").mkdir(parents=True)
     writer = ManifestWriter(new_manifest("s", "adaptive", study_dir, study.execution.planned_cycles, "interleaved",
                                          planned), study_dir / "manifest.json")
+    return run, order, planned, study_dir, writer
+
+
+def _complete(study_dir: Path, writer, order, index: int, energy: dict, ran: list) -> None:
+    """Run `index` completed with its cycle's energy: result.json written, the manifest updated."""
+    exp, cycle = order[index]
+    result = make_result(BATCH[exp], cycle, window_s=1.0, energy_j=energy[exp][cycle - 1], experiment_index=exp)
+    (study_dir / "runs" / result.run_id).mkdir()
+    write_json_atomic(study_dir / "runs" / result.run_id / "result.json", result)
+    writer.update(index, status="completed", run_id=result.run_id, result_file=f"runs/{result.run_id}/result.json")
+    ran.append((exp, cycle))
+
+
+def drive(tmp_path: Path, energy=ENERGY, **execution):
+    run, order, planned, study_dir, writer = _study(tmp_path, energy, execution)
     ran = []
     for index in run.decided_todo(writer, order, list(range(len(planned))), study_dir):
-        exp, cycle = order[index]
-        result = make_result(BATCH[exp], cycle, window_s=1.0, energy_j=energy[exp][cycle - 1], experiment_index=exp)
-        (study_dir / "runs" / result.run_id).mkdir()
-        write_json_atomic(study_dir / "runs" / result.run_id / "result.json", result)
-        writer.update(index, status="completed", run_id=result.run_id, result_file=f"runs/{result.run_id}/result.json")
-        ran.append((exp, cycle))
+        _complete(study_dir, writer, order, index, energy, ran)
     return writer.manifest, ran
 
 
@@ -87,27 +98,12 @@ def drive_in_flight(tmp_path: Path, width: int, energy=ENERGY, **execution):
     """As the parallel executor drives the controller: each run is decided (`skip`) as a worker is about to
     start it, while up to `width - 1` earlier runs are still in flight (their results not yet written);
     the oldest in flight finishes before the next decision once `width` are running."""
-    study = StudyConfig.model_validate({"name": "adaptive", "results_dir": str(tmp_path),
-                                        "base": {"model": "org/tiny", "n_prompts": 4, "max_output_tokens": 8},
-                                        "sweep": {"batch_size": [BATCH[i] for i in sorted(energy)]},
-                                        "execution": execution})
-    run = StudyRun(study)
-    order, planned = run.planned_entries()
-    study_dir = tmp_path / "study"
-    (study_dir / "runs").mkdir(parents=True)
-    writer = ManifestWriter(new_manifest("s", "adaptive", study_dir, study.execution.planned_cycles, "interleaved",
-                                         planned), study_dir / "manifest.json")
+    run, order, planned, study_dir, writer = _study(tmp_path, energy, execution)
     todo = run.decided_todo(writer, order, list(range(len(planned))), study_dir)
     in_flight, ran = [], []
 
     def finish_one():
-        index = in_flight.pop(0)
-        exp, cycle = order[index]
-        result = make_result(BATCH[exp], cycle, window_s=1.0, energy_j=energy[exp][cycle - 1], experiment_index=exp)
-        (study_dir / "runs" / result.run_id).mkdir()
-        write_json_atomic(study_dir / "runs" / result.run_id / "result.json", result)
-        writer.update(index, status="completed", run_id=result.run_id, result_file=f"runs/{result.run_id}/result.json")
-        ran.append((exp, cycle))
+        _complete(study_dir, writer, order, in_flight.pop(0), energy, ran)
 
     for index in todo.todo:
         if len(in_flight) >= width:
@@ -157,16 +153,7 @@ def test_an_executor_that_does_not_decide_each_run_still_refuses_adaptive_cycles
 def test_slurm_waves_decide_between_waves_as_the_sequential_executor_would(tmp_path):
     """As the Slurm collector drives it: a fresh controller per wave, built from the manifest and the
     result files alone; the first wave takes each configuration to its minimum, then one run each."""
-    study = StudyConfig.model_validate({"name": "adaptive", "results_dir": str(tmp_path),
-                                        "base": {"model": "org/tiny", "n_prompts": 4, "max_output_tokens": 8},
-                                        "sweep": {"batch_size": [BATCH[i] for i in sorted(ENERGY)]},
-                                        "execution": {"n_cycles": 3, "target_ci_pct": 2, "max_cycles": 6}})
-    run = StudyRun(study)
-    order, planned = run.planned_entries()
-    study_dir = tmp_path / "study"
-    (study_dir / "runs").mkdir(parents=True)
-    writer = ManifestWriter(new_manifest("s", "adaptive", study_dir, study.execution.planned_cycles, "interleaved",
-                                         planned), study_dir / "manifest.json")
+    run, order, _, study_dir, writer = _study(tmp_path, ENERGY, {"n_cycles": 3, "target_ci_pct": 2, "max_cycles": 6})
     waves, ran = [], []
     while True:
         pending = [i for i, e in enumerate(writer.manifest.entries) if e.status == "pending"]
@@ -175,13 +162,7 @@ def test_slurm_waves_decide_between_waves_as_the_sequential_executor_would(tmp_p
             break
         waves.append(len(wave))
         for index in wave:
-            exp, cycle = order[index]
-            result = make_result(BATCH[exp], cycle, window_s=1.0, energy_j=ENERGY[exp][cycle - 1], experiment_index=exp)
-            (study_dir / "runs" / result.run_id).mkdir()
-            write_json_atomic(study_dir / "runs" / result.run_id / "result.json", result)
-            writer.update(index, status="completed", run_id=result.run_id,
-                          result_file=f"runs/{result.run_id}/result.json")
-            ran.append((exp, cycle))
+            _complete(study_dir, writer, order, index, ENERGY, ran)
     assert waves == [9, 1, 1, 1]
     assert {exp: sum(1 for e, _ in ran if e == exp) for exp in ENERGY} == {0: 3, 1: 6, 2: 3}
     stops = {a["experiment_index"]: a["reason"] for a in writer.manifest.adaptive}
