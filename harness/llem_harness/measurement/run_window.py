@@ -31,9 +31,7 @@ Warn = Callable[[str], None]
 
 @dataclass
 class WindowMeasurement:
-    window_s: float
-    start_unix_s: float
-    end_unix_s: float
+    window: Window                          # the named run window itself (edges: clocks and counter readings)
     energy: EnergyResult
     cpu_energy: CpuEnergy
     contention: ContentionResult | None = None
@@ -43,8 +41,19 @@ class WindowMeasurement:
     timeseries_file: str | None = None
     warnings: list[str] = field(default_factory=list)
     stall_s: float = 0.0  # seconds inside the window the harness process did not run (stall.py)
-    window: Window | None = None            # the named window itself (edges: clocks and counter readings)
     ticks: list[Tick] = field(default_factory=list)  # the timeline's samples between its edges
+
+    @property
+    def window_s(self) -> float:
+        return self.window.duration_s
+
+    @property
+    def start_unix_s(self) -> float:
+        return self.window.start.wall_s
+
+    @property
+    def end_unix_s(self) -> float:
+        return self.window.end.wall_s
 
 
 @dataclass

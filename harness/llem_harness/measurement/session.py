@@ -79,7 +79,6 @@ class MeasurementSession:
         choice = open_backend()
         self.backend: DeviceBackend | None = choice.backend
         self.unavailable_reason = choice.unavailable_reason
-        self.notes = list(choice.notes)
         self.devices: list[GpuDevice] = []
         self._all_devices: list[GpuDevice] = []
         if self.backend is not None:
@@ -239,11 +238,10 @@ class MeasurementSession:
                 warn("replay trace ended before the window did (values held at the last sample)")
         energy_read = energy.method != "unavailable" or cpu.method != "unavailable"
         throttle, thermal = window_quality(window_s, energy_read, stats, ticks, self.devices, self.cfg, warn)
-        return WindowMeasurement(window_s=window_s, start_unix_s=window.start.wall_s, end_unix_s=window.end.wall_s,
-                                 energy=energy, cpu_energy=cpu, contention=contention, sampler=stats,
+        return WindowMeasurement(window=window, energy=energy, cpu_energy=cpu, contention=contention, sampler=stats,
                                  throttle=throttle, thermal=thermal,
                                  timeseries_file=save_timeseries(self.run_dir, ticks, self.devices, window, self.cfg),
-                                 warnings=warnings, stall_s=stall_s, window=window, ticks=ticks)
+                                 warnings=warnings, stall_s=stall_s, ticks=ticks)
 
     def _stall_inside(self, window: Window) -> float:
         if self._stall is None:
@@ -261,7 +259,7 @@ class MeasurementSession:
         phases add up to the counter's window energy, which stays the window total.
         """
         run = window.window
-        if not self.devices or run is None or not window.ticks:
+        if not self.devices or not window.ticks:
             return PhaseEnergy(unavailable_reason=self.unavailable_reason or "no power timeline")
         points = [(tk.t_s, sum(s.power_instant_w for s in tk.samples)) for tk in window.ticks
                   if all(s.power_instant_w is not None for s in tk.samples)]

@@ -11,7 +11,7 @@ needed on a CPU-only host.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from . import DeviceBackend, DeviceUnavailable
 from .rapl import RaplZone, open_rapl
@@ -24,7 +24,6 @@ REPLAY_SPEED_ENV = "LLEM_NVML_REPLAY_SPEED"
 class BackendChoice:
     backend: DeviceBackend | None
     unavailable_reason: str | None = None
-    notes: list[str] = field(default_factory=list)
 
 
 def open_backend() -> BackendChoice:
@@ -35,7 +34,7 @@ def open_backend() -> BackendChoice:
 
         speed = float(os.environ.get(REPLAY_SPEED_ENV, "1.0") or 1.0)
         backend = ReplayBackend.from_file(trace, speed=speed)
-        return BackendChoice(backend, notes=[f"NVML replay: {backend.description}"])
+        return BackendChoice(backend)
     from .nvml import NvmlBackend
 
     try:
